@@ -1,0 +1,108 @@
+#pragma once
+// A Hugging Face model directory: config.json plus either model.safetensors or shards
+// listed by model.safetensors.index.json. Finds every tensor by name across the
+// shards and works out which name prefix the checkpoint uses (spec section 5).
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "gemma4/error.hpp"
+#include "gemma4/weights/safetensors.hpp"
+
+namespace gemma4 {
+
+inline constexpr std::string_view kMultimodalPrefix = "model.language_model.";
+inline constexpr std::string_view kTextOnlyPrefix = "model.";
+inline constexpr std::string_view kSingleFileName = "model.safetensors";
+inline constexpr std::string_view kIndexFileName = "model.safetensors.index.json";
+
+inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: missing or unreadable", path.string());
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: not valid JSON: {}", path.string(), e.what());
+  }
+}
+
+class Checkpoint {
+ public:
+  explicit Checkpoint(const std::filesystem::path& dir) : dir_(dir) {
+    if (!std::filesystem::is_directory(dir)) fail("{}: not a model directory", dir.string());
+    config_ = read_json_file(dir / "config.json");
+    if (std::filesystem::exists(dir / kIndexFileName)) {
+      open_shards(read_json_file(dir / kIndexFileName));
+    } else if (std::filesystem::exists(dir / kSingleFileName)) {
+      add_file(kSingleFileName);
+    } else {
+      fail("{}: no {} and no {}", dir.string(), kSingleFileName, kIndexFileName);
+    }
+    prefix_ = find(std::string(kMultimodalPrefix) + "embed_tokens.weight") != nullptr ? kMultimodalPrefix : kTextOnlyPrefix;
+  }
+
+  const std::filesystem::path& dir() const { return dir_; }
+  const nlohmann::json& config() const { return config_; }
+  // "model.language_model." (multimodal checkpoint) or "model." (text-only).
+  std::string_view prefix() const { return prefix_; }
+  const std::vector<SafetensorsFile>& files() const { return files_; }
+
+  const TensorInfo* find(const std::string& full_name) const {
+    const auto it = by_name_.find(full_name);
+    return it == by_name_.end() ? nullptr : it->second;
+  }
+
+ private:
+  void open_shards(const nlohmann::json& index) {
+    const std::string where = (dir_ / kIndexFileName).string();
+    const auto map = index.find("weight_map");
+    if (!index.is_object() || map == index.end() || !map->is_object()) fail("{}: no \"weight_map\" object", where);
+    std::set<std::string> shards;
+    for (const auto& [tensor, shard] : map->items()) {
+      if (!shard.is_string()) fail("{}: weight_map entry for '{}' is not a file name", where, tensor);
+      const auto name = shard.get<std::string>();
+      // Shards live next to the index; a path elsewhere is a broken or hostile index.
+      if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+        fail("{}: shard name '{}' for tensor '{}' is not a plain file name", where, name, tensor);
+      }
+      shards.insert(name);
+    }
+    for (const auto& shard : shards) {
+      if (!std::filesystem::exists(dir_ / shard)) fail("{}: shard '{}' listed in the index is missing", where, shard);
+      add_file(shard);
+    }
+    for (const auto& [tensor, shard] : map->items()) {
+      const TensorInfo* info = find(tensor);
+      if (info == nullptr || files_[file_of_.at(tensor)].path().filename() != shard.get<std::string>()) {
+        fail("{}: index puts tensor '{}' in shard '{}', which does not hold it", where, tensor, shard.get<std::string>());
+      }
+    }
+  }
+
+  void add_file(std::string_view name) {
+    files_.emplace_back(dir_ / name);
+    const std::size_t file = files_.size() - 1;
+    for (const TensorInfo& t : files_.back().tensors()) {
+      if (!by_name_.emplace(t.name, &t).second) {
+        fail("{}: tensor '{}' is stored twice (also in {})", (dir_ / name).string(), t.name,
+             files_[file_of_.at(t.name)].path().filename().string());
+      }
+      file_of_.emplace(t.name, file);
+    }
+  }
+
+  std::filesystem::path dir_;
+  nlohmann::json config_;
+  std::vector<SafetensorsFile> files_;
+  std::unordered_map<std::string, const TensorInfo*> by_name_;
+  std::unordered_map<std::string, std::size_t> file_of_;
+  std::string_view prefix_;
+};
+
+}  // namespace gemma4
