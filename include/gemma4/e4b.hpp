@@ -4,6 +4,7 @@
 
 #include "gemma4/config/model_config.hpp"
 #include "gemma4/config/topology.hpp"
+#include "gemma4/model/session.hpp"
 #include "gemma4/weights/load.hpp"
 
 namespace gemma4 {

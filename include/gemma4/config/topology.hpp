@@ -4,6 +4,7 @@
 // each layer's head dim and FFN width. Evaluated at compile time for the compiled
 // variants (see e2b.hpp), so the forward pass never looks them up per token.
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 
@@ -87,6 +88,17 @@ constexpr bool is_supported_topology(const ModelConfig& c) {
     if (kv_donor(c, l) < 0) return false;
   }
   return true;
+}
+
+// Grouped-query attention: query head h reads kv head h / (heads / kv_heads).
+constexpr int kv_head_of(int query_head, int num_heads, int num_kv_heads) {
+  return query_head / (num_heads / num_kv_heads);
+}
+
+// The first key position a query at `query_pos` sees. Causal; a sliding layer also
+// requires key_pos > query_pos - window, so a key exactly `window` back is excluded.
+constexpr int first_visible_position(int query_pos, AttentionType type, int window) {
+  return type == AttentionType::kSliding ? std::max(0, query_pos - window + 1) : 0;
 }
 
 // Everything the loader and the forward pass need to know about one layer.

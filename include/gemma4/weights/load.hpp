@@ -101,6 +101,7 @@ class Weights {
     }
     slot.shape = {want[0], want.size() == 2 ? want[1] : 1};
     slot.dtype = *t->dtype;
+    slot.stored_dtype = *t->dtype;
     slot.data = t->bytes.data();
     report_.weight_bytes += t->bytes.size();
     ++report_.tensors_used;

@@ -53,6 +53,7 @@ constexpr std::int64_t dim_size(Dim dim, const ModelConfig& c, const LayerFacts&
 struct TensorView {
   const std::byte* data = nullptr;
   DType dtype = DType::kF32;
+  DType stored_dtype = DType::kF32;     // as in the checkpoint, before any widening
   std::array<std::int64_t, 2> shape{};  // [rows, cols]; a vector is [n, 1]
 
   std::size_t size() const { return static_cast<std::size_t>(shape[0] * shape[1]); }

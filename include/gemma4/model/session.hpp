@@ -1,0 +1,309 @@
+#pragma once
+// A session runs the Gemma 4 forward pass (spec sections 3-4) over a token stream and
+// owns the KV caches. Everything is sized from the variant's topology and max_context
+// when the session is created; running tokens allocates nothing.
+//
+// Caches: a sliding layer keeps a ring of sliding_window + prefill_chunk - 1 positions
+// (enough that writing a whole chunk never overwrites a key a query of that chunk still
+// sees); a full layer keeps max_context positions; a KV-shared layer keeps nothing and
+// reads its donor's cache. Prompts run in chunks of up to prefill_chunk tokens as
+// matrix-matrix products; decoding is the same path with one token.
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "gemma4/config/topology.hpp"
+#include "gemma4/error.hpp"
+#include "gemma4/ops/ops-inl.h"
+#include "gemma4/weights/load.hpp"
+
+namespace gemma4 {
+
+namespace ops = gemma4::HWY_NAMESPACE;
+
+struct SessionOptions {
+  int max_context = 4096;   // positions; going past it is an Error
+  int prefill_chunk = 64;   // tokens per matrix-matrix step of a prompt
+};
+
+enum class Logits { kAll, kLast };
+
+// f32 frequencies of each rotated pair of one attention type; 0 for unrotated pairs
+// (the proportional RoPE of full layers rotates only partial_rotary_factor of them,
+// with exponents over the whole head dim).
+inline std::vector<float> rope_frequencies(const Rope& rope, int head_dim) {
+  const int half = head_dim / 2;
+  const int rotated = static_cast<int>(std::lround(rope.partial_rotary_factor * half));
+  std::vector<float> f(static_cast<std::size_t>(half), 0.0f);
+  for (int i = 0; i < rotated; ++i) {
+    f[i] = 1.0f / std::pow(static_cast<float>(rope.rope_theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  }
+  return f;
+}
+
+// HF scales embeddings by sqrt(hidden_size) cast to the weights' dtype (39.25 for E2B in bf16).
+inline float embedding_scale(int hidden_size, DType stored) {
+  const float scale = std::sqrt(static_cast<float>(hidden_size));
+  if (stored == DType::kBF16) return bf16_to_f32(f32_to_bf16(scale));
+  if (stored == DType::kF16) return f16_to_f32(f32_to_f16(scale));
+  return scale;
+}
+
+template <Variant V>
+class Session {
+  static constexpr const ModelConfig& kC = V::config;
+  static constexpr int kHidden = kC.hidden_size;
+  static constexpr int kHeads = kC.num_attention_heads;
+  static constexpr int kKvHeads = kC.num_key_value_heads;
+  static constexpr int kPle = kC.hidden_size_per_layer_input;
+  static constexpr int kNumLayers = kC.num_hidden_layers;
+  static constexpr int kVocab = kC.vocab_size;
+  static constexpr int kWindow = kC.sliding_window;
+  static constexpr int kMaxHeadDim = std::max(kC.head_dim.value, kC.global_head_dim.value);
+  static constexpr int kMaxFfn = ffn_width(kC, LayerKind{AttentionType::kSliding, true});
+  static_assert(kMaxFfn >= kC.intermediate_size, "gemma4: the shared-layer FFN is the widest");
+  static_assert(kHeads % kKvHeads == 0, "gemma4: query heads must group evenly over kv heads");
+
+ public:
+  explicit Session(const Weights<V>& weights, const SessionOptions& options = {})
+      : weights_(weights), options_(options) {
+    if (options.max_context < 1 || options.max_context > kC.max_position_embeddings) {
+      fail("max_context must be in [1, {}], got {}", kC.max_position_embeddings.value, options.max_context);
+    }
+    if (options.prefill_chunk < 1) fail("prefill_chunk must be at least 1, got {}", options.prefill_chunk);
+    const std::size_t chunk = static_cast<std::size_t>(options.prefill_chunk);
+    for (const LayerFacts& f : kLayers<V>) {
+      if (f.kind.kv_shared) continue;
+      const bool sliding = f.kind.attention == AttentionType::kSliding;
+      const int capacity = sliding ? std::min(options.max_context, kWindow + options.prefill_chunk - 1) : options.max_context;
+      const std::size_t floats = static_cast<std::size_t>(capacity) * kKvHeads * f.head_dim;
+      caches_.push_back({std::vector<float>(floats), std::vector<float>(floats), capacity});
+    }
+    x_.resize(chunk * kHidden);
+    normed_.resize(chunk * kHidden);
+    q_.resize(chunk * kHeads * kMaxHeadDim);
+    k_.resize(chunk * kKvHeads * kMaxHeadDim);
+    v_.resize(chunk * kKvHeads * kMaxHeadDim);
+    attn_.resize(chunk * kHeads * kMaxHeadDim);
+    gate_.resize(chunk * kMaxFfn);
+    up_.resize(chunk * kMaxFfn);
+    ple_.resize(chunk * kNumLayers * kPle);
+    ple_gate_.resize(chunk * kPle);
+    scores_.resize(static_cast<std::size_t>(options.max_context));
+    for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {
+      const int d = head_dim(kC, type);
+      const Rope& rope = type == AttentionType::kFull ? kC.rope_parameters.value.full_attention
+                                                      : kC.rope_parameters.value.sliding_attention;
+      RopeTables& r = rope_[static_cast<int>(type)];
+      r.frequencies = rope_frequencies(rope, d);
+      r.cos.resize(chunk * d / 2);
+      r.sin.resize(chunk * d / 2);
+    }
+    embed_scale_ = embedding_scale(kHidden, weights.global.embed_tokens.stored_dtype);
+  }
+
+  int position() const { return position_; }
+  int max_context() const { return options_.max_context; }
+  void reset() { position_ = 0; }
+
+  // Runs `tokens` at the next positions. `logits` receives [tokens.size(), vocab] floats
+  // for Logits::kAll, or [vocab] for the last token with Logits::kLast. Errors (and no
+  // change to the session) for an unknown token id, a context overflow or a wrong size.
+  void forward(std::span<const int> tokens, Logits which, std::span<float> logits) {
+    if (tokens.empty()) fail("forward: no tokens");
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      if (tokens[i] < 0 || tokens[i] >= kVocab) {
+        fail("token id {} at index {} is outside the vocabulary [0, {})", tokens[i], i, kVocab);
+      }
+    }
+    if (tokens.size() > static_cast<std::size_t>(options_.max_context - position_)) {
+      fail("{} tokens at position {} exceed the context of {} positions", tokens.size(), position_, options_.max_context);
+    }
+    const std::size_t want = (which == Logits::kAll ? tokens.size() : 1) * kVocab;
+    if (logits.size() != want) fail("forward: logits buffer holds {} floats, needs {}", logits.size(), want);
+
+    const std::size_t chunk = static_cast<std::size_t>(options_.prefill_chunk);
+    for (std::size_t first = 0; first < tokens.size(); first += chunk) {
+      const std::size_t n = std::min(chunk, tokens.size() - first);
+      run_chunk(tokens.subspan(first, n));
+      if (which == Logits::kAll) {
+        final_logits(0, n, logits.subspan(first * kVocab, n * kVocab));
+      } else if (first + n == tokens.size()) {
+        final_logits(n - 1, 1, logits);
+      }
+      position_ += static_cast<int>(n);
+    }
+  }
+
+ private:
+  struct KvCache {
+    std::vector<float> k, v;  // [capacity, kv_heads, head_dim]; position p at row p % capacity
+    int capacity;
+  };
+  struct RopeTables {
+    std::vector<float> frequencies;  // [head_dim / 2]
+    std::vector<float> cos, sin;     // [chunk, head_dim / 2] for the chunk's positions
+  };
+
+  void run_chunk(std::span<const int> tokens) {
+    const int n = static_cast<int>(tokens.size());
+    embed(tokens);
+    per_layer_inputs(tokens);
+    for (RopeTables& r : rope_) {
+      const std::size_t half = r.frequencies.size();
+      for (int t = 0; t < n; ++t) {
+        const float pos = static_cast<float>(position_ + t);
+        for (std::size_t i = 0; i < half; ++i) {
+          const float angle = pos * r.frequencies[i];
+          r.cos[t * half + i] = std::cos(angle);
+          r.sin[t * half + i] = std::sin(angle);
+        }
+      }
+    }
+    run_layers(n, std::make_index_sequence<kNumLayers>{});
+  }
+
+  // h = E[token] * embed_scale
+  void embed(std::span<const int> tokens) {
+    const TensorView& e = weights_.global.embed_tokens;
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+      const std::size_t row = static_cast<std::size_t>(tokens[t]) * kHidden;
+      for (int i = 0; i < kHidden; ++i) x_[t * kHidden + i] = e.at(row + i) * embed_scale_;
+    }
+  }
+
+  // ple[t][l] = (RMSNorm(W_plp h * hidden^-0.5) + E_ple[token][l] * sqrt(P)) * 2^-0.5
+  void per_layer_inputs(std::span<const int> tokens) {
+    const GlobalWeights& g = weights_.global;
+    const std::size_t n = tokens.size(), width = static_cast<std::size_t>(kNumLayers) * kPle;
+    ops::MatMul(g.per_layer_model_projection, x_.data(), n, ple_.data());
+    ops::Scale(ple_.data(), n * width, 1.0f / std::sqrt(static_cast<float>(kHidden)));
+    ops::RMSNormRows(ple_.data(), n * kNumLayers, kPle, g.per_layer_projection_norm, kC.rms_norm_eps);
+    const float token_scale = std::sqrt(static_cast<float>(kPle));
+    const float mix = 1.0f / std::sqrt(2.0f);
+    const TensorView& table = g.embed_tokens_per_layer;  // mapped; only these rows are read
+    for (std::size_t t = 0; t < n; ++t) {
+      const std::size_t row = static_cast<std::size_t>(tokens[t]) * width;
+      float* ple = ple_.data() + t * width;
+      for (std::size_t i = 0; i < width; ++i) ple[i] = (ple[i] + table.at(row + i) * token_scale) * mix;
+    }
+  }
+
+  template <std::size_t... kLayer>
+  void run_layers(int n, std::index_sequence<kLayer...>) {
+    (run_layer<kLayers<V>[kLayer].kind>(static_cast<int>(kLayer), n), ...);
+  }
+
+  // One decoder layer of kind kKind over the chunk's n tokens (spec section 3).
+  template <LayerKind kKind>
+  void run_layer(int layer, int n) {
+    constexpr int D = head_dim(kC, kKind.attention);
+    const LayerWeights& w = weights_.layers[layer];
+    const float eps = kC.rms_norm_eps;
+    const std::size_t hidden_floats = static_cast<std::size_t>(n) * kHidden;
+    const RopeTables& rope = rope_[static_cast<int>(kKind.attention)];
+    KvCache& cache = caches_[kLayers<V>[layer].kv_cache_slot];
+
+    // Attention.
+    std::copy_n(x_.data(), hidden_floats, normed_.data());
+    ops::RMSNormRows(normed_.data(), n, kHidden, w.input_layernorm, eps);
+    ops::MatMul(w.q_proj, normed_.data(), n, q_.data());
+    ops::RMSNormRows(q_.data(), n * kHeads, D, w.q_norm, eps);
+    apply_rope<D>(q_.data(), n, kHeads, rope);
+    if constexpr (!kKind.kv_shared) {
+      ops::MatMul(w.k_proj, normed_.data(), n, k_.data());
+      ops::RMSNormRows(k_.data(), n * kKvHeads, D, w.k_norm, eps);
+      apply_rope<D>(k_.data(), n, kKvHeads, rope);
+      ops::MatMul(w.v_proj, normed_.data(), n, v_.data());
+      for (int r = 0; r < n * kKvHeads; ++r) ops::RMSNormPlain(v_.data() + r * D, D, eps);
+      const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
+      for (int t = 0; t < n; ++t) {
+        const std::size_t slot = static_cast<std::size_t>((position_ + t) % cache.capacity);
+        std::copy_n(k_.data() + t * row, row, cache.k.data() + slot * row);
+        std::copy_n(v_.data() + t * row, row, cache.v.data() + slot * row);
+      }
+    }
+    attend<D, kKind.attention>(cache, n);
+    ops::MatMul(w.o_proj, attn_.data(), n, normed_.data());
+    ops::RMSNormRows(normed_.data(), n, kHidden, w.post_attention_layernorm, eps);
+    ops::AddTo(normed_.data(), x_.data(), hidden_floats);
+
+    // MLP.
+    constexpr int F = ffn_width(kC, kKind);
+    std::copy_n(x_.data(), hidden_floats, normed_.data());
+    ops::RMSNormRows(normed_.data(), n, kHidden, w.pre_feedforward_layernorm, eps);
+    ops::MatMul(w.gate_proj, normed_.data(), n, gate_.data());
+    ops::MatMul(w.up_proj, normed_.data(), n, up_.data());
+    ops::GeluMul(gate_.data(), up_.data(), static_cast<std::size_t>(n) * F);
+    ops::MatMul(w.down_proj, gate_.data(), n, normed_.data());
+    ops::RMSNormRows(normed_.data(), n, kHidden, w.post_feedforward_layernorm, eps);
+    ops::AddTo(normed_.data(), x_.data(), hidden_floats);
+
+    // Per-layer input.
+    ops::MatMul(w.per_layer_input_gate, x_.data(), n, ple_gate_.data());
+    for (int t = 0; t < n; ++t) {
+      ops::GeluMul(ple_gate_.data() + t * kPle, ple_.data() + (static_cast<std::size_t>(t) * kNumLayers + layer) * kPle, kPle);
+    }
+    ops::MatMul(w.per_layer_projection, ple_gate_.data(), n, normed_.data());
+    ops::RMSNormRows(normed_.data(), n, kHidden, w.post_per_layer_input_norm, eps);
+    ops::AddTo(normed_.data(), x_.data(), hidden_floats);
+
+    ops::Scale(x_.data(), hidden_floats, w.layer_scalar.at(0));
+  }
+
+  template <int D>
+  void apply_rope(float* heads, int n, int num_heads, const RopeTables& rope) {
+    for (int t = 0; t < n; ++t) {
+      for (int h = 0; h < num_heads; ++h) {
+        ops::Rope(heads + (static_cast<std::size_t>(t) * num_heads + h) * D, rope.cos.data() + t * D / 2,
+                  rope.sin.data() + t * D / 2, D / 2);
+      }
+    }
+  }
+
+  // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see.
+  template <int D, AttentionType kType>
+  void attend(const KvCache& cache, int n) {
+    const std::size_t row_stride = static_cast<std::size_t>(kKvHeads) * D;
+    for (int t = 0; t < n; ++t) {
+      const int query_pos = position_ + t;
+      const int first = first_visible_position(query_pos, kType, kWindow);
+      for (int h = 0; h < kHeads; ++h) {
+        const std::size_t kv_offset = static_cast<std::size_t>(kv_head_of(h, kHeads, kKvHeads)) * D;
+        const std::size_t head = static_cast<std::size_t>(t) * kHeads + h;
+        ops::AttendHead(q_.data() + head * D, cache.k.data() + kv_offset, cache.v.data() + kv_offset, D, row_stride, first,
+                        query_pos, cache.capacity, scores_.data(), attn_.data() + head * D);
+      }
+    }
+  }
+
+  // logits of `count` chunk tokens from `first`: softcap(E . RMSNorm(x, norm)).
+  void final_logits(std::size_t first, std::size_t count, std::span<float> out) {
+    std::copy_n(x_.data() + first * kHidden, count * kHidden, normed_.data());
+    ops::RMSNormRows(normed_.data(), count, kHidden, weights_.global.norm, kC.rms_norm_eps);
+    ops::MatMul(weights_.global.embed_tokens, normed_.data(), count, out.data());
+    if (kC.final_logit_softcapping > 0) ops::Softcap(out.data(), out.size(), static_cast<float>(kC.final_logit_softcapping));
+  }
+
+  const Weights<V>& weights_;
+  SessionOptions options_;
+  int position_ = 0;
+  float embed_scale_ = 1.0f;
+  std::vector<KvCache> caches_;  // one per layer that owns a cache, by kv_cache_slot
+  RopeTables rope_[2];           // by AttentionType
+  // Scratch for one chunk of up to prefill_chunk tokens.
+  std::vector<float> x_;         // [chunk, hidden] residual stream
+  std::vector<float> normed_;    // [chunk, hidden]
+  std::vector<float> q_;         // [chunk, heads, head_dim]
+  std::vector<float> k_, v_;     // [chunk, kv_heads, head_dim]
+  std::vector<float> attn_;      // [chunk, heads, head_dim]
+  std::vector<float> gate_, up_; // [chunk, ffn]
+  std::vector<float> ple_;       // [chunk, layers, ple_dim]
+  std::vector<float> ple_gate_;  // [chunk, ple_dim]
+  std::vector<float> scores_;    // [max_context]
+};
+
+}  // namespace gemma4

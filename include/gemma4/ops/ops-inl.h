@@ -1,0 +1,278 @@
+// SIMD kernels of the forward pass, written once with Highway. Header-only users get
+// static dispatch for the target they compile for (-march=...); a user who wants
+// runtime dispatch re-includes this file from a foreach_target translation unit.
+// Weights arrive as f32 or bf16 (as stored in the checkpoint); activations are f32.
+// Lengths need not be multiples of the vector width: a scalar tail finishes each loop.
+
+#ifndef GEMMA4_OPS_OPS_INL_H_
+#define GEMMA4_OPS_OPS_INL_H_
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+
+#include "gemma4/weights/model_weights.hpp"
+#endif  // GEMMA4_OPS_OPS_INL_H_
+
+#if defined(GEMMA4_OPS_OPS_TOGGLE) == defined(HWY_TARGET_TOGGLE)
+#ifdef GEMMA4_OPS_OPS_TOGGLE
+#undef GEMMA4_OPS_OPS_TOGGLE
+#else
+#define GEMMA4_OPS_OPS_TOGGLE
+#endif
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gemma4 {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+HWY_INLINE VF LoadF32(DF df, const float* p) { return hn::LoadU(df, p); }
+HWY_INLINE VF LoadF32(DF df, const hwy::bfloat16_t* p) {
+  const hn::Rebind<hwy::bfloat16_t, DF> dbf;
+  return hn::PromoteTo(df, hn::LoadU(dbf, p));
+}
+HWY_INLINE float ToF32(float v) { return v; }
+HWY_INLINE float ToF32(hwy::bfloat16_t v) { return hwy::F32FromBF16(v); }
+
+// Calls f with the tensor's elements as const float* or const hwy::bfloat16_t*: one
+// branch per call on the stored dtype, never per element. The loader has widened F16.
+template <typename F>
+HWY_INLINE decltype(auto) WithElements(const TensorView& t, F&& f) {
+  if (t.dtype == DType::kBF16) return f(reinterpret_cast<const hwy::bfloat16_t*>(t.data));
+  return f(reinterpret_cast<const float*>(t.data));
+}
+
+HWY_INLINE float ReduceSum(DF df, VF v) { return hn::GetLane(hn::SumOfLanes(df, v)); }
+
+// out[t * out_stride] = dot(row, x[t * x_stride, :]) for kTokens tokens at once: each
+// weight vector is loaded (and widened) once and used for every token, which is what
+// makes prefill a matrix-matrix product. The summation order of each dot product does
+// not depend on kTokens, so a token's result is the same bit for bit whether it runs in
+// a prefill block or alone in a decode step.
+template <size_t kTokens, typename WT>
+HWY_INLINE void RowTimesTokens(const WT* HWY_RESTRICT row, size_t cols, const float* HWY_RESTRICT x, size_t x_stride,
+                               float* HWY_RESTRICT out, size_t out_stride) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  // Two chains per token: a lone token (decode) still has two FMAs in flight.
+  VF even[kTokens], odd[kTokens];
+  for (size_t t = 0; t < kTokens; ++t) even[t] = odd[t] = hn::Zero(df);
+  const size_t vectors = cols / N;
+  size_t i = 0;
+  for (size_t v = 0; v + 2 <= vectors; v += 2, i += 2 * N) {
+    const VF w0 = LoadF32(df, row + i), w1 = LoadF32(df, row + i + N);
+    for (size_t t = 0; t < kTokens; ++t) {
+      even[t] = hn::MulAdd(w0, hn::LoadU(df, x + t * x_stride + i), even[t]);
+      odd[t] = hn::MulAdd(w1, hn::LoadU(df, x + t * x_stride + i + N), odd[t]);
+    }
+  }
+  if (vectors % 2 != 0) {
+    const VF w0 = LoadF32(df, row + i);
+    for (size_t t = 0; t < kTokens; ++t) even[t] = hn::MulAdd(w0, hn::LoadU(df, x + t * x_stride + i), even[t]);
+    i += N;
+  }
+  for (size_t t = 0; t < kTokens; ++t) {
+    float total = ReduceSum(df, hn::Add(even[t], odd[t]));
+    for (size_t j = i; j < cols; ++j) total += ToF32(row[j]) * x[t * x_stride + j];
+    out[t * out_stride] = total;
+  }
+}
+
+// dot(w[0:n], x[0:n]); w f32 or bf16.
+template <typename WT>
+HWY_INLINE float Dot(const WT* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t n) {
+  float result;
+  RowTimesTokens<1>(w, n, x, n, &result, 1);
+  return result;
+}
+
+// out[t, r] = sum_c w[r, c] * x[t, c]: a linear layer (weights [rows, cols], row =
+// output feature) over `tokens` inputs [tokens, cols]; out is [tokens, rows].
+template <typename WT>
+HWY_NOINLINE void MatMul(const WT* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t tokens,
+                         float* HWY_RESTRICT out) {
+  constexpr size_t kBlock = 4;
+  size_t t = 0;
+  for (; t + kBlock <= tokens; t += kBlock) {
+    for (size_t r = 0; r < rows; ++r) RowTimesTokens<kBlock>(w + r * cols, cols, x + t * cols, cols, out + t * rows + r, rows);
+  }
+  for (; t < tokens; ++t) {
+    for (size_t r = 0; r < rows; ++r) RowTimesTokens<1>(w + r * cols, cols, x + t * cols, cols, out + t * rows + r, rows);
+  }
+}
+
+HWY_INLINE void MatMul(const TensorView& w, const float* x, size_t tokens, float* out) {
+  WithElements(w, [&](const auto* elements) {
+    MatMul(elements, static_cast<size_t>(w.shape[0]), static_cast<size_t>(w.shape[1]), x, tokens, out);
+  });
+}
+
+HWY_INLINE float SumOfSquares(const float* HWY_RESTRICT x, size_t n) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  VF sum = hn::Zero(df);
+  size_t i = 0;
+  for (; i < n - n % N; i += N) {
+    const VF v = hn::LoadU(df, x + i);
+    sum = hn::MulAdd(v, v, sum);
+  }
+  float total = ReduceSum(df, sum);
+  for (; i < n; ++i) total += x[i] * x[i];
+  return total;
+}
+
+// out = x * (mean(x^2) + eps)^-0.5 * w. Gemma 4 multiplies by w itself (not 1 + w).
+// out may alias x.
+template <typename WT>
+HWY_INLINE void RMSNorm(const float* x, const WT* HWY_RESTRICT w, size_t n, float eps, float* out) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const float inv = 1.0f / std::sqrt(SumOfSquares(x, n) / static_cast<float>(n) + eps);
+  const VF vinv = hn::Set(df, inv);
+  size_t i = 0;
+  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(df, x + i), vinv), LoadF32(df, w + i)), df, out + i);
+  for (; i < n; ++i) out[i] = x[i] * inv * ToF32(w[i]);
+}
+
+// RMSNorm without a weight (Gemma 4's v_norm); in place.
+HWY_INLINE void RMSNormPlain(float* x, size_t n, float eps) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const float inv = 1.0f / std::sqrt(SumOfSquares(x, n) / static_cast<float>(n) + eps);
+  const VF vinv = hn::Set(df, inv);
+  size_t i = 0;
+  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), vinv), df, x + i);
+  for (; i < n; ++i) x[i] *= inv;
+}
+
+// RMSNorm of each of `count` consecutive rows of length n, in place, with one weight.
+HWY_INLINE void RMSNormRows(float* x, size_t count, size_t n, const TensorView& w, float eps) {
+  WithElements(w, [&](const auto* weight) {
+    for (size_t r = 0; r < count; ++r) RMSNorm(x + r * n, weight, n, eps, x + r * n);
+  });
+}
+
+// gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+HWY_INLINE VF GeluTanh(DF df, VF x) {
+  const VF inner = hn::Mul(hn::Set(df, 0.7978845608028654f), hn::MulAdd(hn::Mul(hn::Set(df, 0.044715f), x), hn::Mul(x, x), x));
+  return hn::Mul(hn::Mul(hn::Set(df, 0.5f), x), hn::Add(hn::Set(df, 1.0f), hn::Tanh(df, inner)));
+}
+
+HWY_INLINE float GeluTanh(float x) {
+  return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+}
+
+// gate[i] = gelu_tanh(gate[i]) * other[i]
+HWY_INLINE void GeluMul(float* HWY_RESTRICT gate, const float* HWY_RESTRICT other, size_t n) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(GeluTanh(df, hn::LoadU(df, gate + i)), hn::LoadU(df, other + i)), df, gate + i);
+  for (; i < n; ++i) gate[i] = GeluTanh(gate[i]) * other[i];
+}
+
+// x = cap * tanh(x / cap)
+HWY_INLINE void Softcap(float* x, size_t n, float cap) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const VF vcap = hn::Set(df, cap), vinv = hn::Set(df, 1.0f / cap);
+  size_t i = 0;
+  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(vcap, hn::Tanh(df, hn::Mul(hn::LoadU(df, x + i), vinv))), df, x + i);
+  for (; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
+// Rotate-half RoPE over a whole head of length 2 * half: pair (i, i + half) turns by
+// the angle whose cos/sin are given. Pairs with frequency 0 (cos 1, sin 0) stay exact.
+HWY_INLINE void Rope(float* HWY_RESTRICT x, const float* HWY_RESTRICT cos, const float* HWY_RESTRICT sin, size_t half) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  float* HWY_RESTRICT y = x + half;
+  size_t i = 0;
+  for (; i < half - half % N; i += N) {
+    const VF a = hn::LoadU(df, x + i), b = hn::LoadU(df, y + i);
+    const VF c = hn::LoadU(df, cos + i), s = hn::LoadU(df, sin + i);
+    hn::StoreU(hn::NegMulAdd(b, s, hn::Mul(a, c)), df, x + i);
+    hn::StoreU(hn::MulAdd(a, s, hn::Mul(b, c)), df, y + i);
+  }
+  for (; i < half; ++i) {
+    const float a = x[i], b = y[i];
+    x[i] = a * cos[i] - b * sin[i];
+    y[i] = b * cos[i] + a * sin[i];
+  }
+}
+
+// x = softmax(x), in f32.
+HWY_INLINE void Softmax(float* x, size_t n) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  float max = -INFINITY;
+  for (size_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+  const VF vmax = hn::Set(df, max);
+  VF vsum = hn::Zero(df);
+  size_t i = 0;
+  for (; i < n - n % N; i += N) {
+    const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), vmax));
+    hn::StoreU(e, df, x + i);
+    vsum = hn::Add(vsum, e);
+  }
+  float sum = ReduceSum(df, vsum);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  const VF vinv = hn::Set(df, inv);
+  for (i = 0; i < n - n % N; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), vinv), df, x + i);
+  for (; i < n; ++i) x[i] *= inv;
+}
+
+// out += a * x
+HWY_INLINE void MulAddTo(float a, const float* HWY_RESTRICT x, float* HWY_RESTRICT out, size_t n) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const VF va = hn::Set(df, a);
+  size_t i = 0;
+  for (; i < n - n % N; i += N) hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, out + i)), df, out + i);
+  for (; i < n; ++i) out[i] += a * x[i];
+}
+
+// One query head's attention over the cached positions [first, last]: scores q . k
+// (scale 1.0), softmax, weighted sum of v into out [D]. Position p sits at row
+// p % capacity of k and v, rows `row_stride` floats apart. scores needs last - first + 1.
+HWY_INLINE void AttendHead(const float* HWY_RESTRICT q, const float* HWY_RESTRICT k, const float* HWY_RESTRICT v,
+                           size_t D, size_t row_stride, int first, int last, int capacity, float* HWY_RESTRICT scores,
+                           float* HWY_RESTRICT out) {
+  const size_t count = static_cast<size_t>(last - first + 1);
+  for (size_t j = 0; j < count; ++j) {
+    scores[j] = Dot(k + static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride, q, D);
+  }
+  Softmax(scores, count);
+  std::fill_n(out, D, 0.0f);
+  for (size_t j = 0; j < count; ++j) {
+    MulAddTo(scores[j], v + static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride, out, D);
+  }
+}
+
+// out += x
+HWY_INLINE void AddTo(const float* HWY_RESTRICT x, float* HWY_RESTRICT out, size_t n) { MulAddTo(1.0f, x, out, n); }
+
+// x *= a
+HWY_INLINE void Scale(float* x, size_t n, float a) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const VF va = hn::Set(df, a);
+  size_t i = 0;
+  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), va), df, x + i);
+  for (; i < n; ++i) x[i] *= a;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gemma4
+HWY_AFTER_NAMESPACE();
+
+#endif  // toggle

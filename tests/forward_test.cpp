@@ -1,0 +1,123 @@
+// The optimised forward pass against the double-precision reference, and prefill,
+// decode and any mix of them against each other.
+
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "gemma4/tiny.hpp"
+#include "gemma4/weights/synthetic.hpp"
+#include "reference_model.hpp"
+#include "support.hpp"
+
+using namespace gemma4;
+using namespace gemma4::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::vector<int> random_tokens(int count, int vocab, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> id(0, vocab - 1);
+  std::vector<int> tokens{2};  // <bos>
+  while (static_cast<int>(tokens.size()) < count) tokens.push_back(id(rng));
+  return tokens;
+}
+
+template <typename V>
+std::vector<float> run_all(const Weights<V>& w, const std::vector<int>& tokens, SessionOptions options = {}) {
+  Session<V> session(w, options);
+  std::vector<float> logits(tokens.size() * V::config.vocab_size);
+  session.forward(tokens, Logits::kAll, logits);
+  return logits;
+}
+
+// Runs tokens in pieces of the given sizes (1 = a decode step) and gathers all logits.
+template <typename V>
+std::vector<float> run_pieces(const Weights<V>& w, const std::vector<int>& tokens, const std::vector<int>& pieces,
+                              SessionOptions options = {}) {
+  Session<V> session(w, options);
+  const std::size_t vocab = V::config.vocab_size;
+  std::vector<float> logits(tokens.size() * vocab);
+  std::size_t done = 0;
+  for (std::size_t i = 0; done < tokens.size(); ++i) {
+    const std::size_t n = std::min<std::size_t>(pieces[i % pieces.size()], tokens.size() - done);
+    session.forward(std::span(tokens).subspan(done, n), Logits::kAll, std::span(logits).subspan(done * vocab, n * vocab));
+    done += n;
+  }
+  return logits;
+}
+
+double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(double(a[i]) - b[i]) / std::max(1.0, std::abs(double(b[i]))));
+  }
+  return worst;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("logits match the double-precision reference at every position", "[forward]", TinyE2B, TinyE4B) {
+  const auto dtype = GENERATE(DType::kBF16, DType::kF32);
+  const auto seed = GENERATE(1u, 2u, 3u);
+  TempDir dir;
+  write_synthetic_checkpoint(TestType::config, dir.path(), {.dtype = dtype, .seed = seed});
+  const Weights<TestType> w(dir.path());
+  const auto tokens = random_tokens(64, TestType::config.vocab_size, seed);  // 4 sliding windows
+  const auto ours = run_all(w, tokens, {.max_context = 64, .prefill_chunk = 24});
+  const auto reference = reference_logits(w, tokens);
+  const std::size_t vocab = TestType::config.vocab_size;
+  double worst = 0;
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    double position_worst = 0;
+    for (std::size_t i = 0; i < vocab; ++i) position_worst = std::max(position_worst, std::abs(ours[t * vocab + i] - reference[t * vocab + i]));
+    INFO("position " << t << " dtype " << dtype_name(dtype) << " seed " << seed);
+    CHECK(position_worst <= 2e-3);
+    worst = std::max(worst, position_worst);
+  }
+  WARN(TestType::name << " " << dtype_name(dtype) << " seed " << seed << ": max |ours - reference| = " << worst);
+}
+
+TEMPLATE_TEST_CASE("prefill, decode and any mix give the same logits", "[forward]", TinyE2B, TinyE4B) {
+  TempDir dir;
+  write_synthetic_checkpoint(TestType::config, dir.path(), {.seed = 7});
+  const Weights<TestType> w(dir.path());
+  const auto tokens = random_tokens(60, TestType::config.vocab_size, 7);
+  const auto prefill = run_all(w, tokens, {.max_context = 64});
+  // The contract is 1e-4 relative; the kernels sum every dot product in the same order
+  // whatever the batch, so the results are in fact identical.
+  CHECK(max_relative_difference(run_pieces(w, tokens, {1}, {.max_context = 64}), prefill) == 0.0);
+  CHECK(max_relative_difference(run_pieces(w, tokens, {10, 1, 1, 1, 1, 1, 20}, {.max_context = 64}), prefill) == 0.0);
+  CHECK(max_relative_difference(run_pieces(w, tokens, {3, 17, 1}, {.max_context = 60, .prefill_chunk = 5}), prefill) == 0.0);
+}
+
+TEST_CASE("the last-token logits equal the last row of all logits", "[forward]") {
+  TempDir dir;
+  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 4});
+  const Weights<TinyE2B> w(dir.path());
+  const auto tokens = random_tokens(20, 1024, 4);
+  const auto all = run_all(w, tokens);
+  Session<TinyE2B> session(w);
+  std::vector<float> last(1024);
+  session.forward(tokens, Logits::kLast, last);
+  CHECK(max_relative_difference(last, std::vector<float>(all.end() - 1024, all.end())) == 0.0);
+}
+
+TEST_CASE("bad input to a session is an error that leaves it unchanged", "[forward][hostile]") {
+  TempDir dir;
+  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 4});
+  const Weights<TinyE2B> w(dir.path());
+  Session<TinyE2B> session(w, {.max_context = 8});
+  std::vector<float> logits(1024);
+  const std::vector<int> unknown_high{2, 1024}, unknown_negative{-1}, too_long(9, 5), ok{2, 5};
+  CHECK_THROWS_WITH(session.forward(unknown_high, Logits::kLast, logits), Contains("token id 1024 at index 1 is outside the vocabulary"));
+  CHECK_THROWS_WITH(session.forward(unknown_negative, Logits::kLast, logits), Contains("token id -1"));
+  CHECK_THROWS_WITH(session.forward(too_long, Logits::kLast, logits), Contains("exceed the context of 8 positions"));
+  CHECK_THROWS_WITH(session.forward(ok, Logits::kAll, logits), Contains("needs 2048"));
+  CHECK(session.position() == 0);
+  session.forward(ok, Logits::kLast, logits);
+  CHECK(session.position() == 2);
+  CHECK_THROWS_WITH(session.forward(std::vector<int>(7, 5), Logits::kLast, logits), Contains("7 tokens at position 2 exceed"));
+  CHECK_THROWS_WITH(Session<TinyE2B>(w, {.max_context = 0}), Contains("max_context must be in [1, 131072]"));
+}

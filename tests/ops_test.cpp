@@ -1,0 +1,182 @@
+// Each SIMD kernel against a plain scalar version, on lengths around the vector width
+// ({1, 3, N-1, N, N+1, 8N+2}) and at misaligned addresses, for the target compiled.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gemma4/config/topology.hpp"
+#include "gemma4/ops/ops-inl.h"
+
+using namespace gemma4;
+namespace ops = gemma4::HWY_NAMESPACE;
+
+namespace {
+
+std::vector<std::size_t> lengths() {
+  const std::size_t N = hwy::HWY_NAMESPACE::Lanes(ops::DF());
+  return {1, 3, N - 1 == 0 ? 2 : N - 1, N, N + 1, 8 * N + 2};
+}
+
+// Random values, starting one float past an aligned address so loads are misaligned.
+struct Buffer {
+  std::vector<float> storage;
+  float* data;
+  Buffer(std::size_t n, unsigned seed, float lo = -2.0f, float hi = 2.0f) : storage(n + 1) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(lo, hi);
+    for (auto& v : storage) v = u(rng);
+    data = storage.data() + 1;
+  }
+};
+
+std::vector<hwy::bfloat16_t> to_bf16(const float* x, std::size_t n) {
+  std::vector<hwy::bfloat16_t> out(n);
+  for (std::size_t i = 0; i < n; ++i) out[i] = hwy::BF16FromF32(x[i]);
+  return out;
+}
+
+double scalar_gelu(double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
+
+}  // namespace
+
+TEST_CASE("RMSNorm with and without weight matches scalar", "[ops]") {
+  for (std::size_t n : lengths()) {
+    Buffer x(n, 1), w(n, 2, 0.5f, 1.5f);
+    double ms = 0;
+    for (std::size_t i = 0; i < n; ++i) ms += double(x.data[i]) * x.data[i];
+    const double inv = 1 / std::sqrt(ms / n + 1e-6);
+    std::vector<float> out(n);
+    ops::RMSNorm(x.data, w.data, n, 1e-6f, out.data());
+    const auto wb = to_bf16(w.data, n);
+    std::vector<float> out_bf16(n);
+    ops::RMSNorm(x.data, wb.data(), n, 1e-6f, out_bf16.data());
+    std::vector<float> plain(x.data, x.data + n);
+    ops::RMSNormPlain(plain.data(), n, 1e-6f);
+    for (std::size_t i = 0; i < n; ++i) {
+      INFO("n " << n << " i " << i);
+      CHECK(out[i] == Approx(x.data[i] * inv * w.data[i]).epsilon(1e-5));
+      CHECK(out_bf16[i] == Approx(x.data[i] * inv * hwy::F32FromBF16(wb[i])).epsilon(1e-5));
+      CHECK(plain[i] == Approx(x.data[i] * inv).epsilon(1e-5));
+    }
+  }
+}
+
+TEST_CASE("MatMul of f32 and bf16 weights matches scalar for any token count", "[ops]") {
+  for (std::size_t cols : lengths()) {
+    for (std::size_t tokens : {1, 3, 4, 5, 9}) {
+      const std::size_t rows = 7;
+      Buffer w(rows * cols, 3), x(tokens * cols, 4);
+      const auto wb = to_bf16(w.data, rows * cols);
+      std::vector<float> out(tokens * rows), out_bf16(tokens * rows);
+      ops::MatMul(w.data, rows, cols, x.data, tokens, out.data());
+      ops::MatMul(wb.data(), rows, cols, x.data, tokens, out_bf16.data());
+      for (std::size_t t = 0; t < tokens; ++t) {
+        for (std::size_t r = 0; r < rows; ++r) {
+          double want = 0, want_bf16 = 0;
+          for (std::size_t c = 0; c < cols; ++c) {
+            want += double(w.data[r * cols + c]) * x.data[t * cols + c];
+            want_bf16 += double(hwy::F32FromBF16(wb[r * cols + c])) * x.data[t * cols + c];
+          }
+          INFO("cols " << cols << " tokens " << tokens << " t " << t << " r " << r);
+          CHECK(out[t * rows + r] == Approx(want).margin(1e-4));
+          CHECK(out_bf16[t * rows + r] == Approx(want_bf16).margin(1e-4));
+          // A token's result does not depend on the batch it runs in.
+          CHECK(out[t * rows + r] == ops::Dot(w.data + r * cols, x.data + t * cols, cols));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gelu_tanh and softcap match scalar", "[ops]") {
+  for (std::size_t n : lengths()) {
+    Buffer gate(n, 5, -6.0f, 6.0f), up(n, 6), capped(n, 7, -100.0f, 100.0f);
+    std::vector<float> g(gate.data, gate.data + n), c(capped.data, capped.data + n);
+    ops::GeluMul(g.data(), up.data, n);
+    ops::Softcap(c.data(), n, 30.0f);
+    for (std::size_t i = 0; i < n; ++i) {
+      CHECK(g[i] == Approx(scalar_gelu(gate.data[i]) * up.data[i]).margin(1e-5));
+      CHECK(c[i] == Approx(30.0 * std::tanh(capped.data[i] / 30.0)).margin(1e-4));
+    }
+  }
+}
+
+TEST_CASE("rotate-half RoPE, including unrotated pairs, matches scalar", "[ops]") {
+  for (std::size_t half : lengths()) {
+    Buffer x(2 * half, 8), angle(half, 9, -3.0f, 3.0f);
+    std::vector<float> cos(half), sin(half);
+    for (std::size_t i = 0; i < half; ++i) {
+      // The proportional form leaves the upper pairs unrotated: frequency 0.
+      const float a = i >= half / 2 + 1 ? 0.0f : angle.data[i];
+      cos[i] = std::cos(a);
+      sin[i] = std::sin(a);
+    }
+    std::vector<float> y(x.data, x.data + 2 * half);
+    ops::Rope(y.data(), cos.data(), sin.data(), half);
+    for (std::size_t i = 0; i < half; ++i) {
+      const double a = x.data[i], b = x.data[i + half];
+      CHECK(y[i] == Approx(a * cos[i] - b * sin[i]).margin(1e-6));
+      CHECK(y[i + half] == Approx(b * cos[i] + a * sin[i]).margin(1e-6));
+      if (sin[i] == 0.0f) {
+        CHECK(y[i] == x.data[i]);  // unrotated pairs stay exact
+        CHECK(y[i + half] == x.data[i + half]);
+      }
+    }
+  }
+}
+
+TEST_CASE("softmax matches scalar and sums to 1", "[ops]") {
+  for (std::size_t n : lengths()) {
+    Buffer x(n, 10, -20.0f, 20.0f);
+    std::vector<float> p(x.data, x.data + n);
+    ops::Softmax(p.data(), n);
+    double max = -INFINITY, sum = 0, total = 0;
+    for (std::size_t i = 0; i < n; ++i) max = std::max<double>(max, x.data[i]);
+    for (std::size_t i = 0; i < n; ++i) sum += std::exp(x.data[i] - max);
+    for (std::size_t i = 0; i < n; ++i) {
+      CHECK(p[i] == Approx(std::exp(x.data[i] - max) / sum).margin(1e-6));
+      total += p[i];
+    }
+    CHECK(total == Approx(1.0).margin(1e-5));
+  }
+}
+
+TEST_CASE("attention over a ring of cached positions matches scalar", "[ops]") {
+  const std::size_t D = 12, kv_heads = 2, stride = kv_heads * D;
+  const int capacity = 7;
+  Buffer k(capacity * stride, 11), v(capacity * stride, 12), q(D, 13);
+  // Positions 10..14 live in a ring of 7 rows: row = position % 7.
+  const int first = 10, last = 14;
+  std::vector<float> scores(5), out(D);
+  ops::AttendHead(q.data, k.data + D, v.data + D, D, stride, first, last, capacity, scores.data(), out.data());
+  std::vector<double> s;
+  double max = -INFINITY, sum = 0;
+  for (int p = first; p <= last; ++p) {
+    double dot = 0;
+    for (std::size_t i = 0; i < D; ++i) dot += double(q.data[i]) * k.data[(p % capacity) * stride + D + i];
+    s.push_back(dot);
+    max = std::max(max, dot);
+  }
+  for (double x : s) sum += std::exp(x - max);
+  for (std::size_t i = 0; i < D; ++i) {
+    double want = 0;
+    for (int p = first; p <= last; ++p) want += std::exp(s[p - first] - max) / sum * v.data[(p % capacity) * stride + D + i];
+    CHECK(out[i] == Approx(want).margin(1e-5));
+  }
+}
+
+TEST_CASE("the sliding-window edge and the GQA head mapping", "[ops]") {
+  // A key exactly `window` positions back is excluded, `window - 1` back included.
+  CHECK(first_visible_position(600, AttentionType::kSliding, 512) == 600 - 511);
+  CHECK(first_visible_position(511, AttentionType::kSliding, 512) == 0);
+  CHECK(first_visible_position(512, AttentionType::kSliding, 512) == 1);
+  CHECK(first_visible_position(600, AttentionType::kFull, 512) == 0);
+  // E2B: 8 query heads share 1 kv head; E4B: heads 0-3 read kv head 0, 4-7 kv head 1.
+  for (int h = 0; h < 8; ++h) {
+    CHECK(kv_head_of(h, 8, 1) == 0);
+    CHECK(kv_head_of(h, 8, 2) == h / 4);
+  }
+}

@@ -1,0 +1,157 @@
+#pragma once
+// A plain double-precision Gemma 4 forward pass, written directly from spec sections
+// 3-4 and sharing no code with the library's forward pass: the oracle the optimised
+// path is held to. It recomputes attention over the whole sequence with explicit masks
+// instead of keeping caches, and reads weights one element at a time.
+
+#include <cmath>
+#include <vector>
+
+#include "gemma4/weights/load.hpp"
+
+namespace gemma4::test {
+
+template <Variant V>
+std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>& tokens) {  // [T, vocab]
+  using Vec = std::vector<double>;
+  const ModelConfig& c = V::config;
+  const int T = static_cast<int>(tokens.size());
+  const int hidden = c.hidden_size, H = c.num_attention_heads, K = c.num_key_value_heads, L = c.num_hidden_layers;
+  const int P = c.hidden_size_per_layer_input;
+  const double eps = c.rms_norm_eps;
+
+  auto linear = [](const TensorView& m, const Vec& x) {
+    const auto rows = static_cast<std::size_t>(m.shape[0]), cols = static_cast<std::size_t>(m.shape[1]);
+    Vec y(rows, 0.0);
+    for (std::size_t r = 0; r < rows; ++r) {
+      double s = 0;
+      for (std::size_t i = 0; i < cols; ++i) s += static_cast<double>(m.at(r * cols + i)) * x[i];
+      y[r] = s;
+    }
+    return y;
+  };
+  // RMSNorm of x[offset, offset + n), with weight (or none).
+  auto rms_norm = [eps](Vec& x, std::size_t offset, std::size_t n, const TensorView* weight) {
+    double ms = 0;
+    for (std::size_t i = 0; i < n; ++i) ms += x[offset + i] * x[offset + i];
+    const double inv = 1.0 / std::sqrt(ms / static_cast<double>(n) + eps);
+    for (std::size_t i = 0; i < n; ++i) x[offset + i] *= inv * (weight ? static_cast<double>(weight->at(i)) : 1.0);
+  };
+  auto gelu = [](double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); };
+  auto rope = [&](Vec& x, std::size_t offset, int D, bool full, int pos) {
+    const Rope& r = full ? c.rope_parameters.value.full_attention : c.rope_parameters.value.sliding_attention;
+    const int rotated = static_cast<int>(std::lround(r.partial_rotary_factor * D / 2));
+    for (int i = 0; i < D / 2; ++i) {
+      const double f = i < rotated ? std::pow(r.rope_theta, -2.0 * i / D) : 0.0;
+      const double a = x[offset + i], b = x[offset + i + D / 2], cs = std::cos(pos * f), sn = std::sin(pos * f);
+      x[offset + i] = a * cs - b * sn;
+      x[offset + i + D / 2] = b * cs + a * sn;
+    }
+  };
+
+  // Embedding, scaled by sqrt(hidden) rounded to the stored weight dtype.
+  const TensorView& E = w.global.embed_tokens;
+  double scale = std::sqrt(static_cast<double>(hidden));
+  if (E.stored_dtype == DType::kBF16) scale = bf16_to_f32(f32_to_bf16(static_cast<float>(scale)));
+  if (E.stored_dtype == DType::kF16) scale = f16_to_f32(f32_to_f16(static_cast<float>(scale)));
+  std::vector<Vec> x(T, Vec(hidden));
+  for (int t = 0; t < T; ++t) {
+    for (int i = 0; i < hidden; ++i) x[t][i] = E.at(static_cast<std::size_t>(tokens[t]) * hidden + i) * scale;
+  }
+
+  // Per-layer inputs.
+  std::vector<Vec> ple(T);
+  for (int t = 0; t < T; ++t) {
+    ple[t] = linear(w.global.per_layer_model_projection, x[t]);
+    for (auto& v : ple[t]) v /= std::sqrt(static_cast<double>(hidden));
+    for (int l = 0; l < L; ++l) rms_norm(ple[t], static_cast<std::size_t>(l) * P, P, &w.global.per_layer_projection_norm);
+    for (int i = 0; i < L * P; ++i) {
+      const double tok = w.global.embed_tokens_per_layer.at(static_cast<std::size_t>(tokens[t]) * L * P + i) * std::sqrt(double(P));
+      ple[t][i] = (ple[t][i] + tok) / std::sqrt(2.0);
+    }
+  }
+
+  std::vector<std::vector<Vec>> keys(L), values(L);  // [layer][t]: [K * D], for non-shared layers
+  const int first_shared = L - c.num_kv_shared_layers;
+  for (int l = 0; l < L; ++l) {
+    const LayerWeights& lw = w.layers[l];
+    const bool full = is_full_attention(c, l);
+    const int D = full ? c.global_head_dim : c.head_dim;
+    int donor = l;
+    if (l >= first_shared) {
+      for (donor = first_shared - 1; is_full_attention(c, donor) != full; --donor) {
+      }
+    }
+    std::vector<Vec> q(T);
+    for (int t = 0; t < T; ++t) {
+      Vec a = x[t];
+      rms_norm(a, 0, hidden, &lw.input_layernorm);
+      q[t] = linear(lw.q_proj, a);
+      for (int h = 0; h < H; ++h) {
+        rms_norm(q[t], static_cast<std::size_t>(h) * D, D, &lw.q_norm);
+        rope(q[t], static_cast<std::size_t>(h) * D, D, full, t);
+      }
+      if (donor == l) {
+        Vec k = linear(lw.k_proj, a), v = linear(lw.v_proj, a);
+        for (int h = 0; h < K; ++h) {
+          rms_norm(k, static_cast<std::size_t>(h) * D, D, &lw.k_norm);
+          rope(k, static_cast<std::size_t>(h) * D, D, full, t);
+          rms_norm(v, static_cast<std::size_t>(h) * D, D, nullptr);
+        }
+        keys[l].push_back(k);
+        values[l].push_back(v);
+      }
+    }
+    for (int t = 0; t < T; ++t) {
+      Vec attn(static_cast<std::size_t>(H) * D, 0.0);
+      for (int h = 0; h < H; ++h) {
+        const int kv = h / (H / K);
+        std::vector<double> score(T, -INFINITY);
+        double max = -INFINITY;
+        for (int j = 0; j <= t; ++j) {
+          if (!full && j <= t - c.sliding_window) continue;
+          double s = 0;
+          for (int i = 0; i < D; ++i) s += q[t][h * D + i] * keys[donor][j][kv * D + i];
+          score[j] = s;
+          max = std::max(max, s);
+        }
+        double sum = 0;
+        for (int j = 0; j <= t; ++j) sum += score[j] == -INFINITY ? 0.0 : std::exp(score[j] - max);
+        for (int j = 0; j <= t; ++j) {
+          if (score[j] == -INFINITY) continue;
+          const double p = std::exp(score[j] - max) / sum;
+          for (int i = 0; i < D; ++i) attn[h * D + i] += p * values[donor][j][kv * D + i];
+        }
+      }
+      Vec a = linear(lw.o_proj, attn);
+      rms_norm(a, 0, hidden, &lw.post_attention_layernorm);
+      for (int i = 0; i < hidden; ++i) x[t][i] += a[i];
+
+      Vec m = x[t];
+      rms_norm(m, 0, hidden, &lw.pre_feedforward_layernorm);
+      Vec gate = linear(lw.gate_proj, m), up = linear(lw.up_proj, m);
+      for (std::size_t i = 0; i < gate.size(); ++i) gate[i] = gelu(gate[i]) * up[i];
+      m = linear(lw.down_proj, gate);
+      rms_norm(m, 0, hidden, &lw.post_feedforward_layernorm);
+      for (int i = 0; i < hidden; ++i) x[t][i] += m[i];
+
+      Vec g = linear(lw.per_layer_input_gate, x[t]);
+      for (int i = 0; i < P; ++i) g[i] = gelu(g[i]) * ple[t][static_cast<std::size_t>(l) * P + i];
+      Vec proj = linear(lw.per_layer_projection, g);
+      rms_norm(proj, 0, hidden, &lw.post_per_layer_input_norm);
+      for (int i = 0; i < hidden; ++i) x[t][i] = (x[t][i] + proj[i]) * lw.layer_scalar.at(0);
+    }
+  }
+
+  std::vector<double> logits;
+  for (int t = 0; t < T; ++t) {
+    rms_norm(x[t], 0, hidden, &w.global.norm);
+    for (double v : linear(E, x[t])) {
+      const double cap = c.final_logit_softcapping;
+      logits.push_back(cap > 0 ? cap * std::tanh(v / cap) : v);
+    }
+  }
+  return logits;
+}
+
+}  // namespace gemma4::test
