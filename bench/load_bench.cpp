@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
       fmt::print("synthesized {} in {:.1f} s\n", variant, took.count());
     }
     bool ok = true;
-    gemma4::CompiledVariants::with_matching(gemma4::read_json_file(std::filesystem::path(dir) / "config.json"), [&]<typename V>() {
+    gemma4::CompiledVariants::with_matching(gemma4::read_model_config(dir), [&]<typename V>() {
       std::vector<double> seconds, resident;
       gemma4::LoadReport report;
       for (int run = 0; run < runs; ++run) {

@@ -2,9 +2,15 @@
 //   gemma4 synth --variant tiny-e2b|tiny-e4b|e2b|e4b --dtype bf16|f16|f32 --seed N [--shards K]
 //                [--text-only] [--no-shared-kv] OUT_DIR
 //   gemma4 info --model DIR      load and validate a checkpoint, print its config and tensors
+//   gemma4 logits --model DIR --tokens 2,45,17 [--out FILE] [--decode]
+//                                logits of every position: little-endian float32 [T, vocab]
+//                                to FILE, or each position's argmax; --decode runs token by token
 
+#include <bit>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -93,13 +99,14 @@ int synth(const Args& args) {
 int info(const Args& args) {
   args.allow_only({"--model"});
   const std::filesystem::path dir = args.get("--model");
-  const auto config_json = gemma4::read_json_file(dir / "config.json");
+  const auto config_json = gemma4::read_model_config(dir);
   gemma4::CompiledVariants::with_matching(config_json, [&]<typename V>() {
     const auto start = std::chrono::steady_clock::now();
     const gemma4::Weights<V> weights(dir);
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
     const auto& r = weights.report();
     fmt::print("variant {}\n{}", V::name, gemma4::format_config(V::config));
+    fmt::print("SIMD target: {}\n", hwy::TargetName(HWY_STATIC_TARGET));
     fmt::print("checkpoint: prefix '{}', {} tensors used, {:.2f} GB of weights ({:.2f} GB PLE table left on disk)\n",
                r.prefix, r.tensors_used, r.weight_bytes / 1e9, r.ple_table_bytes / 1e9);
     fmt::print("skipped {} vision/audio/unused-KV tensors, copied {:.1f} MB, loaded in {:.2f} s\n", r.skipped.size(),
@@ -109,12 +116,60 @@ int info(const Args& args) {
   return 0;
 }
 
+std::vector<int> parse_tokens(const std::string& list) {
+  std::vector<int> tokens;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    const std::size_t comma = std::min(list.find(',', start), list.size());
+    const long id = parse_integer(list.substr(start, comma - start), "each --tokens entry");
+    if (id < INT32_MIN || id > INT32_MAX) fail("token id {} is out of range", id);
+    tokens.push_back(static_cast<int>(id));
+    start = comma + 1;
+  }
+  return tokens;
+}
+
+int logits(const Args& args) {
+  args.allow_only({"--model", "--tokens", "--out", "--decode"});
+  static_assert(std::endian::native == std::endian::little, "gemma4: --out writes the host's float layout");
+  const std::filesystem::path dir = args.get("--model");
+  const std::vector<int> tokens = parse_tokens(args.get("--tokens"));
+  const auto config_json = gemma4::read_model_config(dir);
+  gemma4::CompiledVariants::with_matching(config_json, [&]<typename V>() {
+    const gemma4::Weights<V> weights(dir);
+    gemma4::Session<V> session(weights, {.max_context = static_cast<int>(tokens.size())});
+    const std::size_t vocab = V::config.vocab_size;
+    std::vector<float> out(tokens.size() * vocab);
+    if (args.has("--decode")) {
+      for (std::size_t t = 0; t < tokens.size(); ++t) {
+        session.forward(std::span(tokens).subspan(t, 1), gemma4::Logits::kAll, std::span(out).subspan(t * vocab, vocab));
+      }
+    } else {
+      session.forward(tokens, gemma4::Logits::kAll, out);
+    }
+    if (args.has("--out")) {
+      const std::string path = args.get("--out");
+      std::ofstream file(path, std::ios::binary);
+      file.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size() * sizeof(float)));
+      if (!file) fail("cannot write {}", path);
+      return;
+    }
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+      const auto row = std::span(out).subspan(t * vocab, vocab);
+      const auto best = std::max_element(row.begin(), row.end());
+      fmt::print("{}\t{}\t{}\t{:.6f}\n", t, tokens[t], best - row.begin(), *best);
+    }
+  });
+  return 0;
+}
+
 void usage() {
   fmt::print(stderr,
              "usage:\n"
              "  gemma4 synth --variant tiny-e2b|tiny-e4b|e2b|e4b [--dtype bf16|f16|f32] [--seed N] [--shards K]\n"
              "               [--text-only] [--no-shared-kv] OUT_DIR\n"
-             "  gemma4 info --model DIR\n");
+             "  gemma4 info --model DIR\n"
+             "  gemma4 logits --model DIR --tokens ID,ID,... [--out FILE] [--decode]\n");
 }
 
 }  // namespace
@@ -128,6 +183,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "synth") return synth(Args(argc, argv, 2, {"--text-only", "--no-shared-kv"}));
     if (command == "info") return info(Args(argc, argv, 2, {}));
+    if (command == "logits") return logits(Args(argc, argv, 2, {"--decode"}));
     usage();
     return 2;
   } catch (const std::exception& e) {

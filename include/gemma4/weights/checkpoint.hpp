@@ -32,11 +32,16 @@ inline nlohmann::json read_json_file(const std::filesystem::path& path) {
   }
 }
 
+// config.json of a model directory, with an error naming the directory if it is not one.
+inline nlohmann::json read_model_config(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(dir)) fail("{}: not a model directory", dir.string());
+  return read_json_file(dir / "config.json");
+}
+
 class Checkpoint {
  public:
   explicit Checkpoint(const std::filesystem::path& dir) : dir_(dir) {
-    if (!std::filesystem::is_directory(dir)) fail("{}: not a model directory", dir.string());
-    config_ = read_json_file(dir / "config.json");
+    config_ = read_model_config(dir);
     if (std::filesystem::exists(dir / kIndexFileName)) {
       open_shards(read_json_file(dir / kIndexFileName));
     } else if (std::filesystem::exists(dir / kSingleFileName)) {
