@@ -11,32 +11,17 @@ namespace gemma4 {
 
 struct E2B {
   static constexpr std::string_view name = "e2b";
-  static constexpr ModelConfig config = {
-      .vocab_size = {262'144},
-      .hidden_size = {1536},
-      .intermediate_size = {6144},
-      .num_hidden_layers = {35},
-      .num_attention_heads = {8},
-      .num_key_value_heads = {1},
-      .head_dim = {256},
-      .global_head_dim = {512},
-      .layer_types = {LayerPattern{5}},
-      .sliding_window = {512},
-      .num_kv_shared_layers = {20},
-      .use_double_wide_mlp = {true},
-      .hidden_size_per_layer_input = {256},
-      .vocab_size_per_layer_input = {262'144},
-      .rms_norm_eps = {1e-6},
-      .hidden_activation = {"gelu_pytorch_tanh"},
-      .final_logit_softcapping = {30.0},
-      .tie_word_embeddings = {true},
-      .max_position_embeddings = {131'072},
-      .rope_parameters = {kGemma4Rope},
-      .attention_k_eq_v = {false},
-      .enable_moe_block = {false},
-      .bos_token_id = {2},
-      .pad_token_id = {0},
-  };
+  static constexpr ModelConfig config = [] {
+    ModelConfig c = kGemma4EFamily;
+    c.hidden_size.value = 1536;
+    c.intermediate_size.value = 6144;
+    c.num_hidden_layers.value = 35;
+    c.num_key_value_heads.value = 1;
+    c.layer_types.value = LayerPattern{5};  // 4 sliding, 1 full
+    c.num_kv_shared_layers.value = 20;
+    c.use_double_wide_mlp.value = true;
+    return c;
+  }();
 };
 
 static_assert(is_supported_topology(E2B::config), "gemma4: E2B config breaks the topology rules");

@@ -11,32 +11,16 @@ namespace gemma4 {
 
 struct E4B {
   static constexpr std::string_view name = "e4b";
-  static constexpr ModelConfig config = {
-      .vocab_size = {262'144},
-      .hidden_size = {2560},
-      .intermediate_size = {10240},
-      .num_hidden_layers = {42},
-      .num_attention_heads = {8},
-      .num_key_value_heads = {2},
-      .head_dim = {256},
-      .global_head_dim = {512},
-      .layer_types = {LayerPattern{6}},
-      .sliding_window = {512},
-      .num_kv_shared_layers = {18},
-      .use_double_wide_mlp = {false},
-      .hidden_size_per_layer_input = {256},
-      .vocab_size_per_layer_input = {262'144},
-      .rms_norm_eps = {1e-6},
-      .hidden_activation = {"gelu_pytorch_tanh"},
-      .final_logit_softcapping = {30.0},
-      .tie_word_embeddings = {true},
-      .max_position_embeddings = {131'072},
-      .rope_parameters = {kGemma4Rope},
-      .attention_k_eq_v = {false},
-      .enable_moe_block = {false},
-      .bos_token_id = {2},
-      .pad_token_id = {0},
-  };
+  static constexpr ModelConfig config = [] {
+    ModelConfig c = kGemma4EFamily;
+    c.hidden_size.value = 2560;
+    c.intermediate_size.value = 10240;
+    c.num_hidden_layers.value = 42;
+    c.num_key_value_heads.value = 2;
+    c.layer_types.value = LayerPattern{6};  // 5 sliding, 1 full
+    c.num_kv_shared_layers.value = 18;
+    return c;
+  }();
 };
 
 static_assert(is_supported_topology(E4B::config), "gemma4: E4B config breaks the topology rules");

@@ -73,17 +73,18 @@ inline constexpr RopeParameters kGemma4Rope = {
     .full_attention = {.rope_type = "proportional", .rope_theta = 1'000'000.0, .partial_rotary_factor = 0.25},
 };
 
-// What Hugging Face's Gemma4TextConfig assumes for a field absent from config.json.
-inline constexpr ModelConfig kHfDefaults = {
+// The fields E2B and E4B share (spec section 1). Shape fields are 0 here: each variant
+// sets them, and a forgotten one fails the variant's is_supported_topology static_assert.
+inline constexpr ModelConfig kGemma4EFamily = {
     .vocab_size = {262'144},
-    .hidden_size = {2304},
-    .intermediate_size = {9216},
-    .num_hidden_layers = {30},
+    .hidden_size = {0},
+    .intermediate_size = {0},
+    .num_hidden_layers = {0},
     .num_attention_heads = {8},
-    .num_key_value_heads = {4},
+    .num_key_value_heads = {0},
     .head_dim = {256},
     .global_head_dim = {512},
-    .layer_types = {LayerPattern{6}},
+    .layer_types = {LayerPattern{0}},
     .sliding_window = {512},
     .num_kv_shared_layers = {0},
     .use_double_wide_mlp = {false},
@@ -91,7 +92,7 @@ inline constexpr ModelConfig kHfDefaults = {
     .vocab_size_per_layer_input = {262'144},
     .rms_norm_eps = {1e-6},
     .hidden_activation = {"gelu_pytorch_tanh"},
-    .final_logit_softcapping = {0.0},
+    .final_logit_softcapping = {30.0},
     .tie_word_embeddings = {true},
     .max_position_embeddings = {131'072},
     .rope_parameters = {kGemma4Rope},
@@ -100,5 +101,18 @@ inline constexpr ModelConfig kHfDefaults = {
     .bos_token_id = {2},
     .pad_token_id = {0},
 };
+
+// What Hugging Face's Gemma4TextConfig assumes for a field absent from config.json. It
+// differs from the E family only in these fields (its softcap default is None: 0 here).
+inline constexpr ModelConfig kHfDefaults = [] {
+  ModelConfig c = kGemma4EFamily;
+  c.hidden_size.value = 2304;
+  c.intermediate_size.value = 9216;
+  c.num_hidden_layers.value = 30;
+  c.num_key_value_heads.value = 4;
+  c.layer_types.value = LayerPattern{6};
+  c.final_logit_softcapping.value = 0.0;
+  return c;
+}();
 
 }  // namespace gemma4
