@@ -59,7 +59,7 @@ double max_relative_difference(const std::vector<float>& a, const std::vector<fl
 }  // namespace
 
 TEMPLATE_TEST_CASE("logits match the double-precision reference at every position", "[forward]", TinyE2B, TinyE4B) {
-  const auto dtype = GENERATE(DType::kBF16, DType::kF32);
+  const auto dtype = GENERATE(DType::kBF16, DType::kF32, DType::kF16);
   const auto seed = GENERATE(1u, 2u, 3u);
   TempDir dir;
   write_synthetic_checkpoint(TestType::config, dir.path(), {.dtype = dtype, .seed = seed});

@@ -92,6 +92,7 @@ class Session {
     up_.resize(chunk * kMaxFfn);
     ple_.resize(chunk * kNumLayers * kPle);
     ple_gate_.resize(chunk * kPle);
+    ple_row_.resize(static_cast<std::size_t>(kNumLayers) * kPle);
     scores_.resize(static_cast<std::size_t>(options.max_context));
     for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {
       const int d = head_dim(kC, type);
@@ -168,10 +169,9 @@ class Session {
 
   // h = E[token] * embed_scale
   void embed(std::span<const int> tokens) {
-    const TensorView& e = weights_.global.embed_tokens;
     for (std::size_t t = 0; t < tokens.size(); ++t) {
-      const std::size_t row = static_cast<std::size_t>(tokens[t]) * kHidden;
-      for (int i = 0; i < kHidden; ++i) x_[t * kHidden + i] = e.at(row + i) * embed_scale_;
+      ops::ScaledRow(weights_.global.embed_tokens, static_cast<std::size_t>(tokens[t]) * kHidden, kHidden, embed_scale_,
+                     x_.data() + t * kHidden);
     }
   }
 
@@ -186,9 +186,10 @@ class Session {
     const float mix = 1.0f / std::sqrt(2.0f);
     const TensorView& table = g.embed_tokens_per_layer;  // mapped; only these rows are read
     for (std::size_t t = 0; t < n; ++t) {
-      const std::size_t row = static_cast<std::size_t>(tokens[t]) * width;
       float* ple = ple_.data() + t * width;
-      for (std::size_t i = 0; i < width; ++i) ple[i] = (ple[i] + table.at(row + i) * token_scale) * mix;
+      ops::ScaledRow(table, static_cast<std::size_t>(tokens[t]) * width, width, token_scale, ple_row_.data());
+      ops::AddTo(ple_row_.data(), ple, width);
+      ops::Scale(ple, width, mix);
     }
   }
 
@@ -303,6 +304,7 @@ class Session {
   std::vector<float> gate_, up_; // [chunk, ffn]
   std::vector<float> ple_;       // [chunk, layers, ple_dim]
   std::vector<float> ple_gate_;  // [chunk, ple_dim]
+  std::vector<float> ple_row_;   // [layers, ple_dim]: one token's row of the PLE table
   std::vector<float> scores_;    // [max_context]
 };
 

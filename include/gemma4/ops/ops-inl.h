@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 
 #include "gemma4/weights/model_weights.hpp"
 #endif  // GEMMA4_OPS_OPS_INL_H_
@@ -256,6 +257,26 @@ HWY_INLINE void AttendHead(const float* HWY_RESTRICT q, const float* HWY_RESTRIC
   for (size_t j = 0; j < count; ++j) {
     MulAddTo(scores[j], v + static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride, out, D);
   }
+}
+
+// out[i] = t[first + i] * scale for i < n: one embedding row, widened to f32. A mapped
+// table left F16 or misaligned in the file (the loader never copies the PLE table)
+// takes the element-wise path; bf16 and f32 rows convert with SIMD.
+HWY_INLINE void ScaledRow(const TensorView& t, size_t first, size_t n, float scale, float* HWY_RESTRICT out) {
+  const bool aligned = reinterpret_cast<std::uintptr_t>(t.data) % dtype_size(t.dtype) == 0;
+  if (t.dtype == DType::kF16 || !aligned) {
+    for (size_t i = 0; i < n; ++i) out[i] = t.at(first + i) * scale;
+    return;
+  }
+  WithElements(t, [&](const auto* elements) {
+    const DF df;
+    const size_t N = hn::Lanes(df);
+    const auto* row = elements + first;
+    const VF vscale = hn::Set(df, scale);
+    size_t i = 0;
+    for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(LoadF32(df, row + i), vscale), df, out + i);
+    for (; i < n; ++i) out[i] = ToF32(row[i]) * scale;
+  });
 }
 
 // out += x
