@@ -68,6 +68,8 @@ class Session {
   static_assert(kHeads % kKvHeads == 0, "gemma4: query heads must group evenly over kv heads");
 
  public:
+  // `weights` must outlive the session. A session is not thread-safe; several sessions
+  // may share one Weights from different threads (the weights are read-only).
   explicit Session(const Weights<V>& weights, const SessionOptions& options = {})
       : weights_(weights), options_(options) {
     if (options.max_context < 1 || options.max_context > kC.max_position_embeddings) {
