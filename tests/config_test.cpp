@@ -68,6 +68,17 @@ TEST_CASE("absent fields take Hugging Face's defaults", "[config]") {
   }
 }
 
+TEST_CASE("an absurd layer count is a mismatch, not a huge allocation", "[config][hostile]") {
+  auto j = text_json(E2B::config);
+  j.erase("layer_types");
+  for (const long long layers : {2'000'000'000ll, -3ll, 1ll << 40}) {
+    j["num_hidden_layers"] = layers;
+    const auto mismatches = compare_config(E2B::config, j);
+    REQUIRE(!mismatches.empty());
+    CHECK(mismatches[0].field == "num_hidden_layers");
+  }
+}
+
 TEST_CASE("text fields are found in the multimodal wrapper or at the top level", "[config]") {
   const auto text = text_json(TinyE2B::config);
   const nlohmann::json wrapper = {{"model_type", "gemma4"}, {"text_config", text}};

@@ -5,6 +5,7 @@
 // checkpoint's config.json with a compiled variant field by field.
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -117,9 +118,12 @@ struct FieldMismatch {
 // transformers would, and is reported as such when that default is wrong.
 inline std::vector<FieldMismatch> compare_config(const ModelConfig& expected, const nlohmann::json& text_config) {
   ModelConfig defaults = kHfDefaults;
-  // HF expands its default layer pattern over the file's layer count.
+  // HF expands its default layer pattern over the file's layer count. An absurd count
+  // is reported as a num_hidden_layers mismatch; it must not size anything here.
+  constexpr std::int64_t kMaxLayers = 1024;
   if (const auto it = text_config.find("num_hidden_layers"); it != text_config.end() && it->is_number_integer()) {
-    defaults.num_hidden_layers.value = it->get<int>();
+    const auto layers = it->get<std::int64_t>();
+    defaults.num_hidden_layers.value = layers >= 1 && layers <= kMaxLayers ? static_cast<int>(layers) : expected.num_hidden_layers;
   }
   const nlohmann::ordered_json want = to_json(expected);
   const nlohmann::ordered_json fallback = to_json(defaults);
