@@ -67,7 +67,7 @@ bool json_equal(const A& a, const B& b) {
     }
     return true;
   }
-  return a == b;
+  return a.dump() == b.dump();  // strings, booleans, null, or different types
 }
 
 // A readable rendering of a field value; a layer_types list is summarised by where
