@@ -104,6 +104,20 @@ TEST_CASE("the last-token logits equal the last row of all logits", "[forward]")
   CHECK(max_relative_difference(last, std::vector<float>(all.end() - 1024, all.end())) == 0.0);
 }
 
+TEST_CASE("a reset session runs a new sequence as a fresh one does", "[forward]") {
+  TempDir dir;
+  write_synthetic_checkpoint(TinyE4B::config, dir.path(), {.seed = 6});
+  const Weights<TinyE4B> w(dir.path());
+  const auto first = random_tokens(40, 1024, 1), second = random_tokens(30, 1024, 2);
+  Session<TinyE4B> session(w, {.max_context = 40, .prefill_chunk = 8});
+  std::vector<float> logits(second.size() * 1024);
+  session.forward(first, Logits::kLast, std::span(logits).first(1024));
+  session.reset();
+  CHECK(session.position() == 0);
+  session.forward(second, Logits::kAll, logits);
+  CHECK(logits == run_all(w, second, {.max_context = 40, .prefill_chunk = 8}));
+}
+
 TEST_CASE("bad input to a session is an error that leaves it unchanged", "[forward][hostile]") {
   TempDir dir;
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 4});

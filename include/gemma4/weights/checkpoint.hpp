@@ -60,7 +60,7 @@ class Checkpoint {
 
   const TensorInfo* find(const std::string& full_name) const {
     const auto it = by_name_.find(full_name);
-    return it == by_name_.end() ? nullptr : it->second;
+    return it == by_name_.end() ? nullptr : it->second.info;
   }
 
  private:
@@ -83,8 +83,8 @@ class Checkpoint {
       add_file(shard);
     }
     for (const auto& [tensor, shard] : map->items()) {
-      const TensorInfo* info = find(tensor);
-      if (info == nullptr || files_[file_of_.at(tensor)].path().filename() != shard.get<std::string>()) {
+      const auto it = by_name_.find(tensor);
+      if (it == by_name_.end() || files_[it->second.file].path().filename() != shard.get<std::string>()) {
         fail("{}: index puts tensor '{}' in shard '{}', which does not hold it", where, tensor, shard.get<std::string>());
       }
     }
@@ -94,19 +94,22 @@ class Checkpoint {
     files_.emplace_back(dir_ / name);
     const std::size_t file = files_.size() - 1;
     for (const TensorInfo& t : files_.back().tensors()) {
-      if (!by_name_.emplace(t.name, &t).second) {
+      const auto [it, added] = by_name_.emplace(t.name, Located{&t, file});
+      if (!added) {
         fail("{}: tensor '{}' is stored twice (also in {})", (dir_ / name).string(), t.name,
-             files_[file_of_.at(t.name)].path().filename().string());
+             files_[it->second.file].path().filename().string());
       }
-      file_of_.emplace(t.name, file);
     }
   }
 
   std::filesystem::path dir_;
   nlohmann::json config_;
   std::vector<SafetensorsFile> files_;
-  std::unordered_map<std::string, const TensorInfo*> by_name_;
-  std::unordered_map<std::string, std::size_t> file_of_;
+  struct Located {
+    const TensorInfo* info;
+    std::size_t file;  // index into files_
+  };
+  std::unordered_map<std::string, Located> by_name_;
   std::string_view prefix_;
 };
 

@@ -37,7 +37,7 @@ struct LoadReport {
   std::string prefix;                 // checkpoint name prefix in use
   std::size_t tensors_used = 0;
   std::size_t weight_bytes = 0;       // all weights used, PLE table included
-  std::size_t ple_table_bytes = 0;    // embed_tokens_per_layer: left on disk
+  std::size_t ple_table_bytes = 0;    // Residency::kOnDisk tensors (the PLE table): left on disk
   std::size_t copied_bytes = 0;       // F16 widened to F32, or realigned
   std::vector<std::string> skipped;   // vision/audio tensors and unused k/v of KV-shared layers
   std::vector<std::string> unknown;   // other tensors the text model does not use
@@ -81,22 +81,28 @@ class Weights {
   const Checkpoint& checkpoint() const { return checkpoint_; }
 
  private:
+  // What binding collects across all tensors: problems to report, names used.
+  struct Binding {
+    std::vector<std::string> problems;
+    std::set<std::string> used;
+  };
+
   template <typename S>
-  void bind(S& slot, const std::string& name, const LayerFacts& facts) {
+  void bind(S& slot, const std::string& name, const LayerFacts& facts, Binding& binding) {
     const std::string full = report_.prefix + name;
     const auto want = expected_shape<S>(V::config, facts);
     const TensorInfo* t = checkpoint_.find(full);
     if (t == nullptr) {
-      problems_.push_back(fmt::format("{}: missing (expected {})", full, detail::shape_string(want)));
+      binding.problems.push_back(fmt::format("{}: missing (expected {})", full, detail::shape_string(want)));
       return;
     }
-    used_.insert(full);
+    binding.used.insert(full);
     if (!t->dtype) {
-      problems_.push_back(fmt::format("{}: dtype {}, expected BF16, F16 or F32", full, t->dtype_name));
+      binding.problems.push_back(fmt::format("{}: dtype {}, expected BF16, F16 or F32", full, t->dtype_name));
       return;
     }
     if (t->shape != want) {
-      problems_.push_back(fmt::format("{}: shape {}, expected {}", full, detail::shape_string(t->shape), detail::shape_string(want)));
+      binding.problems.push_back(fmt::format("{}: shape {}, expected {}", full, detail::shape_string(t->shape), detail::shape_string(want)));
       return;
     }
     slot.shape = {want[0], want.size() == 2 ? want[1] : 1};
@@ -105,11 +111,10 @@ class Weights {
     slot.data = t->bytes.data();
     report_.weight_bytes += t->bytes.size();
     ++report_.tensors_used;
-    const bool is_ple_table = static_cast<const void*>(&slot) == static_cast<const void*>(&global.embed_tokens_per_layer);
-    if (is_ple_table) {
+    if constexpr (S::residency == Residency::kOnDisk) {
       // Read a few rows per token, at random: readahead would only waste memory.
       advise(t->bytes, MADV_RANDOM);
-      report_.ple_table_bytes = t->bytes.size();
+      report_.ple_table_bytes += t->bytes.size();
       return;
     }
     const bool misaligned = reinterpret_cast<std::uintptr_t>(t->bytes.data()) % dtype_size(slot.dtype) != 0;
@@ -126,27 +131,29 @@ class Weights {
   }
 
   void bind_all() {
+    Binding binding;
     const LayerFacts no_layer{};
-    boost::pfr::for_each_field(global, [&](auto& slot) { bind(slot, std::string(slot.name), no_layer); });
+    boost::pfr::for_each_field(global, [&](auto& slot) { bind(slot, std::string(slot.name), no_layer, binding); });
     for (int l = 0; l < kNumLayers<V>; ++l) {
       const LayerFacts& facts = kLayers<V>[l];
       boost::pfr::for_each_field(layers[l], [&](auto& slot) {
         using S = std::remove_cvref_t<decltype(slot)>;
-        if (holds<S>(facts)) bind(slot, layer_tensor_name(l, S::name), facts);
+        if (holds<S>(facts)) bind(slot, layer_tensor_name(l, S::name), facts, binding);
       });
     }
-    if (!problems_.empty()) {
+    const auto& problems = binding.problems;
+    if (!problems.empty()) {
       constexpr std::size_t kShown = 40;
       std::string list;
-      for (std::size_t i = 0; i < problems_.size() && i < kShown; ++i) list += "  " + problems_[i] + "\n";
-      if (problems_.size() > kShown) list += fmt::format("  ... and {} more\n", problems_.size() - kShown);
-      fail("{}: checkpoint does not match {} ({} problems):\n{}", checkpoint_.dir().string(), V::name, problems_.size(), list);
+      for (std::size_t i = 0; i < problems.size() && i < kShown; ++i) list += "  " + problems[i] + "\n";
+      if (problems.size() > kShown) list += fmt::format("  ... and {} more\n", problems.size() - kShown);
+      fail("{}: checkpoint does not match {} ({} problems):\n{}", checkpoint_.dir().string(), V::name, problems.size(), list);
     }
-    classify_unused();
+    classify_unused(binding.used);
   }
 
   // Every tensor not bound is either expected to be there unused, or unknown.
-  void classify_unused() {
+  void classify_unused(const std::set<std::string>& used) {
     std::set<std::string> unused_kv;
     for (int l = first_kv_shared_layer(V::config); l < kNumLayers<V>; ++l) {
       boost::pfr::for_each_field(layers[l], [&](auto& slot) {
@@ -156,7 +163,7 @@ class Weights {
     }
     for (const SafetensorsFile& file : checkpoint_.files()) {
       for (const TensorInfo& t : file.tensors()) {
-        if (used_.contains(t.name)) continue;
+        if (used.contains(t.name)) continue;
         const bool expected = detail::is_multimodal_tensor(t.name) || unused_kv.contains(t.name);
         (expected ? report_.skipped : report_.unknown).push_back(t.name);
       }
@@ -164,8 +171,10 @@ class Weights {
   }
 
   void prefault_all() {
-    auto touch = [&](const TensorView& slot) {
-      if (slot.data != nullptr && &slot != &global.embed_tokens_per_layer) prefault(slot.bytes());
+    auto touch = [](const auto& slot) {
+      if constexpr (std::remove_cvref_t<decltype(slot)>::residency == Residency::kInMemory) {
+        if (slot.data != nullptr) prefault(slot.bytes());
+      }
     };
     boost::pfr::for_each_field(global, touch);
     for (auto& layer : layers) boost::pfr::for_each_field(layer, touch);
@@ -173,8 +182,6 @@ class Weights {
 
   Checkpoint checkpoint_;
   LoadReport report_;
-  std::vector<std::string> problems_;
-  std::set<std::string> used_;
   std::vector<std::unique_ptr<float[]>> copies_;
 };
 

@@ -67,23 +67,32 @@ enum class Presence {
   kOwnKvOnly,  // k_proj, v_proj, k_norm: only layers with their own KV cache
 };
 
-template <detail::FixedString kName, Presence kPresence, Dim... kShape>
+// Where a tensor's bytes live while the model runs.
+enum class Residency {
+  kInMemory,  // faulted in at load time (LoadOptions::prefault)
+  kOnDisk,    // left in the mapping, read a few rows at a time: the PLE table
+};
+
+template <detail::FixedString kName, Presence kPresence, Residency kResidency, Dim... kShape>
 struct Slot : TensorView {
   static_assert(sizeof...(kShape) == 1 || sizeof...(kShape) == 2, "gemma4: a weight is a vector or a matrix");
   static constexpr std::string_view name = kName.view();
   static constexpr Presence presence = kPresence;
+  static constexpr Residency residency = kResidency;
   static constexpr std::array<Dim, sizeof...(kShape)> dims = {kShape...};
 };
 
 template <detail::FixedString kName, Dim... kShape>
-using Weight = Slot<kName, Presence::kAlways, kShape...>;
+using Weight = Slot<kName, Presence::kAlways, Residency::kInMemory, kShape...>;
 template <detail::FixedString kName, Dim... kShape>
-using OwnKvWeight = Slot<kName, Presence::kOwnKvOnly, kShape...>;
+using OwnKvWeight = Slot<kName, Presence::kOwnKvOnly, Residency::kInMemory, kShape...>;
+template <detail::FixedString kName, Dim... kShape>
+using OnDiskWeight = Slot<kName, Presence::kAlways, Residency::kOnDisk, kShape...>;
 
 // Tensors outside the layers. Names follow the checkpoint prefix.
 struct GlobalWeights {
   Weight<"embed_tokens.weight", Dim::kVocab, Dim::kHidden> embed_tokens;  // also the tied LM head
-  Weight<"embed_tokens_per_layer.weight", Dim::kPleVocab, Dim::kPleAll> embed_tokens_per_layer;  // stays on disk
+  OnDiskWeight<"embed_tokens_per_layer.weight", Dim::kPleVocab, Dim::kPleAll> embed_tokens_per_layer;
   Weight<"per_layer_model_projection.weight", Dim::kPleAll, Dim::kHidden> per_layer_model_projection;
   Weight<"per_layer_projection_norm.weight", Dim::kPle> per_layer_projection_norm;
   Weight<"norm.weight", Dim::kHidden> norm;
