@@ -62,9 +62,10 @@ class BpeModel {
     std::uint32_t length = 0;
     bool present = false;
   };
-  struct Merge {
-    int rank = 0;
-    int new_id = 0;
+  struct MergeRule {  // model.merges[rank]
+    int left;
+    int right;
+    int merged;
   };
   // A doubly linked list over the word; a merged-away symbol keeps length 0.
   struct Symbol {
@@ -73,12 +74,10 @@ class BpeModel {
     int next;
     int length;
   };
-  struct Candidate {
-    int rank;
-    int position;
-    int new_id;
-    bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : position > o.position; }
-  };
+  // A queued merge: rank in the high half, position in the low half, so that one integer
+  // comparison orders the queue as HF does (lowest rank, then leftmost).
+  using Candidate = std::uint64_t;
+  static Candidate candidate(int rank, int position) { return std::uint64_t(std::uint32_t(rank)) << 32 | std::uint32_t(position); }
 
   // piece -> id, for load time. Keyed by a 64-bit hash and checked against the piece,
   // so a collision is caught at construction instead of mapping a piece wrongly.
@@ -173,7 +172,8 @@ class BpeModel {
   // batch first prefetches all its slots and then reads them, overlapping the misses.
   void read_merges(const StringTable& parts, const PieceIndex& ids, std::string_view source) {
     const std::size_t count = parts.size() / 2;
-    merges_ = detail::FlatMap<Merge>(count);
+    merges_ = detail::FlatMap<int>(count);
+    rules_.resize(count);
     constexpr std::size_t kBatch = 32;
     struct Lookup {
       std::string_view left, right;
@@ -207,7 +207,8 @@ class BpeModel {
       for (std::size_t k = 0; k < n; ++k) {
         const Lookup& l = batch[k];
         const int merged = id_of(l.left, l.merged_hash, first + k, l.right);
-        merges_.insert_or_assign(l.key, Merge{static_cast<int>(first + k), merged});
+        rules_[first + k] = MergeRule{static_cast<int>(l.key >> 32), static_cast<int>(l.key & 0xFFFFFFFF), merged};
+        merges_.insert_or_assign(l.key, static_cast<int>(first + k));  // a repeated pair: the later rank wins, as in HF
       }
     }
   }
@@ -274,7 +275,6 @@ class BpeModel {
     return true;
   }
 
-  const Merge* merge_of(int a, int b) const { return merges_.find(pair_key(a, b)); }
 
   void merge_all(std::vector<Symbol>& symbols) const {
     std::vector<Candidate> storage;
@@ -283,33 +283,44 @@ class BpeModel {
     const auto push_pair = [&](int left) {
       const int right = symbols[left].next;
       if (right < 0) return;
-      if (const Merge* m = merge_of(symbols[left].id, symbols[right].id)) queue.push(Candidate{m->rank, left, m->new_id});
+      if (const int* rank = merges_.find(pair_key(symbols[left].id, symbols[right].id))) queue.push(candidate(*rank, left));
     };
-    for (int i = 0; i + 1 < static_cast<int>(symbols.size()); ++i) push_pair(i);
+    // The merge table is far larger than the caches: look a few pairs ahead.
+    constexpr int kPrefetchDistance = 16;
+    const int count = static_cast<int>(symbols.size());
+    for (int i = 0; i + 1 < count; ++i) {
+      if (i + kPrefetchDistance + 1 < count) {
+        merges_.prefetch(pair_key(symbols[i + kPrefetchDistance].id, symbols[i + kPrefetchDistance + 1].id));
+      }
+      push_pair(i);
+    }
 
     while (!queue.empty()) {
       const Candidate top = queue.top();
       queue.pop();
-      Symbol& left = symbols[top.position];
+      const MergeRule& rule = rules_[top >> 32];
+      const int position = static_cast<int>(top & 0xFFFFFFFF);
+      Symbol& left = symbols[position];
       if (left.length == 0 || left.next < 0) continue;
       Symbol& right = symbols[left.next];
-      // A stale entry: the pair at this position changed since it was queued.
-      const Merge* current = merge_of(left.id, right.id);
-      if (current == nullptr || current->new_id != top.new_id) continue;
+      // Stale: the pair here changed since it was queued. Symbols only grow, so a changed
+      // pair spells a longer string and could never make the same token (HF's own test).
+      if (left.id != rule.left || right.id != rule.right) continue;
 
-      left.id = top.new_id;
+      left.id = rule.merged;
       left.length += right.length;
       left.next = right.next;
       right.length = 0;
-      if (left.next >= 0) symbols[left.next].prev = top.position;
+      if (left.next >= 0) symbols[left.next].prev = position;
       if (left.prev >= 0) push_pair(left.prev);
-      push_pair(top.position);
+      push_pair(position);
     }
   }
 
   std::string pieces_;                 // every piece, back to back
   std::vector<PieceSpan> piece_spans_;  // [vocab_size]
-  detail::FlatMap<Merge> merges_;      // (left id, right id) -> rank, merged id
+  detail::FlatMap<int> merges_;        // (left id, right id) -> rank
+  std::vector<MergeRule> rules_;       // [merges] by rank
   detail::FlatMap<int> chars_;         // code point -> id of its one-character piece
   std::array<int, 256> byte_ids_{};    // byte -> id of "<0xXX>", or -1
   int unk_id_ = -1;
