@@ -1,13 +1,22 @@
 // The gemma4 command-line tool.
+//   gemma4 run --model DIR (--prompt TEXT | --chat) [--max-tokens N] [--raw] [--system TEXT]
+//              [--think] [--show-thoughts] [--max-context N] [sampling options]
+//                                generate text, streamed to stdout; a summary line on stderr
+//   gemma4 tokenize --model DIR [--no-bos] [--no-special]   text on stdin, ids out
+//   gemma4 detokenize --model DIR [--skip-special]          ids on stdin, text out
 //   gemma4 synth --variant tiny-e2b|tiny-e4b|e2b|e4b --dtype bf16|f16|f32 --seed N [--shards K]
-//                [--text-only] [--no-shared-kv] OUT_DIR
+//                [--text-only] [--no-shared-kv] [--tokenizer TOKENIZER_JSON] OUT_DIR
 //   gemma4 info --model DIR      load and validate a checkpoint, print its config and tensors
 //   gemma4 logits --model DIR --tokens 2,45,17 [--out FILE] [--decode]
 //                                logits of every position: little-endian float32 [T, vocab]
 //                                to FILE, or each position's argmax; --decode runs token by token
 
+#include <unistd.h>
+
 #include <bit>
 #include <chrono>
+#include <iostream>
+#include <iterator>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -16,7 +25,9 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include "gemma4/chat/conversation.hpp"
 #include "gemma4/variants.hpp"
 #include "gemma4/weights/synthetic.hpp"
 
@@ -71,6 +82,18 @@ long parse_integer(const std::string& text, const char* what) {
   return value;
 }
 
+float parse_number(const std::string& text, const char* what) {
+  std::size_t used = 0;
+  float value = 0;
+  try {
+    value = std::stof(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty()) fail("{} must be a number, got '{}'", what, text);
+  return value;
+}
+
 gemma4::DType parse_dtype(const std::string& name) {
   if (name == "bf16") return gemma4::DType::kBF16;
   if (name == "f16") return gemma4::DType::kF16;
@@ -79,7 +102,7 @@ gemma4::DType parse_dtype(const std::string& name) {
 }
 
 int synth(const Args& args) {
-  args.allow_only({"--variant", "--dtype", "--seed", "--shards", "--text-only", "--no-shared-kv"});
+  args.allow_only({"--variant", "--dtype", "--seed", "--shards", "--text-only", "--no-shared-kv", "--tokenizer"});
   if (args.positional.size() != 1) fail("synth needs exactly one output directory");
   const auto& config = gemma4::CompiledVariants::config(args.get("--variant"));
   gemma4::SynthOptions options;
@@ -90,6 +113,15 @@ int synth(const Args& args) {
   options.shared_layer_kv = !args.has("--no-shared-kv");
   const auto start = std::chrono::steady_clock::now();
   gemma4::write_synthetic_checkpoint(config, args.positional[0], options);
+  if (args.has("--tokenizer")) {
+    const gemma4::Tokenizer tokenizer = gemma4::Tokenizer::from_file(args.get("--tokenizer"));  // refuse a bad file now
+    if (tokenizer.piece_count() > config.vocab_size) {
+      fail("{} has {} pieces, more than the {} vocabulary of {}", args.get("--tokenizer"), tokenizer.piece_count(),
+           args.get("--variant"), config.vocab_size.value);
+    }
+    std::filesystem::copy_file(args.get("--tokenizer"), std::filesystem::path(args.positional[0]) / "tokenizer.json",
+                               std::filesystem::copy_options::overwrite_existing);
+  }
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
   fmt::print("wrote {} ({}) to {} in {:.1f} s\n", args.get("--variant"), args.get("--dtype", "bf16"), args.positional[0],
              took.count());
@@ -163,11 +195,167 @@ int logits(const Args& args) {
   return 0;
 }
 
+// ---- run: generation and chat ----
+
+const std::vector<std::string> kSamplingOptions = {"--temperature", "--top-k", "--top-p", "--min-p",
+                                                   "--repetition-penalty", "--seed", "--greedy"};
+
+// generation_config.json's defaults, overridden by whatever the command line sets.
+gemma4::GenerationConfig generation_config(const Args& args, const std::filesystem::path& dir) {
+  gemma4::GenerationConfig config = gemma4::read_generation_config(dir);
+  gemma4::SamplingOptions& s = config.sampling;
+  if (args.has("--temperature")) s.temperature = parse_number(args.get("--temperature"), "--temperature");
+  if (args.has("--top-k")) s.top_k = static_cast<int>(parse_integer(args.get("--top-k"), "--top-k"));
+  if (args.has("--top-p")) s.top_p = parse_number(args.get("--top-p"), "--top-p");
+  if (args.has("--min-p")) s.min_p = parse_number(args.get("--min-p"), "--min-p");
+  if (args.has("--repetition-penalty")) s.repetition_penalty = parse_number(args.get("--repetition-penalty"), "--repetition-penalty");
+  if (args.has("--seed")) s.seed = static_cast<std::uint64_t>(parse_integer(args.get("--seed"), "--seed"));
+  if (args.has("--greedy")) s.temperature = 0.0f;
+  s.validate();
+  return config;
+}
+
+void print_stdout(std::string_view text) {
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  std::fflush(stdout);
+}
+
+void print_summary(const gemma4::GenerationResult& r) {
+  const gemma4::GenerationStats& s = r.stats;
+  fmt::print(stderr, "\n[{} prompt tokens | first token {:.2f} s | prefill {:.1f} tok/s | decode {:.1f} tok/s | {} tokens, {}]\n",
+             s.prompt_tokens, s.first_token_seconds, s.prefill_tokens_per_second(), s.decode_tokens_per_second(),
+             s.generated_tokens, to_string(r.stop));
+}
+
+// Loads the weights with a progress line when stderr is a terminal.
+template <typename V>
+gemma4::Weights<V> load_weights(const std::filesystem::path& dir) {
+  const bool terminal = ::isatty(STDERR_FILENO) == 1;
+  const auto start = std::chrono::steady_clock::now();
+  gemma4::LoadOptions options;
+  if (terminal) {
+    options.on_progress = [&, last = -1](std::size_t done, std::size_t total) mutable {
+      const int percent = total == 0 ? 100 : static_cast<int>(100.0 * done / total);
+      if (percent == last) return;
+      last = percent;
+      fmt::print(stderr, "\rloading {} ({}): {:3d}% of {:.2f} GB", dir.string(), V::name, percent, total / 1e9);
+    };
+  }
+  gemma4::Weights<V> weights(dir, options);
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  if (terminal) fmt::print(stderr, "\rloaded {} ({}) in {:.1f} s{:20}\n", dir.string(), V::name, took.count(), "");
+  return weights;
+}
+
+template <typename V>
+void chat_loop(const Args& args, gemma4::Session<V>& session, const gemma4::Tokenizer& tokenizer,
+               const gemma4::GenerationConfig& generation, int max_tokens) {
+  const bool show_thoughts = args.has("--show-thoughts");
+  gemma4::Conversation<V> chat(session, tokenizer, generation,
+                               {.system = args.has("--system") ? args.get("--system") : std::string(),
+                                .thinking = args.has("--think"),
+                                .max_new_tokens = max_tokens});
+  const auto on_text = [&](std::string_view text, bool thought) {
+    if (!thought) return print_stdout(text);
+    if (show_thoughts) fmt::print(stderr, "{}", text);
+  };
+  if (args.has("--prompt")) {
+    print_summary(chat.ask(args.get("--prompt"), on_text).generation);
+    return;
+  }
+  const bool terminal = ::isatty(STDIN_FILENO) == 1;
+  if (terminal) fmt::print(stderr, "chat: an empty line is ignored, /reset starts over, /exit or Ctrl-D ends\n");
+  for (std::string line;;) {
+    if (terminal) fmt::print(stderr, "> ");
+    if (!std::getline(std::cin, line) || line == "/exit") break;
+    if (line.empty()) continue;
+    if (line == "/reset") {
+      chat.restart();
+      continue;
+    }
+    try {
+      print_summary(chat.ask(line, on_text).generation);
+    } catch (const gemma4::Error& e) {  // a bad line (invalid UTF-8, too long) does not end the chat
+      fmt::print(stderr, "error: {}\n", e.what());
+    }
+  }
+}
+
+int run(const Args& args) {
+  std::vector<std::string> known = {"--model", "--prompt", "--chat", "--max-tokens", "--raw", "--system",
+                                    "--think", "--show-thoughts", "--max-context"};
+  known.insert(known.end(), kSamplingOptions.begin(), kSamplingOptions.end());
+  args.allow_only(known);
+  if (args.has("--prompt") == args.has("--chat")) fail("give exactly one of --prompt TEXT and --chat");
+  if (args.has("--raw") && args.has("--chat")) fail("--raw generates once from a plain prompt; it does not chat");
+  const std::filesystem::path dir = args.get("--model");
+  const int max_tokens = static_cast<int>(parse_integer(args.get("--max-tokens", "512"), "--max-tokens"));
+  const int max_context = static_cast<int>(parse_integer(args.get("--max-context", "4096"), "--max-context"));
+  const gemma4::GenerationConfig generation = generation_config(args, dir);
+  const auto config_json = gemma4::read_model_config(dir);
+  gemma4::CompiledVariants::with_matching(config_json, [&]<typename V>() {
+    const gemma4::Tokenizer tokenizer = gemma4::load_tokenizer(dir);
+    if (tokenizer.piece_count() > V::config.vocab_size) {
+      fail("{}/tokenizer.json has {} pieces, more than the model's vocabulary of {}", dir.string(), tokenizer.piece_count(),
+           V::config.vocab_size.value);
+    }
+    const gemma4::Weights<V> weights = load_weights<V>(dir);
+    gemma4::Session<V> session(weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings)});
+    if (!args.has("--raw")) return chat_loop(args, session, tokenizer, generation, max_tokens);
+
+    const std::vector<int> prompt = tokenizer.encode(args.get("--prompt"));
+    gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);
+    gemma4::StreamDecoder stream(tokenizer, {.skip_special = true});
+    const auto result = generator.generate(prompt, max_tokens, [&](int id) {
+      print_stdout(stream.push(id));
+      return true;
+    });
+    print_stdout(stream.finish());
+    print_summary(result);
+  });
+  return 0;
+}
+
+std::string read_stdin() { return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()}; }
+
+int tokenize(const Args& args) {
+  args.allow_only({"--model", "--no-bos", "--no-special"});
+  const gemma4::Tokenizer tokenizer = gemma4::load_tokenizer(args.get("--model"));
+  const std::vector<int> ids =
+      tokenizer.encode(read_stdin(), {.add_bos = !args.has("--no-bos"), .match_special_tokens = !args.has("--no-special")});
+  fmt::print("{}\n", fmt::join(ids, ","));
+  return 0;
+}
+
+int detokenize(const Args& args) {
+  args.allow_only({"--model", "--skip-special"});
+  const gemma4::Tokenizer tokenizer = gemma4::load_tokenizer(args.get("--model"));
+  std::string text = read_stdin();
+  std::replace_if(text.begin(), text.end(), [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }, ',');
+  std::vector<int> ids;
+  for (std::size_t start = 0; start < text.size();) {
+    const std::size_t end = std::min(text.find(',', start), text.size());
+    if (end > start) {
+      const long id = parse_integer(text.substr(start, end - start), "each id");
+      if (id < INT32_MIN || id > INT32_MAX) fail("token id {} is out of range", id);
+      ids.push_back(static_cast<int>(id));
+    }
+    start = end + 1;
+  }
+  print_stdout(tokenizer.decode(ids, {.skip_special = args.has("--skip-special")}));
+  return 0;
+}
+
 void usage() {
   fmt::print(stderr,
              "usage:\n"
+             "  gemma4 run --model DIR (--prompt TEXT | --chat) [--max-tokens N] [--raw] [--system TEXT]\n"
+             "             [--think] [--show-thoughts] [--max-context N] [--temperature T] [--top-k K]\n"
+             "             [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--greedy]\n"
+             "  gemma4 tokenize --model DIR [--no-bos] [--no-special] < text\n"
+             "  gemma4 detokenize --model DIR [--skip-special] < ids\n"
              "  gemma4 synth --variant tiny-e2b|tiny-e4b|e2b|e4b [--dtype bf16|f16|f32] [--seed N] [--shards K]\n"
-             "               [--text-only] [--no-shared-kv] OUT_DIR\n"
+             "               [--text-only] [--no-shared-kv] [--tokenizer TOKENIZER_JSON] OUT_DIR\n"
              "  gemma4 info --model DIR\n"
              "  gemma4 logits --model DIR --tokens ID,ID,... [--out FILE] [--decode]\n");
 }
@@ -181,6 +369,9 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   try {
+    if (command == "run") return run(Args(argc, argv, 2, {"--chat", "--raw", "--think", "--show-thoughts", "--greedy"}));
+    if (command == "tokenize") return tokenize(Args(argc, argv, 2, {"--no-bos", "--no-special"}));
+    if (command == "detokenize") return detokenize(Args(argc, argv, 2, {"--skip-special"}));
     if (command == "synth") return synth(Args(argc, argv, 2, {"--text-only", "--no-shared-kv"}));
     if (command == "info") return info(Args(argc, argv, 2, {}));
     if (command == "logits") return logits(Args(argc, argv, 2, {"--decode"}));

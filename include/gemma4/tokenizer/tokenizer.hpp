@@ -111,6 +111,8 @@ class Tokenizer {
 
   // One past the largest id the tokenizer knows (vocabulary or added token).
   int vocab_size() const { return static_cast<int>(decoded_.size()); }
+  // One past the largest id of model.vocab: what a model's embedding must cover.
+  int piece_count() const { return bpe_.vocab_size(); }
   std::optional<int> bos_id() const { return bos_id_; }
   bool is_known(int id) const { return id >= 0 && id < vocab_size() && decoded_[id].known; }
   bool is_special(int id) const { return is_known(id) && decoded_[id].special; }
@@ -364,5 +366,15 @@ class Tokenizer {
   std::string decoded_text_;            // every token's decoded text, back to back
   std::vector<DecodedToken> decoded_;   // [vocab_size]
 };
+
+// The tokenizer of a model directory (its tokenizer.json).
+inline Tokenizer load_tokenizer(const std::filesystem::path& model_dir) {
+  const std::filesystem::path path = model_dir / "tokenizer.json";
+  if (!std::filesystem::exists(path)) {
+    fail("{}: no tokenizer.json; a model directory needs the tokenizer.json its checkpoint was published with",
+         model_dir.string());
+  }
+  return Tokenizer::from_file(path);
+}
 
 }  // namespace gemma4

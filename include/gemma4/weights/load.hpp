@@ -10,6 +10,7 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -31,6 +32,8 @@ struct LoadOptions {
   // Fault all weights except the PLE table into memory during load, so the first
   // token does not pay for page faults and the resident size is known up front.
   bool prefault = true;
+  // Called as prefaulting goes, with bytes done and total: a front end's progress bar.
+  std::function<void(std::size_t done, std::size_t total)> on_progress;
 };
 
 struct LoadReport {
@@ -74,7 +77,7 @@ class Weights {
     }
     report_.prefix = std::string(checkpoint_.prefix());
     bind_all();
-    if (options.prefault) prefault_all();
+    if (options.prefault) prefault_all(options.on_progress);
   }
 
   const LoadReport& report() const { return report_; }
@@ -170,14 +173,23 @@ class Weights {
     }
   }
 
-  void prefault_all() {
-    auto touch = [](const auto& slot) {
-      if constexpr (std::remove_cvref_t<decltype(slot)>::residency == Residency::kInMemory) {
-        if (slot.data != nullptr) prefault(slot.bytes());
-      }
+  void prefault_all(const std::function<void(std::size_t, std::size_t)>& on_progress) {
+    std::size_t total = 0, done = 0;
+    const auto for_each_in_memory = [&](auto&& f) {
+      const auto visit = [&](const auto& slot) {
+        if constexpr (std::remove_cvref_t<decltype(slot)>::residency == Residency::kInMemory) {
+          if (slot.data != nullptr) f(slot.bytes());
+        }
+      };
+      boost::pfr::for_each_field(global, visit);
+      for (auto& layer : layers) boost::pfr::for_each_field(layer, visit);
     };
-    boost::pfr::for_each_field(global, touch);
-    for (auto& layer : layers) boost::pfr::for_each_field(layer, touch);
+    for_each_in_memory([&](std::span<const std::byte> bytes) { total += bytes.size(); });
+    for_each_in_memory([&](std::span<const std::byte> bytes) {
+      prefault(bytes);
+      done += bytes.size();
+      if (on_progress) on_progress(done, total);
+    });
   }
 
   Checkpoint checkpoint_;
