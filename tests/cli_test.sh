@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The gemma4 tool end to end: synth, info, logits through prefill and through decode
-# (which must agree exactly), and its errors. Usage: cli_test.sh PATH_TO_GEMMA4
+# (which must agree exactly), run/tokenize/detokenize, and their errors.
+# Usage: cli_test.sh PATH_TO_GEMMA4 DEMO_TOKENIZER_JSON
 set -uo pipefail
 gemma4=$1
+demo_tokenizer=$2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 failures=0
@@ -35,5 +37,31 @@ check_error "unknown variant" "unknown variant 'e9b'" "$gemma4" synth --variant 
 check_error "unknown option" "unknown option --temperature" "$gemma4" logits --model "$dir/m" --tokens 2 --temperature 1
 check_error "missing model directory" "not a model directory" "$gemma4" logits --model "$dir/none" --tokens 2
 check_error "missing config.json" "config.json: missing or unreadable" "$gemma4" info --model "$dir"
-echo "$((15 - failures)) passed, $failures failed"
+
+# Text generation on the demo model: tiny-e2b with the trimmed real tokenizer.
+check "synth with a tokenizer" "$gemma4" synth --variant tiny-e2b --seed 1 --tokenizer "$demo_tokenizer" "$dir/chat"
+run_to() {  # run_to FILE ARGS...: gemma4 run, stdout to FILE, stderr to FILE.err
+  local out=$1; shift
+  "$gemma4" run --model "$dir/chat" "$@" > "$out" 2> "$out.err"
+}
+check "run --prompt" run_to "$dir/a" --prompt "Write a haiku." --max-tokens 16 --seed 7
+check "summary line" grep -q "prompt tokens | first token .* s | prefill .* tok/s | decode .* tok/s" "$dir/a.err"
+check "run again with the seed" run_to "$dir/b" --prompt "Write a haiku." --max-tokens 16 --seed 7
+check "same seed, same text" cmp "$dir/a" "$dir/b"
+check "run --raw --greedy" run_to "$dir/c" --raw --prompt "Once upon a time" --max-tokens 8 --greedy
+check "chat on stdin, with /reset" bash -c "printf 'Hi\n\n/reset\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 4 2> '$dir/chat.err'"
+check "two chat turns answered" test "$(grep -c 'prompt tokens' "$dir/chat.err")" -eq 2
+check "bad chat line reported, chat goes on" bash -c "printf 'ok\n\xff\xfe\nok\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 2 2> '$dir/chat.err'; grep -q 'not valid UTF-8' '$dir/chat.err' && test \$(grep -c 'prompt tokens' '$dir/chat.err') -eq 2"
+check "tokenize" bash -c "printf 'Hello world' | '$gemma4' tokenize --model '$dir/chat' > '$dir/ids'"
+check "detokenize round trip" bash -c "test \"\$('$gemma4' detokenize --model '$dir/chat' --skip-special < '$dir/ids')\" = 'Hello world'"
+check_error "prompt longer than the context" "only 8 of the context's 8 positions are free" "$gemma4" run --model "$dir/chat" --prompt "$(printf 'word %.0s' {1..50})" --max-context 8
+check_error "invalid UTF-8 prompt" "not valid UTF-8" "$gemma4" run --model "$dir/chat" --prompt $'caf\xe9'
+check_error "invalid UTF-8 to tokenize" "not valid UTF-8: byte 2" bash -c "printf 'ab\xff' | '$gemma4' tokenize --model '$dir/chat'"
+check_error "unknown id to detokenize" "token id 5000 is not in the vocabulary" bash -c "echo 2,5000 | '$gemma4' detokenize --model '$dir/chat'"
+check_error "missing tokenizer.json" "no tokenizer.json" "$gemma4" run --model "$dir/m" --prompt hi
+check_error "bad sampling setting" "top-p must be in (0, 1]" "$gemma4" run --model "$dir/chat" --prompt hi --top-p 2
+check_error "prompt and chat together" "exactly one of --prompt TEXT and --chat" "$gemma4" run --model "$dir/chat" --prompt hi --chat
+sed 's/": 1023$/": 5000/' "$demo_tokenizer" > "$dir/big-tokenizer.json"
+check_error "tokenizer larger than the model" "has 5001 pieces, more than the tiny-e2b vocabulary of 1024" "$gemma4" synth --variant tiny-e2b --tokenizer "$dir/big-tokenizer.json" "$dir/x2"
+echo "$((38 - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]
