@@ -2,6 +2,7 @@
 // Gemma 4 E4B (google/gemma-4-E4B, -E4B-it): the variant and its facts, checked at
 // compile time against spec sections 1-2.
 
+#include "gemma4/chat/conversation.hpp"
 #include "gemma4/config/model_config.hpp"
 #include "gemma4/config/topology.hpp"
 #include "gemma4/model/session.hpp"

@@ -23,6 +23,9 @@
 
 namespace {
 
+// nlohmann::json (a sorted map) for the 262144-entry vocabulary: lookups are logarithmic
+// where ordered_json's are linear. The trimmed vocabulary is written in id order.
+using nlohmann::json;
 using nlohmann::ordered_json;
 
 // Gemma 4's names for ids that Gemma 3 calls <unusedN>, <start_of_turn>, ... (spec section 6).
@@ -34,8 +37,8 @@ const std::map<int, std::string> kGemma4Names = {
 
 constexpr int kFirstOrdinaryId = 494;  // after <0xFF>: ids below are control, unused, whitespace, bytes
 
-void rename_control_tokens(ordered_json& tokenizer) {
-  ordered_json& vocab = tokenizer["model"]["vocab"];
+void rename_control_tokens(json& tokenizer) {
+  json& vocab = tokenizer["model"]["vocab"];
   std::map<int, std::string> old_names;
   for (auto& token : tokenizer["added_tokens"]) {
     const auto it = kGemma4Names.find(token["id"].get<int>());
@@ -45,16 +48,26 @@ void rename_control_tokens(ordered_json& tokenizer) {
     token["special"] = true;
   }
   if (old_names.size() != kGemma4Names.size()) gemma4::fail("the input lacks some Gemma 3 control tokens");
-  ordered_json renamed = ordered_json::object();
-  for (auto& [piece, id] : vocab.items()) {
-    const auto it = kGemma4Names.find(id.get<int>());
-    renamed[it == kGemma4Names.end() ? piece : it->second] = id;
+  for (const auto& [id, old_name] : old_names) {
+    if (!vocab.contains(old_name) || vocab[old_name] != id) gemma4::fail("model.vocab lacks \"{}\" at id {}", old_name, id);
+    vocab.erase(old_name);
+    vocab[kGemma4Names.at(id)] = id;
   }
-  vocab = std::move(renamed);
 }
 
-void trim(ordered_json& tokenizer, int size) {
-  ordered_json& model = tokenizer["model"];
+// Copies `keys` of `from` in that order: Hugging Face's own serialization order, which
+// nlohmann::json (a sorted map) does not keep.
+ordered_json in_order(const json& from, std::initializer_list<const char*> keys) {
+  ordered_json out = ordered_json::object();
+  for (const char* key : keys) {
+    if (from.contains(key)) out[key] = ordered_json(from[key]);
+  }
+  return out;
+}
+
+// The tokenizer with only `size` ids; the vocabulary is written in id order.
+ordered_json trim(const json& tokenizer, int size) {
+  const json& model = tokenizer["model"];
   std::vector<std::string> pieces(static_cast<std::size_t>(kFirstOrdinaryId));  // new id -> piece
   std::map<std::string, int> kept;
   for (auto& [piece, id] : model["vocab"].items()) {
@@ -77,17 +90,24 @@ void trim(ordered_json& tokenizer, int size) {
   ordered_json merges = ordered_json::array();
   for (const auto& merge : model["merges"]) {
     const std::string a = merge[0], b = merge[1];
-    if (kept.contains(a) && kept.contains(b) && kept.contains(a + b)) merges.push_back(merge);
+    if (kept.contains(a) && kept.contains(b) && kept.contains(a + b)) merges.push_back(ordered_json::array({a, b}));
   }
   ordered_json vocab = ordered_json::object();
   for (std::size_t id = 0; id < pieces.size(); ++id) vocab[pieces[id]] = id;
-  model["vocab"] = std::move(vocab);
-  model["merges"] = std::move(merges);
   ordered_json added = ordered_json::array();
   for (const auto& token : tokenizer["added_tokens"]) {
-    if (token["id"].get<int>() < kFirstOrdinaryId) added.push_back(token);
+    if (token["id"].get<int>() < kFirstOrdinaryId) {
+      added.push_back(in_order(token, {"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special"}));
+    }
   }
-  tokenizer["added_tokens"] = std::move(added);
+  ordered_json out = in_order(tokenizer, {"version", "truncation", "padding"});
+  out["added_tokens"] = std::move(added);
+  for (const char* key : {"normalizer", "pre_tokenizer", "post_processor", "decoder"}) out[key] = ordered_json(tokenizer[key]);
+  out["model"] = in_order(model, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+                                  "byte_fallback", "ignore_merges"});
+  out["model"]["vocab"] = std::move(vocab);
+  out["model"]["merges"] = std::move(merges);
+  return out;
 }
 
 }  // namespace
@@ -97,13 +117,14 @@ int main(int argc, char** argv) {
     if (argc != 3 && !(argc == 5 && std::string(argv[3]) == "--trim")) {
       gemma4::fail("usage: gemma4_make_demo_tokenizer GEMMA3_TOKENIZER_JSON OUT_JSON [--trim N]");
     }
-    std::ifstream in(argv[1], std::ios::binary);
-    if (!in) gemma4::fail("{}: missing or unreadable", argv[1]);
-    ordered_json tokenizer = ordered_json::parse(in);
+    json tokenizer = gemma4::read_json_file(argv[1]);
     rename_control_tokens(tokenizer);
-    if (argc == 5) trim(tokenizer, std::stoi(argv[4]));
     std::ofstream out(argv[2], std::ios::binary | std::ios::trunc);
-    out << tokenizer.dump(1) << '\n';
+    if (argc == 5) {
+      out << trim(tokenizer, std::stoi(argv[4])).dump(1) << '\n';
+    } else {
+      out << tokenizer.dump(1) << '\n';
+    }
     if (!out) gemma4::fail("cannot write {}", argv[2]);
     return 0;
   } catch (const std::exception& e) {
