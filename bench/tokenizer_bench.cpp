@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -124,20 +125,19 @@ int main(int argc, char** argv) {
 
     const bool have_reference = reference.is_object() && reference.contains("inputs");
     fmt::print("tokenizer: {}\nmedians of {} runs\n\n", path, runs);
-    fmt::print("{:<26} {:>12} {:>14} {:>8}\n", "", "gemma4", "HF tokenizers", "ratio");
-    const auto row = [&](const std::string& name, double ours, double theirs, const char* unit, bool higher_is_better) {
+    fmt::print("{:<40} {:>10} {:>14} {:>12}\n", "", "gemma4", "HF tokenizers", "gemma4 gain");
+    const auto row = [&](const std::string& name, double ours, double theirs, bool higher_is_better) {
       if (theirs > 0) {
-        fmt::print("{:<26} {:>10.3f} {} {:>12.3f} {} {:>7.2f}x\n", name, ours, unit, theirs, unit,
-                   higher_is_better ? ours / theirs : theirs / ours);
+        fmt::print("{:<40} {:>10.3f} {:>14.3f} {:>11.2f}x\n", name, ours, theirs, higher_is_better ? ours / theirs : theirs / ours);
       } else {
-        fmt::print("{:<26} {:>10.3f} {} {:>14}\n", name, ours, unit, "(node absent)");
+        fmt::print("{:<40} {:>10.3f} {:>14}\n", name, ours, "(node absent)");
       }
     };
-    row("load tokenizer.json", median(loads), have_reference ? reference["load_seconds"].get<double>() : 0, "s ", false);
+    row("load tokenizer.json (s)", median(loads), have_reference ? reference["load_seconds"].get<double>() : 0, false);
     for (std::size_t i = 0; i < inputs.size(); ++i) {
       const Input& in = inputs[i];
       const double theirs = have_reference ? in.text.size() / reference["inputs"][i]["seconds"].get<double>() / 1e6 : 0;
-      row("encode " + in.name, in.text.size() / in.seconds / 1e6, theirs, "MB/s", true);
+      row("encode " + in.name + " (MB/s)", in.text.size() / in.seconds / 1e6, theirs, true);
       if (have_reference && reference["inputs"][i]["ids"].get<std::size_t>() != in.ids) {
         fmt::print("  MISMATCH: {} ids here, {} from HF\n", in.ids, reference["inputs"][i]["ids"].get<std::size_t>());
         return 1;
