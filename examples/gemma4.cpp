@@ -70,28 +70,26 @@ struct Args {
   }
 };
 
-long parse_integer(const std::string& text, const char* what) {
+// The whole of `text` read by `convert` (std::stol, std::stof, ...), or an error naming `what`.
+template <typename Convert>
+auto parse_whole(const std::string& text, const char* what, const char* kind, Convert convert) {
   std::size_t used = 0;
-  long value = 0;
+  decltype(convert(text, &used)) value{};
   try {
-    value = std::stol(text, &used);
+    value = convert(text, &used);
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != text.size() || text.empty()) fail("{} must be an integer, got '{}'", what, text);
+  if (used != text.size() || text.empty()) fail("{} must be {}, got '{}'", what, kind, text);
   return value;
 }
 
+long parse_integer(const std::string& text, const char* what) {
+  return parse_whole(text, what, "an integer", [](const std::string& t, std::size_t* used) { return std::stol(t, used); });
+}
+
 float parse_number(const std::string& text, const char* what) {
-  std::size_t used = 0;
-  float value = 0;
-  try {
-    value = std::stof(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty()) fail("{} must be a number, got '{}'", what, text);
-  return value;
+  return parse_whole(text, what, "a number", [](const std::string& t, std::size_t* used) { return std::stof(t, used); });
 }
 
 gemma4::DType parse_dtype(const std::string& name) {
@@ -303,7 +301,10 @@ int run(const Args& args) {
     gemma4::Session<V> session(weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings)});
     if (!args.has("--raw")) return chat_loop(args, session, tokenizer, generation, max_tokens);
 
-    const std::vector<int> prompt = tokenizer.encode(args.get("--prompt"));
+    // Exactly one <bos>, whether or not tokenizer.json's post-processor adds it (spec section 6).
+    std::vector<int> prompt = {gemma4::kGemma4ChatTokens.bos};
+    const std::vector<int> text = tokenizer.encode(args.get("--prompt"), {.add_bos = false});
+    prompt.insert(prompt.end(), text.begin(), text.end());
     gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);
     gemma4::StreamDecoder stream(tokenizer, {.skip_special = true});
     const auto result = generator.generate(prompt, max_tokens, [&](int id) {
