@@ -9,6 +9,9 @@
 // Control tokens are placed by id; their text comes from the tokenizer, never from here.
 // What a user types is encoded with special-token matching off, so typing "<turn|>"
 // cannot end a turn or forge a role.
+//
+// Errors: the constructor throws gemma4::Error when the tokenizer lacks a control token;
+// the append_* functions throw for text that is not UTF-8. Immutable after construction.
 
 #include <span>
 #include <string>

@@ -2,6 +2,8 @@
 // How the next token is chosen, and where the defaults come from: a model directory's
 // generation_config.json when it has one (the published -it checkpoints do), else
 // temperature 1.0, top-k 64, top-p 0.95 (Gemma's recommended settings).
+// Errors: read_generation_config throws gemma4::Error naming the file and the field
+// that is malformed or out of range, or saying that no stop id is known.
 
 #include <algorithm>
 #include <cmath>

@@ -7,6 +7,9 @@
 //   gemma4::StreamDecoder stream(tokenizer, {.skip_special = true});
 //   for (int id : generated) std::fputs(stream.push(id).c_str(), stdout);
 //   std::fputs(stream.finish().c_str(), stdout);
+//
+// Errors: push() throws gemma4::Error for an id outside the vocabulary. One decoder per
+// stream; not for concurrent use (the Tokenizer it reads may be shared).
 
 #include <string>
 

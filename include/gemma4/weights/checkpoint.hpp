@@ -2,6 +2,8 @@
 // A Hugging Face model directory: config.json plus either model.safetensors or shards
 // listed by model.safetensors.index.json. Finds every tensor by name across the
 // shards and works out which name prefix the checkpoint uses (spec section 5).
+// Errors: gemma4::Error naming the missing or malformed file (config.json, the index, a
+// shard) or the tensor stored twice. Immutable after construction; shareable across threads.
 
 #include <filesystem>
 #include <fstream>

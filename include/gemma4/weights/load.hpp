@@ -61,6 +61,9 @@ inline std::string shape_string(const std::vector<std::int64_t>& shape) { return
 
 // The weights of variant V from one checkpoint directory. Owns the mappings; the
 // TensorViews stay valid as long as this object lives (it may be moved).
+// Errors: gemma4::Error listing every mismatching config field, or every missing or
+// misshapen tensor, or naming the unreadable file. Read-only after construction: any
+// number of Sessions on any threads may share one Weights.
 template <Variant V>
 class Weights {
  public:

@@ -3,6 +3,7 @@
 // a JSON header {name: {dtype, shape, data_offsets}}, then the data section. Every
 // offset, size and shape is checked before any tensor byte is handed out, so a
 // truncated or lying file is an Error, never a read outside the mapping.
+// Immutable after construction; safe to share across threads.
 
 #include <algorithm>
 #include <cstdint>
