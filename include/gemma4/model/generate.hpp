@@ -9,7 +9,7 @@
 //
 // The last sampled token (the stop id, or the one that hit a limit) is never fed to the
 // session: session.position() counts the prompt and all generated tokens but that one.
-// Allocates only when the history outgrows its reserve; not for concurrent use.
+// Allocates the result up front, not per token; not for concurrent use.
 
 #include <algorithm>
 #include <chrono>
@@ -78,6 +78,7 @@ class Generator {
     const auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
 
     GenerationResult result;
+    result.tokens.reserve(static_cast<std::size_t>(max_new_tokens));  // no growth in the decode loop
     result.stats.prompt_tokens = static_cast<int>(prompt.size());
     const auto start = Clock::now();
     session_.forward(prompt, Logits::kLast, logits_);
