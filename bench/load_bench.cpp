@@ -12,25 +12,13 @@
 
 #include <fmt/format.h>
 
+#include "bench_util.hpp"
 #include "gemma4/variants.hpp"
 #include "gemma4/weights/synthetic.hpp"
 
 namespace {
 
 constexpr double kMarginBytes = 256e6;
-
-double resident_bytes() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("VmRSS:")) return std::stod(line.substr(6)) * 1024.0;
-  }
-  gemma4::fail("no VmRSS in /proc/self/status");
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 }  // namespace
 
@@ -60,21 +48,21 @@ int main(int argc, char** argv) {
       std::vector<double> seconds, resident;
       gemma4::LoadReport report;
       for (int run = 0; run < runs; ++run) {
-        const double before = resident_bytes();
+        const double before = gemma4::bench::status_bytes("VmRSS");
         const auto start = std::chrono::steady_clock::now();
         const gemma4::Weights<V> weights(dir);
         const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
         seconds.push_back(took.count());
-        resident.push_back(resident_bytes() - before);
+        resident.push_back(gemma4::bench::status_bytes("VmRSS") - before);
         report = weights.report();
       }
       const double other = static_cast<double>(report.weight_bytes - report.ple_table_bytes);
       const double limit = other + kMarginBytes;
-      const double rss = median(resident);
+      const double rss = gemma4::bench::median(resident);
       ok = rss <= limit;
       fmt::print("load {:<9} median of {}: {:6.2f} s | resident after load {:6.2f} GB | weights without PLE {:6.2f} GB"
                  " | PLE table {:5.2f} GB on disk | limit {:6.2f} GB | {}\n",
-                 V::name, runs, median(seconds), rss / 1e9, other / 1e9, report.ple_table_bytes / 1e9, limit / 1e9,
+                 V::name, runs, gemma4::bench::median(seconds), rss / 1e9, other / 1e9, report.ple_table_bytes / 1e9, limit / 1e9,
                  ok ? "OK" : "FAIL: the PLE table (or a copy) was brought into memory");
     });
     return ok ? 0 : 1;

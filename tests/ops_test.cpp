@@ -72,8 +72,8 @@ TEST_CASE("MatMul of f32 and bf16 weights matches scalar for any token count", "
       Buffer w(rows * cols, 3), x(tokens * cols, 4);
       const auto wb = to_bf16(w.data, rows * cols);
       std::vector<float> out(tokens * rows), out_bf16(tokens * rows);
-      ops::MatMul(w.data, rows, cols, x.data, tokens, out.data());
-      ops::MatMul(wb.data(), rows, cols, x.data, tokens, out_bf16.data());
+      ops::MatMul(w.data, rows, cols, 0, rows, x.data, tokens, out.data());
+      ops::MatMul(wb.data(), rows, cols, 0, rows, x.data, tokens, out_bf16.data());
       for (std::size_t t = 0; t < tokens; ++t) {
         for (std::size_t r = 0; r < rows; ++r) {
           double want = 0, want_bf16 = 0;

@@ -18,6 +18,8 @@
 #include "gemma4/config/topology.hpp"
 #include "gemma4/error.hpp"
 #include "gemma4/ops/ops-inl.h"
+#include "gemma4/ops/quantized_matmul-inl.h"
+#include "gemma4/parallel/thread_pool.hpp"
 #include "gemma4/weights/load.hpp"
 
 namespace gemma4 {
@@ -27,6 +29,7 @@ namespace ops = gemma4::HWY_NAMESPACE;
 struct SessionOptions {
   int max_context = 4096;   // positions; going past it is an Error
   int prefill_chunk = 64;   // tokens per matrix-matrix step of a prompt
+  int threads = 0;          // threads of the session's pool, caller included; 0 = all cores
 };
 
 enum class Logits { kAll, kLast };
@@ -71,7 +74,7 @@ class Session {
   // `weights` must outlive the session. A session is not thread-safe; several sessions
   // may share one Weights from different threads (the weights are read-only).
   explicit Session(const Weights<V>& weights, const SessionOptions& options = {})
-      : weights_(weights), options_(options) {
+      : weights_(weights), options_(options), pool_(options.threads) {
     if (options.max_context < 1 || options.max_context > kC.max_position_embeddings) {
       fail("max_context must be in [1, {}], got {}", kC.max_position_embeddings.value, options.max_context);
     }
@@ -95,7 +98,8 @@ class Session {
     ple_.resize(chunk * kNumLayers * kPle);
     ple_gate_.resize(chunk * kPle);
     ple_row_.resize(static_cast<std::size_t>(kNumLayers) * kPle);
-    scores_.resize(static_cast<std::size_t>(options.max_context));
+    scores_.resize(static_cast<std::size_t>(options.max_context) * static_cast<std::size_t>(pool_.size()));
+    activations_.reserve(chunk, std::max<std::size_t>({kHidden, std::size_t{kHeads} * kMaxHeadDim, kMaxFfn, kPle}));
     for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {
       const int d = head_dim(kC, type);
       const Rope& rope = type == AttentionType::kFull ? kC.rope_parameters.value.full_attention
@@ -109,6 +113,13 @@ class Session {
   }
 
   int position() const { return position_; }
+  int threads() const { return pool_.size(); }
+  // Memory held by the KV caches, all sized when the session was made.
+  std::size_t kv_cache_bytes() const {
+    std::size_t bytes = 0;
+    for (const KvCache& c : caches_) bytes += (c.k.size() + c.v.size()) * sizeof(float);
+    return bytes;
+  }
   int max_context() const { return options_.max_context; }
   void reset() { position_ = 0; }
 
@@ -155,6 +166,13 @@ class Session {
     const int n = static_cast<int>(tokens.size());
     embed(tokens);
     per_layer_inputs(tokens);
+    // Dropping the table pages costs a TLB shootdown on every core: do it every
+    // kReleaseEvery tokens, which bounds what the tables add to the resident size.
+    tokens_since_release_ += n;
+    if (tokens_since_release_ >= kReleaseEvery) {
+      weights_.release_looked_up_rows();
+      tokens_since_release_ = 0;
+    }
     for (RopeTables& r : rope_) {
       const std::size_t half = r.frequencies.size();
       for (int t = 0; t < n; ++t) {
@@ -181,7 +199,7 @@ class Session {
   void per_layer_inputs(std::span<const int> tokens) {
     const GlobalWeights& g = weights_.global;
     const std::size_t n = tokens.size(), width = static_cast<std::size_t>(kNumLayers) * kPle;
-    ops::MatMul(g.per_layer_model_projection, x_.data(), n, ple_.data());
+    matmul(g.per_layer_model_projection, x_.data(), n, ple_.data());
     ops::Scale(ple_.data(), n * width, 1.0f / std::sqrt(static_cast<float>(kHidden)));
     ops::RMSNormRows(ple_.data(), n * kNumLayers, kPle, g.per_layer_projection_norm, kC.rms_norm_eps);
     const float token_scale = std::sqrt(static_cast<float>(kPle));
@@ -213,14 +231,14 @@ class Session {
     // Attention.
     std::copy_n(x_.data(), hidden_floats, normed_.data());
     ops::RMSNormRows(normed_.data(), n, kHidden, w.input_layernorm, eps);
-    ops::MatMul(w.q_proj, normed_.data(), n, q_.data());
+    matmul(w.q_proj, normed_.data(), n, q_.data());
     ops::RMSNormRows(q_.data(), n * kHeads, D, w.q_norm, eps);
     apply_rope<D>(q_.data(), n, kHeads, rope);
     if constexpr (!kKind.kv_shared) {
-      ops::MatMul(w.k_proj, normed_.data(), n, k_.data());
+      matmul(w.k_proj, normed_.data(), n, k_.data());
       ops::RMSNormRows(k_.data(), n * kKvHeads, D, w.k_norm, eps);
       apply_rope<D>(k_.data(), n, kKvHeads, rope);
-      ops::MatMul(w.v_proj, normed_.data(), n, v_.data());
+      matmul(w.v_proj, normed_.data(), n, v_.data());
       for (int r = 0; r < n * kKvHeads; ++r) ops::RMSNormPlain(v_.data() + r * D, D, eps);
       const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
       for (int t = 0; t < n; ++t) {
@@ -230,7 +248,7 @@ class Session {
       }
     }
     attend<D, kKind.attention>(cache, n);
-    ops::MatMul(w.o_proj, attn_.data(), n, normed_.data());
+    matmul(w.o_proj, attn_.data(), n, normed_.data());
     ops::RMSNormRows(normed_.data(), n, kHidden, w.post_attention_layernorm, eps);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
@@ -238,23 +256,39 @@ class Session {
     constexpr int F = ffn_width(kC, kKind);
     std::copy_n(x_.data(), hidden_floats, normed_.data());
     ops::RMSNormRows(normed_.data(), n, kHidden, w.pre_feedforward_layernorm, eps);
-    ops::MatMul(w.gate_proj, normed_.data(), n, gate_.data());
-    ops::MatMul(w.up_proj, normed_.data(), n, up_.data());
+    matmul(w.gate_proj, normed_.data(), n, gate_.data());
+    matmul(w.up_proj, normed_.data(), n, up_.data());
     ops::GeluMul(gate_.data(), up_.data(), static_cast<std::size_t>(n) * F);
-    ops::MatMul(w.down_proj, gate_.data(), n, normed_.data());
+    matmul(w.down_proj, gate_.data(), n, normed_.data());
     ops::RMSNormRows(normed_.data(), n, kHidden, w.post_feedforward_layernorm, eps);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
     // Per-layer input.
-    ops::MatMul(w.per_layer_input_gate, x_.data(), n, ple_gate_.data());
+    matmul(w.per_layer_input_gate, x_.data(), n, ple_gate_.data());
     for (int t = 0; t < n; ++t) {
       ops::GeluMul(ple_gate_.data() + t * kPle, ple_.data() + (static_cast<std::size_t>(t) * kNumLayers + layer) * kPle, kPle);
     }
-    ops::MatMul(w.per_layer_projection, ple_gate_.data(), n, normed_.data());
+    matmul(w.per_layer_projection, ple_gate_.data(), n, normed_.data());
     ops::RMSNormRows(normed_.data(), n, kHidden, w.post_per_layer_input_norm, eps);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
     ops::Scale(x_.data(), hidden_floats, w.layer_scalar.at(0));
+  }
+
+  // out [n, rows] = x [n, cols] times the layer's weights, on all threads: the rows of
+  // a stored-format matrix, or the row blocks of a quantized one, are split between them.
+  void matmul(const TensorView& w, const float* x, std::size_t n, float* out) {
+    if (w.quantized != nullptr) {
+      const QuantizedMatrix& q = *w.quantized;
+      ops::QuantizeActivations(x, n, q.cols(), activations_);
+      pool_.parallel_for(q.rows() / kRowBlock, [&](int, std::size_t first, std::size_t end) {
+        ops::QuantizedMatMul(q, activations_, first, end, out);
+      });
+      return;
+    }
+    pool_.parallel_for(static_cast<std::size_t>(w.shape[0]), [&](int, std::size_t first, std::size_t end) {
+      ops::MatMul(w, first, end, x, n, out);
+    });
   }
 
   template <int D>
@@ -271,29 +305,34 @@ class Session {
   template <int D, AttentionType kType>
   void attend(const KvCache& cache, int n) {
     const std::size_t row_stride = static_cast<std::size_t>(kKvHeads) * D;
-    for (int t = 0; t < n; ++t) {
-      const int query_pos = position_ + t;
-      const int first = first_visible_position(query_pos, kType, kWindow);
-      for (int h = 0; h < kHeads; ++h) {
+    // Every (token, head) pair is independent; threads take contiguous runs of them.
+    pool_.parallel_for(static_cast<std::size_t>(n) * kHeads, [&](int thread, std::size_t begin, std::size_t end) {
+      float* scores = scores_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(options_.max_context);
+      for (std::size_t head = begin; head < end; ++head) {
+        const int t = static_cast<int>(head / kHeads), h = static_cast<int>(head % kHeads);
+        const int query_pos = position_ + t;
+        const int first = first_visible_position(query_pos, kType, kWindow);
         const std::size_t kv_offset = static_cast<std::size_t>(kv_head_of(h, kHeads, kKvHeads)) * D;
-        const std::size_t head = static_cast<std::size_t>(t) * kHeads + h;
         ops::AttendHead(q_.data() + head * D, cache.k.data() + kv_offset, cache.v.data() + kv_offset, D, row_stride, first,
-                        query_pos, cache.capacity, scores_.data(), attn_.data() + head * D);
+                        query_pos, cache.capacity, scores, attn_.data() + head * D);
       }
-    }
+    });
   }
 
   // logits of `count` chunk tokens from `first`: softcap(E . RMSNorm(x, norm)).
   void final_logits(std::size_t first, std::size_t count, std::span<float> out) {
     std::copy_n(x_.data() + first * kHidden, count * kHidden, normed_.data());
     ops::RMSNormRows(normed_.data(), count, kHidden, weights_.global.norm, kC.rms_norm_eps);
-    ops::MatMul(weights_.global.embed_tokens, normed_.data(), count, out.data());
+    matmul(weights_.global.embed_tokens, normed_.data(), count, out.data());
     if (kC.final_logit_softcapping > 0) ops::Softcap(out.data(), out.size(), static_cast<float>(kC.final_logit_softcapping));
   }
 
   const Weights<V>& weights_;
   SessionOptions options_;
+  ThreadPool pool_;
+  static constexpr int kReleaseEvery = 32;
   int position_ = 0;
+  int tokens_since_release_ = 0;
   float embed_scale_ = 1.0f;
   std::vector<KvCache> caches_;  // one per layer that owns a cache, by kv_cache_slot
   RopeTables rope_[2];           // by AttentionType
@@ -307,7 +346,8 @@ class Session {
   std::vector<float> ple_;       // [chunk, layers, ple_dim]
   std::vector<float> ple_gate_;  // [chunk, ple_dim]
   std::vector<float> ple_row_;   // [layers, ple_dim]: one token's row of the PLE table
-  std::vector<float> scores_;    // [max_context]
+  std::vector<float> scores_;    // [threads, max_context]
+  QuantizedActivations activations_;  // the current int8/int4 matmul's input
 };
 
 }  // namespace gemma4

@@ -92,25 +92,32 @@ HWY_INLINE float Dot(const WT* HWY_RESTRICT w, const float* HWY_RESTRICT x, size
   return result;
 }
 
-// out[t, r] = sum_c w[r, c] * x[t, c]: a linear layer (weights [rows, cols], row =
-// output feature) over `tokens` inputs [tokens, cols]; out is [tokens, rows].
+// out[t, r] = sum_c w[r, c] * x[t, c] for rows [first_row, end_row) of a linear layer
+// (weights [rows, cols], row = output feature) over `tokens` inputs [tokens, cols];
+// out is [tokens, rows]. A row's result does not depend on the row range.
 template <typename WT>
-HWY_NOINLINE void MatMul(const WT* HWY_RESTRICT w, size_t rows, size_t cols, const float* HWY_RESTRICT x, size_t tokens,
-                         float* HWY_RESTRICT out) {
+HWY_NOINLINE void MatMul(const WT* HWY_RESTRICT w, size_t rows, size_t cols, size_t first_row, size_t end_row,
+                         const float* HWY_RESTRICT x, size_t tokens, float* HWY_RESTRICT out) {
   constexpr size_t kBlock = 4;
   size_t t = 0;
   for (; t + kBlock <= tokens; t += kBlock) {
-    for (size_t r = 0; r < rows; ++r) RowTimesTokens<kBlock>(w + r * cols, cols, x + t * cols, cols, out + t * rows + r, rows);
+    for (size_t r = first_row; r < end_row; ++r) {
+      RowTimesTokens<kBlock>(w + r * cols, cols, x + t * cols, cols, out + t * rows + r, rows);
+    }
   }
   for (; t < tokens; ++t) {
-    for (size_t r = 0; r < rows; ++r) RowTimesTokens<1>(w + r * cols, cols, x + t * cols, cols, out + t * rows + r, rows);
+    for (size_t r = first_row; r < end_row; ++r) RowTimesTokens<1>(w + r * cols, cols, x + t * cols, cols, out + t * rows + r, rows);
   }
 }
 
-HWY_INLINE void MatMul(const TensorView& w, const float* x, size_t tokens, float* out) {
+HWY_INLINE void MatMul(const TensorView& w, size_t first_row, size_t end_row, const float* x, size_t tokens, float* out) {
   WithElements(w, [&](const auto* elements) {
-    MatMul(elements, static_cast<size_t>(w.shape[0]), static_cast<size_t>(w.shape[1]), x, tokens, out);
+    MatMul(elements, static_cast<size_t>(w.shape[0]), static_cast<size_t>(w.shape[1]), first_row, end_row, x, tokens, out);
   });
+}
+
+HWY_INLINE void MatMul(const TensorView& w, const float* x, size_t tokens, float* out) {
+  MatMul(w, 0, static_cast<size_t>(w.shape[0]), x, tokens, out);
 }
 
 HWY_INLINE float SumOfSquares(const float* HWY_RESTRICT x, size_t n) {

@@ -24,16 +24,24 @@
 #include "gemma4/config/topology.hpp"
 #include "gemma4/error.hpp"
 #include "gemma4/weights/checkpoint.hpp"
+#include "gemma4/parallel/thread_pool.hpp"
 #include "gemma4/weights/model_weights.hpp"
+#include "gemma4/weights/quantize.hpp"
 
 namespace gemma4 {
 
 struct LoadOptions {
+  // Format of the linear layers (the tied LM head included). int8 and int4 are
+  // converted from the checkpoint at load time; the embedding lookup and the PLE table
+  // keep reading the checkpoint's rows.
+  WeightFormat format = WeightFormat::kBF16;
+  // Threads converting to int8/int4, caller included; 0 = all cores.
+  int threads = 0;
   // Fault all weights except the PLE table into memory during load, so the first
   // token does not pay for page faults and the resident size is known up front.
   bool prefault = true;
   // Called as prefaulting goes, with bytes done and total: a front end's progress bar.
-  std::function<void(std::size_t done, std::size_t total)> on_progress;
+  std::function<void(std::size_t done, std::size_t total)> on_progress{};
 };
 
 struct LoadReport {
@@ -42,6 +50,12 @@ struct LoadReport {
   std::size_t weight_bytes = 0;       // all weights used, PLE table included
   std::size_t ple_table_bytes = 0;    // Residency::kOnDisk tensors (the PLE table): left on disk
   std::size_t copied_bytes = 0;       // F16 widened to F32, or realigned
+  WeightFormat format = WeightFormat::kBF16;
+  std::size_t quantized_bytes = 0;    // int8/int4 weights and scales made at load time
+  // Weights kept in memory, every one read once per token (the PLE table and the
+  // embedding rows looked up are not counted): what decode streams from memory.
+  std::size_t bytes_per_token = 0;
+  std::vector<std::string> kept_int8; // int4 requested, int8 used: columns not a multiple of 32
   std::vector<std::string> skipped;   // vision/audio tensors and unused k/v of KV-shared layers
   std::vector<std::string> unknown;   // other tensors the text model does not use
 };
@@ -79,11 +93,24 @@ class Weights {
            format_mismatches(mismatches));
     }
     report_.prefix = std::string(checkpoint_.prefix());
+    report_.format = options.format;
     bind_all();
+    if (options.format != WeightFormat::kBF16) quantize_all(options.format, options.threads);
+    for_each_in_memory([&](TensorView& slot, const std::string&) {
+      report_.bytes_per_token += slot.quantized != nullptr ? slot.quantized->bytes() : slot.bytes().size();
+    });
     if (options.prefault) prefault_all(options.on_progress);
   }
 
   const LoadReport& report() const { return report_; }
+
+  // Drops from this process the pages of tables read a few rows per token (the PLE
+  // table, and the embedding when the LM head was quantized): the kernel maps pages
+  // around each row read, and without this the resident size would grow with every
+  // new token seen, up to the tables' full 4.7 GB (E2B). Other readers just refault.
+  void release_looked_up_rows() const {
+    for (std::span<const std::byte> table : looked_up_tables_) advise(table, MADV_DONTNEED);
+  }
   const Checkpoint& checkpoint() const { return checkpoint_; }
 
  private:
@@ -120,6 +147,7 @@ class Weights {
     if constexpr (S::residency == Residency::kOnDisk) {
       // Read a few rows per token, at random: readahead would only waste memory.
       advise(t->bytes, MADV_RANDOM);
+      looked_up_tables_.push_back(t->bytes);
       report_.ple_table_bytes += t->bytes.size();
       return;
     }
@@ -176,21 +204,65 @@ class Weights {
     }
   }
 
+  // Calls f(slot, name) for every tensor slot that is bound and kept in memory.
+  template <typename F>
+  void for_each_in_memory(F&& f) {
+    const auto visit = [&](auto& slot, const std::string& name) {
+      if constexpr (std::remove_cvref_t<decltype(slot)>::residency == Residency::kInMemory) {
+        if (slot.data != nullptr) f(static_cast<TensorView&>(slot), name);
+      }
+    };
+    boost::pfr::for_each_field(global, [&](auto& slot) { visit(slot, std::string(slot.name)); });
+    for (int l = 0; l < kNumLayers<V>; ++l) {
+      boost::pfr::for_each_field(layers[l], [&](auto& slot) { visit(slot, layer_tensor_name(l, slot.name)); });
+    }
+  }
+
+  // Converts every matrix to `format`, a slice of rows at a time; each slice's source
+  // pages are dropped from memory once converted, so the peak stays near the result.
+  void quantize_all(WeightFormat format, int threads) {
+    ThreadPool pool(threads);
+    for_each_in_memory([&](TensorView& slot, const std::string& name) {
+      const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
+      if (cols == 1) return;  // a vector: norms and scalars stay as stored
+      WeightFormat f = format;
+      if (f == WeightFormat::kInt4 && !packable(f, rows, cols)) {
+        f = WeightFormat::kInt8;
+        report_.kept_int8.push_back(name);
+      }
+      if (!packable(f, rows, cols)) fail("{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
+      QuantizedMatrix& q = *quantized_.emplace_back(std::make_unique<QuantizedMatrix>(f, rows, cols));
+      const std::size_t row_bytes = cols * dtype_size(slot.dtype);
+      const std::size_t blocks = rows / kRowBlock;
+      const std::size_t slice = std::max<std::size_t>(1, (std::size_t{16} << 20) / (row_bytes * kRowBlock));
+      const bool mapped = slot.dtype == slot.stored_dtype;  // not a widened copy
+      for (std::size_t first = 0; first < blocks; first += slice) {
+        const std::size_t end = std::min(blocks, first + slice);
+        pool.parallel_for(end - first, [&](int, std::size_t begin, std::size_t stop) {
+          if (slot.dtype == DType::kBF16) {
+            q.quantize_blocks(reinterpret_cast<const std::uint16_t*>(slot.data), first + begin, first + stop);
+          } else {
+            q.quantize_blocks(reinterpret_cast<const float*>(slot.data), first + begin, first + stop);
+          }
+        });
+        if (mapped) advise({slot.data + first * kRowBlock * row_bytes, (end - first) * kRowBlock * row_bytes}, MADV_DONTNEED);
+      }
+      slot.quantized = &q;
+      if (mapped) looked_up_tables_.push_back(slot.bytes());
+      report_.quantized_bytes += q.bytes();
+    });
+  }
+
   void prefault_all(const std::function<void(std::size_t, std::size_t)>& on_progress) {
     std::size_t total = 0, done = 0;
-    const auto for_each_in_memory = [&](auto&& f) {
-      const auto visit = [&](const auto& slot) {
-        if constexpr (std::remove_cvref_t<decltype(slot)>::residency == Residency::kInMemory) {
-          if (slot.data != nullptr) f(slot.bytes());
-        }
-      };
-      boost::pfr::for_each_field(global, visit);
-      for (auto& layer : layers) boost::pfr::for_each_field(layer, visit);
-    };
-    for_each_in_memory([&](std::span<const std::byte> bytes) { total += bytes.size(); });
-    for_each_in_memory([&](std::span<const std::byte> bytes) {
-      prefault(bytes);
-      done += bytes.size();
+    // A quantized matrix's source is no longer read by matmuls: it stays on disk.
+    for_each_in_memory([&](TensorView& slot, const std::string&) {
+      if (slot.quantized == nullptr) total += slot.bytes().size();
+    });
+    for_each_in_memory([&](TensorView& slot, const std::string&) {
+      if (slot.quantized != nullptr) return;
+      prefault(slot.bytes());
+      done += slot.bytes().size();
       if (on_progress) on_progress(done, total);
     });
   }
@@ -198,6 +270,8 @@ class Weights {
   Checkpoint checkpoint_;
   LoadReport report_;
   std::vector<std::unique_ptr<float[]>> copies_;
+  std::vector<std::unique_ptr<QuantizedMatrix>> quantized_;
+  std::vector<std::span<const std::byte>> looked_up_tables_;  // mapped ranges read by row
 };
 
 // Calls f.template operator()<V>() for the one variant among Vs whose config matches

@@ -16,6 +16,7 @@
 #include "gemma4/config/topology.hpp"
 #include "gemma4/detail/fixed_string.hpp"
 #include "gemma4/weights/dtype.hpp"
+#include "gemma4/weights/quantize.hpp"
 
 namespace gemma4 {
 
@@ -55,6 +56,9 @@ struct TensorView {
   DType dtype = DType::kF32;
   DType stored_dtype = DType::kF32;     // as in the checkpoint, before any widening
   std::array<std::int64_t, 2> shape{};  // [rows, cols]; a vector is [n, 1]
+  // Set when the matrix was converted to int8/int4 at load time: matmuls use this, and
+  // `data` stays readable (from the file) for row lookups such as the embedding.
+  const QuantizedMatrix* quantized = nullptr;
 
   std::size_t size() const { return static_cast<std::size_t>(shape[0] * shape[1]); }
   std::span<const std::byte> bytes() const { return {data, size() * dtype_size(dtype)}; }

@@ -1,0 +1,39 @@
+#pragma once
+// Small helpers shared by the benchmarks: timing, medians, resident memory.
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gemma4/error.hpp"
+
+namespace gemma4::bench {
+
+inline double median(std::vector<double> v) {
+  if (v.empty()) fail("median of no values");
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <typename F>
+double seconds_of(F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// A field of /proc/self/status in bytes: "VmRSS" (resident now) or "VmHWM" (peak).
+inline double status_bytes(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with(field + ":")) return std::stod(line.substr(field.size() + 1)) * 1024.0;
+  }
+  fail("no {} in /proc/self/status", field);
+}
+
+// Starts a new peak (VmHWM) from the current resident size.
+inline void reset_peak_resident() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+}  // namespace gemma4::bench

@@ -1,0 +1,119 @@
+#pragma once
+// The machine's limits, measured in the run that compares against them: streaming
+// memory read bandwidth over all threads, and the peak rates of the two instructions
+// the matmuls use (f32 FMA for stored bf16/f32 weights; the 4-way int8 dot product,
+// VPDPBUSD where the target has it, for int8/int4). One multiply-add counts as one op.
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "bench_util.hpp"
+#include "gemma4/ops/quantized_matmul-inl.h"
+#include "gemma4/parallel/thread_pool.hpp"
+#include "hwy/aligned_allocator.h"
+#include "hwy/highway.h"
+
+namespace gemma4::bench {
+namespace hn = hwy::HWY_NAMESPACE;
+namespace ops = gemma4::HWY_NAMESPACE;
+
+struct MachineLimits {
+  double read_bytes_per_s = 0;
+  double f32_fma_per_s = 0;
+  double int8_dot_per_s = 0;  // int8 multiply-adds per second
+};
+
+// Sums a buffer far larger than the caches with every thread reading its part as
+// kStreams interleaved sequential streams (several streams keep more prefetchers busy,
+// as a matmul over several row blocks does). The best of 1 and 4 streams counts.
+inline double read_bandwidth(ThreadPool& pool, int runs) {
+  const std::size_t bytes = std::size_t{1} << 30, floats = bytes / sizeof(float);
+  const auto buffer = hwy::AllocateAligned<float>(floats);
+  pool.parallel_for(floats, [&](int, std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) buffer[i] = static_cast<float>(i & 7);
+  });
+  std::vector<float> sums(static_cast<std::size_t>(pool.size()));
+  const auto read = [&]<std::size_t kStreams>() {
+    pool.parallel_for(floats, [&](int thread, std::size_t begin, std::size_t end) {
+      const hn::ScalableTag<float> d;
+      const std::size_t N = hn::Lanes(d), step = 4 * N;
+      const std::size_t first = (begin + step - 1) / step * step, length = (end - first) / kStreams / step * step;
+      hn::Vec<decltype(d)> acc[kStreams][4];
+      for (auto& stream : acc) {
+        for (auto& a : stream) a = hn::Zero(d);
+      }
+      for (std::size_t i = 0; i < length; i += step) {
+        for (std::size_t s = 0; s < kStreams; ++s) {
+          const float* p = buffer.get() + first + s * length + i;
+          for (std::size_t j = 0; j < 4; ++j) acc[s][j] = hn::Add(acc[s][j], hn::Load(d, p + j * N));
+        }
+      }
+      auto total = hn::Zero(d);
+      for (auto& stream : acc) {
+        for (auto& a : stream) total = hn::Add(total, a);
+      }
+      sums[static_cast<std::size_t>(thread)] += hn::GetLane(hn::SumOfLanes(d, total));
+    });
+  };
+  std::vector<double> rates;
+  for (int run = 0; run < runs; ++run) {
+    const double one = seconds_of([&] { read.template operator()<1>(); });
+    const double four = seconds_of([&] { read.template operator()<4>(); });
+    rates.push_back(static_cast<double>(bytes) / std::min(one, four));
+  }
+  volatile float sink = sums[0];
+  (void)sink;
+  return median(rates);
+}
+
+// Runs kChains independent accumulators per thread so the rate is throughput-bound.
+template <typename Step>
+double peak_rate(ThreadPool& pool, int runs, double ops_per_step, Step step) {
+  constexpr std::size_t kSteps = std::size_t{1} << 25;
+  std::vector<double> rates;
+  for (int run = 0; run < runs; ++run) {
+    const double seconds = seconds_of([&] {
+      pool.parallel_for(static_cast<std::size_t>(pool.size()), [&](int, std::size_t, std::size_t) { step(kSteps); });
+    });
+    rates.push_back(ops_per_step * static_cast<double>(kSteps) * pool.size() / seconds);
+  }
+  return median(rates);
+}
+
+inline MachineLimits measure_machine(ThreadPool& pool, int runs) {
+  constexpr int kChains = 12;
+  MachineLimits m;
+  m.read_bytes_per_s = read_bandwidth(pool, runs);
+  const hn::ScalableTag<float> df;
+  m.f32_fma_per_s = peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(df)), [](std::size_t steps) {
+    const hn::ScalableTag<float> d;
+    hn::Vec<decltype(d)> acc[kChains];
+    for (int c = 0; c < kChains; ++c) acc[c] = hn::Set(d, static_cast<float>(c));
+    const auto x = hn::Set(d, 0.999f), y = hn::Set(d, 1e-7f);
+    for (std::size_t s = 0; s < steps; ++s) {
+      for (auto& a : acc) a = hn::MulAdd(a, x, y);
+    }
+    auto total = acc[0];  // every chain feeds the result, so none is dead code
+    for (int c = 1; c < kChains; ++c) total = hn::Add(total, acc[c]);
+    volatile float sink = hn::GetLane(total);
+    (void)sink;
+  });
+  const ops::DQ dq;
+  m.int8_dot_per_s = peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(dq) * 4), [](std::size_t steps) {
+    const ops::DQ d;
+    ops::VQ acc[kChains];
+    for (int c = 0; c < kChains; ++c) acc[c] = hn::Set(d, c);
+    const auto w = hn::Set(d, 0x01020304), x = hn::Set(d, 0x01FF01FF);
+    for (std::size_t s = 0; s < steps; ++s) {
+      for (auto& a : acc) a = ops::DotQuads<ops::kHaveVnni>(a, w, x);
+    }
+    auto total = acc[0];
+    for (int c = 1; c < kChains; ++c) total = hn::Add(total, acc[c]);
+    volatile std::int32_t sink = hn::GetLane(total);
+    (void)sink;
+  });
+  return m;
+}
+
+}  // namespace gemma4::bench

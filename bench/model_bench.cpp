@@ -1,0 +1,223 @@
+// Speed and memory of the forward pass on full-size synthetic checkpoints, against the
+// machine's limits measured in the same run (bench/machine_limits.hpp):
+//   gemma4_bench_model [--variants e2b,e4b] [--formats bf16,int8,int4] [--runs N]
+//                      [--threads N] [--decode-steps N] DIR
+// Checkpoints are synthesized into DIR/<variant> when missing. For each variant and
+// weight format it prints load time, prefill tok/s (128 and 512 tokens), decode tok/s at
+// context depth 0, 512 and 2048, and peak resident memory, then one table with
+//   decode efficiency  = weight bytes read per token * tok/s / read bandwidth
+//   prefill efficiency = matmul multiply-adds per token * tok/s / peak multiply-adds/s
+// of the instruction the format's matmuls use. Also prints the quality of each format
+// on tiny-e2b and tiny-e4b (top-1 agreement and KL divergence against f32 weights).
+
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <boost/pfr.hpp>
+#include <fmt/format.h>
+
+#include "bench_util.hpp"
+#include "gemma4/e2b.hpp"
+#include "gemma4/e4b.hpp"
+#include "gemma4/model/logit_agreement.hpp"
+#include "gemma4/tiny.hpp"
+#include "gemma4/weights/synthetic.hpp"
+#include "machine_limits.hpp"
+
+namespace {
+
+using namespace gemma4;
+using bench::median;
+using bench::seconds_of;
+
+struct Row {
+  std::string variant, format;
+  double load_s = 0, prefill128 = 0, prefill512 = 0, decode[3] = {};
+  double bytes_per_token = 0, macs_per_token = 0, peak_rss = 0, rss_limit = 0;
+  bool int8_arithmetic = false;
+};
+
+constexpr int kDepths[3] = {0, 512, 2048};
+
+std::vector<int> random_tokens(std::size_t n, int vocab, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> tokens(n);
+  for (int& t : tokens) t = static_cast<int>(rng() % static_cast<unsigned>(vocab));
+  return tokens;
+}
+
+// Multiply-adds per prompt token of a 512-token prefill: every matrix once per token,
+// the LM head once per prompt (only the last token's logits are computed).
+template <Variant V>
+double macs_per_prompt_token(const Weights<V>& w) {
+  double macs = 0;
+  const auto add = [&](const TensorView& t) {
+    if (t.shape[1] > 1) macs += static_cast<double>(t.shape[0]) * static_cast<double>(t.shape[1]);
+  };
+  for (const auto& layer : w.layers) boost::pfr::for_each_field(layer, [&](const auto& s) { if (s.data) add(s); });
+  add(w.global.per_layer_model_projection);
+  const TensorView& head = w.global.embed_tokens;
+  return macs + static_cast<double>(head.shape[0]) * static_cast<double>(head.shape[1]) / 512.0;
+}
+
+template <Variant V>
+Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, int threads, int decode_steps) {
+  Row row{std::string(V::name), std::string(weight_format_name(format))};
+  row.int8_arithmetic = format != WeightFormat::kBF16;
+  bench::reset_peak_resident();
+  std::vector<double> loads;
+  for (int run = 0; run < runs; ++run) {
+    loads.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .threads = threads}); }));
+  }
+  row.load_s = median(loads);
+  const Weights<V> weights(dir, {.format = format, .threads = threads});
+  row.bytes_per_token = static_cast<double>(weights.report().bytes_per_token);
+  row.macs_per_token = macs_per_prompt_token(weights);
+  Session<V> session(weights, {.max_context = kDepths[2] + decode_steps + 1, .prefill_chunk = 64, .threads = threads});
+  std::vector<float> logits(V::config.vocab_size);
+  const auto tokens = random_tokens(static_cast<std::size_t>(kDepths[2] + decode_steps + 1), V::config.vocab_size, 7);
+  const std::span<const int> all(tokens);
+
+  for (const std::size_t n : {128, 512}) {
+    std::vector<double> rates;
+    for (int run = 0; run < runs; ++run) {
+      session.reset();
+      rates.push_back(static_cast<double>(n) / seconds_of([&] { session.forward(all.first(n), Logits::kLast, logits); }));
+    }
+    (n == 128 ? row.prefill128 : row.prefill512) = median(rates);
+    fmt::print("  {} {}: prefill {} tokens {:.2f} tok/s\n", V::name, row.format, n, median(rates));
+  }
+  session.reset();
+  for (int d = 0; d < 3; ++d) {
+    const int depth = kDepths[d];
+    if (depth > session.position()) session.forward(all.subspan(static_cast<std::size_t>(session.position()), static_cast<std::size_t>(depth - session.position())), Logits::kLast, logits);
+    std::vector<double> steps;
+    for (int s = 0; s < decode_steps; ++s) {
+      const auto next = all.subspan(static_cast<std::size_t>(session.position()), 1);
+      steps.push_back(seconds_of([&] { session.forward(next, Logits::kLast, logits); }));
+    }
+    row.decode[d] = 1.0 / median(steps);
+    fmt::print("  {} {}: decode at depth {} {:.2f} tok/s\n", V::name, row.format, depth, row.decode[d]);
+  }
+  row.peak_rss = bench::status_bytes("VmHWM");
+  row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6;
+  return row;
+}
+
+template <Variant V>
+void quality(WeightFormat format) {
+  const auto dir = std::filesystem::temp_directory_path() / fmt::format("gemma4-bench-{}", V::name);
+  if (!std::filesystem::exists(dir / "config.json")) {
+    write_synthetic_checkpoint(V::config, dir, {.dtype = DType::kF32, .seed = 3, .trained_like = true});
+  }
+  const auto tokens = random_tokens(512, V::config.vocab_size, 5);
+  const auto logits = [&](WeightFormat f) {
+    const Weights<V> w(dir, {.format = f});
+    Session<V> s(w);
+    std::vector<float> out(tokens.size() * V::config.vocab_size);
+    s.forward(tokens, Logits::kAll, out);
+    return out;
+  };
+  const auto agreement = compare_logits(logits(WeightFormat::kBF16), logits(format), V::config.vocab_size);
+  fmt::print("quality {:<9} {}: top-1 agreement {:6.2f}% | mean KL {:.5f} nats over {} positions (vs f32 weights)\n", V::name,
+             weight_format_name(format), 100 * agreement.top1, agreement.mean_kl, agreement.positions);
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> parts;
+  for (std::size_t start = 0; start <= s.size();) {
+    const std::size_t comma = std::min(s.find(',', start), s.size());
+    parts.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return parts;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    std::string dir, variants = "e2b,e4b", formats = "bf16,int8,int4";
+    int runs = 3, threads = 0, decode_steps = 5;
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      const bool has_value = i + 1 < argc;
+      if (arg == "--variants" && has_value) {
+        variants = argv[++i];
+      } else if (arg == "--formats" && has_value) {
+        formats = argv[++i];
+      } else if (arg == "--runs" && has_value) {
+        runs = std::max(1, std::stoi(argv[++i]));
+      } else if (arg == "--threads" && has_value) {
+        threads = std::stoi(argv[++i]);
+      } else if (arg == "--decode-steps" && has_value) {
+        decode_steps = std::max(1, std::stoi(argv[++i]));
+      } else if (!arg.starts_with("--") && dir.empty()) {
+        dir = arg;
+      } else {
+        fail("usage: gemma4_bench_model [--variants e2b,e4b] [--formats bf16,int8,int4] [--runs N] [--threads N]"
+             " [--decode-steps N] DIR");
+      }
+    }
+    if (dir.empty()) fail("gemma4_bench_model: give a directory for the synthetic checkpoints");
+    std::vector<WeightFormat> chosen;
+    for (const std::string& f : split(formats)) {
+      const auto format = parse_weight_format(f);
+      if (!format) fail("unknown weight format '{}': expected bf16, int8 or int4", f);
+      chosen.push_back(*format);
+    }
+
+    ThreadPool pool(threads);
+    const bench::MachineLimits limits = bench::measure_machine(pool, 5);
+    fmt::print("machine ({} threads, medians of 5): read bandwidth {:.1f} GB/s | f32 FMA {:.1f} G/s | int8 dot {:.1f} G/s"
+               " multiply-adds ({})\n",
+               pool.size(), limits.read_bytes_per_s / 1e9, limits.f32_fma_per_s / 1e9, limits.int8_dot_per_s / 1e9,
+               ops::kHaveVnni ? "AVX-512 VNNI" : "portable");
+
+    for (WeightFormat f : chosen) {
+      if (f == WeightFormat::kBF16) continue;
+      quality<TinyE2B>(f);
+      quality<TinyE4B>(f);
+    }
+
+    std::vector<Row> rows;
+    const auto bench_variant = [&]<Variant V>() {
+      const std::filesystem::path path = std::filesystem::path(dir) / std::string(V::name);
+      if (!std::filesystem::exists(path / "config.json")) {
+        fmt::print("synthesizing {} into {} ...\n", V::name, path.string());
+        write_synthetic_checkpoint(V::config, path, {.seed = 1, .shards = 2});
+      }
+      for (WeightFormat f : chosen) rows.push_back(run_format<V>(path, f, runs, threads, decode_steps));
+    };
+    for (const std::string& v : split(variants)) {
+      if (v == "e2b") {
+        bench_variant.operator()<E2B>();
+      } else if (v == "e4b") {
+        bench_variant.operator()<E4B>();
+      } else {
+        fail("unknown variant '{}': expected e2b or e4b", v);
+      }
+    }
+
+    fmt::print("\n{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} | {:>7} | {:>7} {:>7}\n", "", "", "load",
+               "prefill", "prefill", "eff", "decode", "eff", "decode", "eff", "decode", "eff", "GB/tok", "peakRSS", "limit");
+    fmt::print("{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} | {:>7} | {:>7} {:>7}\n", "", "", "s",
+               "128 t/s", "512 t/s", "512", "d0 t/s", "", "d512", "", "d2048", "", "", "GB", "GB");
+    for (const Row& r : rows) {
+      const double peak = r.int8_arithmetic ? limits.int8_dot_per_s : limits.f32_fma_per_s;
+      const auto decode_eff = [&](int d) { return r.bytes_per_token * r.decode[d] / limits.read_bytes_per_s; };
+      fmt::print("{:<4} {:<5} {:>6.2f} | {:>9.2f} {:>9.2f} {:>5.2f} | {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} | {:>7.3f} | {:>7.2f} {:>7.2f}{}\n",
+                 r.variant, r.format, r.load_s, r.prefill128, r.prefill512, r.macs_per_token * r.prefill512 / peak, r.decode[0],
+                 decode_eff(0), r.decode[1], decode_eff(1), r.decode[2], decode_eff(2), r.bytes_per_token / 1e9, r.peak_rss / 1e9,
+                 r.rss_limit / 1e9, r.peak_rss <= r.rss_limit ? "" : "  over");
+    }
+    fmt::print("efficiency: decode = GB/tok * tok/s / read bandwidth; prefill = multiply-adds/s / peak of the instruction used"
+               " (f32 FMA for bf16, int8 dot for int8/int4). limit = weights in the format + KV cache + 300 MB.\n");
+    return 0;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "gemma4_bench_model: error: {}\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,351 @@
+// Matrix products with int8 / int4 weights (layouts in weights/quantize.hpp) and
+// activations quantized on the fly to int8, one scale per token. All integer sums are
+// exact, so the AVX-512 VNNI path and the portable path give the same bits; the
+// portable one (plain shifts and multiplies) runs on every other target and is tested
+// against VNNI on machines that have it.
+//
+// For a token t with activations x ~ q_t * s_t and a row with weights w ~ (u - o) * d,
+// u the stored unsigned value and o its offset (128 for int8, 8 for int4):
+//   dot = d * s_t * (sum(u * q_t) - o * sum(q_t)),
+// with sum(q_t) kept per token (int8) or per 32-column group (int4, whose d varies
+// per group). Unsigned weights times signed activations is what VPDPBUSD multiplies.
+
+#ifndef GEMMA4_OPS_QUANTIZED_MATMUL_INL_H_
+#define GEMMA4_OPS_QUANTIZED_MATMUL_INL_H_
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "gemma4/weights/quantize.hpp"
+
+namespace gemma4 {
+
+// One matmul input [tokens, cols], quantized per token.
+struct QuantizedActivations {
+  std::size_t tokens = 0, cols = 0;
+  std::vector<std::int8_t> q;            // [tokens, cols]
+  std::vector<float> scale;              // [tokens]: x ~ q * scale
+  std::vector<std::int32_t> sum;         // [tokens]: sum of q over all columns
+  std::vector<std::int32_t> group_sum;   // [tokens, cols / 32]: sums of q per int4 group
+
+  // Sizes the buffers once, so quantizing never allocates.
+  void reserve(std::size_t max_tokens, std::size_t max_cols) {
+    q.resize(max_tokens * max_cols);
+    scale.resize(max_tokens);
+    sum.resize(max_tokens);
+    group_sum.resize(max_tokens * (max_cols / kInt4Group + 1));
+  }
+};
+
+}  // namespace gemma4
+#endif  // GEMMA4_OPS_QUANTIZED_MATMUL_INL_H_
+
+#if defined(GEMMA4_OPS_QUANTIZED_MATMUL_TOGGLE) == defined(HWY_TARGET_TOGGLE)
+#ifdef GEMMA4_OPS_QUANTIZED_MATMUL_TOGGLE
+#undef GEMMA4_OPS_QUANTIZED_MATMUL_TOGGLE
+#else
+#define GEMMA4_OPS_QUANTIZED_MATMUL_TOGGLE
+#endif
+
+#include "hwy/cache_control.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gemma4 {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// At most one row block (16 rows) per vector; narrower targets take several passes.
+using DQ = hn::CappedTag<std::int32_t, kRowBlock>;
+using VQ = hn::Vec<DQ>;
+using DQF = hn::Rebind<float, DQ>;
+using VQF = hn::Vec<DQF>;
+
+inline constexpr bool kHaveVnni = HWY_TARGET == HWY_AVX3_DL;
+
+HWY_INLINE std::int32_t LoadQuad(const std::int8_t* p) {
+  std::int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+// acc[i] += sum over j < 4 of byte j of w[i] (unsigned) * byte j of x[i] (signed).
+template <bool kVnni>
+HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
+#if HWY_TARGET == HWY_AVX3_DL
+  if constexpr (kVnni) return VQ{_mm512_dpbusd_epi32(acc.raw, w.raw, x.raw)};
+#endif
+  const DQ d;
+  const hn::RebindToUnsigned<DQ> du;
+  const auto wu = hn::BitCast(du, w);
+  const auto byte = hn::Set(du, 0xFFu);
+  acc = hn::Add(acc, hn::Mul(hn::BitCast(d, hn::And(wu, byte)), hn::ShiftRight<24>(hn::ShiftLeft<24>(x))));
+  acc = hn::Add(acc, hn::Mul(hn::BitCast(d, hn::And(hn::ShiftRight<8>(wu), byte)), hn::ShiftRight<24>(hn::ShiftLeft<16>(x))));
+  acc = hn::Add(acc, hn::Mul(hn::BitCast(d, hn::And(hn::ShiftRight<16>(wu), byte)), hn::ShiftRight<24>(hn::ShiftLeft<8>(x))));
+  return hn::Add(acc, hn::Mul(hn::BitCast(d, hn::ShiftRight<24>(wu)), hn::ShiftRight<24>(x)));
+}
+
+// Quantizes x [tokens, cols] per token to int8 (absmax / 127), with the sums the
+// kernels subtract for the weights' offsets.
+inline HWY_NOINLINE void QuantizeActivations(const float* HWY_RESTRICT x, std::size_t tokens, std::size_t cols,
+                                             QuantizedActivations& a) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<std::int8_t, decltype(df)> d8;
+  const std::size_t N = hn::Lanes(df), groups = cols / kInt4Group;
+  a.tokens = tokens;
+  a.cols = cols;
+  for (std::size_t t = 0; t < tokens; ++t) {
+    const float* row = x + t * cols;
+    std::int8_t* q = a.q.data() + t * cols;
+    const std::size_t vector_end = cols - cols % N;
+    auto vmax = hn::Zero(df);
+    for (std::size_t i = 0; i < vector_end; i += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, row + i)));
+    float absmax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    for (std::size_t i = vector_end; i < cols; ++i) absmax = std::max(absmax, std::fabs(row[i]));
+    const float inverse = absmax > 0.0f ? 127.0f / absmax : 0.0f;
+    a.scale[t] = absmax / 127.0f;
+    const auto vinv = hn::Set(df, inverse);
+    for (std::size_t i = 0; i < vector_end; i += N) {
+      hn::StoreU(hn::DemoteTo(d8, hn::NearestInt(hn::Mul(hn::LoadU(df, row + i), vinv))), d8, q + i);
+    }
+    for (std::size_t i = vector_end; i < cols; ++i) q[i] = static_cast<std::int8_t>(std::lrint(row[i] * inverse));
+    std::int32_t total = 0;
+    for (std::size_t g = 0; g < groups; ++g) {
+      std::int32_t s = 0;
+      for (std::size_t c = 0; c < kInt4Group; ++c) s += q[g * kInt4Group + c];
+      a.group_sum[t * groups + g] = s;
+      total += s;
+    }
+    for (std::size_t c = groups * kInt4Group; c < cols; ++c) total += q[c];
+    a.sum[t] = total;
+  }
+}
+
+// out[t, 16b + r] for kR row blocks from `block` and kT tokens from `token`; int8 weights.
+template <std::size_t kR, std::size_t kT, bool kVnni>
+HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
+                         float* HWY_RESTRICT out) {
+  const DQ d;
+  const DQF df;
+  const std::size_t N = hn::Lanes(d), quads = w.cols() / 4;
+  const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights()) + block * quads * kRowBlock;
+  const std::int8_t* x[kT];
+  HWY_UNROLL(16)
+  for (std::size_t t = 0; t < kT; ++t) x[t] = a.q.data() + (token + t) * a.cols;
+  for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
+    VQ acc[kR][kT];
+    HWY_UNROLL(16)
+    for (auto& row : acc) {
+      HWY_UNROLL(16)
+      for (auto& v : row) v = hn::Zero(d);
+    }
+    for (std::size_t q = 0; q < quads; ++q) {
+      VQ weights[kR];
+      HWY_UNROLL(16)
+      for (std::size_t r = 0; r < kR; ++r) weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
+      HWY_UNROLL(16)
+      for (std::size_t t = 0; t < kT; ++t) {
+        const VQ xq = hn::Set(d, LoadQuad(x[t] + 4 * q));
+        HWY_UNROLL(16)
+        for (std::size_t r = 0; r < kR; ++r) acc[r][t] = DotQuads<kVnni>(acc[r][t], weights[r], xq);
+      }
+    }
+    HWY_UNROLL(16)
+    for (std::size_t r = 0; r < kR; ++r) {
+      const std::size_t row = (block + r) * kRowBlock + lane;
+      const VQF row_scale = hn::LoadU(df, w.row_scales() + row);
+      HWY_UNROLL(16)
+      for (std::size_t t = 0; t < kT; ++t) {
+        const VQ exact = hn::Sub(acc[r][t], hn::Set(d, 128 * a.sum[token + t]));
+        const VQF scale = hn::Mul(row_scale, hn::Set(df, a.scale[token + t]));
+        hn::StoreU(hn::Mul(hn::ConvertTo(df, exact), scale), df, out + (token + t) * w.rows() + row);
+      }
+    }
+  }
+}
+
+// The same for int4 weights: an exact integer sum per 32-column group, scaled by the
+// group's scale into an f32 sum per row.
+template <std::size_t kR, std::size_t kT, bool kVnni>
+HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
+                         float* HWY_RESTRICT out) {
+  const DQ d;
+  const DQF df;
+  const hn::Rebind<hwy::bfloat16_t, DQF> dbf;
+  const std::size_t N = hn::Lanes(d), octets = w.cols() / 8, groups = w.cols() / kInt4Group;
+  const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights()) + block * octets * kRowBlock;
+  const auto* scales = reinterpret_cast<const hwy::bfloat16_t*>(w.group_scales()) + block * groups * kRowBlock;
+  const std::int8_t* x = a.q.data() + token * a.cols;
+  const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
+  for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
+    VQF sum[kR][kT];
+    HWY_UNROLL(16)
+    for (auto& row : sum) {
+      HWY_UNROLL(16)
+      for (auto& v : row) v = hn::Zero(df);
+    }
+    for (std::size_t g = 0; g < groups; ++g) {
+      VQ acc[kR][kT];
+      HWY_UNROLL(16)
+      for (auto& row : acc) {
+        HWY_UNROLL(16)
+        for (auto& v : row) v = hn::Zero(d);
+      }
+      for (std::size_t o = g * kInt4Group / 8; o < (g + 1) * kInt4Group / 8; ++o) {
+        VQ low[kR], high[kR];
+        HWY_UNROLL(16)
+        for (std::size_t r = 0; r < kR; ++r) {
+          const VQ packed = hn::LoadU(d, tiles + (r * octets + o) * kRowBlock + lane);
+          low[r] = hn::And(packed, low_nibbles);
+          high[r] = hn::And(hn::ShiftRight<4>(packed), low_nibbles);
+        }
+        HWY_UNROLL(16)
+        for (std::size_t t = 0; t < kT; ++t) {
+          const VQ xl = hn::Set(d, LoadQuad(x + t * a.cols + 8 * o));
+          const VQ xh = hn::Set(d, LoadQuad(x + t * a.cols + 8 * o + 4));
+          HWY_UNROLL(16)
+          for (std::size_t r = 0; r < kR; ++r) acc[r][t] = DotQuads<kVnni>(DotQuads<kVnni>(acc[r][t], low[r], xl), high[r], xh);
+        }
+      }
+      HWY_UNROLL(16)
+      for (std::size_t r = 0; r < kR; ++r) {
+        const VQF group_scale = hn::PromoteTo(df, hn::LoadU(dbf, scales + ((r * groups) + g) * kRowBlock + lane));
+        HWY_UNROLL(16)
+        for (std::size_t t = 0; t < kT; ++t) {
+          const VQ exact = hn::Sub(acc[r][t], hn::Set(d, 8 * a.group_sum[(token + t) * groups + g]));
+          sum[r][t] = hn::MulAdd(hn::ConvertTo(df, exact), group_scale, sum[r][t]);
+        }
+      }
+    }
+    HWY_UNROLL(16)
+    for (std::size_t r = 0; r < kR; ++r) {
+      const std::size_t row = (block + r) * kRowBlock + lane;
+      HWY_UNROLL(16)
+      for (std::size_t t = 0; t < kT; ++t) {
+        hn::StoreU(hn::Mul(sum[r][t], hn::Set(df, a.scale[token + t])), df, out + (token + t) * w.rows() + row);
+      }
+    }
+  }
+}
+
+// Decode: one token, one row block at a time, read as a single sequential stream with
+// kChains independent sums (integer sums: any order gives the same bits).
+template <bool kVnni>
+HWY_INLINE void Int8BlockOneToken(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a,
+                                  std::size_t token, float* HWY_RESTRICT out) {
+  constexpr std::size_t kChains = 4;
+  const DQ d;
+  const DQF df;
+  const std::size_t N = hn::Lanes(d), quads = w.cols() / 4;
+  const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights()) + block * quads * kRowBlock;
+  const std::int8_t* x = a.q.data() + token * a.cols;
+  for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
+    VQ acc[kChains];
+    HWY_UNROLL(16)
+    for (auto& v : acc) v = hn::Zero(d);
+    std::size_t q = 0;
+    for (; q + kChains <= quads; q += kChains) {
+      hwy::Prefetch(tiles + (q + 64) * kRowBlock);
+      HWY_UNROLL(16)
+      for (std::size_t c = 0; c < kChains; ++c) {
+        acc[c] = DotQuads<kVnni>(acc[c], hn::LoadU(d, tiles + (q + c) * kRowBlock + lane), hn::Set(d, LoadQuad(x + 4 * (q + c))));
+      }
+    }
+    for (; q < quads; ++q) acc[0] = DotQuads<kVnni>(acc[0], hn::LoadU(d, tiles + q * kRowBlock + lane), hn::Set(d, LoadQuad(x + 4 * q)));
+    const VQ sum = hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3]));
+    const std::size_t row = block * kRowBlock + lane;
+    const VQ exact = hn::Sub(sum, hn::Set(d, 128 * a.sum[token]));
+    const VQF scale = hn::Mul(hn::LoadU(df, w.row_scales() + row), hn::Set(df, a.scale[token]));
+    hn::StoreU(hn::Mul(hn::ConvertTo(df, exact), scale), df, out + token * w.rows() + row);
+  }
+}
+
+// The same for int4: per 32-column group, the low and high nibbles feed two integer
+// sums. The float sum over groups runs in the same order as in Int4Tile, so a token
+// gets the same bits in a prefill tile and alone.
+template <bool kVnni>
+HWY_INLINE void Int4BlockOneToken(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a,
+                                  std::size_t token, float* HWY_RESTRICT out) {
+  const DQ d;
+  const DQF df;
+  const hn::Rebind<hwy::bfloat16_t, DQF> dbf;
+  const std::size_t N = hn::Lanes(d), octets = w.cols() / 8, groups = w.cols() / kInt4Group;
+  constexpr std::size_t kOctetsPerGroup = kInt4Group / 8;
+  const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights()) + block * octets * kRowBlock;
+  const auto* scales = reinterpret_cast<const hwy::bfloat16_t*>(w.group_scales()) + block * groups * kRowBlock;
+  const std::int8_t* x = a.q.data() + token * a.cols;
+  const std::int32_t* group_sum = a.group_sum.data() + token * groups;
+  const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
+  for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
+    VQF sum = hn::Zero(df);
+    for (std::size_t g = 0; g < groups; ++g) {
+      hwy::Prefetch(tiles + (g * kOctetsPerGroup + 64) * kRowBlock);
+      // Four short integer chains (low/high nibbles of even/odd octets), not two long ones.
+      VQ acc[4] = {hn::Set(d, -8 * group_sum[g]), hn::Zero(d), hn::Zero(d), hn::Zero(d)};
+      HWY_UNROLL(16)
+      for (std::size_t i = 0; i < kOctetsPerGroup; ++i) {
+        const std::size_t o = g * kOctetsPerGroup + i;
+        const VQ packed = hn::LoadU(d, tiles + o * kRowBlock + lane);
+        VQ& low = acc[i % 2];
+        VQ& high = acc[2 + i % 2];
+        low = DotQuads<kVnni>(low, hn::And(packed, low_nibbles), hn::Set(d, LoadQuad(x + 8 * o)));
+        high = DotQuads<kVnni>(high, hn::And(hn::ShiftRight<4>(packed), low_nibbles), hn::Set(d, LoadQuad(x + 8 * o + 4)));
+      }
+      const VQF group_scale = hn::PromoteTo(df, hn::LoadU(dbf, scales + g * kRowBlock + lane));
+      const VQ exact = hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3]));
+      sum = hn::MulAdd(hn::ConvertTo(df, exact), group_scale, sum);
+    }
+    const std::size_t row = block * kRowBlock + lane;
+    hn::StoreU(hn::Mul(sum, hn::Set(df, a.scale[token])), df, out + token * w.rows() + row);
+  }
+}
+
+// Row blocks kR at a time, each block's weights reused by tokens kT at a time while
+// they are in cache.
+template <std::size_t kR, std::size_t kT, bool kVnni, typename Tile>
+HWY_INLINE void QuantizedBlocks(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t block,
+                                float* HWY_RESTRICT out, Tile tile) {
+  std::size_t t = 0;
+  for (; t + kT <= a.tokens; t += kT) tile.template operator()<kR, kT>(w, block, a, t, out);
+  for (; t < a.tokens; ++t) tile.template operator()<kR, 1>(w, block, a, t, out);
+}
+
+// Tile shapes: accumulators kR * kT (int8) or 2 * kR * kT (int4) plus kR weight
+// vectors must fit the 32 vector registers of AVX-512, or the compiler spills.
+template <bool kVnni, std::size_t kR, std::size_t kT, typename Tile>
+HWY_INLINE void QuantizedPanels(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
+                                std::size_t end_block, float* HWY_RESTRICT out, Tile tile) {
+  std::size_t b = first_block;
+  for (; b + kR <= end_block; b += kR) QuantizedBlocks<kR, kT, kVnni>(w, a, b, out, tile);
+  for (; b < end_block; ++b) QuantizedBlocks<1, kT, kVnni>(w, a, b, out, tile);
+}
+
+// out[t, r] = sum_c w[r, c] x[t, c] for the rows of blocks [first_block, end_block) and
+// every token of a; out is [tokens, rows]. The result of a row does not depend on the
+// block range, so threads may split the blocks any way.
+template <bool kVnni = kHaveVnni>
+HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
+                                  std::size_t end_block, float* HWY_RESTRICT out) {
+  if (a.tokens == 1) {
+    for (std::size_t b = first_block; b < end_block; ++b) {
+      w.format() == WeightFormat::kInt8 ? Int8BlockOneToken<kVnni>(w, b, a, 0, out) : Int4BlockOneToken<kVnni>(w, b, a, 0, out);
+    }
+    return;
+  }
+  if (w.format() == WeightFormat::kInt8) {
+    QuantizedPanels<kVnni, 3, 6>(w, a, first_block, end_block, out, []<std::size_t kR, std::size_t kT>(auto&&... args) {
+      Int8Tile<kR, kT, kVnni>(args...);
+    });
+  } else {
+    QuantizedPanels<kVnni, 2, 3>(w, a, first_block, end_block, out, []<std::size_t kR, std::size_t kT>(auto&&... args) {
+      Int4Tile<kR, kT, kVnni>(args...);
+    });
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gemma4
+HWY_AFTER_NAMESPACE();
+
+#endif  // toggle
