@@ -1,6 +1,7 @@
 // The gemma4 command-line tool.
 //   gemma4 run --model DIR (--prompt TEXT | --chat) [--max-tokens N] [--raw] [--system TEXT]
-//              [--think] [--show-thoughts] [--max-context N] [sampling options]
+//              [--think] [--show-thoughts] [--max-context N] [--weights bf16|int8|int4]
+//              [--threads N] [sampling options]
 //                                generate text, streamed to stdout; a summary line on stderr
 //   gemma4 tokenize --model DIR [--no-bos] [--no-special]   text on stdin, ids out
 //   gemma4 detokenize --model DIR [--skip-special]          ids on stdin, text out
@@ -218,19 +219,23 @@ void print_stdout(std::string_view text) {
   std::fflush(stdout);
 }
 
-void print_summary(const gemma4::GenerationResult& r) {
+// Decode speed comes with the weight bytes it streams per second, the figure to hold
+// against the machine's memory bandwidth (gemma4_bench_model measures it).
+void print_summary(const gemma4::GenerationResult& r, std::size_t weight_bytes_per_token) {
   const gemma4::GenerationStats& s = r.stats;
-  fmt::print(stderr, "\n[{} prompt tokens | first token {:.2f} s | prefill {:.1f} tok/s | decode {:.1f} tok/s | {} tokens, {}]\n",
+  fmt::print(stderr,
+             "\n[{} prompt tokens | first token {:.2f} s | prefill {:.1f} tok/s | decode {:.1f} tok/s = {:.1f} GB/s of weights"
+             " | {} tokens, {}]\n",
              s.prompt_tokens, s.first_token_seconds, s.prefill_tokens_per_second(), s.decode_tokens_per_second(),
-             s.generated_tokens, to_string(r.stop));
+             s.decode_tokens_per_second() * static_cast<double>(weight_bytes_per_token) / 1e9, s.generated_tokens,
+             to_string(r.stop));
 }
 
 // Loads the weights with a progress line when stderr is a terminal.
 template <typename V>
-gemma4::Weights<V> load_weights(const std::filesystem::path& dir) {
+gemma4::Weights<V> load_weights(const std::filesystem::path& dir, gemma4::LoadOptions options) {
   const bool terminal = ::isatty(STDERR_FILENO) == 1;
   const auto start = std::chrono::steady_clock::now();
-  gemma4::LoadOptions options;
   if (terminal) {
     options.on_progress = [&, last = -1](std::size_t done, std::size_t total) mutable {
       const int percent = total == 0 ? 100 : static_cast<int>(100.0 * done / total);
@@ -241,13 +246,16 @@ gemma4::Weights<V> load_weights(const std::filesystem::path& dir) {
   }
   gemma4::Weights<V> weights(dir, options);
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-  if (terminal) fmt::print(stderr, "\rloaded {} ({}) in {:.1f} s{:20}\n", dir.string(), V::name, took.count(), "");
+  if (terminal) {
+    fmt::print(stderr, "\rloaded {} ({}, {} weights) in {:.1f} s{:20}\n", dir.string(), V::name,
+               gemma4::weight_format_name(options.format), took.count(), "");
+  }
   return weights;
 }
 
 template <typename V>
 void chat_loop(const Args& args, gemma4::Session<V>& session, const gemma4::Tokenizer& tokenizer,
-               const gemma4::GenerationConfig& generation, int max_tokens) {
+               const gemma4::GenerationConfig& generation, int max_tokens, std::size_t weight_bytes_per_token) {
   const bool show_thoughts = args.has("--show-thoughts");
   gemma4::Conversation<V> chat(session, tokenizer, generation,
                                {.system = args.has("--system") ? args.get("--system") : std::string(),
@@ -258,7 +266,7 @@ void chat_loop(const Args& args, gemma4::Session<V>& session, const gemma4::Toke
     if (show_thoughts) fmt::print(stderr, "{}", text);
   };
   if (args.has("--prompt")) {
-    print_summary(chat.ask(args.get("--prompt"), on_text).generation);
+    print_summary(chat.ask(args.get("--prompt"), on_text).generation, weight_bytes_per_token);
     return;
   }
   const bool terminal = ::isatty(STDIN_FILENO) == 1;
@@ -272,7 +280,7 @@ void chat_loop(const Args& args, gemma4::Session<V>& session, const gemma4::Toke
       continue;
     }
     try {
-      print_summary(chat.ask(line, on_text).generation);
+      print_summary(chat.ask(line, on_text).generation, weight_bytes_per_token);
     } catch (const gemma4::Error& e) {  // a bad line (invalid UTF-8, too long) does not end the chat
       fmt::print(stderr, "error: {}\n", e.what());
     }
@@ -281,7 +289,7 @@ void chat_loop(const Args& args, gemma4::Session<V>& session, const gemma4::Toke
 
 int run(const Args& args) {
   std::vector<std::string> known = {"--model", "--prompt", "--chat", "--max-tokens", "--raw", "--system",
-                                    "--think", "--show-thoughts", "--max-context"};
+                                    "--think", "--show-thoughts", "--max-context", "--weights", "--threads"};
   known.insert(known.end(), kSamplingOptions.begin(), kSamplingOptions.end());
   args.allow_only(known);
   if (args.has("--prompt") == args.has("--chat")) fail("give exactly one of --prompt TEXT and --chat");
@@ -289,6 +297,11 @@ int run(const Args& args) {
   const std::filesystem::path dir = args.get("--model");
   const int max_tokens = static_cast<int>(parse_integer(args.get("--max-tokens", "512"), "--max-tokens"));
   const int max_context = static_cast<int>(parse_integer(args.get("--max-context", "4096"), "--max-context"));
+  const int threads = static_cast<int>(parse_integer(args.get("--threads", "0"), "--threads"));
+  if (threads < 0) fail("--threads must be 0 (all cores) or more, got {}", threads);
+  const std::string format_name = args.get("--weights", "bf16");
+  const auto format = gemma4::parse_weight_format(format_name);
+  if (!format) fail("--weights must be bf16, int8 or int4, got '{}'", format_name);
   const gemma4::GenerationConfig generation = generation_config(args, dir);
   const auto config_json = gemma4::read_model_config(dir);
   gemma4::CompiledVariants::with_matching(config_json, [&]<typename V>() {
@@ -297,9 +310,11 @@ int run(const Args& args) {
       fail("{}/tokenizer.json has {} pieces, more than the model's vocabulary of {}", dir.string(), tokenizer.piece_count(),
            V::config.vocab_size.value);
     }
-    const gemma4::Weights<V> weights = load_weights<V>(dir);
-    gemma4::Session<V> session(weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings)});
-    if (!args.has("--raw")) return chat_loop(args, session, tokenizer, generation, max_tokens);
+    const gemma4::Weights<V> weights = load_weights<V>(dir, {.format = *format, .threads = threads});
+    gemma4::Session<V> session(weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings),
+                                         .threads = threads});
+    const std::size_t bytes_per_token = weights.report().bytes_per_token;
+    if (!args.has("--raw")) return chat_loop(args, session, tokenizer, generation, max_tokens, bytes_per_token);
 
     // Exactly one <bos>, whether or not tokenizer.json's post-processor adds it (spec section 6).
     std::vector<int> prompt = {gemma4::kGemma4ChatTokens.bos};
@@ -312,7 +327,7 @@ int run(const Args& args) {
       return true;
     });
     print_stdout(stream.finish());
-    print_summary(result);
+    print_summary(result, bytes_per_token);
   });
   return 0;
 }
@@ -351,7 +366,8 @@ void usage() {
   fmt::print(stderr,
              "usage:\n"
              "  gemma4 run --model DIR (--prompt TEXT | --chat) [--max-tokens N] [--raw] [--system TEXT]\n"
-             "             [--think] [--show-thoughts] [--max-context N] [--temperature T] [--top-k K]\n"
+             "             [--think] [--show-thoughts] [--max-context N] [--weights bf16|int8|int4] [--threads N]\n"
+             "             [--temperature T] [--top-k K]\n"
              "             [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--greedy]\n"
              "  gemma4 tokenize --model DIR [--no-bos] [--no-special] < text\n"
              "  gemma4 detokenize --model DIR [--skip-special] < ids\n"

@@ -49,6 +49,13 @@ check "summary line" grep -q "prompt tokens | first token .* s | prefill .* tok/
 check "run again with the seed" run_to "$dir/b" --prompt "Write a haiku." --max-tokens 16 --seed 7
 check "same seed, same text" cmp "$dir/a" "$dir/b"
 check "run --raw --greedy" run_to "$dir/c" --raw --prompt "Once upon a time" --max-tokens 8 --greedy
+check "run with int8 weights on 1 thread" run_to "$dir/i8a" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --threads 1
+check "run with int8 weights on 2 threads" run_to "$dir/i8b" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --threads 2
+check "threads do not change the text" cmp "$dir/i8a" "$dir/i8b"
+check "run with int4 weights" run_to "$dir/i4" --prompt "Hi" --max-tokens 4 --weights int4
+check "summary gives weight GB/s" grep -q "decode .* tok/s = .* GB/s of weights" "$dir/i4.err"
+check_error "unknown weight format" "--weights must be bf16, int8 or int4, got 'q4_0'" "$gemma4" run --model "$dir/chat" --prompt hi --weights q4_0
+check_error "negative thread count" "--threads must be 0 (all cores) or more, got -2" "$gemma4" run --model "$dir/chat" --prompt hi --threads -2
 check "chat on stdin, with /reset" bash -c "printf 'Hi\n\n/reset\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 4 2> '$dir/chat.err'"
 check "two chat turns answered" test "$(grep -c 'prompt tokens' "$dir/chat.err")" -eq 2
 check "bad chat line reported, chat goes on" bash -c "printf 'ok\n\xff\xfe\nok\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 2 2> '$dir/chat.err'; grep -q 'not valid UTF-8' '$dir/chat.err' && test \$(grep -c 'prompt tokens' '$dir/chat.err') -eq 2"
