@@ -260,9 +260,30 @@ HWY_INLINE void AttendHead(const float* HWY_RESTRICT q, const float* HWY_RESTRIC
     scores[j] = Dot(k + static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride, q, D);
   }
   Softmax(scores, count);
-  std::fill_n(out, D, 0.0f);
-  for (size_t j = 0; j < count; ++j) {
-    MulAddTo(scores[j], v + static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride, out, D);
+  // out = sum_j scores[j] v_j, four vectors of out at a time kept in registers over all
+  // positions (not loaded and stored once per position).
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + 4 * N <= D; i += 4 * N) {
+    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+    for (size_t j = 0; j < count; ++j) {
+      const float* HWY_RESTRICT row = v + static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride + i;
+      const VF s = hn::Set(df, scores[j]);
+      a0 = hn::MulAdd(s, hn::LoadU(df, row), a0);
+      a1 = hn::MulAdd(s, hn::LoadU(df, row + N), a1);
+      a2 = hn::MulAdd(s, hn::LoadU(df, row + 2 * N), a2);
+      a3 = hn::MulAdd(s, hn::LoadU(df, row + 3 * N), a3);
+    }
+    hn::StoreU(a0, df, out + i);
+    hn::StoreU(a1, df, out + i + N);
+    hn::StoreU(a2, df, out + i + 2 * N);
+    hn::StoreU(a3, df, out + i + 3 * N);
+  }
+  for (; i < D; ++i) {
+    float sum = 0.0f;
+    for (size_t j = 0; j < count; ++j) sum += scores[j] * v[static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride + i];
+    out[i] = sum;
   }
 }
 

@@ -221,17 +221,29 @@ class Weights {
   // Converts every matrix to `format`, a slice of rows at a time; each slice's source
   // pages are dropped from memory once converted, so the peak stays near the result.
   void quantize_all(WeightFormat format, int threads) {
+    // The format of each matrix (int4 needs 32-column groups), then one arena for all.
+    const auto format_of = [&](const TensorView& slot, const std::string& name) {
+      const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
+      const WeightFormat f = format == WeightFormat::kInt4 && !packable(format, rows, cols) ? WeightFormat::kInt8 : format;
+      if (!packable(f, rows, cols)) fail("{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
+      return f;
+    };
+    std::size_t arena_bytes = 0;
+    for_each_in_memory([&](TensorView& slot, const std::string& name) {
+      if (slot.shape[1] == 1) return;  // a vector: norms and scalars stay as stored
+      arena_bytes += QuantizedMatrix::storage_bytes(format_of(slot, name), static_cast<std::size_t>(slot.shape[0]),
+                                                    static_cast<std::size_t>(slot.shape[1]));
+    });
+    arena_ = detail::aligned_array<std::byte>(arena_bytes);
+    std::byte* next = arena_.get();
     ThreadPool pool(threads);
     for_each_in_memory([&](TensorView& slot, const std::string& name) {
       const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
-      if (cols == 1) return;  // a vector: norms and scalars stay as stored
-      WeightFormat f = format;
-      if (f == WeightFormat::kInt4 && !packable(f, rows, cols)) {
-        f = WeightFormat::kInt8;
-        report_.kept_int8.push_back(name);
-      }
-      if (!packable(f, rows, cols)) fail("{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
-      QuantizedMatrix& q = *quantized_.emplace_back(std::make_unique<QuantizedMatrix>(f, rows, cols));
+      if (cols == 1) return;
+      const WeightFormat f = format_of(slot, name);
+      if (f != format) report_.kept_int8.push_back(name);
+      QuantizedMatrix& q = *quantized_.emplace_back(std::make_unique<QuantizedMatrix>(f, rows, cols, next));
+      next += QuantizedMatrix::storage_bytes(f, rows, cols);
       const std::size_t row_bytes = cols * dtype_size(slot.dtype);
       const std::size_t blocks = rows / kRowBlock;
       const std::size_t slice = std::max<std::size_t>(1, (std::size_t{16} << 20) / (row_bytes * kRowBlock));
@@ -270,6 +282,7 @@ class Weights {
   Checkpoint checkpoint_;
   LoadReport report_;
   std::vector<std::unique_ptr<float[]>> copies_;
+  std::unique_ptr<std::byte[], detail::FreeDeleter> arena_;  // every QuantizedMatrix's bytes
   std::vector<std::unique_ptr<QuantizedMatrix>> quantized_;
   std::vector<std::span<const std::byte>> looked_up_tables_;  // mapped ranges read by row
 };

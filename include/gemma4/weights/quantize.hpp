@@ -83,32 +83,37 @@ std::unique_ptr<T[], FreeDeleter> aligned_array(std::size_t count) {
 }  // namespace detail
 
 // A linear layer's weights [rows, cols] in int8 or int4, packed as described above.
+// Its bytes live in storage the caller provides (the loader puts all matrices in one
+// arena, so no per-matrix rounding to huge pages becomes resident) or in its own.
 class QuantizedMatrix {
  public:
-  QuantizedMatrix(WeightFormat format, std::size_t rows, std::size_t cols) : format_(format), rows_(rows), cols_(cols) {
+  // Bytes of storage a matrix needs: packed weights, then scales, each 64-byte aligned.
+  static std::size_t storage_bytes(WeightFormat format, std::size_t rows, std::size_t cols) {
+    return weight_bytes(format, rows, cols) + round64(scale_bytes(format, rows, cols));
+  }
+
+  // storage: storage_bytes() bytes, 64-byte aligned, outliving the matrix; nullptr = own.
+  QuantizedMatrix(WeightFormat format, std::size_t rows, std::size_t cols, std::byte* storage = nullptr)
+      : format_(format), rows_(rows), cols_(cols) {
     if (format == WeightFormat::kBF16 || !packable(format, rows, cols)) {
       fail("cannot pack a [{}, {}] matrix as {}", rows, cols, weight_format_name(format));
     }
-    const bool int4 = format == WeightFormat::kInt4;
-    weights_ = detail::aligned_array<std::uint8_t>(int4 ? rows * cols / 2 : rows * cols);
-    if (int4) {
-      group_scales_ = detail::aligned_array<std::uint16_t>(rows * (cols / kInt4Group));
-    } else {
-      row_scales_ = detail::aligned_array<float>(rows);
+    if (storage == nullptr) {
+      owned_ = detail::aligned_array<std::byte>(storage_bytes(format, rows, cols));
+      storage = owned_.get();
     }
+    weights_ = reinterpret_cast<std::uint8_t*>(storage);
+    scales_ = storage + weight_bytes(format, rows, cols);
   }
 
   WeightFormat format() const { return format_; }
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }
-  const std::uint8_t* weights() const { return weights_.get(); }
-  const float* row_scales() const { return row_scales_.get(); }
-  const std::uint16_t* group_scales() const { return group_scales_.get(); }  // bf16 bits
+  const std::uint8_t* weights() const { return weights_; }
+  const float* row_scales() const { return reinterpret_cast<const float*>(scales_); }                   // int8
+  const std::uint16_t* group_scales() const { return reinterpret_cast<const std::uint16_t*>(scales_); }  // int4, bf16 bits
   // Bytes a matmul reads: the packed weights and their scales.
-  std::size_t bytes() const {
-    const bool int4 = format_ == WeightFormat::kInt4;
-    return (int4 ? rows_ * cols_ / 2 + rows_ * (cols_ / kInt4Group) * 2 : rows_ * cols_ + rows_ * 4);
-  }
+  std::size_t bytes() const { return rows_ * cols_ / (format_ == WeightFormat::kInt4 ? 2 : 1) + scale_bytes(format_, rows_, cols_); }
 
   // Quantizes rows [16 * first_block, 16 * end_block) of src (row-major [rows, cols],
   // element type float or std::uint16_t bf16 bits). Blocks are independent, so
@@ -129,11 +134,11 @@ class QuantizedMatrix {
     const std::size_t block = row / kRowBlock, lane = row % kRowBlock;
     if (format_ == WeightFormat::kInt8) {
       const std::uint8_t byte = weights_[(block * (cols_ / 4) + col / 4) * 64 + lane * 4 + col % 4];
-      return static_cast<float>(int{byte} - 128) * row_scales_[row];
+      return static_cast<float>(int{byte} - 128) * row_scales()[row];
     }
     const std::uint8_t byte = weights_[(block * (cols_ / 8) + col / 8) * 64 + lane * 4 + col % 4];
     const int nibble = col % 8 < 4 ? byte & 0xf : byte >> 4;
-    return static_cast<float>(nibble - 8) * bf16_to_f32(group_scales_[(block * (cols_ / kInt4Group) + col / kInt4Group) * kRowBlock + lane]);
+    return static_cast<float>(nibble - 8) * bf16_to_f32(group_scales()[(block * (cols_ / kInt4Group) + col / kInt4Group) * kRowBlock + lane]);
   }
 
  private:
@@ -154,8 +159,8 @@ class QuantizedMatrix {
     float absmax = 0.0f;
     for (std::size_t c = 0; c < cols; ++c) absmax = std::max(absmax, std::fabs(value(row[c])));
     const float inverse = absmax > 0.0f ? 127.0f / absmax : 0.0f;
-    row_scales_[r] = absmax / 127.0f;
-    std::uint8_t* tiles = weights_.get() + (r / kRowBlock) * (cols / 4) * 64 + (r % kRowBlock) * 4;
+    reinterpret_cast<float*>(scales_)[r] = absmax / 127.0f;
+    std::uint8_t* tiles = weights_ + (r / kRowBlock) * (cols / 4) * 64 + (r % kRowBlock) * 4;
     for (std::size_t c = 0; c < cols; c += 4) {
       std::uint8_t quad[4];
       for (std::size_t j = 0; j < 4; ++j) {
@@ -181,8 +186,8 @@ class QuantizedMatrix {
     const float scale = bf16_to_f32(scale_bits);
     const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
     const std::size_t block = r / kRowBlock, lane = r % kRowBlock, cols = cols_;
-    group_scales_[(block * (cols / kInt4Group) + g) * kRowBlock + lane] = scale_bits;
-    std::uint8_t* tiles = weights_.get() + (block * (cols / 8) + g * kInt4Group / 8) * 64 + lane * 4;
+    reinterpret_cast<std::uint16_t*>(scales_)[(block * (cols / kInt4Group) + g) * kRowBlock + lane] = scale_bits;
+    std::uint8_t* tiles = weights_ + (block * (cols / 8) + g * kInt4Group / 8) * 64 + lane * 4;
     for (std::size_t c = 0; c < kInt4Group; c += 8) {
       std::uint8_t quad[4];
       for (std::size_t j = 0; j < 4; ++j) {
@@ -194,11 +199,19 @@ class QuantizedMatrix {
     }
   }
 
+  static std::size_t round64(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+  static std::size_t weight_bytes(WeightFormat f, std::size_t rows, std::size_t cols) {
+    return round64(f == WeightFormat::kInt4 ? rows * cols / 2 : rows * cols);
+  }
+  static std::size_t scale_bytes(WeightFormat f, std::size_t rows, std::size_t cols) {
+    return f == WeightFormat::kInt4 ? rows * (cols / kInt4Group) * 2 : rows * 4;
+  }
+
   WeightFormat format_;
   std::size_t rows_, cols_;
-  std::unique_ptr<std::uint8_t[], detail::FreeDeleter> weights_;
-  std::unique_ptr<float[], detail::FreeDeleter> row_scales_;
-  std::unique_ptr<std::uint16_t[], detail::FreeDeleter> group_scales_;
+  std::unique_ptr<std::byte[], detail::FreeDeleter> owned_;
+  std::uint8_t* weights_ = nullptr;
+  std::byte* scales_ = nullptr;
 };
 
 }  // namespace gemma4
