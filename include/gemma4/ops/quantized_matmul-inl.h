@@ -70,6 +70,16 @@ HWY_INLINE std::int32_t LoadQuad(const std::int8_t* p) {
   return v;
 }
 
+// Sets every vector of a tile's accumulators to zero.
+template <class D, std::size_t kR, std::size_t kT>
+HWY_INLINE void ZeroAll(D d, hn::Vec<D> (&tile)[kR][kT]) {
+  HWY_UNROLL(16)
+  for (auto& row : tile) {
+    HWY_UNROLL(16)
+    for (auto& v : row) v = hn::Zero(d);
+  }
+}
+
 // acc[i] += sum over j < 4 of byte j of w[i] (unsigned) * byte j of x[i] (signed).
 template <bool kVnni>
 HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
@@ -135,11 +145,7 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
   for (std::size_t t = 0; t < kT; ++t) x[t] = a.q.data() + (token + t) * a.cols;
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
     VQ acc[kR][kT];
-    HWY_UNROLL(16)
-    for (auto& row : acc) {
-      HWY_UNROLL(16)
-      for (auto& v : row) v = hn::Zero(d);
-    }
+    ZeroAll(d, acc);
     for (std::size_t q = 0; q < quads; ++q) {
       VQ weights[kR];
       HWY_UNROLL(16)
@@ -180,18 +186,10 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
   const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
     VQF sum[kR][kT];
-    HWY_UNROLL(16)
-    for (auto& row : sum) {
-      HWY_UNROLL(16)
-      for (auto& v : row) v = hn::Zero(df);
-    }
+    ZeroAll(df, sum);
     for (std::size_t g = 0; g < groups; ++g) {
       VQ acc[kR][kT];
-      HWY_UNROLL(16)
-      for (auto& row : acc) {
-        HWY_UNROLL(16)
-        for (auto& v : row) v = hn::Zero(d);
-      }
+      ZeroAll(d, acc);
       for (std::size_t o = g * kInt4Group / 8; o < (g + 1) * kInt4Group / 8; ++o) {
         VQ low[kR], high[kR];
         HWY_UNROLL(16)

@@ -7,13 +7,17 @@
 //
 // Between loops the workers spin for up to kSpinTime (decode issues hundreds of small
 // loops per token, and waking a sleeping thread costs more than many of them, most of
-// all in a VM), then sleep on an atomic wait. The caller spins while the others finish.
+// all in a VM), then sleep on a condition variable. The caller spins while the others
+// finish. (Not std::atomic::wait: libstdc++ 12's wait on a 64-bit atomic lost wake-ups
+// under qemu-user and hung the aarch64 tests.)
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -27,14 +31,18 @@ class ThreadPool {
   explicit ThreadPool(int threads = 0) {
     if (threads < 0) fail("thread count must be at least 0 (0 = all cores), got {}", threads);
     if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+#ifdef GEMMA4_MAX_THREADS
+    // A build-wide cap, for targets that cannot start threads: CI's aarch64 run under
+    // Debian 12's qemu-user 7.2 hangs in pthread_create on this kernel.
+    threads = std::min(threads, GEMMA4_MAX_THREADS);
+#endif
     size_ = threads;
     workers_.reserve(static_cast<std::size_t>(threads - 1));
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
   }
   ~ThreadPool() {
     stop_.store(true, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-    generation_.notify_all();
+    start_generation();
     for (std::thread& t : workers_) t.join();
   }
   ThreadPool(const ThreadPool&) = delete;
@@ -59,8 +67,7 @@ class ThreadPool {
     }
     job_ = Job{&call<std::remove_reference_t<F>>, &f, n};
     remaining_.store(size_ - 1, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-    generation_.notify_all();
+    start_generation();
     run_part(0);
     spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, std::chrono::seconds(1));
     while (remaining_.load(std::memory_order_acquire) != 0) std::this_thread::yield();  // oversubscribed
@@ -108,6 +115,15 @@ class ThreadPool {
     (*static_cast<F*>(f))(thread, begin, end);
   }
 
+  // Publishes a new loop (or stop_) and wakes sleeping workers. Taking the mutex between
+  // the increment and the notify means a worker either sees the new generation when it
+  // checks under the mutex, or is already waiting and gets the notification.
+  void start_generation() {
+    generation_.fetch_add(1, std::memory_order_release);
+    { const std::lock_guard<std::mutex> lock(sleep_mutex_); }
+    wake_.notify_all();
+  }
+
   void run_part(int thread) {
     const auto [begin, end] = range(job_.n, thread, size_);
     if (begin < end) job_.invoke(job_.f, thread, begin, end);
@@ -117,7 +133,10 @@ class ThreadPool {
     std::uint64_t seen = 0;
     for (;;) {
       spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; }, kSpinTime);
-      while (generation_.load(std::memory_order_acquire) == seen) generation_.wait(seen, std::memory_order_acquire);
+      if (generation_.load(std::memory_order_acquire) == seen) {
+        std::unique_lock<std::mutex> lock(sleep_mutex_);
+        wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      }
       seen = generation_.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_relaxed)) return;
       run_part(thread);
@@ -130,6 +149,8 @@ class ThreadPool {
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> remaining_{0};
   std::atomic<bool> stop_{false};
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_;
   std::vector<std::thread> workers_;
 };
 
