@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "gemma4/config/topology.hpp"
+#include "gemma4/model/kv_cache.hpp"
+#include "gemma4/ops/attention-inl.h"
 #include "gemma4/ops/ops-inl.h"
 
 using namespace gemma4;
@@ -85,7 +87,9 @@ TEST_CASE("MatMul of f32 and bf16 weights matches scalar for any token count", "
           CHECK(out[t * rows + r] == Approx(want).margin(1e-4));
           CHECK(out_bf16[t * rows + r] == Approx(want_bf16).margin(1e-4));
           // A token's result does not depend on the batch it runs in.
-          CHECK(out[t * rows + r] == ops::Dot(w.data + r * cols, x.data + t * cols, cols));
+          std::vector<float> alone(rows);
+          ops::MatMul(w.data, rows, cols, r, r + 1, x.data + t * cols, 1, alone.data());
+          CHECK(out[t * rows + r] == alone[r]);
         }
       }
     }
@@ -145,27 +149,50 @@ TEST_CASE("softmax matches scalar and sums to 1", "[ops]") {
   }
 }
 
-TEST_CASE("attention over a ring of cached positions matches scalar", "[ops]") {
-  const std::size_t D = 12, kv_heads = 2, stride = kv_heads * D;
-  const int capacity = 7;
-  Buffer k(capacity * stride, 11), v(capacity * stride, 12), q(D, 13);
-  // Positions 10..14 live in a ring of 7 rows: row = position % 7.
-  const int first = 10, last = 14;
-  std::vector<float> scores(5), out(D);
-  ops::AttendHead(q.data, k.data + D, v.data + D, D, stride, first, last, capacity, scores.data(), out.data());
-  std::vector<double> s;
-  double max = -INFINITY, sum = 0;
-  for (int p = first; p <= last; ++p) {
-    double dot = 0;
-    for (std::size_t i = 0; i < D; ++i) dot += double(q.data[i]) * k.data[(p % capacity) * stride + D + i];
-    s.push_back(dot);
-    max = std::max(max, dot);
+TEST_CASE("grouped attention over a ring of cached positions matches scalar, for any head grouping", "[ops]") {
+  const int D = 2 * kPositionTile, kv_heads = 2, heads_per_kv = 4;
+  // A ring of 20 positions (rounded up to 32) holding positions 0..69: the newest
+  // overwrite the oldest, and [first, last] may start and end inside a tile and wrap.
+  KvCache cache(20, kv_heads, D);
+  REQUIRE(cache.capacity() == 2 * kPositionTile);
+  const int written = 70;
+  Buffer keys(std::size_t(written) * kv_heads * D, 11), values(std::size_t(written) * kv_heads * D, 12);
+  for (int p = 0; p < written; ++p) {
+    cache.store(p, keys.data + std::size_t(p) * kv_heads * D, values.data + std::size_t(p) * kv_heads * D);
   }
-  for (double x : s) sum += std::exp(x - max);
-  for (std::size_t i = 0; i < D; ++i) {
-    double want = 0;
-    for (int p = first; p <= last; ++p) want += std::exp(s[p - first] - max) / sum * v.data[(p % capacity) * stride + D + i];
-    CHECK(out[i] == Approx(want).margin(1e-5));
+  Buffer q(std::size_t(heads_per_kv) * D, 13, -1.0f, 1.0f);
+  const int kv_head = 1;
+  for (auto [first, last] : {std::pair{50, 69}, std::pair{64, 69}, std::pair{69, 69}, std::pair{41, 60}}) {
+    INFO("positions " << first << ".." << last);
+    std::vector<float> scores(heads_per_kv * attention_score_span(first, last));
+    std::vector<float> grouped(std::size_t(heads_per_kv) * D), alone(grouped.size()), pairs(grouped.size());
+    ops::AttendGroup<4>(q.data, cache, kv_head, first, last, scores.data(), grouped.data());
+    for (int h = 0; h < heads_per_kv; ++h) {
+      ops::AttendGroup<1>(q.data + h * D, cache, kv_head, first, last, scores.data(), alone.data() + h * D);
+    }
+    for (int h = 0; h < heads_per_kv; h += 2) {
+      ops::AttendGroup<2>(q.data + h * D, cache, kv_head, first, last, scores.data(), pairs.data() + h * D);
+    }
+    CHECK(grouped == alone);
+    CHECK(grouped == pairs);
+    for (int h = 0; h < heads_per_kv; ++h) {
+      std::vector<double> s;
+      double max = -INFINITY, sum = 0;
+      for (int p = first; p <= last; ++p) {
+        double dot = 0;
+        for (int i = 0; i < D; ++i) dot += double(q.data[h * D + i]) * keys.data[(std::size_t(p) * kv_heads + kv_head) * D + i];
+        s.push_back(dot);
+        max = std::max(max, dot);
+      }
+      for (double x : s) sum += std::exp(x - max);
+      for (int i = 0; i < D; ++i) {
+        double want = 0;
+        for (int p = first; p <= last; ++p) {
+          want += std::exp(s[p - first] - max) / sum * values.data[(std::size_t(p) * kv_heads + kv_head) * D + i];
+        }
+        CHECK(grouped[h * D + i] == Approx(want).margin(1e-5));
+      }
+    }
   }
 }
 

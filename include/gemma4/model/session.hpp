@@ -3,13 +3,14 @@
 // owns the KV caches. Everything is sized from the variant's topology and max_context
 // when the session is created; running tokens allocates nothing.
 //
-// Caches: a sliding layer keeps a ring of sliding_window + prefill_chunk - 1 positions
-// (enough that writing a whole chunk never overwrites a key a query of that chunk still
-// sees); a full layer keeps max_context positions; a KV-shared layer keeps nothing and
-// reads its donor's cache. Prompts run in chunks of up to prefill_chunk tokens as
+// Caches (model/kv_cache.hpp): a sliding layer keeps a ring of at least sliding_window
+// + prefill_chunk - 1 positions (enough that writing a whole chunk never overwrites a key
+// a query of that chunk still sees); a full layer keeps max_context positions; a
+// KV-shared layer keeps nothing and reads its donor's cache. Prompts run in chunks of up to prefill_chunk tokens as
 // matrix-matrix products; decoding is the same path with one token.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <span>
 #include <utility>
@@ -17,6 +18,8 @@
 
 #include "gemma4/config/topology.hpp"
 #include "gemma4/error.hpp"
+#include "gemma4/model/kv_cache.hpp"
+#include "gemma4/ops/attention-inl.h"
 #include "gemma4/ops/ops-inl.h"
 #include "gemma4/ops/quantized_matmul-inl.h"
 #include "gemma4/parallel/thread_pool.hpp"
@@ -67,7 +70,12 @@ class Session {
   static constexpr int kWindow = kC.sliding_window;
   static constexpr int kMaxHeadDim = std::max(kC.head_dim.value, kC.global_head_dim.value);
   static constexpr int kMaxFfn = ffn_width(kC, LayerKind{AttentionType::kSliding, true});
+  static constexpr int kGroupHeads = kHeads / kKvHeads;  // query heads per kv head
   static_assert(kHeads % kKvHeads == 0, "gemma4: query heads must group evenly over kv heads");
+  static_assert(kGroupHeads == 1 || kGroupHeads == 2 || kGroupHeads == 4 || kGroupHeads == 8,
+                "gemma4: the attention kernel takes 1, 2, 4 or 8 query heads per kv head");
+  static_assert(kC.head_dim % (2 * kPositionTile) == 0 && kC.global_head_dim % (2 * kPositionTile) == 0,
+                "gemma4: the attention kernel needs head dims that are multiples of 32");
   static_assert(kC.vocab_size_per_layer_input >= kC.vocab_size, "gemma4: every token id must have a PLE row");
 
  public:
@@ -84,8 +92,7 @@ class Session {
       if (f.kind.kv_shared) continue;
       const bool sliding = f.kind.attention == AttentionType::kSliding;
       const int capacity = sliding ? std::min(options.max_context, kWindow + options.prefill_chunk - 1) : options.max_context;
-      const std::size_t floats = static_cast<std::size_t>(capacity) * kKvHeads * f.head_dim;
-      caches_.push_back({std::vector<float>(floats), std::vector<float>(floats), capacity});
+      caches_.emplace_back(capacity, kKvHeads, f.head_dim);
     }
     x_.resize(chunk * kHidden);
     normed_.resize(chunk * kHidden);
@@ -98,7 +105,8 @@ class Session {
     ple_.resize(chunk * kNumLayers * kPle);
     ple_gate_.resize(chunk * kPle);
     ple_row_.resize(static_cast<std::size_t>(kNumLayers) * kPle);
-    scores_.resize(static_cast<std::size_t>(options.max_context) * static_cast<std::size_t>(pool_.size()));
+    scores_per_thread_ = kGroupHeads * attention_score_span(0, options.max_context - 1);
+    scores_.resize(scores_per_thread_ * static_cast<std::size_t>(pool_.size()));
     activations_.reserve(chunk, std::max<std::size_t>({kHidden, std::size_t{kHeads} * kMaxHeadDim, kMaxFfn, kPle}));
     for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {
       const int d = head_dim(kC, type);
@@ -117,7 +125,7 @@ class Session {
   // Memory held by the KV caches, all sized when the session was made.
   std::size_t kv_cache_bytes() const {
     std::size_t bytes = 0;
-    for (const KvCache& c : caches_) bytes += (c.k.size() + c.v.size()) * sizeof(float);
+    for (const KvCache& c : caches_) bytes += c.bytes();
     return bytes;
   }
   int max_context() const { return options_.max_context; }
@@ -153,10 +161,6 @@ class Session {
   }
 
  private:
-  struct KvCache {
-    std::vector<float> k, v;  // [capacity, kv_heads, head_dim]; position p at row p % capacity
-    int capacity;
-  };
   struct RopeTables {
     std::vector<float> frequencies;  // [head_dim / 2]
     std::vector<float> cos, sin;     // [chunk, head_dim / 2] for the chunk's positions
@@ -231,21 +235,19 @@ class Session {
     // Attention.
     std::copy_n(x_.data(), hidden_floats, normed_.data());
     ops::RMSNormRows(normed_.data(), n, kHidden, w.input_layernorm, eps);
-    matmul(w.q_proj, normed_.data(), n, q_.data());
+    if constexpr (kKind.kv_shared) {
+      matmul(w.q_proj, normed_.data(), n, q_.data());
+    } else {
+      matmul<3>({&w.q_proj, &w.k_proj, &w.v_proj}, normed_.data(), n, {q_.data(), k_.data(), v_.data()});
+    }
     ops::RMSNormRows(q_.data(), n * kHeads, D, w.q_norm, eps);
     apply_rope<D>(q_.data(), n, kHeads, rope);
     if constexpr (!kKind.kv_shared) {
-      matmul(w.k_proj, normed_.data(), n, k_.data());
       ops::RMSNormRows(k_.data(), n * kKvHeads, D, w.k_norm, eps);
       apply_rope<D>(k_.data(), n, kKvHeads, rope);
-      matmul(w.v_proj, normed_.data(), n, v_.data());
       for (int r = 0; r < n * kKvHeads; ++r) ops::RMSNormPlain(v_.data() + r * D, D, eps);
       const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
-      for (int t = 0; t < n; ++t) {
-        const std::size_t slot = static_cast<std::size_t>((position_ + t) % cache.capacity);
-        std::copy_n(k_.data() + t * row, row, cache.k.data() + slot * row);
-        std::copy_n(v_.data() + t * row, row, cache.v.data() + slot * row);
-      }
+      for (int t = 0; t < n; ++t) cache.store(position_ + t, k_.data() + t * row, v_.data() + t * row);
     }
     attend<D, kKind.attention>(cache, n);
     matmul(w.o_proj, attn_.data(), n, normed_.data());
@@ -256,8 +258,7 @@ class Session {
     constexpr int F = ffn_width(kC, kKind);
     std::copy_n(x_.data(), hidden_floats, normed_.data());
     ops::RMSNormRows(normed_.data(), n, kHidden, w.pre_feedforward_layernorm, eps);
-    matmul(w.gate_proj, normed_.data(), n, gate_.data());
-    matmul(w.up_proj, normed_.data(), n, up_.data());
+    matmul<2>({&w.gate_proj, &w.up_proj}, normed_.data(), n, {gate_.data(), up_.data()});
     ops::GeluMul(gate_.data(), up_.data(), static_cast<std::size_t>(n) * F);
     matmul(w.down_proj, gate_.data(), n, normed_.data());
     ops::RMSNormRows(normed_.data(), n, kHidden, w.post_feedforward_layernorm, eps);
@@ -275,21 +276,33 @@ class Session {
     ops::Scale(x_.data(), hidden_floats, w.layer_scalar.at(0));
   }
 
-  // out [n, rows] = x [n, cols] times the layer's weights, on all threads: the rows of
-  // a stored-format matrix, or the row blocks of a quantized one, are split between them.
-  void matmul(const TensorView& w, const float* x, std::size_t n, float* out) {
-    if (w.quantized != nullptr) {
-      const QuantizedMatrix& q = *w.quantized;
-      ops::QuantizeActivations(x, n, q.cols(), activations_);
-      pool_.parallel_for(q.rows() / kRowBlock, [&](int, std::size_t first, std::size_t end) {
-        ops::QuantizedMatMul(q, activations_, first, end, out);
-      });
-      return;
+  // outs[i] [n, rows of ws[i]] = x [n, cols] times ws[i], for layers that share their
+  // input: x is quantized once (for int8/int4) and one parallel loop splits the stacked
+  // row blocks (rows, for a stored format) of all of them between the threads.
+  template <std::size_t kCount>
+  void matmul(const std::array<const TensorView*, kCount>& ws, const float* x, std::size_t n,
+              const std::array<float*, kCount>& outs) {
+    std::array<std::size_t, kCount + 1> stack{};  // stack[i]: the first unit of ws[i]
+    bool quantized = false;
+    for (std::size_t i = 0; i < kCount; ++i) {
+      const QuantizedMatrix* q = ws[i]->quantized;
+      quantized |= q != nullptr;
+      stack[i + 1] = stack[i] + (q != nullptr ? q->rows() / kRowBlock : static_cast<std::size_t>(ws[i]->shape[0]));
     }
-    pool_.parallel_for(static_cast<std::size_t>(w.shape[0]), [&](int, std::size_t first, std::size_t end) {
-      ops::MatMul(w, first, end, x, n, out);
+    if (quantized) ops::QuantizeActivations(x, n, static_cast<std::size_t>(ws[0]->shape[1]), activations_);
+    pool_.parallel_for(stack[kCount], [&](int, std::size_t begin, std::size_t end) {
+      for (std::size_t i = 0; i < kCount; ++i) {
+        const std::size_t first = std::max(begin, stack[i]), last = std::min(end, stack[i + 1]);
+        if (first >= last) continue;
+        if (ws[i]->quantized != nullptr) {
+          ops::QuantizedMatMul(*ws[i]->quantized, activations_, first - stack[i], last - stack[i], outs[i]);
+        } else {
+          ops::MatMul(*ws[i], first - stack[i], last - stack[i], x, n, outs[i]);
+        }
+      }
     });
   }
+  void matmul(const TensorView& w, const float* x, std::size_t n, float* out) { matmul<1>({&w}, x, n, {out}); }
 
   template <int D>
   void apply_rope(float* heads, int n, int num_heads, const RopeTables& rope) {
@@ -301,22 +314,36 @@ class Session {
     }
   }
 
-  // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see.
+  // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see. The query
+  // heads of one kv head run together (one pass over its keys and values for all of
+  // them); when that leaves fewer work items than threads (decode), the group is split.
   template <int D, AttentionType kType>
   void attend(const KvCache& cache, int n) {
-    const std::size_t row_stride = static_cast<std::size_t>(kKvHeads) * D;
-    // Every (token, head) pair is independent; threads take contiguous runs of them.
-    pool_.parallel_for(static_cast<std::size_t>(n) * kHeads, [&](int thread, std::size_t begin, std::size_t end) {
-      float* scores = scores_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(options_.max_context);
-      for (std::size_t head = begin; head < end; ++head) {
-        const int t = static_cast<int>(head / kHeads), h = static_cast<int>(head % kHeads);
+    int split = 1;
+    while (split < kGroupHeads && n * kKvHeads * split < pool_.size()) split *= 2;
+    const int group = kGroupHeads / split;
+    pool_.parallel_for(static_cast<std::size_t>(n) * kKvHeads * split, [&](int thread, std::size_t begin, std::size_t end) {
+      float* scores = scores_.data() + static_cast<std::size_t>(thread) * scores_per_thread_;
+      for (std::size_t item = begin; item < end; ++item) {
+        const int t = static_cast<int>(item / (kKvHeads * split));
+        const int kv_head = static_cast<int>(item % (kKvHeads * split)) / split;
+        const int first_head = kv_head * kGroupHeads + static_cast<int>(item % split) * group;
         const int query_pos = position_ + t;
-        const int first = first_visible_position(query_pos, kType, kWindow);
-        const std::size_t kv_offset = static_cast<std::size_t>(kv_head_of(h, kHeads, kKvHeads)) * D;
-        ops::AttendHead(q_.data() + head * D, cache.k.data() + kv_offset, cache.v.data() + kv_offset, D, row_stride, first,
-                        query_pos, cache.capacity, scores, attn_.data() + head * D);
+        const std::size_t offset = (static_cast<std::size_t>(t) * kHeads + first_head) * D;
+        attend_heads<kGroupHeads>(group, q_.data() + offset, cache, kv_head, first_visible_position(query_pos, kType, kWindow),
+                                  query_pos, scores, attn_.data() + offset);
       }
     });
+  }
+
+  // ops::AttendGroup for `group` heads (a power of two up to kMax), chosen at run time.
+  template <int kMax>
+  static void attend_heads(int group, const float* q, const KvCache& cache, int kv_head, int first, int last, float* scores,
+                           float* out) {
+    if constexpr (kMax > 1) {
+      if (group < kMax) return attend_heads<kMax / 2>(group, q, cache, kv_head, first, last, scores, out);
+    }
+    ops::AttendGroup<kMax>(q, cache, kv_head, first, last, scores, out);
   }
 
   // logits of `count` chunk tokens from `first`: softcap(E . RMSNorm(x, norm)).
@@ -346,7 +373,8 @@ class Session {
   std::vector<float> ple_;       // [chunk, layers, ple_dim]
   std::vector<float> ple_gate_;  // [chunk, ple_dim]
   std::vector<float> ple_row_;   // [layers, ple_dim]: one token's row of the PLE table
-  std::vector<float> scores_;    // [threads, max_context]
+  std::vector<float> scores_;    // [threads, scores_per_thread_]
+  std::size_t scores_per_thread_ = 0;
   QuantizedActivations activations_;  // the current int8/int4 matmul's input
 };
 

@@ -84,14 +84,6 @@ HWY_INLINE void RowTimesTokens(const WT* HWY_RESTRICT row, size_t cols, const fl
   }
 }
 
-// dot(w[0:n], x[0:n]); w f32 or bf16.
-template <typename WT>
-HWY_INLINE float Dot(const WT* HWY_RESTRICT w, const float* HWY_RESTRICT x, size_t n) {
-  float result;
-  RowTimesTokens<1>(w, n, x, n, &result, 1);
-  return result;
-}
-
 // out[t, r] = sum_c w[r, c] * x[t, c] for rows [first_row, end_row) of a linear layer
 // (weights [rows, cols], row = output feature) over `tokens` inputs [tokens, cols];
 // out is [tokens, rows]. A row's result does not depend on the row range.
@@ -247,44 +239,6 @@ HWY_INLINE void MulAddTo(float a, const float* HWY_RESTRICT x, float* HWY_RESTRI
   size_t i = 0;
   for (; i < n - n % N; i += N) hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, out + i)), df, out + i);
   for (; i < n; ++i) out[i] += a * x[i];
-}
-
-// One query head's attention over the cached positions [first, last]: scores q . k
-// (scale 1.0), softmax, weighted sum of v into out [D]. Position p sits at row
-// p % capacity of k and v, rows `row_stride` floats apart. scores needs last - first + 1.
-HWY_INLINE void AttendHead(const float* HWY_RESTRICT q, const float* HWY_RESTRICT k, const float* HWY_RESTRICT v,
-                           size_t D, size_t row_stride, int first, int last, int capacity, float* HWY_RESTRICT scores,
-                           float* HWY_RESTRICT out) {
-  const size_t count = static_cast<size_t>(last - first + 1);
-  for (size_t j = 0; j < count; ++j) {
-    scores[j] = Dot(k + static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride, q, D);
-  }
-  Softmax(scores, count);
-  // out = sum_j scores[j] v_j, four vectors of out at a time kept in registers over all
-  // positions (not loaded and stored once per position).
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  size_t i = 0;
-  for (; i + 4 * N <= D; i += 4 * N) {
-    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-    for (size_t j = 0; j < count; ++j) {
-      const float* HWY_RESTRICT row = v + static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride + i;
-      const VF s = hn::Set(df, scores[j]);
-      a0 = hn::MulAdd(s, hn::LoadU(df, row), a0);
-      a1 = hn::MulAdd(s, hn::LoadU(df, row + N), a1);
-      a2 = hn::MulAdd(s, hn::LoadU(df, row + 2 * N), a2);
-      a3 = hn::MulAdd(s, hn::LoadU(df, row + 3 * N), a3);
-    }
-    hn::StoreU(a0, df, out + i);
-    hn::StoreU(a1, df, out + i + N);
-    hn::StoreU(a2, df, out + i + 2 * N);
-    hn::StoreU(a3, df, out + i + 3 * N);
-  }
-  for (; i < D; ++i) {
-    float sum = 0.0f;
-    for (size_t j = 0; j < count; ++j) sum += scores[j] * v[static_cast<size_t>((first + static_cast<int>(j)) % capacity) * row_stride + i];
-    out[i] = sum;
-  }
 }
 
 // out[i] = t[first + i] * scale for i < n: one embedding row, widened to f32. A mapped

@@ -57,8 +57,9 @@ class ThreadPool {
   }
 
   // Calls f(thread, begin, end) for each thread's range of [0, n) and returns when all
-  // are done (a loop of one item runs on the caller alone). f must not throw. thread is in [0, size()): an index for per-thread scratch. Not reentrant:
-  // one loop at a time, from one thread.
+  // are done (a loop of one item runs on the caller alone). f must not throw. thread is
+  // in [0, size()): an index for per-thread scratch. Not reentrant: one loop at a time,
+  // from one thread.
   template <typename F>
   void parallel_for(std::size_t n, F&& f) {
     if (size_ == 1 || n <= 1) {
