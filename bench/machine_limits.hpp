@@ -67,7 +67,10 @@ inline double read_bandwidth(ThreadPool& pool, int runs) {
   return median(rates);
 }
 
-// Runs kChains independent accumulators per thread so the rate is throughput-bound.
+// The peak loops run kChains independent accumulators per thread, so the rate is
+// throughput-bound.
+inline constexpr int kChains = 12;
+
 template <typename Step>
 double peak_rate(ThreadPool& pool, int runs, double ops_per_step, Step step) {
   constexpr std::size_t kSteps = std::size_t{1} << 25;
@@ -81,12 +84,10 @@ double peak_rate(ThreadPool& pool, int runs, double ops_per_step, Step step) {
   return median(rates);
 }
 
-inline MachineLimits measure_machine(ThreadPool& pool, int runs) {
-  constexpr int kChains = 12;
-  MachineLimits m;
-  m.read_bytes_per_s = read_bandwidth(pool, runs);
+// f32 multiply-adds per second (FMA).
+inline double f32_fma_rate(ThreadPool& pool, int runs) {
   const hn::ScalableTag<float> df;
-  m.f32_fma_per_s = peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(df)), [](std::size_t steps) {
+  return peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(df)), [](std::size_t steps) {
     const hn::ScalableTag<float> d;
     hn::Vec<decltype(d)> acc[kChains];
     for (int c = 0; c < kChains; ++c) acc[c] = hn::Set(d, static_cast<float>(c));
@@ -99,8 +100,12 @@ inline MachineLimits measure_machine(ThreadPool& pool, int runs) {
     volatile float sink = hn::GetLane(total);
     (void)sink;
   });
+}
+
+// int8 multiply-adds per second, with the instruction the quantized kernels use.
+inline double int8_dot_rate(ThreadPool& pool, int runs) {
   const ops::DQ dq;
-  m.int8_dot_per_s = peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(dq) * 4), [](std::size_t steps) {
+  return peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(dq) * 4), [](std::size_t steps) {
     const ops::DQ d;
     ops::VQ acc[kChains];
     for (int c = 0; c < kChains; ++c) acc[c] = hn::Set(d, c);
@@ -113,7 +118,10 @@ inline MachineLimits measure_machine(ThreadPool& pool, int runs) {
     volatile std::int32_t sink = hn::GetLane(total);
     (void)sink;
   });
-  return m;
+}
+
+inline MachineLimits measure_machine(ThreadPool& pool, int runs) {
+  return {read_bandwidth(pool, runs), f32_fma_rate(pool, runs), int8_dot_rate(pool, runs)};
 }
 
 }  // namespace gemma4::bench

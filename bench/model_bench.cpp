@@ -7,9 +7,11 @@
 // context depth 0, 512 and 2048, and peak resident memory, then one table with
 //   decode efficiency  = weight bytes read per token * tok/s / read bandwidth
 //   prefill efficiency = matmul multiply-adds per token * tok/s / peak multiply-adds/s
-// of the instruction the format's matmuls use. Also prints the quality of each format
+// of the instruction the format's matmuls use, each limit measured again right before
+// the measurement it divides (this machine drifts). Also prints the quality of each format
 // on tiny-e2b and tiny-e4b (top-1 agreement and KL divergence against f32 weights).
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -36,7 +38,9 @@ struct Row {
   std::string variant, format;
   double load_s = 0, prefill128 = 0, prefill512 = 0, decode[3] = {};
   double bytes_per_token = 0, macs_per_token = 0, peak_rss = 0, rss_limit = 0;
-  bool int8_arithmetic = false;
+  // The limits measured right before this row's prefills and each of its decode depths:
+  // this machine's bandwidth and peaks drift by a third within minutes.
+  double peak_macs_per_s = 0, bandwidth[3] = {};
 };
 
 constexpr int kDepths[3] = {0, 512, 2048};
@@ -63,9 +67,9 @@ double macs_per_prompt_token(const Weights<V>& w) {
 }
 
 template <Variant V>
-Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, int threads, int decode_steps) {
+Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, int threads, int decode_steps,
+               ThreadPool& limits_pool) {
   Row row{std::string(V::name), std::string(weight_format_name(format))};
-  row.int8_arithmetic = format != WeightFormat::kBF16;
   bench::reset_peak_resident();
   std::vector<double> loads;
   for (int run = 0; run < runs; ++run) {
@@ -80,6 +84,7 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   const auto tokens = random_tokens(static_cast<std::size_t>(kDepths[2] + decode_steps + 1), V::config.vocab_size, 7);
   const std::span<const int> all(tokens);
 
+  row.peak_macs_per_s = format == WeightFormat::kBF16 ? bench::f32_fma_rate(limits_pool, 3) : bench::int8_dot_rate(limits_pool, 3);
   for (const std::size_t n : {128, 512}) {
     std::vector<double> rates;
     for (int run = 0; run < runs; ++run) {
@@ -87,19 +92,22 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
       rates.push_back(static_cast<double>(n) / seconds_of([&] { session.forward(all.first(n), Logits::kLast, logits); }));
     }
     (n == 128 ? row.prefill128 : row.prefill512) = median(rates);
-    fmt::print("  {} {}: prefill {} tokens {:.2f} tok/s\n", V::name, row.format, n, median(rates));
+    fmt::print("  {} {}: prefill {} tokens {:.2f} tok/s (peak measured before: {:.1f} G multiply-adds/s)\n", V::name, row.format,
+               n, median(rates), row.peak_macs_per_s / 1e9);
   }
   session.reset();
   for (int d = 0; d < 3; ++d) {
     const int depth = kDepths[d];
     if (depth > session.position()) session.forward(all.subspan(static_cast<std::size_t>(session.position()), static_cast<std::size_t>(depth - session.position())), Logits::kLast, logits);
+    row.bandwidth[d] = bench::read_bandwidth(limits_pool, 3);
     std::vector<double> steps;
     for (int s = 0; s < decode_steps; ++s) {
       const auto next = all.subspan(static_cast<std::size_t>(session.position()), 1);
       steps.push_back(seconds_of([&] { session.forward(next, Logits::kLast, logits); }));
     }
     row.decode[d] = 1.0 / median(steps);
-    fmt::print("  {} {}: decode at depth {} {:.2f} tok/s\n", V::name, row.format, depth, row.decode[d]);
+    fmt::print("  {} {}: decode at depth {} {:.2f} tok/s (read bandwidth measured before: {:.1f} GB/s)\n", V::name, row.format,
+               depth, row.decode[d], row.bandwidth[d] / 1e9);
   }
   row.peak_rss = bench::status_bytes("VmHWM");
   row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6;
@@ -189,7 +197,7 @@ int main(int argc, char** argv) {
         fmt::print("synthesizing {} into {} ...\n", V::name, path.string());
         write_synthetic_checkpoint(V::config, path, {.seed = 1, .shards = 2});
       }
-      for (WeightFormat f : chosen) rows.push_back(run_format<V>(path, f, runs, threads, decode_steps));
+      for (WeightFormat f : chosen) rows.push_back(run_format<V>(path, f, runs, threads, decode_steps, pool));
     };
     for (const std::string& v : split(variants)) {
       if (v == "e2b") {
@@ -201,20 +209,25 @@ int main(int argc, char** argv) {
       }
     }
 
-    fmt::print("\n{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} | {:>7} | {:>7} {:>7}\n", "", "", "load",
-               "prefill", "prefill", "eff", "decode", "eff", "decode", "eff", "decode", "eff", "GB/tok", "peakRSS", "limit");
-    fmt::print("{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} | {:>7} | {:>7} {:>7}\n", "", "", "s",
-               "128 t/s", "512 t/s", "512", "d0 t/s", "", "d512", "", "d2048", "", "", "GB", "GB");
+    fmt::print("\n{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} {:>6} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} {:>9} | {:>7} | {:>7} {:>7}\n", "", "",
+               "load", "prefill", "prefill", "eff", "peak", "decode", "eff", "decode", "eff", "decode", "eff", "bandwidth", "GB/tok",
+               "peakRSS", "limit");
+    fmt::print("{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} {:>6} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} {:>9} | {:>7} | {:>7} {:>7}\n", "", "",
+               "s", "128 t/s", "512 t/s", "512", "G/s", "d0 t/s", "", "d512", "", "d2048", "", "GB/s", "", "GB", "GB");
     for (const Row& r : rows) {
-      const double peak = r.int8_arithmetic ? limits.int8_dot_per_s : limits.f32_fma_per_s;
-      const auto decode_eff = [&](int d) { return r.bytes_per_token * r.decode[d] / limits.read_bytes_per_s; };
-      fmt::print("{:<4} {:<5} {:>6.2f} | {:>9.2f} {:>9.2f} {:>5.2f} | {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} | {:>7.3f} | {:>7.2f} {:>7.2f}{}\n",
-                 r.variant, r.format, r.load_s, r.prefill128, r.prefill512, r.macs_per_token * r.prefill512 / peak, r.decode[0],
-                 decode_eff(0), r.decode[1], decode_eff(1), r.decode[2], decode_eff(2), r.bytes_per_token / 1e9, r.peak_rss / 1e9,
-                 r.rss_limit / 1e9, r.peak_rss <= r.rss_limit ? "" : "  over");
+      const double peak = r.peak_macs_per_s;
+      const auto decode_eff = [&](int d) { return r.bytes_per_token * r.decode[d] / r.bandwidth[d]; };
+      const auto [low, high] = std::minmax_element(std::begin(r.bandwidth), std::end(r.bandwidth));
+      fmt::print("{:<4} {:<5} {:>6.2f} | {:>9.2f} {:>9.2f} {:>5.2f} {:>6.0f} | {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>9} | {:>7.3f} | "
+                 "{:>7.2f} {:>7.2f}{}\n",
+                 r.variant, r.format, r.load_s, r.prefill128, r.prefill512, r.macs_per_token * r.prefill512 / peak, peak / 1e9,
+                 r.decode[0], decode_eff(0), r.decode[1], decode_eff(1), r.decode[2], decode_eff(2),
+                 fmt::format("{:.0f}-{:.0f}", *low / 1e9, *high / 1e9), r.bytes_per_token / 1e9, r.peak_rss / 1e9, r.rss_limit / 1e9,
+                 r.peak_rss <= r.rss_limit ? "" : "  over");
     }
-    fmt::print("efficiency: decode = GB/tok * tok/s / read bandwidth; prefill = multiply-adds/s / peak of the instruction used"
-               " (f32 FMA for bf16, int8 dot for int8/int4). limit = weights in the format + KV cache + 300 MB.\n");
+    fmt::print("efficiency: decode = GB/tok * tok/s / the read bandwidth measured right before that depth; prefill ="
+               " multiply-adds/s / the peak of the instruction used (f32 FMA for bf16, int8 dot for int8/int4) measured right"
+               " before the row's prefills. limit = weights in the format + KV cache + 300 MB.\n");
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "gemma4_bench_model: error: {}\n", e.what());

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gemma4/config/topology.hpp"
@@ -44,6 +45,12 @@ std::vector<hwy::bfloat16_t> to_bf16(const float* x, std::size_t n) {
 double scalar_gelu(double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
 
 }  // namespace
+
+#ifdef GEMMA4_EXPECT_SIMD_TARGET
+TEST_CASE("the build compiles for the SIMD target it was configured for", "[ops]") {
+  CHECK(std::string(hwy::TargetName(HWY_STATIC_TARGET)) == GEMMA4_EXPECT_SIMD_TARGET);
+}
+#endif
 
 TEST_CASE("RMSNorm with and without weight matches scalar", "[ops]") {
   for (std::size_t n : lengths()) {
