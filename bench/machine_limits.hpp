@@ -40,17 +40,23 @@ inline double read_bandwidth(ThreadPool& pool, int runs) {
       const std::size_t N = hn::Lanes(d), step = 4 * N;
       const std::size_t first = (begin + step - 1) / step * step, length = (end - first) / kStreams / step * step;
       hn::Vec<decltype(d)> acc[kStreams][4];
+      HWY_UNROLL(16)
       for (auto& stream : acc) {
+        HWY_UNROLL(16)
         for (auto& a : stream) a = hn::Zero(d);
       }
       for (std::size_t i = 0; i < length; i += step) {
+        HWY_UNROLL(16)
         for (std::size_t s = 0; s < kStreams; ++s) {
           const float* p = buffer.get() + first + s * length + i;
+          HWY_UNROLL(16)
           for (std::size_t j = 0; j < 4; ++j) acc[s][j] = hn::Add(acc[s][j], hn::Load(d, p + j * N));
         }
       }
       auto total = hn::Zero(d);
+      HWY_UNROLL(16)
       for (auto& stream : acc) {
+        HWY_UNROLL(16)
         for (auto& a : stream) total = hn::Add(total, a);
       }
       sums[static_cast<std::size_t>(thread)] += hn::GetLane(hn::SumOfLanes(d, total));
@@ -68,7 +74,8 @@ inline double read_bandwidth(ThreadPool& pool, int runs) {
 }
 
 // The peak loops run kChains independent accumulators per thread, so the rate is
-// throughput-bound.
+// throughput-bound. Loops over arrays of vectors are unrolled, or GCC at -O2 keeps the
+// arrays in memory and measures store forwarding instead.
 inline constexpr int kChains = 12;
 
 template <typename Step>
@@ -90,12 +97,15 @@ inline double f32_fma_rate(ThreadPool& pool, int runs) {
   return peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(df)), [](std::size_t steps) {
     const hn::ScalableTag<float> d;
     hn::Vec<decltype(d)> acc[kChains];
+    HWY_UNROLL(16)
     for (int c = 0; c < kChains; ++c) acc[c] = hn::Set(d, static_cast<float>(c));
     const auto x = hn::Set(d, 0.999f), y = hn::Set(d, 1e-7f);
     for (std::size_t s = 0; s < steps; ++s) {
+      HWY_UNROLL(16)
       for (auto& a : acc) a = hn::MulAdd(a, x, y);
     }
     auto total = acc[0];  // every chain feeds the result, so none is dead code
+    HWY_UNROLL(16)
     for (int c = 1; c < kChains; ++c) total = hn::Add(total, acc[c]);
     volatile float sink = hn::GetLane(total);
     (void)sink;
@@ -108,12 +118,15 @@ inline double int8_dot_rate(ThreadPool& pool, int runs) {
   return peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(dq) * 4), [](std::size_t steps) {
     const ops::DQ d;
     ops::VQ acc[kChains];
+    HWY_UNROLL(16)
     for (int c = 0; c < kChains; ++c) acc[c] = hn::Set(d, c);
     const auto w = hn::Set(d, 0x01020304), x = hn::Set(d, 0x01FF01FF);
     for (std::size_t s = 0; s < steps; ++s) {
+      HWY_UNROLL(16)
       for (auto& a : acc) a = ops::DotQuads<ops::kHaveVnni>(a, w, x);
     }
     auto total = acc[0];
+    HWY_UNROLL(16)
     for (int c = 1; c < kChains; ++c) total = hn::Add(total, acc[c]);
     volatile std::int32_t sink = hn::GetLane(total);
     (void)sink;

@@ -4,7 +4,7 @@
 //                      [--threads N] [--decode-steps N] DIR
 // Checkpoints are synthesized into DIR/<variant> when missing. For each variant and
 // weight format it prints load time, prefill tok/s (128 and 512 tokens), decode tok/s at
-// context depth 0, 512 and 2048, and peak resident memory, then one table with
+// context depth 0, 512 and 2048, and peak resident memory while running, then one table with
 //   decode efficiency  = weight bytes read per token * tok/s / read bandwidth
 //   prefill efficiency = matmul multiply-adds per token * tok/s / peak multiply-adds/s
 // of the instruction the format's matmuls use, each limit measured again right before
@@ -38,9 +38,10 @@ struct Row {
   std::string variant, format;
   double load_s = 0, prefill128 = 0, prefill512 = 0, decode[3] = {};
   double bytes_per_token = 0, macs_per_token = 0, peak_rss = 0, rss_limit = 0;
-  // The limits measured right before this row's prefills and each of its decode depths:
-  // this machine's bandwidth and peaks drift by a third within minutes.
-  double peak_macs_per_s = 0, bandwidth[3] = {};
+  // This machine's bandwidth and peaks drift by a third within minutes, so each limit is
+  // measured next to what it divides: the peak right before the row's prefills, the
+  // bandwidth right before and right after each depth's decode steps (their mean).
+  double peak_macs_per_s = 0, bandwidth[3] = {}, bandwidth_low = 1e30, bandwidth_high = 0;
 };
 
 constexpr int kDepths[3] = {0, 512, 2048};
@@ -70,7 +71,13 @@ template <Variant V>
 Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, int threads, int decode_steps,
                ThreadPool& limits_pool) {
   Row row{std::string(V::name), std::string(weight_format_name(format))};
-  bench::reset_peak_resident();
+  // Peak RSS while prefilling and decoding; the limit measurements between the phases
+  // allocate buffers of their own, which must not count.
+  const auto running = [&](auto&& phase) {
+    bench::reset_peak_resident();
+    phase();
+    row.peak_rss = std::max(row.peak_rss, bench::status_bytes("VmHWM"));
+  };
   std::vector<double> loads;
   for (int run = 0; run < runs; ++run) {
     loads.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .threads = threads}); }));
@@ -89,7 +96,9 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     std::vector<double> rates;
     for (int run = 0; run < runs; ++run) {
       session.reset();
-      rates.push_back(static_cast<double>(n) / seconds_of([&] { session.forward(all.first(n), Logits::kLast, logits); }));
+      running([&] {
+        rates.push_back(static_cast<double>(n) / seconds_of([&] { session.forward(all.first(n), Logits::kLast, logits); }));
+      });
     }
     (n == 128 ? row.prefill128 : row.prefill512) = median(rates);
     fmt::print("  {} {}: prefill {} tokens {:.2f} tok/s (peak measured before: {:.1f} G multiply-adds/s)\n", V::name, row.format,
@@ -98,18 +107,26 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   session.reset();
   for (int d = 0; d < 3; ++d) {
     const int depth = kDepths[d];
-    if (depth > session.position()) session.forward(all.subspan(static_cast<std::size_t>(session.position()), static_cast<std::size_t>(depth - session.position())), Logits::kLast, logits);
-    row.bandwidth[d] = bench::read_bandwidth(limits_pool, 3);
+    running([&] {
+      const auto start = static_cast<std::size_t>(session.position());
+      if (depth > session.position()) session.forward(all.subspan(start, static_cast<std::size_t>(depth) - start), Logits::kLast, logits);
+    });
+    const double before = bench::read_bandwidth(limits_pool, 3);
     std::vector<double> steps;
-    for (int s = 0; s < decode_steps; ++s) {
-      const auto next = all.subspan(static_cast<std::size_t>(session.position()), 1);
-      steps.push_back(seconds_of([&] { session.forward(next, Logits::kLast, logits); }));
-    }
+    running([&] {
+      for (int s = 0; s < decode_steps; ++s) {
+        const auto next = all.subspan(static_cast<std::size_t>(session.position()), 1);
+        steps.push_back(seconds_of([&] { session.forward(next, Logits::kLast, logits); }));
+      }
+    });
+    const double after = bench::read_bandwidth(limits_pool, 3);
+    row.bandwidth[d] = (before + after) / 2;
+    row.bandwidth_low = std::min({row.bandwidth_low, before, after});
+    row.bandwidth_high = std::max({row.bandwidth_high, before, after});
     row.decode[d] = 1.0 / median(steps);
-    fmt::print("  {} {}: decode at depth {} {:.2f} tok/s (read bandwidth measured before: {:.1f} GB/s)\n", V::name, row.format,
-               depth, row.decode[d], row.bandwidth[d] / 1e9);
+    fmt::print("  {} {}: decode at depth {} {:.2f} tok/s (read bandwidth before/after: {:.1f}/{:.1f} GB/s)\n", V::name,
+               row.format, depth, row.decode[d], before / 1e9, after / 1e9);
   }
-  row.peak_rss = bench::status_bytes("VmHWM");
   row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6;
   return row;
 }
@@ -216,16 +233,16 @@ int main(int argc, char** argv) {
                "s", "128 t/s", "512 t/s", "512", "G/s", "d0 t/s", "", "d512", "", "d2048", "", "GB/s", "", "GB", "GB");
     for (const Row& r : rows) {
       const double peak = r.peak_macs_per_s;
-      const auto decode_eff = [&](int d) { return r.bytes_per_token * r.decode[d] / r.bandwidth[d]; };
-      const auto [low, high] = std::minmax_element(std::begin(r.bandwidth), std::end(r.bandwidth));
       fmt::print("{:<4} {:<5} {:>6.2f} | {:>9.2f} {:>9.2f} {:>5.2f} {:>6.0f} | {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>9} | {:>7.3f} | "
                  "{:>7.2f} {:>7.2f}{}\n",
                  r.variant, r.format, r.load_s, r.prefill128, r.prefill512, r.macs_per_token * r.prefill512 / peak, peak / 1e9,
-                 r.decode[0], decode_eff(0), r.decode[1], decode_eff(1), r.decode[2], decode_eff(2),
-                 fmt::format("{:.0f}-{:.0f}", *low / 1e9, *high / 1e9), r.bytes_per_token / 1e9, r.peak_rss / 1e9, r.rss_limit / 1e9,
+                 r.decode[0], r.bytes_per_token * r.decode[0] / r.bandwidth[0], r.decode[1], r.bytes_per_token * r.decode[1] / r.bandwidth[1],
+                 r.decode[2], r.bytes_per_token * r.decode[2] / r.bandwidth[2],
+                 fmt::format("{:.0f}-{:.0f}", r.bandwidth_low / 1e9, r.bandwidth_high / 1e9), r.bytes_per_token / 1e9, r.peak_rss / 1e9, r.rss_limit / 1e9,
                  r.peak_rss <= r.rss_limit ? "" : "  over");
     }
-    fmt::print("efficiency: decode = GB/tok * tok/s / the read bandwidth measured right before that depth; prefill ="
+    fmt::print("efficiency: decode = GB/tok * tok/s / the mean of the read bandwidths measured right before and after"
+               " that depth's steps; prefill ="
                " multiply-adds/s / the peak of the instruction used (f32 FMA for bf16, int8 dot for int8/int4) measured right"
                " before the row's prefills. limit = weights in the format + KV cache + 300 MB.\n");
     return 0;

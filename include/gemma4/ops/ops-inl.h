@@ -60,13 +60,16 @@ HWY_INLINE void RowTimesTokens(const WT* HWY_RESTRICT row, size_t cols, const fl
                                float* HWY_RESTRICT out, size_t out_stride) {
   const DF df;
   const size_t N = hn::Lanes(df);
-  // Two chains per token: a lone token (decode) still has two FMAs in flight.
+  // Two chains per token: a lone token (decode) still has two FMAs in flight. Loops over
+  // arrays of vectors are unrolled, or GCC at -O2 keeps the arrays in memory.
   VF even[kTokens], odd[kTokens];
+  HWY_UNROLL(16)
   for (size_t t = 0; t < kTokens; ++t) even[t] = odd[t] = hn::Zero(df);
   const size_t vectors = cols / N;
   size_t i = 0;
   for (size_t v = 0; v + 2 <= vectors; v += 2, i += 2 * N) {
     const VF w0 = LoadF32(df, row + i), w1 = LoadF32(df, row + i + N);
+    HWY_UNROLL(16)
     for (size_t t = 0; t < kTokens; ++t) {
       even[t] = hn::MulAdd(w0, hn::LoadU(df, x + t * x_stride + i), even[t]);
       odd[t] = hn::MulAdd(w1, hn::LoadU(df, x + t * x_stride + i + N), odd[t]);
@@ -74,9 +77,11 @@ HWY_INLINE void RowTimesTokens(const WT* HWY_RESTRICT row, size_t cols, const fl
   }
   if (vectors % 2 != 0) {
     const VF w0 = LoadF32(df, row + i);
+    HWY_UNROLL(16)
     for (size_t t = 0; t < kTokens; ++t) even[t] = hn::MulAdd(w0, hn::LoadU(df, x + t * x_stride + i), even[t]);
     i += N;
   }
+  HWY_UNROLL(16)
   for (size_t t = 0; t < kTokens; ++t) {
     float total = ReduceSum(df, hn::Add(even[t], odd[t]));
     for (size_t j = i; j < cols; ++j) total += ToF32(row[j]) * x[t * x_stride + j];
