@@ -6,8 +6,9 @@
 // Caches (model/kv_cache.hpp): a sliding layer keeps a ring of at least sliding_window
 // + prefill_chunk - 1 positions (enough that writing a whole chunk never overwrites a key
 // a query of that chunk still sees); a full layer keeps max_context positions; a
-// KV-shared layer keeps nothing and reads its donor's cache. Prompts run in chunks of up to prefill_chunk tokens as
-// matrix-matrix products; decoding is the same path with one token.
+// KV-shared layer keeps nothing and reads its donor's cache. Prompts run in chunks of up
+// to prefill_chunk tokens as matrix-matrix products; decoding is the same path with one
+// token.
 
 #include <algorithm>
 #include <array>
