@@ -2,8 +2,11 @@
 // A plain double-precision Gemma 4 forward pass, written directly from spec sections
 // 3-4 and sharing no code with the library's forward pass: the oracle the optimised
 // path is held to. It recomputes attention over the whole sequence with explicit masks
-// instead of keeping caches, and reads weights one element at a time.
+// instead of keeping caches, and reads weights one element at a time. Each linear layer
+// runs on all tokens at once so that a weight is read once per layer, not once per token:
+// the test also runs under sanitizers and qemu.
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -20,15 +23,26 @@ std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>
   const int P = c.hidden_size_per_layer_input;
   const double eps = c.rms_norm_eps;
 
-  auto linear = [](const TensorView& m, const Vec& x) {
+  using Rows = std::vector<Vec>;  // [t]: one vector per token
+  // ys[t] = m xs[t]; every sum runs over the inputs in order.
+  auto linear = [](const TensorView& m, const Rows& xs) {
     const auto rows = static_cast<std::size_t>(m.shape[0]), cols = static_cast<std::size_t>(m.shape[1]);
-    Vec y(rows, 0.0);
-    for (std::size_t r = 0; r < rows; ++r) {
-      double s = 0;
-      for (std::size_t i = 0; i < cols; ++i) s += static_cast<double>(m.at(r * cols + i)) * x[i];
-      y[r] = s;
+    const std::size_t T = xs.size();
+    Vec by_input(cols * T);  // [i][t], so the innermost loop runs over contiguous tokens
+    for (std::size_t t = 0; t < T; ++t) {
+      for (std::size_t i = 0; i < cols; ++i) by_input[i * T + t] = xs[t][i];
     }
-    return y;
+    Rows ys(T, Vec(rows));
+    Vec sums(T);
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::fill(sums.begin(), sums.end(), 0.0);
+      for (std::size_t i = 0; i < cols; ++i) {
+        const double weight = m.at(r * cols + i);
+        for (std::size_t t = 0; t < T; ++t) sums[t] += weight * by_input[i * T + t];
+      }
+      for (std::size_t t = 0; t < T; ++t) ys[t][r] = sums[t];
+    }
+    return ys;
   };
   // RMSNorm of x[offset, offset + n), with weight (or none).
   auto rms_norm = [eps](Vec& x, std::size_t offset, std::size_t n, const TensorView* weight) {
@@ -54,15 +68,14 @@ std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>
   double scale = std::sqrt(static_cast<double>(hidden));
   if (E.stored_dtype == DType::kBF16) scale = bf16_to_f32(f32_to_bf16(static_cast<float>(scale)));
   if (E.stored_dtype == DType::kF16) scale = f16_to_f32(f32_to_f16(static_cast<float>(scale)));
-  std::vector<Vec> x(T, Vec(hidden));
+  Rows x(T, Vec(hidden));
   for (int t = 0; t < T; ++t) {
     for (int i = 0; i < hidden; ++i) x[t][i] = E.at(static_cast<std::size_t>(tokens[t]) * hidden + i) * scale;
   }
 
   // Per-layer inputs.
-  std::vector<Vec> ple(T);
+  Rows ple = linear(w.global.per_layer_model_projection, x);
   for (int t = 0; t < T; ++t) {
-    ple[t] = linear(w.global.per_layer_model_projection, x[t]);
     for (auto& v : ple[t]) v /= std::sqrt(static_cast<double>(hidden));
     for (int l = 0; l < L; ++l) rms_norm(ple[t], static_cast<std::size_t>(l) * P, P, &w.global.per_layer_projection_norm);
     for (int i = 0; i < L * P; ++i) {
@@ -71,7 +84,7 @@ std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>
     }
   }
 
-  std::vector<std::vector<Vec>> keys(L), values(L);  // [layer][t]: [K * D], for non-shared layers
+  std::vector<Rows> keys(L), values(L);  // [layer][t]: [K * D], for non-shared layers
   const int first_shared = L - c.num_kv_shared_layers;
   for (int l = 0; l < L; ++l) {
     const LayerWeights& lw = w.layers[l];
@@ -82,28 +95,28 @@ std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>
       for (donor = first_shared - 1; is_full_attention(c, donor) != full; --donor) {
       }
     }
-    std::vector<Vec> q(T);
+    Rows a = x;
+    for (auto& v : a) rms_norm(v, 0, hidden, &lw.input_layernorm);
+    Rows q = linear(lw.q_proj, a);
     for (int t = 0; t < T; ++t) {
-      Vec a = x[t];
-      rms_norm(a, 0, hidden, &lw.input_layernorm);
-      q[t] = linear(lw.q_proj, a);
       for (int h = 0; h < H; ++h) {
         rms_norm(q[t], static_cast<std::size_t>(h) * D, D, &lw.q_norm);
         rope(q[t], static_cast<std::size_t>(h) * D, D, full, t);
       }
-      if (donor == l) {
-        Vec k = linear(lw.k_proj, a), v = linear(lw.v_proj, a);
+    }
+    if (donor == l) {
+      keys[l] = linear(lw.k_proj, a);
+      values[l] = linear(lw.v_proj, a);
+      for (int t = 0; t < T; ++t) {
         for (int h = 0; h < K; ++h) {
-          rms_norm(k, static_cast<std::size_t>(h) * D, D, &lw.k_norm);
-          rope(k, static_cast<std::size_t>(h) * D, D, full, t);
-          rms_norm(v, static_cast<std::size_t>(h) * D, D, nullptr);
+          rms_norm(keys[l][t], static_cast<std::size_t>(h) * D, D, &lw.k_norm);
+          rope(keys[l][t], static_cast<std::size_t>(h) * D, D, full, t);
+          rms_norm(values[l][t], static_cast<std::size_t>(h) * D, D, nullptr);
         }
-        keys[l].push_back(k);
-        values[l].push_back(v);
       }
     }
+    Rows attn(T, Vec(static_cast<std::size_t>(H) * D, 0.0));
     for (int t = 0; t < T; ++t) {
-      Vec attn(static_cast<std::size_t>(H) * D, 0.0);
       for (int h = 0; h < H; ++h) {
         const int kv = h / (H / K);
         std::vector<double> score(T, -INFINITY);
@@ -120,33 +133,45 @@ std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>
         for (int j = 0; j <= t; ++j) {
           if (score[j] == -INFINITY) continue;
           const double p = std::exp(score[j] - max) / sum;
-          for (int i = 0; i < D; ++i) attn[h * D + i] += p * values[donor][j][kv * D + i];
+          for (int i = 0; i < D; ++i) attn[t][h * D + i] += p * values[donor][j][kv * D + i];
         }
       }
-      Vec a = linear(lw.o_proj, attn);
-      rms_norm(a, 0, hidden, &lw.post_attention_layernorm);
-      for (int i = 0; i < hidden; ++i) x[t][i] += a[i];
+    }
+    Rows out = linear(lw.o_proj, attn);
+    for (int t = 0; t < T; ++t) {
+      rms_norm(out[t], 0, hidden, &lw.post_attention_layernorm);
+      for (int i = 0; i < hidden; ++i) x[t][i] += out[t][i];
+    }
 
-      Vec m = x[t];
-      rms_norm(m, 0, hidden, &lw.pre_feedforward_layernorm);
-      Vec gate = linear(lw.gate_proj, m), up = linear(lw.up_proj, m);
-      for (std::size_t i = 0; i < gate.size(); ++i) gate[i] = gelu(gate[i]) * up[i];
-      m = linear(lw.down_proj, gate);
-      rms_norm(m, 0, hidden, &lw.post_feedforward_layernorm);
-      for (int i = 0; i < hidden; ++i) x[t][i] += m[i];
+    Rows m = x;
+    for (auto& v : m) rms_norm(v, 0, hidden, &lw.pre_feedforward_layernorm);
+    Rows gate = linear(lw.gate_proj, m);
+    const Rows up = linear(lw.up_proj, m);
+    for (int t = 0; t < T; ++t) {
+      for (std::size_t i = 0; i < gate[t].size(); ++i) gate[t][i] = gelu(gate[t][i]) * up[t][i];
+    }
+    m = linear(lw.down_proj, gate);
+    for (int t = 0; t < T; ++t) {
+      rms_norm(m[t], 0, hidden, &lw.post_feedforward_layernorm);
+      for (int i = 0; i < hidden; ++i) x[t][i] += m[t][i];
+    }
 
-      Vec g = linear(lw.per_layer_input_gate, x[t]);
-      for (int i = 0; i < P; ++i) g[i] = gelu(g[i]) * ple[t][static_cast<std::size_t>(l) * P + i];
-      Vec proj = linear(lw.per_layer_projection, g);
-      rms_norm(proj, 0, hidden, &lw.post_per_layer_input_norm);
-      for (int i = 0; i < hidden; ++i) x[t][i] = (x[t][i] + proj[i]) * lw.layer_scalar.at(0);
+    Rows g = linear(lw.per_layer_input_gate, x);
+    for (int t = 0; t < T; ++t) {
+      for (int i = 0; i < P; ++i) g[t][i] = gelu(g[t][i]) * ple[t][static_cast<std::size_t>(l) * P + i];
+    }
+    const Rows proj = linear(lw.per_layer_projection, g);
+    for (int t = 0; t < T; ++t) {
+      Vec p = proj[t];
+      rms_norm(p, 0, hidden, &lw.post_per_layer_input_norm);
+      for (int i = 0; i < hidden; ++i) x[t][i] = (x[t][i] + p[i]) * lw.layer_scalar.at(0);
     }
   }
 
   std::vector<double> logits;
-  for (int t = 0; t < T; ++t) {
-    rms_norm(x[t], 0, hidden, &w.global.norm);
-    for (double v : linear(E, x[t])) {
+  for (auto& v : x) rms_norm(v, 0, hidden, &w.global.norm);
+  for (const Vec& row : linear(E, x)) {
+    for (double v : row) {
       const double cap = c.final_logit_softcapping;
       logits.push_back(cap > 0 ? cap * std::tanh(v / cap) : v);
     }
