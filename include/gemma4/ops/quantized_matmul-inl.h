@@ -195,13 +195,15 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
     for (std::size_t g = 0; g < groups; ++g) {
       VQ acc[kR][kT];
       ZeroAll(d, acc);
+      const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
+      const std::size_t block_stride = block_bytes / sizeof(std::int32_t);
+      HWY_UNROLL(16)
       for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
         const std::size_t o = g * Int4Layout::kTilesPerGroup + i;  // the tile's 8 columns start at 8 * o
         VQ low[kR], high[kR];
         HWY_UNROLL(16)
         for (std::size_t r = 0; r < kR; ++r) {
-          const auto* tile = blocks + r * block_bytes + Int4Layout::tiles(g) + i * Int4Layout::kTileBytes;
-          const VQ packed = hn::LoadU(d, reinterpret_cast<const std::int32_t*>(tile) + lane);
+          const VQ packed = hn::LoadU(d, tiles + r * block_stride + i * kRowBlock);
           low[r] = hn::And(packed, low_nibbles);
           high[r] = hn::And(hn::ShiftRight<4>(packed), low_nibbles);
         }
