@@ -160,11 +160,10 @@ std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>
     for (int t = 0; t < T; ++t) {
       for (int i = 0; i < P; ++i) g[t][i] = gelu(g[t][i]) * ple[t][static_cast<std::size_t>(l) * P + i];
     }
-    const Rows proj = linear(lw.per_layer_projection, g);
+    Rows proj = linear(lw.per_layer_projection, g);
     for (int t = 0; t < T; ++t) {
-      Vec p = proj[t];
-      rms_norm(p, 0, hidden, &lw.post_per_layer_input_norm);
-      for (int i = 0; i < hidden; ++i) x[t][i] = (x[t][i] + p[i]) * lw.layer_scalar.at(0);
+      rms_norm(proj[t], 0, hidden, &lw.post_per_layer_input_norm);
+      for (int i = 0; i < hidden; ++i) x[t][i] = (x[t][i] + proj[t][i]) * lw.layer_scalar.at(0);
     }
   }
 

@@ -187,6 +187,7 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
   const hn::Rebind<hwy::bfloat16_t, DQF> dbf;
   const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group, block_bytes = Int4Layout::block_bytes(w.cols());
   const std::uint8_t* blocks = w.weights() + block * block_bytes;
+  const std::size_t block_stride = block_bytes / sizeof(std::int32_t);  // in tiles' int32 units
   const std::int8_t* x = a.q.data() + token * a.cols;
   const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
@@ -196,7 +197,6 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       VQ acc[kR][kT];
       ZeroAll(d, acc);
       const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
-      const std::size_t block_stride = block_bytes / sizeof(std::int32_t);
       HWY_UNROLL(16)
       for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
         const std::size_t o = g * Int4Layout::kTilesPerGroup + i;  // the tile's 8 columns start at 8 * o
