@@ -24,9 +24,10 @@ struct MachineLimits {
   double int8_dot_per_s = 0;  // int8 multiply-adds per second
 };
 
-// Sums a buffer far larger than the caches with every thread reading its part as
-// kStreams interleaved sequential streams (several streams keep more prefetchers busy,
-// as a matmul over several row blocks does). The best of 1 and 4 streams counts.
+// Sums a buffer far larger than the caches with every thread reading each range it
+// takes (whole MiBs) as kStreams interleaved sequential streams (several streams keep
+// more prefetchers busy, as a matmul over several row blocks does). The best of 1 and 4
+// streams counts.
 inline double read_bandwidth(ThreadPool& pool, int runs) {
   const std::size_t bytes = std::size_t{1} << 30, floats = bytes / sizeof(float);
   const auto buffer = hwy::AllocateAligned<float>(floats);
@@ -34,11 +35,12 @@ inline double read_bandwidth(ThreadPool& pool, int runs) {
     for (std::size_t i = begin; i < end; ++i) buffer[i] = static_cast<float>(i & 7);
   });
   std::vector<float> sums(static_cast<std::size_t>(pool.size()));
+  constexpr std::size_t kGrain = (std::size_t{1} << 20) / sizeof(float);
   const auto read = [&]<std::size_t kStreams>() {
     pool.parallel_for(floats, [&](int thread, std::size_t begin, std::size_t end) {
       const hn::ScalableTag<float> d;
       const std::size_t N = hn::Lanes(d), step = 4 * N;
-      const std::size_t first = (begin + step - 1) / step * step, length = (end - first) / kStreams / step * step;
+      const std::size_t length = (end - begin) / kStreams / step * step;
       hn::Vec<decltype(d)> acc[kStreams][4];
       HWY_UNROLL(16)
       for (auto& stream : acc) {
@@ -48,7 +50,7 @@ inline double read_bandwidth(ThreadPool& pool, int runs) {
       for (std::size_t i = 0; i < length; i += step) {
         HWY_UNROLL(16)
         for (std::size_t s = 0; s < kStreams; ++s) {
-          const float* p = buffer.get() + first + s * length + i;
+          const float* p = buffer.get() + begin + s * length + i;
           HWY_UNROLL(16)
           for (std::size_t j = 0; j < 4; ++j) acc[s][j] = hn::Add(acc[s][j], hn::Load(d, p + j * N));
         }
@@ -60,7 +62,7 @@ inline double read_bandwidth(ThreadPool& pool, int runs) {
         for (auto& a : stream) total = hn::Add(total, a);
       }
       sums[static_cast<std::size_t>(thread)] += hn::GetLane(hn::SumOfLanes(d, total));
-    });
+    }, kGrain);
   };
   std::vector<double> rates;
   for (int run = 0; run < runs; ++run) {
@@ -75,18 +77,20 @@ inline double read_bandwidth(ThreadPool& pool, int runs) {
 
 // The peak loops run kChains independent accumulators per thread, so the rate is
 // throughput-bound. Loops over arrays of vectors are unrolled, or GCC at -O2 keeps the
-// arrays in memory and measures store forwarding instead.
+// arrays in memory and measures store forwarding instead. The work is kPieces pieces per
+// thread, so that threads on faster cores take more of them, as in a matmul.
 inline constexpr int kChains = 12;
 
 template <typename Step>
 double peak_rate(ThreadPool& pool, int runs, double ops_per_step, Step step) {
-  constexpr std::size_t kSteps = std::size_t{1} << 25;
+  constexpr std::size_t kSteps = std::size_t{1} << 20, kPieces = 32;
+  const std::size_t pieces = kPieces * static_cast<std::size_t>(pool.size());
   std::vector<double> rates;
   for (int run = 0; run < runs; ++run) {
     const double seconds = seconds_of([&] {
-      pool.parallel_for(static_cast<std::size_t>(pool.size()), [&](int, std::size_t, std::size_t) { step(kSteps); });
+      pool.parallel_for(pieces, [&](int, std::size_t begin, std::size_t end) { step(kSteps * (end - begin)); });
     });
-    rates.push_back(ops_per_step * static_cast<double>(kSteps) * pool.size() / seconds);
+    rates.push_back(ops_per_step * static_cast<double>(kSteps * pieces) / seconds);
   }
   return median(rates);
 }

@@ -203,6 +203,12 @@ TEST_CASE("grouped attention over a ring of cached positions matches scalar, for
   }
 }
 
+TEST_CASE("a KV cache needs head dims in whole value chunks", "[ops]") {
+  CHECK(KvCache(16, 1, kValueChunk).head_dim() == kValueChunk);
+  CHECK_THROWS_WITH(KvCache(16, 1, kValueChunk + 16), Catch::Contains("head dim 48 is not a multiple of 32"));
+  CHECK_THROWS_WITH(KvCache(16, 1, 0), Catch::Contains("head dim 0"));
+}
+
 TEST_CASE("the sliding-window edge and the GQA head mapping", "[ops]") {
   // A key exactly `window` positions back is excluded, `window - 1` back included.
   CHECK(first_visible_position(600, AttentionType::kSliding, 512) == 600 - 511);

@@ -1,9 +1,12 @@
-// The thread pool: every index runs exactly once, on a valid thread slot, for any
-// loop size and thread count, and the split does not depend on timing.
+// The thread pool: every index runs exactly once, on a valid thread slot, in ranges of
+// whole grains, for any loop size, grain and thread count; and a thread that stalls
+// does not hold up the loop, because the others take over its share.
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "gemma4/parallel/thread_pool.hpp"
@@ -15,19 +18,51 @@ TEST_CASE("a parallel loop runs every index once", "[threads]") {
   const int threads = GENERATE(1, 2, 3, 5);
   ThreadPool pool(threads);
   CHECK(pool.size() == threads);
-  for (std::size_t n : {0u, 1u, 2u, 3u, 7u, 64u, 1000u}) {
-    std::vector<std::atomic<int>> runs(n);
-    std::atomic<int> bad_thread{0};
-    pool.parallel_for(n, [&](int thread, std::size_t begin, std::size_t end) {
-      if (thread < 0 || thread >= threads) ++bad_thread;
-      // A single item runs on the caller; otherwise each thread gets its fixed range.
-      const auto [want_begin, want_end] = n <= 1 ? std::pair<std::size_t, std::size_t>{0, n} : ThreadPool::range(n, thread, threads);
-      if (begin != want_begin || end != want_end) ++bad_thread;
-      for (std::size_t i = begin; i < end; ++i) ++runs[i];
-    });
-    CHECK(bad_thread == 0);
-    for (std::size_t i = 0; i < n; ++i) REQUIRE(runs[i] == 1);
+  for (std::size_t grain : {1u, 3u, 16u}) {
+    for (std::size_t n : {0u, 1u, 2u, 3u, 7u, 64u, 1000u}) {
+      INFO("n " << n << ", grain " << grain);
+      std::vector<std::atomic<int>> runs(n);
+      std::atomic<int> bad_range{0};
+      pool.parallel_for(n, [&](int thread, std::size_t begin, std::size_t end) {
+        if (thread < 0 || thread >= threads) ++bad_range;
+        if (begin >= end || end > n || begin % grain != 0 || (end % grain != 0 && end != n)) ++bad_range;
+        // A loop of one grain runs on the caller.
+        if (n <= grain && thread != 0) ++bad_range;
+        for (std::size_t i = begin; i < end; ++i) ++runs[i];
+      }, grain);
+      CHECK(bad_range == 0);
+      for (std::size_t i = 0; i < n; ++i) REQUIRE(runs[i] == 1);
+    }
   }
+  CHECK_THROWS_WITH(pool.parallel_for(4, [](int, std::size_t, std::size_t) {}, 0), Contains("grain must be at least 1"));
+}
+
+TEST_CASE("the other threads take over the share of a thread that stalls", "[threads]") {
+  const int threads = GENERATE(2, 3);
+  ThreadPool pool(threads);
+  const std::size_t n = 600;
+  std::vector<std::atomic<int>> runs(n);
+  std::atomic<std::size_t> done_elsewhere{0};
+  std::atomic<bool> stalled{false}, timed_out{false};
+  pool.parallel_for(n, [&](int thread, std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) ++runs[i];
+    if (thread != threads - 1) {
+      done_elsewhere += end - begin;
+      return;
+    }
+    // The last thread's first chunk stalls until everything else is done (or 10 s pass).
+    if (stalled.exchange(true)) return;
+    const auto start = std::chrono::steady_clock::now();
+    while (done_elsewhere.load() + (end - begin) < n) {
+      if (std::chrono::steady_clock::now() - start > std::chrono::seconds(10)) {
+        timed_out = true;
+        return;
+      }
+      std::this_thread::yield();
+    }
+  });
+  CHECK_FALSE(timed_out);
+  for (std::size_t i = 0; i < n; ++i) REQUIRE(runs[i] == 1);
 }
 
 TEST_CASE("a pool runs many small loops in a row", "[threads]") {

@@ -6,16 +6,21 @@
 // Keys are stored transposed in tiles of kPositionTile consecutive positions
 // ([tile][kv_head][d][lane]): a query's scores for a tile are then kPositionTile-wide
 // multiply-adds, one per d, with no horizontal sums, and one loaded key vector serves
-// every query head that shares the kv head. Values stay row-major ([slot][kv_head][d]),
-// which is the order the weighted sum reads them in.
+// every query head that shares the kv head. Values are stored in column chunks of
+// kValueChunk ([kv_head][chunk][slot][kValueChunk]): the weighted sum runs over the
+// positions for one chunk of columns at a time, and so reads memory in order (row-major
+// values made it a strided read at a third of the speed).
 
 #include <algorithm>
 #include <cstddef>
 #include <vector>
 
+#include "gemma4/error.hpp"
+
 namespace gemma4 {
 
 inline constexpr int kPositionTile = 16;
+inline constexpr int kValueChunk = 32;  // floats; head dims are multiples of it
 
 constexpr int round_up_to_tile(int positions) { return (positions + kPositionTile - 1) / kPositionTile * kPositionTile; }
 
@@ -28,7 +33,9 @@ class KvCache {
         kv_heads_(kv_heads),
         head_dim_(head_dim),
         k_(static_cast<std::size_t>(capacity_) * kv_heads * head_dim),
-        v_(k_.size()) {}
+        v_(k_.size()) {
+    if (head_dim <= 0 || head_dim % kValueChunk != 0) fail("KV cache: head dim {} is not a multiple of {}", head_dim, kValueChunk);
+  }
 
   int capacity() const { return capacity_; }
   int head_dim() const { return head_dim_; }
@@ -43,8 +50,12 @@ class KvCache {
       const float* key = keys + static_cast<std::size_t>(h) * head_dim_;
       for (int d = 0; d < head_dim_; ++d) tile[static_cast<std::size_t>(d) * kPositionTile + lane] = key[d];
     }
-    const std::size_t row = static_cast<std::size_t>(kv_heads_) * head_dim_;
-    std::copy_n(values, row, v_.data() + static_cast<std::size_t>(slot) * row);
+    for (int h = 0; h < kv_heads_; ++h) {
+      for (int c = 0; c < head_dim_ / kValueChunk; ++c) {
+        std::copy_n(values + static_cast<std::size_t>(h) * head_dim_ + c * kValueChunk, kValueChunk,
+                    v_.data() + value_chunk_offset(h, c) + static_cast<std::size_t>(slot) * kValueChunk);
+      }
+    }
   }
 
   // The keys of positions [tile_start, tile_start + kPositionTile) for one kv head, as
@@ -52,13 +63,15 @@ class KvCache {
   const float* key_tile(int tile_start, int kv_head) const {
     return k_.data() + key_tile_offset(tile_start % capacity_, kv_head);
   }
-  // The slot of `position`, and the values of a slot for one kv head: [head_dim].
+  // The slot of `position`, and columns [kValueChunk * chunk, kValueChunk * (chunk + 1))
+  // of one kv head's values, as [capacity][kValueChunk].
   int slot(int position) const { return position % capacity_; }
-  const float* values(int slot, int kv_head) const {
-    return v_.data() + (static_cast<std::size_t>(slot) * kv_heads_ + kv_head) * head_dim_;
-  }
+  const float* value_chunk(int kv_head, int chunk) const { return v_.data() + value_chunk_offset(kv_head, chunk); }
 
  private:
+  std::size_t value_chunk_offset(int kv_head, int chunk) const {
+    return (static_cast<std::size_t>(kv_head) * (head_dim_ / kValueChunk) + chunk) * capacity_ * kValueChunk;
+  }
   std::size_t key_tile_offset(int tile_slot, int kv_head) const {
     const std::size_t tile = static_cast<std::size_t>(tile_slot / kPositionTile);
     return (tile * kv_heads_ + kv_head) * head_dim_ * kPositionTile;
@@ -66,7 +79,7 @@ class KvCache {
 
   int capacity_, kv_heads_, head_dim_;
   std::vector<float> k_;  // [capacity / kPositionTile, kv_heads, head_dim, kPositionTile]
-  std::vector<float> v_;  // [capacity, kv_heads, head_dim]
+  std::vector<float> v_;  // [kv_heads, head_dim / kValueChunk, capacity, kValueChunk]
 };
 
 }  // namespace gemma4

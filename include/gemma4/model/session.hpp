@@ -75,7 +75,7 @@ class Session {
   static_assert(kHeads % kKvHeads == 0, "gemma4: query heads must group evenly over kv heads");
   static_assert(kGroupHeads == 1 || kGroupHeads == 2 || kGroupHeads == 4 || kGroupHeads == 8,
                 "gemma4: the attention kernel takes 1, 2, 4 or 8 query heads per kv head");
-  static_assert(kC.head_dim % (2 * kPositionTile) == 0 && kC.global_head_dim % (2 * kPositionTile) == 0,
+  static_assert(kC.head_dim % kValueChunk == 0 && kC.global_head_dim % kValueChunk == 0,
                 "gemma4: the attention kernel needs head dims that are multiples of 32");
   static_assert(kC.vocab_size_per_layer_input >= kC.vocab_size, "gemma4: every token id must have a PLE row");
 
@@ -279,18 +279,20 @@ class Session {
 
   // outs[i] [n, rows of ws[i]] = x [n, cols] times ws[i], for layers that share their
   // input: x is quantized once (for int8/int4) and one parallel loop splits the stacked
-  // row blocks (rows, for a stored format) of all of them between the threads.
+  // row blocks (rows, for a stored format) of all of them between the threads, in whole
+  // kernel passes.
   template <std::size_t kCount>
   void matmul(const std::array<const TensorView*, kCount>& ws, const float* x, std::size_t n,
               const std::array<float*, kCount>& outs) {
     std::array<std::size_t, kCount + 1> stack{};  // stack[i]: the first unit of ws[i]
-    bool quantized = false;
+    const QuantizedMatrix* quantized = nullptr;
     for (std::size_t i = 0; i < kCount; ++i) {
       const QuantizedMatrix* q = ws[i]->quantized;
-      quantized |= q != nullptr;
+      if (quantized == nullptr) quantized = q;
       stack[i + 1] = stack[i] + (q != nullptr ? q->rows() / kRowBlock : static_cast<std::size_t>(ws[i]->shape[0]));
     }
     if (quantized) ops::QuantizeActivations(x, n, static_cast<std::size_t>(ws[0]->shape[1]), activations_);
+    const std::size_t grain = quantized ? quantized_pass_blocks(quantized->format(), n) : 1;
     pool_.parallel_for(stack[kCount], [&](int, std::size_t begin, std::size_t end) {
       for (std::size_t i = 0; i < kCount; ++i) {
         const std::size_t first = std::max(begin, stack[i]), last = std::min(end, stack[i + 1]);
@@ -301,7 +303,7 @@ class Session {
           ops::MatMul(*ws[i], first - stack[i], last - stack[i], x, n, outs[i]);
         }
       }
-    });
+    }, grain);
   }
   void matmul(const TensorView& w, const float* x, std::size_t n, float* out) { matmul<1>({&w}, x, n, {out}); }
 

@@ -46,7 +46,7 @@ using VT = hn::Vec<DT>;
 // query position that sees keys [first, last]:
 //   out[g] = sum_p softmax_p(q[g] . k_p) v_p   (scale 1.0: Gemma 4 normalises q and k).
 // scores needs kGroup * attention_score_span(first, last) floats. The head dim must be
-// a multiple of 2 * kPositionTile (a Session checks this for its variant).
+// a multiple of kValueChunk (a Session checks this for its variant).
 template <size_t kGroup>
 HWY_NOINLINE void AttendGroup(const float* HWY_RESTRICT q, const KvCache& cache, int kv_head, int first, int last,
                               float* HWY_RESTRICT scores, float* HWY_RESTRICT out) {
@@ -84,15 +84,16 @@ HWY_NOINLINE void AttendGroup(const float* HWY_RESTRICT q, const KvCache& cache,
   for (size_t g = 0; g < kGroup; ++g) Softmax(scores + g * span + static_cast<size_t>(first - base), count);
 
   // out[g] = sum_p scores[g][p] v_p, two vectors of each head's output at a time kept in
-  // registers over all positions.
+  // registers over all positions, which are consecutive rows of the values' column chunk.
   const int first_slot = cache.slot(first);
   for (size_t i = 0; i < D; i += 2 * NT) {
+    const float* HWY_RESTRICT chunk = cache.value_chunk(kv_head, static_cast<int>(i / kValueChunk)) + i % kValueChunk;
     VT lo[kGroup], hi[kGroup];
     HWY_UNROLL(8)
     for (size_t g = 0; g < kGroup; ++g) lo[g] = hi[g] = hn::Zero(dt);
     int slot = first_slot;
     for (size_t p = static_cast<size_t>(first - base); p < static_cast<size_t>(last - base) + 1; ++p) {
-      const float* HWY_RESTRICT row = cache.values(slot, kv_head) + i;
+      const float* HWY_RESTRICT row = chunk + static_cast<size_t>(slot) * kValueChunk;
       const VT v0 = hn::LoadU(dt, row), v1 = hn::LoadU(dt, row + NT);
       HWY_UNROLL(8)
       for (size_t g = 0; g < kGroup; ++g) {

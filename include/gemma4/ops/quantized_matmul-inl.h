@@ -38,6 +38,14 @@ struct QuantizedActivations {
   }
 };
 
+// Row blocks per pass of QuantizedMatMul's kernels, for a weight format and token count.
+// A thread's range of blocks in whole passes runs no narrower pass.
+inline constexpr std::size_t kInt8DecodePass = 4, kInt8PrefillPass = 3, kInt4DecodePass = 1, kInt4PrefillPass = 2;
+constexpr std::size_t quantized_pass_blocks(WeightFormat format, std::size_t tokens) {
+  if (format == WeightFormat::kInt8) return tokens == 1 ? kInt8DecodePass : kInt8PrefillPass;
+  return tokens == 1 ? kInt4DecodePass : kInt4PrefillPass;
+}
+
 }  // namespace gemma4
 #endif  // GEMMA4_OPS_QUANTIZED_MATMUL_INL_H_
 
@@ -309,12 +317,13 @@ HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActiv
     // Decode (one token) takes four row blocks per pass: four read streams per thread,
     // which memory serves faster than one (0.83 of a plain read with one, 1.0 with four).
     const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int8Tile<kR, kT, kVnni>(args...); };
-    a.tokens == 1 ? QuantizedPanels<kVnni, 4, 1>(w, a, first_block, end_block, out, tile)
-                  : QuantizedPanels<kVnni, 3, 6>(w, a, first_block, end_block, out, tile);
+    a.tokens == 1 ? QuantizedPanels<kVnni, kInt8DecodePass, 1>(w, a, first_block, end_block, out, tile)
+                  : QuantizedPanels<kVnni, kInt8PrefillPass, 6>(w, a, first_block, end_block, out, tile);
   } else if (a.tokens == 1) {
+    static_assert(kInt4DecodePass == 1);
     for (std::size_t b = first_block; b < end_block; ++b) Int4BlockOneToken<kVnni>(w, b, a, 0, out);
   } else {
-    QuantizedPanels<kVnni, 2, 3>(w, a, first_block, end_block, out, []<std::size_t kR, std::size_t kT>(auto&&... args) {
+    QuantizedPanels<kVnni, kInt4PrefillPass, 3>(w, a, first_block, end_block, out, []<std::size_t kR, std::size_t kT>(auto&&... args) {
       Int4Tile<kR, kT, kVnni>(args...);
     });
   }

@@ -1,9 +1,13 @@
 #pragma once
 // A fixed set of worker threads, started once, that run one parallel loop at a time
-// with the calling thread taking a share. A loop over [0, n) is split into as many
-// contiguous ranges as there are threads, always the same way for the same n and
-// thread count; kernels whose per-item result does not depend on which range an item
-// lands in therefore give the same bits for any number of threads.
+// with the calling thread taking a share. A loop over [0, n) starts with one contiguous
+// share per thread (range()); each thread takes its share a chunk at a time from the
+// front, and a thread whose share is empty moves the back half of the largest share
+// left into its own. Cores that run at different speeds (big.LITTLE phones, a VM whose
+// virtual CPUs share their host cores) then finish together, and the reads of each share
+// stay sequential. Which thread runs an index depends on timing, so kernels must give
+// an item the same bits whatever range it lands in; they then do so for any number of
+// threads too.
 //
 // Between loops the workers spin for up to kSpinTime (decode issues hundreds of small
 // loops per token, and waking a sleeping thread costs more than many of them, most of
@@ -17,6 +21,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -37,6 +43,7 @@ class ThreadPool {
     threads = std::min(threads, GEMMA4_MAX_THREADS);
 #endif
     size_ = threads;
+    shares_ = std::make_unique<Share[]>(static_cast<std::size_t>(threads));
     workers_.reserve(static_cast<std::size_t>(threads - 1));
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
   }
@@ -56,20 +63,28 @@ class ThreadPool {
     return {n * p / total, n * (p + 1) / total};
   }
 
-  // Calls f(thread, begin, end) for each thread's range of [0, n) and returns when all
-  // are done (a loop of one item runs on the caller alone). f must not throw. thread is
-  // in [0, size()): an index for per-thread scratch. Not reentrant: one loop at a time,
+  // Calls f(thread, begin, end) on disjoint ranges that together cover [0, n), each of
+  // whole multiples of `grain` items (the last may end at n), and returns when all are
+  // done; a loop of one grain runs on the caller alone. f must not throw. thread is in
+  // [0, size()): an index for per-thread scratch. Not reentrant: one loop at a time,
   // from one thread.
   template <typename F>
-  void parallel_for(std::size_t n, F&& f) {
-    if (size_ == 1 || n <= 1) {
+  void parallel_for(std::size_t n, F&& f, std::size_t grain = 1) {
+    if (grain == 0) fail("parallel_for: grain must be at least 1");
+    const std::size_t grains = (n + grain - 1) / grain;
+    if (size_ == 1 || grains <= 1) {
       if (n > 0) f(0, std::size_t{0}, n);
       return;
     }
-    job_ = Job{&call<std::remove_reference_t<F>>, &f, n};
+    if (grains > std::numeric_limits<std::uint32_t>::max()) fail("parallel_for: {} grains are more than a loop can split", grains);
+    job_ = Job{&call<std::remove_reference_t<F>>, &f, n, grain, std::max<std::size_t>(1, grains / (kChunksPerThread * size_))};
+    for (int t = 0; t < size_; ++t) {
+      const auto [begin, end] = range(grains, t, size_);
+      shares_[t].bounds.store(pack(begin, end), std::memory_order_relaxed);
+    }
     remaining_.store(size_ - 1, std::memory_order_relaxed);
     start_generation();
-    run_part(0);
+    run_shares(0);
     spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, std::chrono::seconds(1));
     while (remaining_.load(std::memory_order_acquire) != 0) std::this_thread::yield();  // oversubscribed
   }
@@ -78,8 +93,22 @@ class ThreadPool {
   struct Job {
     void (*invoke)(void* f, int thread, std::size_t begin, std::size_t end) = nullptr;
     void* f = nullptr;
-    std::size_t n = 0;
+    std::size_t n = 0, grain = 1;
+    std::size_t chunk = 1;  // grains a thread takes from its own share at a time
   };
+  // A thread's share of the loop in grains: [begin, end) packed as end << 32 | begin, so
+  // that its owner (from the front) and a thief (from the back) each change it with one
+  // compare-and-swap. Own cache line each: the owner updates it once per chunk.
+  struct alignas(64) Share {
+    std::atomic<std::uint64_t> bounds{0};
+  };
+  static std::uint64_t pack(std::size_t begin, std::size_t end) { return static_cast<std::uint64_t>(end) << 32 | begin; }
+  static std::size_t begin_of(std::uint64_t bounds) { return bounds & 0xFFFFFFFFu; }
+  static std::size_t end_of(std::uint64_t bounds) { return bounds >> 32; }
+  static std::size_t left_in(std::uint64_t bounds) { return end_of(bounds) > begin_of(bounds) ? end_of(bounds) - begin_of(bounds) : 0; }
+
+  // Chunks per thread in a loop: enough that the last one is small next to a share.
+  static constexpr int kChunksPerThread = 8;
   static constexpr std::chrono::microseconds kSpinTime{2000};
 
   static void pause() {
@@ -125,9 +154,53 @@ class ThreadPool {
     wake_.notify_all();
   }
 
-  void run_part(int thread) {
-    const auto [begin, end] = range(job_.n, thread, size_);
-    if (begin < end) job_.invoke(job_.f, thread, begin, end);
+  // Runs chunks of the thread's own share, refilling it from the others, until every
+  // share is empty.
+  void run_shares(int thread) {
+    Share& own = shares_[thread];
+    std::size_t begin = 0, end = 0;
+    for (;;) {
+      if (!take_chunk(own, begin, end)) {
+        if (!steal_into(own, thread)) return;
+        continue;
+      }
+      job_.invoke(job_.f, thread, begin * job_.grain, std::min(job_.n, end * job_.grain));
+    }
+  }
+
+  // Takes the next chunk of grains [begin, end) from the front of `share`; false when it
+  // is empty.
+  bool take_chunk(Share& share, std::size_t& begin, std::size_t& end) const {
+    std::uint64_t bounds = share.bounds.load(std::memory_order_relaxed);
+    while (left_in(bounds) > 0) {
+      begin = begin_of(bounds);
+      end = std::min(end_of(bounds), begin + job_.chunk);
+      if (share.bounds.compare_exchange_weak(bounds, pack(end, end_of(bounds)), std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
+
+  // Moves the back half of the largest other share into `own` (which is empty); false
+  // when every other share is empty.
+  bool steal_into(Share& own, int thread) {
+    for (;;) {
+      Share* victim = nullptr;
+      std::uint64_t seen = 0;
+      for (int i = 1; i < size_; ++i) {
+        Share& other = shares_[(thread + i) % size_];
+        const std::uint64_t bounds = other.bounds.load(std::memory_order_relaxed);
+        if (left_in(bounds) > left_in(seen)) {
+          victim = &other;
+          seen = bounds;
+        }
+      }
+      if (victim == nullptr) return false;
+      const std::size_t split = end_of(seen) - (left_in(seen) + 1) / 2;
+      if (victim->bounds.compare_exchange_strong(seen, pack(begin_of(seen), split), std::memory_order_relaxed)) {
+        own.bounds.store(pack(split, end_of(seen)), std::memory_order_relaxed);
+        return true;
+      }
+    }
   }
 
   void work(int thread) {
@@ -140,13 +213,14 @@ class ThreadPool {
       }
       seen = generation_.load(std::memory_order_acquire);
       if (stop_.load(std::memory_order_relaxed)) return;
-      run_part(thread);
+      run_shares(thread);
       remaining_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
   int size_ = 1;
   Job job_;
+  std::unique_ptr<Share[]> shares_;  // [size_]
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> remaining_{0};
   std::atomic<bool> stop_{false};
