@@ -1,7 +1,7 @@
 #pragma once
 // A fixed set of worker threads, started once, that run one parallel loop at a time
 // with the calling thread taking a share. A loop over [0, n) starts with one contiguous
-// share per thread (range()); each thread takes its share a chunk at a time from the
+// share per thread (range()); each thread takes its share in shrinking chunks from the
 // front, and a thread whose share is empty moves the back half of the largest share
 // left into its own. Cores that run at different speeds (big.LITTLE phones, a VM whose
 // virtual CPUs share their host cores) then finish together, and the reads of each share
@@ -77,7 +77,7 @@ class ThreadPool {
       return;
     }
     if (grains > std::numeric_limits<std::uint32_t>::max()) fail("parallel_for: {} grains are more than a loop can split", grains);
-    job_ = Job{&call<std::remove_reference_t<F>>, &f, n, grain, std::max<std::size_t>(1, grains / (kChunksPerThread * size_))};
+    job_ = Job{&call<std::remove_reference_t<F>>, &f, n, grain};
     for (int t = 0; t < size_; ++t) {
       const auto [begin, end] = range(grains, t, size_);
       shares_[t].bounds.store(pack(begin, end), std::memory_order_relaxed);
@@ -94,7 +94,6 @@ class ThreadPool {
     void (*invoke)(void* f, int thread, std::size_t begin, std::size_t end) = nullptr;
     void* f = nullptr;
     std::size_t n = 0, grain = 1;
-    std::size_t chunk = 1;  // grains a thread takes from its own share at a time
   };
   // A thread's share of the loop in grains: [begin, end) packed as end << 32 | begin, so
   // that its owner (from the front) and a thief (from the back) each change it with one
@@ -107,8 +106,10 @@ class ThreadPool {
   static std::size_t end_of(std::uint64_t bounds) { return bounds >> 32; }
   static std::size_t left_in(std::uint64_t bounds) { return end_of(bounds) > begin_of(bounds) ? end_of(bounds) - begin_of(bounds) : 0; }
 
-  // Chunks per thread in a loop: enough that the last one is small next to a share.
-  static constexpr int kChunksPerThread = 8;
+  // A thread takes 1/kShareFraction of what is left in its share at a time (at least one
+  // grain): few claims while the share is large, and small last chunks, so no thread
+  // waits long for another's.
+  static constexpr std::size_t kShareFraction = 4;
   static constexpr std::chrono::microseconds kSpinTime{2000};
 
   static void pause() {
@@ -174,7 +175,7 @@ class ThreadPool {
     std::uint64_t bounds = share.bounds.load(std::memory_order_relaxed);
     while (left_in(bounds) > 0) {
       begin = begin_of(bounds);
-      end = std::min(end_of(bounds), begin + job_.chunk);
+      end = begin + std::max<std::size_t>(1, left_in(bounds) / kShareFraction);
       if (share.bounds.compare_exchange_weak(bounds, pack(end, end_of(bounds)), std::memory_order_relaxed)) return true;
     }
     return false;
