@@ -24,44 +24,50 @@ struct MachineLimits {
   double int8_dot_per_s = 0;  // int8 multiply-adds per second
 };
 
-// Sums a buffer far larger than the caches with every thread reading each range it
-// takes (whole MiBs) as kStreams interleaved sequential streams (several streams keep
-// more prefetchers busy, as a matmul over several row blocks does). The best of 1 and 4
-// streams counts.
+// Reads words [0, count) of p (count rounded down to whole steps) as kStreams
+// interleaved sequential streams, and returns their xor so that the loads are not dead
+// code. Several streams keep more prefetchers busy, as a matmul over several row blocks
+// does.
+template <std::size_t kStreams>
+std::uint32_t read_streams(const std::uint32_t* p, std::size_t count) {
+  const hn::ScalableTag<std::uint32_t> d;
+  const std::size_t N = hn::Lanes(d), step = 4 * N;
+  const std::size_t length = count / kStreams / step * step;
+  hn::Vec<decltype(d)> acc[kStreams][4];
+  HWY_UNROLL(16)
+  for (auto& stream : acc) {
+    HWY_UNROLL(16)
+    for (auto& a : stream) a = hn::Zero(d);
+  }
+  for (std::size_t i = 0; i < length; i += step) {
+    HWY_UNROLL(16)
+    for (std::size_t s = 0; s < kStreams; ++s) {
+      HWY_UNROLL(16)
+      for (std::size_t j = 0; j < 4; ++j) acc[s][j] = hn::Xor(acc[s][j], hn::LoadU(d, p + s * length + i + j * N));
+    }
+  }
+  auto total = hn::Zero(d);
+  HWY_UNROLL(16)
+  for (auto& stream : acc) {
+    HWY_UNROLL(16)
+    for (auto& a : stream) total = hn::Xor(total, a);
+  }
+  return hn::GetLane(total);
+}
+
+// Reads a buffer far larger than the caches with every thread reading each range it
+// takes (whole MiBs) with read_streams. The best of 1 and 4 streams counts.
 inline double read_bandwidth(ThreadPool& pool, int runs) {
-  const std::size_t bytes = std::size_t{1} << 30, floats = bytes / sizeof(float);
-  const auto buffer = hwy::AllocateAligned<float>(floats);
-  pool.parallel_for(floats, [&](int, std::size_t begin, std::size_t end) {
-    for (std::size_t i = begin; i < end; ++i) buffer[i] = static_cast<float>(i & 7);
+  const std::size_t bytes = std::size_t{1} << 30, words = bytes / sizeof(std::uint32_t);
+  const auto buffer = hwy::AllocateAligned<std::uint32_t>(words);
+  pool.parallel_for(words, [&](int, std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) buffer[i] = static_cast<std::uint32_t>(i);
   });
-  std::vector<float> sums(static_cast<std::size_t>(pool.size()));
-  constexpr std::size_t kGrain = (std::size_t{1} << 20) / sizeof(float);
+  std::vector<std::uint32_t> sinks(static_cast<std::size_t>(pool.size()));
+  constexpr std::size_t kGrain = (std::size_t{1} << 20) / sizeof(std::uint32_t);
   const auto read = [&]<std::size_t kStreams>() {
-    pool.parallel_for(floats, [&](int thread, std::size_t begin, std::size_t end) {
-      const hn::ScalableTag<float> d;
-      const std::size_t N = hn::Lanes(d), step = 4 * N;
-      const std::size_t length = (end - begin) / kStreams / step * step;
-      hn::Vec<decltype(d)> acc[kStreams][4];
-      HWY_UNROLL(16)
-      for (auto& stream : acc) {
-        HWY_UNROLL(16)
-        for (auto& a : stream) a = hn::Zero(d);
-      }
-      for (std::size_t i = 0; i < length; i += step) {
-        HWY_UNROLL(16)
-        for (std::size_t s = 0; s < kStreams; ++s) {
-          const float* p = buffer.get() + begin + s * length + i;
-          HWY_UNROLL(16)
-          for (std::size_t j = 0; j < 4; ++j) acc[s][j] = hn::Add(acc[s][j], hn::Load(d, p + j * N));
-        }
-      }
-      auto total = hn::Zero(d);
-      HWY_UNROLL(16)
-      for (auto& stream : acc) {
-        HWY_UNROLL(16)
-        for (auto& a : stream) total = hn::Add(total, a);
-      }
-      sums[static_cast<std::size_t>(thread)] += hn::GetLane(hn::SumOfLanes(d, total));
+    pool.parallel_for(words, [&](int thread, std::size_t begin, std::size_t end) {
+      sinks[static_cast<std::size_t>(thread)] ^= read_streams<kStreams>(buffer.get() + begin, end - begin);
     }, kGrain);
   };
   std::vector<double> rates;
@@ -70,7 +76,7 @@ inline double read_bandwidth(ThreadPool& pool, int runs) {
     const double four = seconds_of([&] { read.template operator()<4>(); });
     rates.push_back(static_cast<double>(bytes) / std::min(one, four));
   }
-  volatile float sink = sums[0];
+  volatile std::uint32_t sink = sinks[0];
   (void)sink;
   return median(rates);
 }

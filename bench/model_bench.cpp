@@ -8,7 +8,9 @@
 //   decode efficiency  = weight bytes read per token * tok/s / read bandwidth
 //   prefill efficiency = matmul multiply-adds per token * tok/s / peak multiply-adds/s
 // of the instruction the format's matmuls use, each limit measured again right before
-// the measurement it divides (this machine drifts). Also prints the quality of each format
+// the measurement it divides (this machine drifts), and how fast the int8/int4 matmul
+// kernels alone stream all of the model's matrices for one token, against a plain read
+// of the same bytes (bench/kernel_streaming.hpp). Also prints the quality of each format
 // on tiny-e2b and tiny-e4b (top-1 agreement and KL divergence against f32 weights).
 
 #include <algorithm>
@@ -21,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
+#include "kernel_streaming.hpp"
 #include "gemma4/e2b.hpp"
 #include "gemma4/e4b.hpp"
 #include "gemma4/model/logit_agreement.hpp"
@@ -42,6 +45,7 @@ struct Row {
   // measured next to what it divides: the peak right before the row's prefills, the
   // bandwidth right before and right after each depth's decode steps (their mean).
   double peak_macs_per_s = 0, bandwidth[3] = {}, bandwidth_low = 1e30, bandwidth_high = 0;
+  double kernel_vs_read = 0;  // plain read time / matmul kernel time, same bytes (int8/int4)
 };
 
 constexpr int kDepths[3] = {0, 512, 2048};
@@ -65,6 +69,19 @@ double macs_per_prompt_token(const Weights<V>& w) {
   add(w.global.per_layer_model_projection);
   const TensorView& head = w.global.embed_tokens;
   return macs + static_cast<double>(head.shape[0]) * static_cast<double>(head.shape[1]) / 512.0;
+}
+
+// Every int8/int4 matrix of a model, in the order decode reads them.
+template <Variant V>
+std::vector<const QuantizedMatrix*> quantized_matrices(const Weights<V>& w) {
+  std::vector<const QuantizedMatrix*> all;
+  const auto add = [&](const TensorView& t) {
+    if (t.quantized != nullptr) all.push_back(t.quantized);
+  };
+  add(w.global.per_layer_model_projection);
+  for (const auto& layer : w.layers) boost::pfr::for_each_field(layer, add);
+  add(w.global.embed_tokens);
+  return all;
 }
 
 template <Variant V>
@@ -128,6 +145,13 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
                row.format, depth, row.decode[d], before / 1e9, after / 1e9);
   }
   row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6;
+  if (format != WeightFormat::kBF16) {
+    const auto matrices = quantized_matrices(weights);
+    const bench::KernelStreaming k = bench::kernel_streaming(matrices, limits_pool, 9);
+    row.kernel_vs_read = k.read_s / k.kernel_s;
+    fmt::print("  {} {}: matmul kernels alone {:.2f} ms per token, a plain read of their {:.3f} GB {:.2f} ms: {:.2f} of a read\n",
+               V::name, row.format, k.kernel_s * 1e3, k.bytes / 1e9, k.read_s * 1e3, row.kernel_vs_read);
+  }
   return row;
 }
 
@@ -226,25 +250,27 @@ int main(int argc, char** argv) {
       }
     }
 
-    fmt::print("\n{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} {:>6} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} {:>9} | {:>7} | {:>7} {:>7}\n", "", "",
-               "load", "prefill", "prefill", "eff", "peak", "decode", "eff", "decode", "eff", "decode", "eff", "bandwidth", "GB/tok",
-               "peakRSS", "limit");
-    fmt::print("{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} {:>6} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} {:>9} | {:>7} | {:>7} {:>7}\n", "", "",
-               "s", "128 t/s", "512 t/s", "512", "G/s", "d0 t/s", "", "d512", "", "d2048", "", "GB/s", "", "GB", "GB");
+    fmt::print("\n{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} {:>6} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} {:>9} {:>6} | {:>7} | {:>7} {:>7}\n", "", "",
+               "load", "prefill", "prefill", "eff", "peak", "decode", "eff", "decode", "eff", "decode", "eff", "bandwidth", "kernel",
+               "GB/tok", "peakRSS", "limit");
+    fmt::print("{:<4} {:<5} {:>6} | {:>9} {:>9} {:>5} {:>6} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} {:>9} {:>6} | {:>7} | {:>7} {:>7}\n", "", "",
+               "s", "128 t/s", "512 t/s", "512", "G/s", "d0 t/s", "", "d512", "", "d2048", "", "GB/s", "/read", "", "GB", "GB");
     for (const Row& r : rows) {
       const double peak = r.peak_macs_per_s;
-      fmt::print("{:<4} {:<5} {:>6.2f} | {:>9.2f} {:>9.2f} {:>5.2f} {:>6.0f} | {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>9} | {:>7.3f} | "
+      fmt::print("{:<4} {:<5} {:>6.2f} | {:>9.2f} {:>9.2f} {:>5.2f} {:>6.0f} | {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>9} {:>6} | {:>7.3f} | "
                  "{:>7.2f} {:>7.2f}{}\n",
                  r.variant, r.format, r.load_s, r.prefill128, r.prefill512, r.macs_per_token * r.prefill512 / peak, peak / 1e9,
                  r.decode[0], r.bytes_per_token * r.decode[0] / r.bandwidth[0], r.decode[1], r.bytes_per_token * r.decode[1] / r.bandwidth[1],
                  r.decode[2], r.bytes_per_token * r.decode[2] / r.bandwidth[2],
-                 fmt::format("{:.0f}-{:.0f}", r.bandwidth_low / 1e9, r.bandwidth_high / 1e9), r.bytes_per_token / 1e9, r.peak_rss / 1e9, r.rss_limit / 1e9,
+                 fmt::format("{:.0f}-{:.0f}", r.bandwidth_low / 1e9, r.bandwidth_high / 1e9),
+                 r.kernel_vs_read > 0 ? fmt::format("{:.2f}", r.kernel_vs_read) : "-", r.bytes_per_token / 1e9, r.peak_rss / 1e9, r.rss_limit / 1e9,
                  r.peak_rss <= r.rss_limit ? "" : "  over");
     }
     fmt::print("efficiency: decode = GB/tok * tok/s / the mean of the read bandwidths measured right before and after"
                " that depth's steps; prefill ="
                " multiply-adds/s / the peak of the instruction used (f32 FMA for bf16, int8 dot for int8/int4) measured right"
-               " before the row's prefills. limit = weights in the format + KV cache + 300 MB.\n");
+               " before the row's prefills. kernel/read = time of a plain read of all int8/int4 matrices / time of the matmul kernels over them"
+               " for one token. limit = weights in the format + KV cache + 300 MB.\n");
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "gemma4_bench_model: error: {}\n", e.what());
