@@ -24,10 +24,10 @@ struct MachineLimits {
   double int8_dot_per_s = 0;  // int8 multiply-adds per second
 };
 
-// Reads words [0, count) of p (count rounded down to whole steps) as kStreams
-// interleaved sequential streams, and returns their xor so that the loads are not dead
-// code. Several streams keep more prefetchers busy, as a matmul over several row blocks
-// does.
+// Reads words [0, count) of p as kStreams interleaved sequential streams (what does not
+// split into whole steps per stream, after them in one), and returns their xor so that
+// the loads are not dead code. Several streams keep more prefetchers busy, as a matmul
+// over several row blocks does.
 template <std::size_t kStreams>
 std::uint32_t read_streams(const std::uint32_t* p, std::size_t count) {
   const hn::ScalableTag<std::uint32_t> d;
@@ -52,7 +52,11 @@ std::uint32_t read_streams(const std::uint32_t* p, std::size_t count) {
     HWY_UNROLL(16)
     for (auto& a : stream) total = hn::Xor(total, a);
   }
-  return hn::GetLane(total);
+  std::size_t i = kStreams * length;
+  for (; i + N <= count; i += N) total = hn::Xor(total, hn::LoadU(d, p + i));
+  std::uint32_t rest = hn::GetLane(total);
+  for (; i < count; ++i) rest ^= p[i];
+  return rest;
 }
 
 // Reads a buffer far larger than the caches with every thread reading each range it
