@@ -7,8 +7,8 @@
 // For a token t with activations x ~ q_t * s_t and a row with weights w ~ (u - o) * d,
 // u the stored unsigned value and o its offset (128 for int8, 8 for int4):
 //   dot = d * s_t * (sum(u * q_t) - o * sum(q_t)),
-// with sum(q_t) kept per token (int8) or per 32-column group (int4, whose d varies
-// per group). Unsigned weights times signed activations is what VPDPBUSD multiplies.
+// with o * sum(q_t) kept per token (int8) or per 32-column group (int4, whose d
+// varies per group). Unsigned weights times signed activations is what VPDPBUSD multiplies.
 
 #ifndef GEMMA4_OPS_QUANTIZED_MATMUL_INL_H_
 #define GEMMA4_OPS_QUANTIZED_MATMUL_INL_H_
@@ -27,14 +27,14 @@ struct QuantizedActivations {
   std::vector<std::int8_t> q;            // [tokens, cols]
   std::vector<float> scale;              // [tokens]: x ~ q * scale
   std::vector<std::int32_t> sum;         // [tokens]: sum of q over all columns
-  std::vector<std::int32_t> group_sum;   // [tokens, cols / 32]: sums of q per int4 group
+  std::vector<std::int32_t> group_offset;  // [tokens, cols / 32]: -8 * sum of q per int4 group
 
   // Sizes the buffers once, so quantizing never allocates.
   void reserve(std::size_t max_tokens, std::size_t max_cols) {
     q.resize(max_tokens * max_cols);
     scale.resize(max_tokens);
     sum.resize(max_tokens);
-    group_sum.resize(max_tokens * (max_cols / kInt4Group + 1));
+    group_offset.resize(max_tokens * (max_cols / kInt4Group + 1));
   }
 };
 
@@ -56,7 +56,6 @@ constexpr std::size_t quantized_pass_blocks(WeightFormat format, std::size_t tok
 #define GEMMA4_OPS_QUANTIZED_MATMUL_TOGGLE
 #endif
 
-#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -138,7 +137,7 @@ inline HWY_NOINLINE void QuantizeActivations(const float* HWY_RESTRICT x, std::s
     for (std::size_t g = 0; g < groups; ++g) {
       std::int32_t s = 0;
       for (std::size_t c = 0; c < kInt4Group; ++c) s += q[g * kInt4Group + c];
-      a.group_sum[t * groups + g] = s;
+      a.group_offset[t * groups + g] = -8 * s;
       total += s;
     }
     for (std::size_t c = groups * kInt4Group; c < cols; ++c) total += q[c];
@@ -185,25 +184,47 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
   }
 }
 
-// The same for int4 weights: an exact integer sum per 32-column group, scaled by the
-// group's scale into an f32 sum per row.
+// Group g's scales for the rows from `lane` as f32: the low (g even) or high (g odd)
+// bf16 halves of the scale words (Int4Layout).
+HWY_INLINE VQF Int4GroupScales(const std::uint8_t* block, std::size_t g, std::size_t lane) {
+  const DQ d;
+  const VQ words = hn::LoadU(d, reinterpret_cast<const std::int32_t*>(block + Int4Layout::scale_pairs(g)) + lane);
+  const VQ bits = g % 2 == 0 ? hn::ShiftLeft<16>(words) : hn::And(words, hn::Set(d, static_cast<std::int32_t>(0xFFFF0000u)));
+  return hn::BitCast(DQF(), bits);
+}
+
+// Int8Tile for int4 weights: an exact integer sum per 32-column group, scaled by the
+// group's scale into an f32 sum per row. The high nibbles are multiplied in place (16
+// times their value, no shift per tile) in a chain of their own, divided by 16 once
+// per group. Decode runs this with one block and one token, one sequential stream:
+// gemma4_bench_model's kernel/read measured it at 0.72-0.80 of a plain read, two or
+// four blocks at once at 0.61-0.72, and software prefetching 1-32 KiB ahead gained
+// nothing. A token gets the same bits in a prefill tile and alone.
 template <std::size_t kR, std::size_t kT, bool kVnni>
 HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
                          float* HWY_RESTRICT out) {
   const DQ d;
   const DQF df;
-  const hn::Rebind<hwy::bfloat16_t, DQF> dbf;
   const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group, block_bytes = Int4Layout::block_bytes(w.cols());
   const std::uint8_t* blocks = w.weights() + block * block_bytes;
   const std::size_t block_stride = block_bytes / sizeof(std::int32_t);  // in tiles' int32 units
   const std::int8_t* x = a.q.data() + token * a.cols;
+  const std::int32_t* group_offset = a.group_offset.data() + token * groups;
   const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
+  const VQ high_nibbles = hn::Set(d, static_cast<std::int32_t>(0xF0F0F0F0u));
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
     VQF sum[kR][kT];
     ZeroAll(df, sum);
     for (std::size_t g = 0; g < groups; ++g) {
-      VQ acc[kR][kT];
-      ZeroAll(d, acc);
+      VQ low_acc[kR][kT], high_acc[kR][kT];
+      HWY_UNROLL(16)
+      for (std::size_t r = 0; r < kR; ++r) {
+        HWY_UNROLL(16)
+        for (std::size_t t = 0; t < kT; ++t) {
+          low_acc[r][t] = hn::Set(d, group_offset[t * groups + g]);
+          high_acc[r][t] = hn::Zero(d);
+        }
+      }
       const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
       HWY_UNROLL(16)
       for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
@@ -213,23 +234,26 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
         for (std::size_t r = 0; r < kR; ++r) {
           const VQ packed = hn::LoadU(d, tiles + r * block_stride + i * kRowBlock);
           low[r] = hn::And(packed, low_nibbles);
-          high[r] = hn::And(hn::ShiftRight<4>(packed), low_nibbles);
+          high[r] = hn::And(packed, high_nibbles);
         }
         HWY_UNROLL(16)
         for (std::size_t t = 0; t < kT; ++t) {
           const VQ xl = hn::Set(d, LoadQuad(x + t * a.cols + 8 * o));
           const VQ xh = hn::Set(d, LoadQuad(x + t * a.cols + 8 * o + 4));
           HWY_UNROLL(16)
-          for (std::size_t r = 0; r < kR; ++r) acc[r][t] = DotQuads<kVnni>(DotQuads<kVnni>(acc[r][t], low[r], xl), high[r], xh);
+          for (std::size_t r = 0; r < kR; ++r) {
+            low_acc[r][t] = DotQuads<kVnni>(low_acc[r][t], low[r], xl);
+            high_acc[r][t] = DotQuads<kVnni>(high_acc[r][t], high[r], xh);
+          }
         }
       }
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
-        const auto* scales = reinterpret_cast<const hwy::bfloat16_t*>(blocks + r * block_bytes + Int4Layout::scales(g));
-        const VQF group_scale = hn::PromoteTo(df, hn::LoadU(dbf, scales + lane));
+        const VQF group_scale = Int4GroupScales(blocks + r * block_bytes, g, lane);
         HWY_UNROLL(16)
         for (std::size_t t = 0; t < kT; ++t) {
-          const VQ exact = hn::Sub(acc[r][t], hn::Set(d, 8 * a.group_sum[(token + t) * groups + g]));
+          // The high chain is an exact multiple of 16, so the arithmetic shift is exact.
+          const VQ exact = hn::Add(low_acc[r][t], hn::ShiftRight<4>(high_acc[r][t]));
           sum[r][t] = hn::MulAdd(hn::ConvertTo(df, exact), group_scale, sum[r][t]);
         }
       }
@@ -242,50 +266,6 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
         hn::StoreU(hn::Mul(sum[r][t], hn::Set(df, a.scale[token + t])), df, out + (token + t) * w.rows() + row);
       }
     }
-  }
-}
-
-// Decode of int4 weights: one token, one row block at a time, read as a single
-// sequential stream. Per 32-column group, the low and high nibbles feed integer sums in
-// four short chains. gemma4_bench_model's kernel/read for E2B: 0.72 of a plain read;
-// the same chains over two or four blocks per pass (more streams, as int8 takes) read at
-// 0.56-0.62, and the tile kernel's one long chain per block at about 0.6. The float sum
-// over groups runs in the same order as in Int4Tile, so a token gets the same bits in a
-// prefill tile and alone.
-template <bool kVnni>
-HWY_INLINE void Int4BlockOneToken(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a,
-                                  std::size_t token, float* HWY_RESTRICT out) {
-  const DQ d;
-  const DQF df;
-  const hn::Rebind<hwy::bfloat16_t, DQF> dbf;
-  const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group;
-  const std::uint8_t* packed_block = w.weights() + block * Int4Layout::block_bytes(w.cols());
-  const std::int8_t* x = a.q.data() + token * a.cols;
-  const std::int32_t* group_sum = a.group_sum.data() + token * groups;
-  const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
-  for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
-    VQF sum = hn::Zero(df);
-    for (std::size_t g = 0; g < groups; ++g) {
-      const auto* tiles = reinterpret_cast<const std::int32_t*>(packed_block + Int4Layout::tiles(g));
-      hwy::Prefetch(tiles + 64 * kRowBlock);  // 4 KiB ahead
-      // Four short integer chains (low/high nibbles of even/odd tiles), not two long ones.
-      VQ acc[4] = {hn::Set(d, -8 * group_sum[g]), hn::Zero(d), hn::Zero(d), hn::Zero(d)};
-      HWY_UNROLL(16)
-      for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
-        const std::size_t o = g * Int4Layout::kTilesPerGroup + i;
-        const VQ packed = hn::LoadU(d, tiles + i * kRowBlock + lane);
-        VQ& low = acc[i % 2];
-        VQ& high = acc[2 + i % 2];
-        low = DotQuads<kVnni>(low, hn::And(packed, low_nibbles), hn::Set(d, LoadQuad(x + 8 * o)));
-        high = DotQuads<kVnni>(high, hn::And(hn::ShiftRight<4>(packed), low_nibbles), hn::Set(d, LoadQuad(x + 8 * o + 4)));
-      }
-      const auto* scales = reinterpret_cast<const hwy::bfloat16_t*>(packed_block + Int4Layout::scales(g));
-      const VQF group_scale = hn::PromoteTo(df, hn::LoadU(dbf, scales + lane));
-      const VQ exact = hn::Add(hn::Add(acc[0], acc[1]), hn::Add(acc[2], acc[3]));
-      sum = hn::MulAdd(hn::ConvertTo(df, exact), group_scale, sum);
-    }
-    const std::size_t row = block * kRowBlock + lane;
-    hn::StoreU(hn::Mul(sum, hn::Set(df, a.scale[token])), df, out + token * w.rows() + row);
   }
 }
 
@@ -322,13 +302,10 @@ HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActiv
     const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int8Tile<kR, kT, kVnni>(args...); };
     a.tokens == 1 ? QuantizedPanels<kVnni, kInt8DecodePass, 1>(w, a, first_block, end_block, out, tile)
                   : QuantizedPanels<kVnni, kInt8PrefillPass, 6>(w, a, first_block, end_block, out, tile);
-  } else if (a.tokens == 1) {
-    static_assert(kInt4DecodePass == 1);
-    for (std::size_t b = first_block; b < end_block; ++b) Int4BlockOneToken<kVnni>(w, b, a, 0, out);
   } else {
-    QuantizedPanels<kVnni, kInt4PrefillPass, 3>(w, a, first_block, end_block, out, []<std::size_t kR, std::size_t kT>(auto&&... args) {
-      Int4Tile<kR, kT, kVnni>(args...);
-    });
+    const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int4Tile<kR, kT, kVnni>(args...); };
+    a.tokens == 1 ? QuantizedPanels<kVnni, kInt4DecodePass, 1>(w, a, first_block, end_block, out, tile)
+                  : QuantizedPanels<kVnni, kInt4PrefillPass, 3>(w, a, first_block, end_block, out, tile);
   }
 }
 

@@ -14,11 +14,14 @@
 //         w = q * scale. A tile (columns 8c..8c+7 of a block) is 64 bytes; byte 4r + j
 //         holds column 8c + j in its low nibble and column 8c + 4 + j in its high one.
 //         A block is a run of units, one per two groups: a 64-byte line of their
-//         scales ([group][16 rows] bf16), then their 4 + 4 tiles (Int4Layout). Decode
-//         thus reads one sequential stream; scales in an array of their own were a
-//         second stream, which cost a quarter of the decode speed.
+//         scales, then their 4 + 4 tiles (Int4Layout). Decode thus reads one
+//         sequential stream; scales in an array of their own were a second stream,
+//         which cost a quarter of the decode speed. The scale line holds a 32-bit word
+//         per row, the even group's bf16 in its low half and the odd group's in its
+//         high half: one shift or one mask turns a word into an f32 scale.
 
 #include <algorithm>
+#include <bit>
 #include <sys/mman.h>
 
 #include <cmath>
@@ -77,8 +80,12 @@ struct Int4Layout {
     const std::size_t groups = cols / kInt4Group;
     return groups * kGroupBytes + (groups + 1) / 2 * kTileBytes;
   }
-  // Group g's 16 scales, then its first tile.
-  static constexpr std::size_t scales(std::size_t g) { return g / 2 * kUnitBytes + g % 2 * kRowBlock * 2; }
+  // The scale line of groups g and g + 1 (g even); the bf16 scale of group g, row lane
+  // (the low half of a word comes first in memory, as on every target gemma4 runs on).
+  static_assert(std::endian::native == std::endian::little);
+  static constexpr std::size_t scale_pairs(std::size_t g) { return g / 2 * kUnitBytes; }
+  static constexpr std::size_t scale(std::size_t g, std::size_t lane) { return scale_pairs(g) + lane * 4 + g % 2 * 2; }
+  // Group g's first tile.
   static constexpr std::size_t tiles(std::size_t g) { return g / 2 * kUnitBytes + kTileBytes + g % 2 * kGroupBytes; }
 };
 
@@ -162,7 +169,7 @@ class QuantizedMatrix {
     const std::uint8_t byte = packed[Int4Layout::tiles(g) + c / 8 * Int4Layout::kTileBytes + lane * 4 + c % 4];
     const int nibble = c % 8 < 4 ? byte & 0xf : byte >> 4;
     std::uint16_t scale;
-    std::memcpy(&scale, packed + Int4Layout::scales(g) + lane * 2, 2);
+    std::memcpy(&scale, packed + Int4Layout::scale(g, lane), 2);
     return static_cast<float>(nibble - 8) * bf16_to_f32(scale);
   }
 
@@ -212,7 +219,7 @@ class QuantizedMatrix {
     const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
     const std::size_t lane = r % kRowBlock;
     std::uint8_t* block = weights_ + r / kRowBlock * Int4Layout::block_bytes(cols_);
-    std::memcpy(block + Int4Layout::scales(g) + lane * 2, &scale_bits, 2);
+    std::memcpy(block + Int4Layout::scale(g, lane), &scale_bits, 2);
     std::uint8_t* tiles = block + Int4Layout::tiles(g) + lane * 4;
     for (std::size_t c = 0; c < kInt4Group; c += 8) {
       std::uint8_t quad[4];
