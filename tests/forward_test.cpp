@@ -115,7 +115,7 @@ TEST_CASE("a reset session runs a new sequence as a fresh one does", "[forward]"
   session.reset();
   CHECK(session.position() == 0);
   session.forward(second, Logits::kAll, logits);
-  CHECK(logits == run_all(w, second, {.max_context = 40, .prefill_chunk = 8}));
+  CHECK(first_difference(logits, run_all(w, second, {.max_context = 40, .prefill_chunk = 8})) == "");
 }
 
 TEST_CASE("bad input to a session is an error that leaves it unchanged", "[forward][hostile]") {

@@ -1,12 +1,16 @@
 #pragma once
-// Helpers shared by the tests: scratch directories and raw file writing.
+// Helpers shared by the tests: scratch directories, raw file writing, comparing results.
 
 #include <atomic>
+#include <bit>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "gemma4/error.hpp"
@@ -53,6 +57,19 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
 
 inline std::string safetensors_bytes(const std::string& header, const std::string& data) {
   return safetensors_bytes(header, data, header.size());
+}
+
+// Where two float arrays first differ in their bits, or "" if nowhere: a short failure
+// message (Catch prints every element of vectors compared with ==, which for a model's
+// logits takes longer than the test).
+inline std::string first_difference(std::span<const float> a, std::span<const float> b) {
+  if (a.size() != b.size()) return fmt::format("sizes {} and {}", a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (std::bit_cast<std::uint32_t>(a[i]) != std::bit_cast<std::uint32_t>(b[i])) {
+      return fmt::format("element {}: {} and {}", i, a[i], b[i]);
+    }
+  }
+  return "";
 }
 
 }  // namespace gemma4::test

@@ -206,7 +206,7 @@ class Session {
     const std::size_t n = tokens.size(), width = static_cast<std::size_t>(kNumLayers) * kPle;
     matmul(g.per_layer_model_projection, x_.data(), n, ple_.data());
     ops::Scale(ple_.data(), n * width, 1.0f / std::sqrt(static_cast<float>(kHidden)));
-    ops::RMSNormRows(ple_.data(), n * kNumLayers, kPle, g.per_layer_projection_norm, kC.rms_norm_eps);
+    norm_rows(ple_.data(), n * kNumLayers, kPle, g.per_layer_projection_norm);
     const float token_scale = std::sqrt(static_cast<float>(kPle));
     const float mix = 1.0f / std::sqrt(2.0f);
     const TensorView& table = g.embed_tokens_per_layer;  // mapped; only these rows are read
@@ -235,16 +235,16 @@ class Session {
 
     // Attention.
     std::copy_n(x_.data(), hidden_floats, normed_.data());
-    ops::RMSNormRows(normed_.data(), n, kHidden, w.input_layernorm, eps);
+    norm_rows(normed_.data(), n, kHidden, w.input_layernorm);
     if constexpr (kKind.kv_shared) {
       matmul(w.q_proj, normed_.data(), n, q_.data());
     } else {
       matmul<3>({&w.q_proj, &w.k_proj, &w.v_proj}, normed_.data(), n, {q_.data(), k_.data(), v_.data()});
     }
-    ops::RMSNormRows(q_.data(), n * kHeads, D, w.q_norm, eps);
+    norm_rows(q_.data(), n * kHeads, D, w.q_norm);
     apply_rope<D>(q_.data(), n, kHeads, rope);
     if constexpr (!kKind.kv_shared) {
-      ops::RMSNormRows(k_.data(), n * kKvHeads, D, w.k_norm, eps);
+      norm_rows(k_.data(), n * kKvHeads, D, w.k_norm);
       apply_rope<D>(k_.data(), n, kKvHeads, rope);
       for (int r = 0; r < n * kKvHeads; ++r) ops::RMSNormPlain(v_.data() + r * D, D, eps);
       const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
@@ -252,17 +252,19 @@ class Session {
     }
     attend<D, kKind.attention>(cache, n);
     matmul(w.o_proj, attn_.data(), n, normed_.data());
-    ops::RMSNormRows(normed_.data(), n, kHidden, w.post_attention_layernorm, eps);
+    norm_rows(normed_.data(), n, kHidden, w.post_attention_layernorm);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
     // MLP.
     constexpr int F = ffn_width(kC, kKind);
     std::copy_n(x_.data(), hidden_floats, normed_.data());
-    ops::RMSNormRows(normed_.data(), n, kHidden, w.pre_feedforward_layernorm, eps);
+    norm_rows(normed_.data(), n, kHidden, w.pre_feedforward_layernorm);
     matmul<2>({&w.gate_proj, &w.up_proj}, normed_.data(), n, {gate_.data(), up_.data()});
-    ops::GeluMul(gate_.data(), up_.data(), static_cast<std::size_t>(n) * F);
+    for_rows(n, F, [&](std::size_t first, std::size_t end) {
+      for (std::size_t t = first; t < end; ++t) ops::GeluMul(gate_.data() + t * F, up_.data() + t * F, F);
+    });
     matmul(w.down_proj, gate_.data(), n, normed_.data());
-    ops::RMSNormRows(normed_.data(), n, kHidden, w.post_feedforward_layernorm, eps);
+    norm_rows(normed_.data(), n, kHidden, w.post_feedforward_layernorm);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
     // Per-layer input.
@@ -271,7 +273,7 @@ class Session {
       ops::GeluMul(ple_gate_.data() + t * kPle, ple_.data() + (static_cast<std::size_t>(t) * kNumLayers + layer) * kPle, kPle);
     }
     matmul(w.per_layer_projection, ple_gate_.data(), n, normed_.data());
-    ops::RMSNormRows(normed_.data(), n, kHidden, w.post_per_layer_input_norm, eps);
+    norm_rows(normed_.data(), n, kHidden, w.post_per_layer_input_norm);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
     ops::Scale(x_.data(), hidden_floats, w.layer_scalar.at(0));
@@ -291,7 +293,12 @@ class Session {
       if (quantized == nullptr) quantized = q;
       stack[i + 1] = stack[i] + (q != nullptr ? q->rows() / kRowBlock : static_cast<std::size_t>(ws[i]->shape[0]));
     }
-    if (quantized) ops::QuantizeActivations(x, n, static_cast<std::size_t>(ws[0]->shape[1]), activations_);
+    if (quantized) {
+      activations_.tokens = n;
+      activations_.cols = static_cast<std::size_t>(ws[0]->shape[1]);
+      for_rows(n, activations_.cols,
+               [&](std::size_t first, std::size_t end) { ops::QuantizeActivationRows(x, first, end, activations_); });
+    }
     const std::size_t grain = quantized ? quantized_pass_blocks(quantized->format(), n) : 1;
     pool_.parallel_for(stack[kCount], [&](int, std::size_t begin, std::size_t end) {
       for (std::size_t i = 0; i < kCount; ++i) {
@@ -306,6 +313,23 @@ class Session {
     }, grain);
   }
   void matmul(const TensorView& w, const float* x, std::size_t n, float* out) { matmul<1>({&w}, x, n, {out}); }
+
+  // f(first, end) over `rows` independent rows of `width` floats, split between the
+  // threads in pieces of at least kRowWorkFloats: a prefill chunk's norms and
+  // activations take all threads, decode's few rows stay on the caller, where a
+  // hand-off would cost more than the work.
+  static constexpr std::size_t kRowWorkFloats = 16384;
+  template <typename F>
+  void for_rows(std::size_t rows, std::size_t width, const F& f) {
+    pool_.parallel_for(rows, [&](int, std::size_t first, std::size_t end) { f(first, end); },
+                       std::max<std::size_t>(1, kRowWorkFloats / width));
+  }
+  // RMSNorm of `rows` rows of `width` floats, in place.
+  void norm_rows(float* x, std::size_t rows, std::size_t width, const TensorView& w) {
+    for_rows(rows, width, [&](std::size_t first, std::size_t end) {
+      ops::RMSNormRows(x + first * width, end - first, width, w, kC.rms_norm_eps);
+    });
+  }
 
   template <int D>
   void apply_rope(float* heads, int n, int num_heads, const RopeTables& rope) {

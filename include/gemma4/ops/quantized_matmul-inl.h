@@ -109,16 +109,15 @@ HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
   return hn::Add(acc, hn::Mul(hn::BitCast(d, hn::ShiftRight<24>(wu)), hn::ShiftRight<24>(x)));
 }
 
-// Quantizes x [tokens, cols] per token to int8 (absmax / 127), with the sums the
-// kernels subtract for the weights' offsets.
-inline HWY_NOINLINE void QuantizeActivations(const float* HWY_RESTRICT x, std::size_t tokens, std::size_t cols,
-                                             QuantizedActivations& a) {
+// Quantizes tokens [first, end) of x [tokens, a.cols] per token to int8 (absmax / 127)
+// into the same rows of a, with the sums the kernels subtract for the weights'
+// offsets. Threads may fill disjoint ranges of tokens.
+inline HWY_NOINLINE void QuantizeActivationRows(const float* HWY_RESTRICT x, std::size_t first, std::size_t end,
+                                                QuantizedActivations& a) {
   const hn::ScalableTag<float> df;
   const hn::Rebind<std::int8_t, decltype(df)> d8;
-  const std::size_t N = hn::Lanes(df), groups = cols / kInt4Group;
-  a.tokens = tokens;
-  a.cols = cols;
-  for (std::size_t t = 0; t < tokens; ++t) {
+  const std::size_t cols = a.cols, N = hn::Lanes(df), groups = cols / kInt4Group;
+  for (std::size_t t = first; t < end; ++t) {
     const float* row = x + t * cols;
     std::int8_t* q = a.q.data() + t * cols;
     const std::size_t vector_end = cols - cols % N;
@@ -143,6 +142,13 @@ inline HWY_NOINLINE void QuantizeActivations(const float* HWY_RESTRICT x, std::s
     for (std::size_t c = groups * kInt4Group; c < cols; ++c) total += q[c];
     a.sum[t] = total;
   }
+}
+
+// All of x [tokens, cols].
+inline void QuantizeActivations(const float* HWY_RESTRICT x, std::size_t tokens, std::size_t cols, QuantizedActivations& a) {
+  a.tokens = tokens;
+  a.cols = cols;
+  QuantizeActivationRows(x, 0, tokens, a);
 }
 
 // out[t, 16b + r] for kR row blocks from `block` and kT tokens from `token`; int8 weights.
