@@ -203,7 +203,7 @@ HWY_INLINE VQF Int4GroupScales(const std::uint8_t* block, std::size_t g, std::si
 // group's scale into an f32 sum per row. The high nibbles are multiplied in place (16
 // times their value, no shift per tile) in a chain of their own, divided by 16 once
 // per group. Decode runs this with one block and one token, one sequential stream:
-// gemma4_bench_model's kernel/read measured it at 0.72-0.80 of a plain read, two or
+// gemma4_bench_model's kernel/read measured it at 0.72-0.81 of a plain read, two or
 // four blocks at once at 0.61-0.72, and software prefetching 1-32 KiB ahead gained
 // nothing. A token gets the same bits in a prefill tile and alone.
 template <std::size_t kR, std::size_t kT, bool kVnni>
