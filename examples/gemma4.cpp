@@ -137,7 +137,8 @@ int info(const Args& args) {
     const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
     const auto& r = weights.report();
     fmt::print("variant {}\n{}", V::name, gemma4::format_config(V::config));
-    fmt::print("SIMD target: {}\n", hwy::TargetName(HWY_STATIC_TARGET));
+    fmt::print("SIMD target: {}, int8 dot product: {}\n", hwy::TargetName(HWY_STATIC_TARGET),
+               gemma4::ops::kHaveVnni ? "AVX-512 VNNI" : "portable");
     fmt::print("checkpoint: prefix '{}', {} tensors used, {:.2f} GB of weights ({:.2f} GB PLE table left on disk)\n",
                r.prefix, r.tensors_used, r.weight_bytes / 1e9, r.ple_table_bytes / 1e9);
     fmt::print("skipped {} vision/audio/unused-KV tensors, copied {:.1f} MB, loaded in {:.2f} s\n", r.skipped.size(),
