@@ -71,7 +71,7 @@ using VQF = hn::Vec<DQF>;
 
 // AVX-512 VNNI (VPDPBUSD). Highway 1.0.3 chooses its AVX3_DL target only when the CPU
 // also has the VEX-coded AVX-VNNI, which Zen 4 lacks: there -march=native gives the AVX3
-// target with __AVX512VNNI__ defined, and the portable dot was a sixth of the speed.
+// target with __AVX512VNNI__ defined, and prefill on the portable dot was 5x slower.
 #if HWY_TARGET == HWY_AVX3_DL || (HWY_TARGET == HWY_AVX3 && defined(__AVX512VNNI__))
 inline constexpr bool kHaveVnni = true;
 #else
