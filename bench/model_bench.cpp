@@ -170,8 +170,10 @@ void quality(WeightFormat format) {
     return out;
   };
   const auto agreement = compare_logits(logits(WeightFormat::kBF16), logits(format), V::config.vocab_size);
-  fmt::print("quality {:<9} {}: top-1 agreement {:6.2f}% | mean KL {:.5f} nats over {} positions (vs f32 weights)\n", V::name,
-             weight_format_name(format), 100 * agreement.top1, agreement.mean_kl, agreement.positions);
+  fmt::print("quality {:<9} {}: top-1 agreement {:6.2f}% | mean KL {:.5f} nats | rms logit error {:.3f} | top-1 moved only"
+             " where the reference led by <= {:.3f} (median lead {:.3f}) | {} positions, vs f32 weights\n",
+             V::name, weight_format_name(format), 100 * agreement.top1, agreement.mean_kl, agreement.rms_error,
+             agreement.largest_flipped_lead, agreement.median_lead, agreement.positions);
 }
 
 std::vector<std::string> split(const std::string& s) {
