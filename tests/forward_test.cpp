@@ -9,6 +9,7 @@
 #include "gemma4/tiny.hpp"
 #include "gemma4/weights/synthetic.hpp"
 #include "reference_model.hpp"
+#include "session_support.hpp"
 #include "support.hpp"
 
 using namespace gemma4;
@@ -25,30 +26,6 @@ std::vector<int> random_tokens(int count, int vocab, unsigned seed) {
   return tokens;
 }
 
-template <typename V>
-std::vector<float> run_all(const Weights<V>& w, const std::vector<int>& tokens, SessionOptions options = {}) {
-  Session<V> session(w, options);
-  std::vector<float> logits(tokens.size() * V::config.vocab_size);
-  session.forward(tokens, Logits::kAll, logits);
-  return logits;
-}
-
-// Runs tokens in pieces of the given sizes (1 = a decode step) and gathers all logits.
-template <typename V>
-std::vector<float> run_pieces(const Weights<V>& w, const std::vector<int>& tokens, const std::vector<int>& pieces,
-                              SessionOptions options = {}) {
-  Session<V> session(w, options);
-  const std::size_t vocab = V::config.vocab_size;
-  std::vector<float> logits(tokens.size() * vocab);
-  std::size_t done = 0;
-  for (std::size_t i = 0; done < tokens.size(); ++i) {
-    const std::size_t n = std::min<std::size_t>(pieces[i % pieces.size()], tokens.size() - done);
-    session.forward(std::span(tokens).subspan(done, n), Logits::kAll, std::span(logits).subspan(done * vocab, n * vocab));
-    done += n;
-  }
-  return logits;
-}
-
 }  // namespace
 
 TEMPLATE_TEST_CASE("logits match the double-precision reference at every position", "[forward]", TinyE2B, TinyE4B) {
@@ -58,7 +35,7 @@ TEMPLATE_TEST_CASE("logits match the double-precision reference at every positio
   write_synthetic_checkpoint(TestType::config, dir.path(), {.dtype = dtype, .seed = seed});
   const Weights<TestType> w(dir.path());
   const auto tokens = random_tokens(64, TestType::config.vocab_size, seed);  // 4 sliding windows
-  const auto ours = run_all(w, tokens, {.max_context = 64, .prefill_chunk = 24});
+  const auto ours = all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 24});
   const auto reference = reference_logits(w, tokens);
   const std::size_t vocab = TestType::config.vocab_size;
   double worst = 0;
@@ -80,12 +57,12 @@ TEMPLATE_TEST_CASE("prefill, decode and any mix give the same logits", "[forward
   write_synthetic_checkpoint(TestType::config, dir.path(), {.seed = 7});
   const Weights<TestType> w(dir.path());
   const auto tokens = random_tokens(60, TestType::config.vocab_size, 7);
-  const auto prefill = run_all(w, tokens, {.max_context = 64});
+  const auto prefill = all_logits(w, tokens, {.max_context = 64});
   // The contract is 1e-4 relative; the kernels sum every dot product in the same order
   // whatever the batch, so the results are in fact identical.
-  CHECK(first_difference(run_pieces(w, tokens, {1}, {.max_context = 64}), prefill) == "");
-  CHECK(first_difference(run_pieces(w, tokens, {10, 1, 1, 1, 1, 1, 20}, {.max_context = 64}), prefill) == "");
-  CHECK(first_difference(run_pieces(w, tokens, {3, 17, 1}, {.max_context = 60, .prefill_chunk = 5}), prefill) == "");
+  CHECK(first_difference(logits_in_pieces(w, tokens, {1}, {.max_context = 64}), prefill) == "");
+  CHECK(first_difference(logits_in_pieces(w, tokens, {10, 1, 1, 1, 1, 1, 20}, {.max_context = 64}), prefill) == "");
+  CHECK(first_difference(logits_in_pieces(w, tokens, {3, 17, 1}, {.max_context = 60, .prefill_chunk = 5}), prefill) == "");
 }
 
 TEST_CASE("the last-token logits equal the last row of all logits", "[forward]") {
@@ -93,7 +70,7 @@ TEST_CASE("the last-token logits equal the last row of all logits", "[forward]")
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 4});
   const Weights<TinyE2B> w(dir.path());
   const auto tokens = random_tokens(20, 1024, 4);
-  const auto all = run_all(w, tokens);
+  const auto all = all_logits(w, tokens);
   Session<TinyE2B> session(w);
   std::vector<float> last(1024);
   session.forward(tokens, Logits::kLast, last);
@@ -111,7 +88,7 @@ TEST_CASE("a reset session runs a new sequence as a fresh one does", "[forward]"
   session.reset();
   CHECK(session.position() == 0);
   session.forward(second, Logits::kAll, logits);
-  CHECK(first_difference(logits, run_all(w, second, {.max_context = 40, .prefill_chunk = 8})) == "");
+  CHECK(first_difference(logits, all_logits(w, second, {.max_context = 40, .prefill_chunk = 8})) == "");
 }
 
 TEST_CASE("bad input to a session is an error that leaves it unchanged", "[forward][hostile]") {
