@@ -1,8 +1,10 @@
 // The gemma4 command-line tool.
 //   gemma4 run --model DIR (--prompt TEXT | --chat) [--max-tokens N] [--raw] [--system TEXT]
 //              [--think] [--show-thoughts] [--max-context N] [--weights bf16|int8|int4]
-//              [--threads N] [sampling options]
+//              [--converted FILE] [--threads N] [sampling options]
 //                                generate text, streamed to stdout; a summary line on stderr
+//   gemma4 convert --model DIR --weights int8|int4 [--threads N] OUT_FILE
+//                                save the converted weights, for `run --converted OUT_FILE`
 //   gemma4 tokenize --model DIR [--no-bos] [--no-special]   text on stdin, ids out
 //   gemma4 detokenize --model DIR [--skip-special]          ids on stdin, text out
 //   gemma4 synth --variant tiny-e2b|tiny-e4b|e2b|e4b --dtype bf16|f16|f32 --seed N [--shards K]
@@ -195,6 +197,37 @@ int logits(const Args& args) {
   return 0;
 }
 
+gemma4::WeightFormat weight_format(const Args& args) {
+  const std::string name = args.get("--weights", "bf16");
+  const auto format = gemma4::parse_weight_format(name);
+  if (!format) fail("--weights must be bf16, int8 or int4, got '{}'", name);
+  return *format;
+}
+
+int thread_count(const Args& args) {
+  const int threads = static_cast<int>(parse_integer(args.get("--threads", "0"), "--threads"));
+  if (threads < 0) fail("--threads must be 0 (all cores) or more, got {}", threads);
+  return threads;
+}
+
+int convert(const Args& args) {
+  args.allow_only({"--model", "--weights", "--threads"});
+  if (args.positional.size() != 1) fail("convert needs exactly one output file");
+  const std::filesystem::path dir = args.get("--model");
+  const gemma4::WeightFormat format = weight_format(args);
+  if (format == gemma4::WeightFormat::kBF16) fail("convert needs --weights int8 or int4 (bf16 is used as stored)");
+  gemma4::CompiledVariants::with_matching(gemma4::read_model_config(dir), [&]<typename V>() {
+    const auto start = std::chrono::steady_clock::now();
+    const gemma4::Weights<V> weights(dir, {.format = format, .threads = thread_count(args), .prefault = false});
+    weights.save_converted(args.positional[0]);
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    fmt::print("wrote {} ({} {}, {:.2f} GB) in {:.1f} s; use it with: gemma4 run --model {} --weights {} --converted {}\n",
+               args.positional[0], V::name, gemma4::weight_format_name(format), weights.report().quantized_bytes / 1e9,
+               took.count(), dir.string(), gemma4::weight_format_name(format), args.positional[0]);
+  });
+  return 0;
+}
+
 // ---- run: generation and chat ----
 
 const std::vector<std::string> kSamplingOptions = {"--temperature", "--top-k", "--top-p", "--min-p",
@@ -289,8 +322,8 @@ void chat_loop(const Args& args, gemma4::Session<V>& session, const gemma4::Toke
 }
 
 int run(const Args& args) {
-  std::vector<std::string> known = {"--model", "--prompt", "--chat", "--max-tokens", "--raw", "--system",
-                                    "--think", "--show-thoughts", "--max-context", "--weights", "--threads"};
+  std::vector<std::string> known = {"--model", "--prompt", "--chat", "--max-tokens", "--raw", "--system", "--think",
+                                    "--show-thoughts", "--max-context", "--weights", "--converted", "--threads"};
   known.insert(known.end(), kSamplingOptions.begin(), kSamplingOptions.end());
   args.allow_only(known);
   if (args.has("--prompt") == args.has("--chat")) fail("give exactly one of --prompt TEXT and --chat");
@@ -298,11 +331,11 @@ int run(const Args& args) {
   const std::filesystem::path dir = args.get("--model");
   const int max_tokens = static_cast<int>(parse_integer(args.get("--max-tokens", "512"), "--max-tokens"));
   const int max_context = static_cast<int>(parse_integer(args.get("--max-context", "4096"), "--max-context"));
-  const int threads = static_cast<int>(parse_integer(args.get("--threads", "0"), "--threads"));
-  if (threads < 0) fail("--threads must be 0 (all cores) or more, got {}", threads);
-  const std::string format_name = args.get("--weights", "bf16");
-  const auto format = gemma4::parse_weight_format(format_name);
-  if (!format) fail("--weights must be bf16, int8 or int4, got '{}'", format_name);
+  const int threads = thread_count(args);
+  const gemma4::LoadOptions load_options{
+      .format = weight_format(args),
+      .converted_file = args.has("--converted") ? std::filesystem::path(args.get("--converted")) : std::filesystem::path(),
+      .threads = threads};
   const gemma4::GenerationConfig generation = generation_config(args, dir);
   const auto config_json = gemma4::read_model_config(dir);
   gemma4::CompiledVariants::with_matching(config_json, [&]<typename V>() {
@@ -311,7 +344,7 @@ int run(const Args& args) {
       fail("{}/tokenizer.json has {} pieces, more than the model's vocabulary of {}", dir.string(), tokenizer.piece_count(),
            V::config.vocab_size.value);
     }
-    const gemma4::Weights<V> weights = load_weights<V>(dir, {.format = *format, .threads = threads});
+    const gemma4::Weights<V> weights = load_weights<V>(dir, load_options);
     gemma4::Session<V> session(weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings),
                                          .threads = threads});
     const std::size_t bytes_per_token = weights.report().bytes_per_token;
@@ -367,9 +400,11 @@ void usage() {
   fmt::print(stderr,
              "usage:\n"
              "  gemma4 run --model DIR (--prompt TEXT | --chat) [--max-tokens N] [--raw] [--system TEXT]\n"
-             "             [--think] [--show-thoughts] [--max-context N] [--weights bf16|int8|int4] [--threads N]\n"
+             "             [--think] [--show-thoughts] [--max-context N] [--weights bf16|int8|int4]\n"
+             "             [--converted FILE] [--threads N]\n"
              "             [--temperature T] [--top-k K]\n"
              "             [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--greedy]\n"
+             "  gemma4 convert --model DIR --weights int8|int4 [--threads N] OUT_FILE\n"
              "  gemma4 tokenize --model DIR [--no-bos] [--no-special] < text\n"
              "  gemma4 detokenize --model DIR [--skip-special] < ids\n"
              "  gemma4 synth --variant tiny-e2b|tiny-e4b|e2b|e4b [--dtype bf16|f16|f32] [--seed N] [--shards K]\n"
@@ -388,6 +423,7 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   try {
     if (command == "run") return run(Args(argc, argv, 2, {"--chat", "--raw", "--think", "--show-thoughts", "--greedy"}));
+    if (command == "convert") return convert(Args(argc, argv, 2, {}));
     if (command == "tokenize") return tokenize(Args(argc, argv, 2, {"--no-bos", "--no-special"}));
     if (command == "detokenize") return detokenize(Args(argc, argv, 2, {"--skip-special"}));
     if (command == "synth") return synth(Args(argc, argv, 2, {"--text-only", "--no-shared-kv"}));

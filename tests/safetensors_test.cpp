@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
+#include <map>
 
 #include "gemma4/weights/safetensors.hpp"
 #include "support.hpp"
@@ -52,6 +53,13 @@ TEST_CASE("a well-formed file is read in place", "[safetensors]") {
   CHECK(load_element(file.find("b")->bytes.data(), DType::kBF16, 0) == 1.0f);
   CHECK(file.find("empty")->bytes.empty());
   CHECK(file.find("missing") == nullptr);
+  CHECK(file.metadata() == std::map<std::string, std::string>{{"format", "pt"}});
+}
+
+TEST_CASE("metadata maps strings to strings", "[safetensors][hostile]") {
+  CHECK_THAT(open_error(safetensors_bytes(R"({"__metadata__":{"format":1}})", "")),
+             Contains("__metadata__ 'format' is 1, not a string"));
+  CHECK_THAT(open_error(safetensors_bytes(R"({"__metadata__":["pt"]})", "")), Contains("__metadata__ is not an object"));
 }
 
 TEST_CASE("files too short to hold a header length are truncated", "[safetensors][hostile]") {

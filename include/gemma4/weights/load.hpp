@@ -4,6 +4,8 @@
 // presence, dtype and shape, and tensors are used in place from the memory mapping.
 // Only F16 tensors (widened to F32) and misaligned ones are copied. The per-layer
 // embedding table is never touched at load time: only the rows of tokens seen are read.
+// int8/int4 matrices are converted from the checkpoint, or mapped from a converted file
+// saved earlier (weights/converted_file.hpp).
 
 #include <sys/mman.h>
 
@@ -12,6 +14,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -24,6 +27,7 @@
 #include "gemma4/config/topology.hpp"
 #include "gemma4/error.hpp"
 #include "gemma4/weights/checkpoint.hpp"
+#include "gemma4/weights/converted_file.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
 #include "gemma4/weights/model_weights.hpp"
 #include "gemma4/weights/quantize.hpp"
@@ -35,6 +39,9 @@ struct LoadOptions {
   // converted from the checkpoint at load time; the embedding lookup and the PLE table
   // keep reading the checkpoint's rows.
   WeightFormat format = WeightFormat::kBF16;
+  // A file that save_converted() wrote for this checkpoint and format: its int8/int4
+  // matrices are mapped instead of converted. Empty: convert at load time.
+  std::filesystem::path converted_file{};
   // Threads converting to int8/int4, caller included; 0 = all cores.
   int threads = 0;
   // Fault all weights except the PLE table into memory during load, so the first
@@ -51,7 +58,8 @@ struct LoadReport {
   std::size_t ple_table_bytes = 0;    // Residency::kOnDisk tensors (the PLE table): left on disk
   std::size_t copied_bytes = 0;       // F16 widened to F32, or realigned
   WeightFormat format = WeightFormat::kBF16;
-  std::size_t quantized_bytes = 0;    // int8/int4 weights and scales made at load time
+  std::size_t quantized_bytes = 0;    // int8/int4 weights and scales, converted or mapped
+  std::filesystem::path converted_file;  // where they were mapped from, if not converted
   // Weights kept in memory, every one read once per token (the PLE table and the
   // embedding rows looked up are not counted): what decode streams from memory.
   std::size_t bytes_per_token = 0;
@@ -95,7 +103,11 @@ class Weights {
     report_.prefix = std::string(checkpoint_.prefix());
     report_.format = options.format;
     bind_all();
-    if (options.format != WeightFormat::kBF16) quantize_all(options.format, options.threads);
+    if (!options.converted_file.empty()) {
+      use_converted_file(options.converted_file, options.format);
+    } else if (options.format != WeightFormat::kBF16) {
+      convert_all(options.format, options.threads);
+    }
     for_each_in_memory([&](TensorView& slot, const std::string&) {
       report_.bytes_per_token += slot.quantized != nullptr ? slot.quantized->bytes() : slot.bytes().size();
     });
@@ -112,6 +124,19 @@ class Weights {
     for (std::span<const std::byte> table : looked_up_tables_) advise(table, MADV_DONTNEED);
   }
   const Checkpoint& checkpoint() const { return checkpoint_; }
+
+  // Writes the int8/int4 matrices to `path` (weights/converted_file.hpp), for
+  // LoadOptions::converted_file to map at the next load.
+  void save_converted(const std::filesystem::path& path) const {
+    if (report_.format == WeightFormat::kBF16) fail("{}: only int8 or int4 weights can be saved converted", path.string());
+    std::vector<std::pair<std::string, const QuantizedMatrix*>> matrices;
+    std::vector<std::string> names;
+    for (const auto& [name, matrix] : quantized_) {
+      matrices.emplace_back(name, matrix.get());
+      names.push_back(name);
+    }
+    write_converted_file(path, identity(report_.format, names), matrices);
+  }
 
  private:
   // What binding collects across all tensors: problems to report, names used.
@@ -218,34 +243,46 @@ class Weights {
     }
   }
 
-  // Converts every matrix to `format`, a slice of rows at a time; each slice's source
-  // pages are dropped from memory once converted, so the peak stays near the result.
-  void quantize_all(WeightFormat format, int threads) {
-    // The format of each matrix (int4 needs 32-column groups), then one arena for all.
-    const auto format_of = [&](const TensorView& slot, const std::string& name) {
+  // Each matrix to hold as int8/int4, in a fixed order: what conversion makes and a
+  // converted file holds.
+  struct PlannedMatrix {
+    TensorView* slot;
+    std::string name;
+    WeightFormat format;  // int4 asked for, int8 where columns are not a multiple of 32
+    std::size_t rows, cols;
+  };
+  std::vector<PlannedMatrix> plan_matrices(WeightFormat format) {
+    std::vector<PlannedMatrix> plan;
+    for_each_in_memory([&](TensorView& slot, const std::string& name) {
       const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
+      if (cols == 1) return;  // a vector: norms and scalars stay as stored
       const WeightFormat f = format == WeightFormat::kInt4 && !packable(format, rows, cols) ? WeightFormat::kInt8 : format;
       if (!packable(f, rows, cols)) fail("{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
-      return f;
-    };
-    std::size_t arena_bytes = 0;
-    for_each_in_memory([&](TensorView& slot, const std::string& name) {
-      if (slot.shape[1] == 1) return;  // a vector: norms and scalars stay as stored
-      arena_bytes += QuantizedMatrix::storage_bytes(format_of(slot, name), static_cast<std::size_t>(slot.shape[0]),
-                                                    static_cast<std::size_t>(slot.shape[1]));
+      plan.push_back({&slot, name, f, rows, cols});
     });
-    arena_ = detail::aligned_array<std::byte>(arena_bytes);
+    return plan;
+  }
+
+  ConvertedIdentity identity(WeightFormat format, const std::vector<std::string>& names) const {
+    return {std::string(V::name), format, source_fingerprint(checkpoint_, names)};
+  }
+
+  // Converts every matrix to `format`, a slice of rows at a time; each slice's source
+  // pages are dropped from memory once converted, so the peak stays near the result.
+  void convert_all(WeightFormat format, int threads) {
+    const auto plan = plan_matrices(format);
+    std::size_t arena_bytes = 0;
+    for (const auto& m : plan) arena_bytes += QuantizedMatrix::storage_bytes(m.format, m.rows, m.cols);
+    arena_ = detail::aligned_array<std::byte>(arena_bytes);  // one arena for all
     std::byte* next = arena_.get();
     ThreadPool pool(threads);
-    for_each_in_memory([&](TensorView& slot, const std::string& name) {
-      const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
-      if (cols == 1) return;
-      const WeightFormat f = format_of(slot, name);
-      if (f != format) report_.kept_int8.push_back(name);
-      QuantizedMatrix& q = *quantized_.emplace_back(std::make_unique<QuantizedMatrix>(f, rows, cols, next));
-      next += QuantizedMatrix::storage_bytes(f, rows, cols);
-      const std::size_t row_bytes = cols * dtype_size(slot.dtype);
-      const std::size_t blocks = rows / kRowBlock;
+    for (const auto& m : plan) {
+      TensorView& slot = *m.slot;
+      auto matrix = std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, next);
+      QuantizedMatrix& q = *matrix;
+      next += QuantizedMatrix::storage_bytes(m.format, m.rows, m.cols);
+      const std::size_t row_bytes = m.cols * dtype_size(slot.dtype);
+      const std::size_t blocks = m.rows / kRowBlock;
       const std::size_t slice = std::max<std::size_t>(1, (std::size_t{16} << 20) / (row_bytes * kRowBlock));
       const bool mapped = slot.dtype == slot.stored_dtype;  // not a widened copy
       for (std::size_t first = 0; first < blocks; first += slice) {
@@ -259,31 +296,69 @@ class Weights {
         });
         if (mapped) advise({slot.data + first * kRowBlock * row_bytes, (end - first) * kRowBlock * row_bytes}, MADV_DONTNEED);
       }
-      slot.quantized = &q;
-      if (mapped) looked_up_tables_.push_back(slot.bytes());
-      report_.quantized_bytes += q.bytes();
-    });
+      attach(m, std::move(matrix));
+    }
+  }
+
+  // Maps every matrix from a file save_converted() wrote, after checking that it was
+  // written for this variant, format and checkpoint and holds exactly the planned
+  // matrices, every scale finite.
+  void use_converted_file(const std::filesystem::path& path, WeightFormat format) {
+    if (format == WeightFormat::kBF16) fail("{}: a converted file holds int8 or int4 weights; ask for one of them", path.string());
+    const auto plan = plan_matrices(format);
+    std::vector<std::string> names;
+    for (const auto& m : plan) names.push_back(m.name);
+    ConvertedFile& file = converted_.emplace(path, identity(format, names), checkpoint_.dir());
+    std::vector<std::string> problems;
+    std::vector<std::span<const std::byte>> packed;
+    for (const auto& m : plan) packed.push_back(file.matrix(m.name, m.format, m.rows, m.cols, problems));
+    file.unexpected_tensors(problems);
+    if (!problems.empty()) fail("{}: does not hold the {} matrices of {}:\n  {}", file.where(), weight_format_name(format), V::name,
+                                fmt::join(problems, "\n  "));
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      const auto& m = plan[i];
+      auto matrix = std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, packed[i]);
+      if (const auto row = matrix->first_invalid_scale()) fail("{}: {}: row {} has an invalid scale (corrupt file)", file.where(), m.name, *row);
+      attach(m, std::move(matrix));
+    }
+    report_.converted_file = path;
+  }
+
+  // Matmuls use `matrix` for m's slot from now on; the checkpoint's copy is only looked up.
+  void attach(const PlannedMatrix& m, std::unique_ptr<QuantizedMatrix> matrix) {
+    TensorView& slot = *m.slot;
+    if (m.format != report_.format) report_.kept_int8.push_back(m.name);
+    report_.quantized_bytes += matrix->bytes();
+    slot.quantized = matrix.get();
+    if (slot.dtype == slot.stored_dtype) looked_up_tables_.push_back(slot.bytes());
+    quantized_.emplace_back(m.name, std::move(matrix));
   }
 
   void prefault_all(const std::function<void(std::size_t, std::size_t)>& on_progress) {
+    // What matmuls read: weights kept as stored, and matrices mapped from a converted
+    // file. A converted matrix's source is no longer read by matmuls: it stays on disk.
+    std::vector<std::span<const std::byte>> ranges;
+    for_each_in_memory([&](TensorView& slot, const std::string&) {
+      if (slot.quantized == nullptr) ranges.push_back(slot.bytes());
+    });
+    if (converted_) {
+      for (const auto& [name, matrix] : quantized_) ranges.push_back(matrix->packed());
+    }
     std::size_t total = 0, done = 0;
-    // A quantized matrix's source is no longer read by matmuls: it stays on disk.
-    for_each_in_memory([&](TensorView& slot, const std::string&) {
-      if (slot.quantized == nullptr) total += slot.bytes().size();
-    });
-    for_each_in_memory([&](TensorView& slot, const std::string&) {
-      if (slot.quantized != nullptr) return;
-      prefault(slot.bytes());
-      done += slot.bytes().size();
+    for (const auto& range : ranges) total += range.size();
+    for (const auto& range : ranges) {
+      prefault(range);
+      done += range.size();
       if (on_progress) on_progress(done, total);
-    });
+    }
   }
 
   Checkpoint checkpoint_;
   LoadReport report_;
   std::vector<std::unique_ptr<float[]>> copies_;
-  std::unique_ptr<std::byte[], detail::FreeDeleter> arena_;  // every QuantizedMatrix's bytes
-  std::vector<std::unique_ptr<QuantizedMatrix>> quantized_;
+  std::unique_ptr<std::byte[], detail::FreeDeleter> arena_;  // converted matrices' bytes
+  std::optional<ConvertedFile> converted_;                    // or the file mapping them
+  std::vector<std::pair<std::string, std::unique_ptr<QuantizedMatrix>>> quantized_;
   std::vector<std::span<const std::byte>> looked_up_tables_;  // mapped ranges read by row
 };
 

@@ -31,6 +31,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string_view>
 
 #include "gemma4/error.hpp"
@@ -110,7 +111,8 @@ std::unique_ptr<T[], FreeDeleter> aligned_array(std::size_t count) {
 
 // A linear layer's weights [rows, cols] in int8 or int4, packed as described above.
 // Its bytes live in storage the caller provides (the loader puts all matrices in one
-// arena, so no per-matrix rounding to huge pages becomes resident) or in its own.
+// arena, so no per-matrix rounding to huge pages becomes resident), in its own, or in
+// a read-only mapping of a converted weights file (weights/converted_file.hpp).
 class QuantizedMatrix {
  public:
   // Bytes of storage a matrix needs (64-byte aligned parts).
@@ -129,8 +131,18 @@ class QuantizedMatrix {
       owned_ = detail::aligned_array<std::byte>(storage_bytes(format, rows, cols));
       storage = owned_.get();
     }
-    weights_ = reinterpret_cast<std::uint8_t*>(storage);
-    if (format == WeightFormat::kInt8) row_scales_ = reinterpret_cast<float*>(storage + rows * cols);
+    writable_ = storage;
+    view(storage);
+  }
+
+  // A read-only view of bytes packed earlier: `packed` holds storage_bytes() bytes and
+  // outlives the matrix. quantize_blocks() must not be called on it.
+  QuantizedMatrix(WeightFormat format, std::size_t rows, std::size_t cols, std::span<const std::byte> packed)
+      : format_(format), rows_(rows), cols_(cols) {
+    if (format == WeightFormat::kBF16 || !packable(format, rows, cols) || packed.size() != storage_bytes(format, rows, cols)) {
+      fail("cannot view {} bytes as a [{}, {}] {} matrix", packed.size(), rows, cols, weight_format_name(format));
+    }
+    view(packed.data());
   }
 
   WeightFormat format() const { return format_; }
@@ -138,6 +150,10 @@ class QuantizedMatrix {
   std::size_t cols() const { return cols_; }
   const std::uint8_t* weights() const { return weights_; }  // int4: weights and scales
   const float* row_scales() const { return row_scales_; }      // int8
+  // All its storage_bytes(), as a converted file holds them.
+  std::span<const std::byte> packed() const {
+    return {reinterpret_cast<const std::byte*>(weights_), storage_bytes(format_, rows_, cols_)};
+  }
   // Bytes a matmul reads: the packed weights and their scales.
   std::size_t bytes() const {
     return format_ == WeightFormat::kInt4 ? storage_bytes(format_, rows_, cols_) : rows_ * cols_ + rows_ * sizeof(float);
@@ -148,6 +164,7 @@ class QuantizedMatrix {
   // threads may fill disjoint block ranges.
   template <typename Source>
   void quantize_blocks(const Source* src, std::size_t first_block, std::size_t end_block) {
+    if (writable_ == nullptr) fail("a [{}, {}] matrix viewed in packed bytes is read-only", rows_, cols_);
     for (std::size_t r = first_block * kRowBlock; r < end_block * kRowBlock; ++r) {
       if (format_ == WeightFormat::kInt8) {
         quantize_int8_row(src + r * cols_, r);
@@ -155,6 +172,24 @@ class QuantizedMatrix {
         for (std::size_t g = 0; g < cols_ / kInt4Group; ++g) quantize_int4_group(src + r * cols_ + g * kInt4Group, r, g);
       }
     }
+  }
+
+  // The row of the first scale that is not finite (or, int8, negative): a packed file
+  // with such a scale is corrupt, and would turn logits into NaN.
+  std::optional<std::size_t> first_invalid_scale() const {
+    for (std::size_t row = 0; row < rows_; ++row) {
+      if (format_ == WeightFormat::kInt8) {
+        if (!(std::isfinite(row_scales_[row]) && row_scales_[row] >= 0.0f)) return row;
+        continue;
+      }
+      const std::uint8_t* block = weights_ + row / kRowBlock * Int4Layout::block_bytes(cols_);
+      for (std::size_t g = 0; g < cols_ / kInt4Group; ++g) {
+        std::uint16_t scale;
+        std::memcpy(&scale, block + Int4Layout::scale(g, row % kRowBlock), 2);
+        if (!std::isfinite(bf16_to_f32(scale))) return row;
+      }
+    }
+    return std::nullopt;
   }
 
   // The value the kernels use for weight (row, col): for tests and references.
@@ -191,8 +226,8 @@ class QuantizedMatrix {
     float absmax = 0.0f;
     for (std::size_t c = 0; c < cols; ++c) absmax = std::max(absmax, std::fabs(value(row[c])));
     const float inverse = absmax > 0.0f ? 127.0f / absmax : 0.0f;
-    row_scales_[r] = absmax / 127.0f;
-    std::uint8_t* tiles = weights_ + (r / kRowBlock) * (cols / 4) * 64 + (r % kRowBlock) * 4;
+    reinterpret_cast<float*>(writable_ + rows_ * cols)[r] = absmax / 127.0f;
+    std::uint8_t* tiles = reinterpret_cast<std::uint8_t*>(writable_) + (r / kRowBlock) * (cols / 4) * 64 + (r % kRowBlock) * 4;
     for (std::size_t c = 0; c < cols; c += 4) {
       std::uint8_t quad[4];
       for (std::size_t j = 0; j < 4; ++j) {
@@ -218,7 +253,7 @@ class QuantizedMatrix {
     const float scale = bf16_to_f32(scale_bits);
     const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
     const std::size_t lane = r % kRowBlock;
-    std::uint8_t* block = weights_ + r / kRowBlock * Int4Layout::block_bytes(cols_);
+    std::uint8_t* block = reinterpret_cast<std::uint8_t*>(writable_) + r / kRowBlock * Int4Layout::block_bytes(cols_);
     std::memcpy(block + Int4Layout::scale(g, lane), &scale_bits, 2);
     std::uint8_t* tiles = block + Int4Layout::tiles(g) + lane * 4;
     for (std::size_t c = 0; c < kInt4Group; c += 8) {
@@ -234,11 +269,17 @@ class QuantizedMatrix {
 
   static std::size_t round64(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
 
+  void view(const std::byte* storage) {
+    weights_ = reinterpret_cast<const std::uint8_t*>(storage);
+    if (format_ == WeightFormat::kInt8) row_scales_ = reinterpret_cast<const float*>(storage + rows_ * cols_);
+  }
+
   WeightFormat format_;
   std::size_t rows_, cols_;
   std::unique_ptr<std::byte[], detail::FreeDeleter> owned_;
-  std::uint8_t* weights_ = nullptr;
-  float* row_scales_ = nullptr;  // int8
+  std::byte* writable_ = nullptr;  // null for a view of packed bytes
+  const std::uint8_t* weights_ = nullptr;
+  const float* row_scales_ = nullptr;  // int8
 };
 
 }  // namespace gemma4

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -53,6 +54,8 @@ class SafetensorsFile {
 
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const std::filesystem::path& path() const { return file_.path(); }
+  // The header's "__metadata__": free-form strings such as {"format": "pt"}.
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
   const TensorInfo* find(std::string_view name) const {
     const auto it = index_.find(std::string(name));
@@ -77,7 +80,10 @@ class SafetensorsFile {
     };
     std::vector<Range> ranges;
     for (const auto& [name, entry] : header.items()) {
-      if (name == "__metadata__") continue;
+      if (name == "__metadata__") {
+        parse_metadata(entry);
+        continue;
+      }
       TensorInfo info = parse_entry(name, entry);
       const auto begin = static_cast<std::uint64_t>(info.bytes.data() - data_.data());
       if (!info.bytes.empty()) ranges.push_back({begin, begin + info.bytes.size(), tensors_.size()});
@@ -91,6 +97,15 @@ class SafetensorsFile {
              tensors_[ranges[i - 1].tensor].name, tensors_[ranges[i].tensor].name, ranges[i - 1].begin,
              ranges[i - 1].end, ranges[i].begin, ranges[i].end);
       }
+    }
+  }
+
+  // As the reference implementation, which reads it as a map of strings to strings.
+  void parse_metadata(const nlohmann::json& entry) {
+    if (!entry.is_object()) fail("{}: __metadata__ is not an object", where());
+    for (const auto& [key, value] : entry.items()) {
+      if (!value.is_string()) fail("{}: __metadata__ '{}' is {}, not a string", where(), key, value.dump());
+      metadata_.emplace(key, value.get<std::string>());
     }
   }
 
@@ -145,6 +160,7 @@ class SafetensorsFile {
   std::span<const std::byte> data_;
   std::vector<TensorInfo> tensors_;
   std::unordered_map<std::string, std::size_t> index_;
+  std::map<std::string, std::string> metadata_;
 };
 
 }  // namespace gemma4

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -33,27 +34,63 @@ struct TensorToWrite {
   std::size_t byte_size() const { return count() * dtype_size(dtype); }
 };
 
-inline void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors) {
-  nlohmann::ordered_json header;
-  header["__metadata__"] = {{"format", "pt"}};
-  std::size_t offset = 0;
-  for (const auto& t : tensors) {
-    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.byte_size()}}};
-    offset += t.byte_size();
+// One tensor of a file being written: its bytes follow the previous tensor's.
+struct SafetensorsEntry {
+  std::string name;
+  std::string_view dtype;  // as the header spells it: "BF16", "U8", ...
+  std::vector<std::int64_t> shape;
+  std::size_t bytes;
+};
+
+// A safetensors file written front to back: the constructor writes the header, then
+// write() takes the tensors' bytes in the order of `entries`, and finish() checks that
+// all of them were written and reached the file.
+class SafetensorsWriter {
+ public:
+  // The header is padded with spaces so that the data section starts at a multiple of
+  // `alignment` bytes from the start of the file (8 keeps every element aligned).
+  SafetensorsWriter(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata,
+                    const std::vector<SafetensorsEntry>& entries, std::size_t alignment = 8)
+      : path_(path), file_(std::fopen(path.c_str(), "wb"), &std::fclose) {
+    if (!file_) fail("cannot create {}", path.string());
+    nlohmann::ordered_json header;
+    header["__metadata__"] = metadata;
+    for (const auto& e : entries) {
+      header[e.name] = {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {expected_, expected_ + e.bytes}}};
+      expected_ += e.bytes;
+    }
+    std::string text = header.dump();
+    text.append((alignment - (8 + text.size()) % alignment) % alignment, ' ');
+    std::uint8_t length[8];
+    for (int i = 0; i < 8; ++i) length[i] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
+    put(length, 8);
+    put(text.data(), text.size());
   }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // keeps tensor data 8-byte aligned
 
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "wb"), &std::fclose);
-  if (!file) fail("cannot create {}", path.string());
-  auto write = [&](const void* data, std::size_t n) {
-    if (std::fwrite(data, 1, n, file.get()) != n) fail("{}: write failed (disk full?)", path.string());
-  };
-  std::uint8_t length[8];
-  for (int i = 0; i < 8; ++i) length[i] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
-  write(length, 8);
-  write(text.data(), text.size());
+  void write(const void* data, std::size_t n) {
+    put(data, n);
+    written_ += n;
+  }
 
+  void finish() {
+    if (written_ != expected_) fail("{}: {} bytes of tensor data written, the header announced {}", path_.string(), written_, expected_);
+    if (std::fflush(file_.get()) != 0) fail("{}: write failed (disk full?)", path_.string());
+  }
+
+ private:
+  void put(const void* data, std::size_t n) {
+    if (std::fwrite(data, 1, n, file_.get()) != n) fail("{}: write failed (disk full?)", path_.string());
+  }
+
+  std::filesystem::path path_;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file_;
+  std::size_t expected_ = 0, written_ = 0;
+};
+
+inline void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors) {
+  std::vector<SafetensorsEntry> entries;
+  for (const auto& t : tensors) entries.push_back({t.name, dtype_name(t.dtype), t.shape, t.byte_size()});
+  SafetensorsWriter file(path, {{"format", "pt"}}, entries);
   constexpr std::size_t kChunk = 1 << 20;
   std::vector<float> values(kChunk);
   std::vector<std::uint16_t> narrow(kChunk);
@@ -63,16 +100,16 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
       const std::span<float> chunk(values.data(), std::min(kChunk, n - first));
       t.values(first, chunk);
       if (t.dtype == DType::kF32) {
-        write(chunk.data(), chunk.size() * 4);
+        file.write(chunk.data(), chunk.size() * 4);
         continue;
       }
       for (std::size_t i = 0; i < chunk.size(); ++i) {
         narrow[i] = t.dtype == DType::kBF16 ? f32_to_bf16(chunk[i]) : f32_to_f16(chunk[i]);
       }
-      write(narrow.data(), chunk.size() * 2);
+      file.write(narrow.data(), chunk.size() * 2);
     }
   }
-  if (std::fflush(file.get()) != 0) fail("{}: write failed (disk full?)", path.string());
+  file.finish();
 }
 
 }  // namespace gemma4
