@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <set>
 #include <span>
 #include <string>
@@ -38,6 +39,13 @@ namespace gemma4 {
 inline constexpr std::string_view kConvertedFormat = "gemma4-converted";
 // Bump whenever quantize.hpp's packed layouts or rounding change.
 inline constexpr std::string_view kConvertedLayout = "1";
+
+// One matrix a converted file holds.
+struct PackedMatrixShape {
+  std::string name;
+  WeightFormat format;  // int8 also in int4 files, where columns are not a multiple of 32
+  std::size_t rows, cols;
+};
 
 // What a converted file must have been made for.
 struct ConvertedIdentity {
@@ -97,7 +105,7 @@ inline void write_converted_file(const std::filesystem::path& path, const Conver
 class ConvertedFile {
  public:
   ConvertedFile(const std::filesystem::path& path, const ConvertedIdentity& expected, const std::filesystem::path& checkpoint_dir)
-      : file_(path) {
+      : file_(path), variant_(expected.variant) {
     const auto& meta = file_.metadata();
     const auto field = [&](const std::string& key) {
       const auto it = meta.find(key);
@@ -122,40 +130,44 @@ class ConvertedFile {
     }
   }
 
-  // The packed bytes of matrix `name`, or empty after adding to `problems` why not.
-  std::span<const std::byte> matrix(const std::string& name, WeightFormat format, std::size_t rows, std::size_t cols,
-                                    std::vector<std::string>& problems) {
-    const TensorInfo* t = file_.find(name);
-    if (t == nullptr) {
-      problems.push_back(fmt::format("{}: missing", name));
-      return {};
+  // Views of the file's matrices, one per entry of `wanted`, in that order, after
+  // checking that the file holds exactly these, each of the size and alignment its
+  // format needs and with finite scales; one error lists every problem.
+  std::vector<std::unique_ptr<QuantizedMatrix>> matrices(const std::vector<PackedMatrixShape>& wanted) const {
+    std::vector<std::string> problems;
+    std::set<std::string> expected;
+    for (const auto& m : wanted) {
+      expected.insert(m.name);
+      const TensorInfo* t = file_.find(m.name);
+      if (t == nullptr) {
+        problems.push_back(fmt::format("{}: missing", m.name));
+        continue;
+      }
+      const std::size_t want = QuantizedMatrix::storage_bytes(m.format, m.rows, m.cols);
+      if (t->dtype_name != "U8" || t->shape != std::vector<std::int64_t>{static_cast<std::int64_t>(want)}) {
+        problems.push_back(fmt::format("{}: {} [{}], expected U8 [{}] (a [{}, {}] {} matrix)", m.name, t->dtype_name,
+                                       fmt::join(t->shape, ", "), want, m.rows, m.cols, weight_format_name(m.format)));
+      } else if (reinterpret_cast<std::uintptr_t>(t->bytes.data()) % 64 != 0) {
+        problems.push_back(fmt::format("{}: data does not start on a 64-byte boundary", m.name));
+      }
     }
-    used_.insert(name);
-    const std::size_t want = QuantizedMatrix::storage_bytes(format, rows, cols);
-    if (t->dtype_name != "U8" || t->shape != std::vector<std::int64_t>{static_cast<std::int64_t>(want)}) {
-      problems.push_back(fmt::format("{}: {} [{}], expected U8 [{}] (a [{}, {}] {} matrix)", name, t->dtype_name,
-                                     fmt::join(t->shape, ", "), want, rows, cols, weight_format_name(format)));
-      return {};
-    }
-    if (reinterpret_cast<std::uintptr_t>(t->bytes.data()) % 64 != 0) {
-      problems.push_back(fmt::format("{}: data does not start on a 64-byte boundary", name));
-      return {};
-    }
-    return t->bytes;
-  }
-
-  // After matrix() was asked for every expected name: the file's other tensors.
-  void unexpected_tensors(std::vector<std::string>& problems) const {
     for (const TensorInfo& t : file_.tensors()) {
-      if (!used_.contains(t.name)) problems.push_back(fmt::format("{}: not a matrix of this model", t.name));
+      if (!expected.contains(t.name)) problems.push_back(fmt::format("{}: not a matrix of this model", t.name));
     }
+    if (!problems.empty()) fail("{}: does not hold the matrices of {}:\n  {}", where(), variant_, fmt::join(problems, "\n  "));
+    std::vector<std::unique_ptr<QuantizedMatrix>> views;
+    for (const auto& m : wanted) {
+      auto& view = views.emplace_back(std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, file_.find(m.name)->bytes));
+      if (const auto row = view->first_invalid_scale()) fail("{}: {}: row {} has an invalid scale (corrupt file)", where(), m.name, *row);
+    }
+    return views;
   }
-
-  std::string where() const { return file_.path().string(); }
 
  private:
+  std::string where() const { return file_.path().string(); }
+
   SafetensorsFile file_;
-  std::set<std::string> used_;
+  std::string variant_;
 };
 
 }  // namespace gemma4

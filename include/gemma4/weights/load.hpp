@@ -245,11 +245,8 @@ class Weights {
 
   // Each matrix to hold as int8/int4, in a fixed order: what conversion makes and a
   // converted file holds.
-  struct PlannedMatrix {
+  struct PlannedMatrix : PackedMatrixShape {
     TensorView* slot;
-    std::string name;
-    WeightFormat format;  // int4 asked for, int8 where columns are not a multiple of 32
-    std::size_t rows, cols;
   };
   std::vector<PlannedMatrix> plan_matrices(WeightFormat format) {
     std::vector<PlannedMatrix> plan;
@@ -258,7 +255,7 @@ class Weights {
       if (cols == 1) return;  // a vector: norms and scalars stay as stored
       const WeightFormat f = format == WeightFormat::kInt4 && !packable(format, rows, cols) ? WeightFormat::kInt8 : format;
       if (!packable(f, rows, cols)) fail("{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
-      plan.push_back({&slot, name, f, rows, cols});
+      plan.push_back({{name, f, rows, cols}, &slot});
     });
     return plan;
   }
@@ -308,19 +305,9 @@ class Weights {
     const auto plan = plan_matrices(format);
     std::vector<std::string> names;
     for (const auto& m : plan) names.push_back(m.name);
-    ConvertedFile& file = converted_.emplace(path, identity(format, names), checkpoint_.dir());
-    std::vector<std::string> problems;
-    std::vector<std::span<const std::byte>> packed;
-    for (const auto& m : plan) packed.push_back(file.matrix(m.name, m.format, m.rows, m.cols, problems));
-    file.unexpected_tensors(problems);
-    if (!problems.empty()) fail("{}: does not hold the {} matrices of {}:\n  {}", file.where(), weight_format_name(format), V::name,
-                                fmt::join(problems, "\n  "));
-    for (std::size_t i = 0; i < plan.size(); ++i) {
-      const auto& m = plan[i];
-      auto matrix = std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, packed[i]);
-      if (const auto row = matrix->first_invalid_scale()) fail("{}: {}: row {} has an invalid scale (corrupt file)", file.where(), m.name, *row);
-      attach(m, std::move(matrix));
-    }
+    const ConvertedFile& file = converted_.emplace(path, identity(format, names), checkpoint_.dir());
+    auto views = file.matrices({plan.begin(), plan.end()});
+    for (std::size_t i = 0; i < plan.size(); ++i) attach(plan[i], std::move(views[i]));
     report_.converted_file = path;
   }
 
