@@ -12,7 +12,7 @@
 namespace gemma4::bench {
 
 inline double median(std::vector<double> v) {
-  if (v.empty()) fail("median of no values");
+  if (v.empty()) fail(ErrorKind::kInvalidArgument, "median of no values");
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
@@ -30,7 +30,7 @@ inline double status_bytes(const std::string& field) {
   for (std::string line; std::getline(status, line);) {
     if (line.starts_with(field + ":")) return std::stod(line.substr(field.size() + 1)) * 1024.0;
   }
-  fail("no {} in /proc/self/status", field);
+  fail(ErrorKind::kInvalidArgument, "no {} in /proc/self/status", field);
 }
 
 // Starts a new peak (VmHWM) from the current resident size.

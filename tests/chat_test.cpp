@@ -1,6 +1,7 @@
 // Generation and chat end to end on tiny-e2b with the demo tokenizer (the real Gemma
 // tokenizer, trimmed to the tiny vocabulary, control tokens under their Gemma 4 names).
 #include <algorithm>
+#include <type_traits>
 
 #include <catch2/catch.hpp>
 
@@ -155,7 +156,7 @@ TEST_CASE("A conversation keeps its cache between turns and its history in Gemma
   CHECK(chat.history() == history);
 }
 
-TEST_CASE("Thought blocks are hidden, reported apart, and dropped from the history") {
+TEST_CASE("Thought blocks are hidden, reported apart, and dropped from the history", "[slow-emulated]") {
   // Random weights never think on purpose: find a seed whose near-uniform sampling
   // opens the thought channel, so the whole path runs for real.
   const GenerationConfig base{.sampling = {.temperature = 50.0f, .top_k = 0, .top_p = 1.0f}, .stop_ids = kStops};
@@ -174,14 +175,115 @@ TEST_CASE("Thought blocks are hidden, reported apart, and dropped from the histo
     CHECK(hidden == reply.thought);
     const std::vector<int> history = chat.history();
     CHECK(std::find(history.begin(), history.end(), kGemma4ChatTokens.channel_start) == history.end());
-    // The cache holds the thought, the history does not: the next turn starts over.
+    // The cache held the thought, the history does not: the next turn rewinds the
+    // session past it, and the session then holds exactly what the history says.
     const Reply next = chat.ask("Go on.", [](std::string_view, bool) {});
     std::vector<int> expected = history;
     ChatFormat format(model().tokenizer);
     format.append_turn(expected, Role::kUser, "Go on.");
     format.append_generation_prompt(expected);
-    CHECK(next.generation.stats.prompt_tokens == static_cast<int>(expected.size()));
+    CHECK(next.generation.stats.prompt_tokens < static_cast<int>(expected.size()));
+    const auto held = session.tokens();
+    REQUIRE(held.size() >= expected.size());
+    CHECK(std::equal(expected.begin(), expected.end(), held.begin()));
     return;
   }
   FAIL("no seed below 400 opened the thought channel");
+}
+
+namespace {
+
+// What a fresh session generates greedily after `prompt`: what a conversation's next
+// reply must be when its session is in step with its history.
+std::vector<int> fresh_greedy_reply(const std::vector<int>& prompt, int max_new_tokens) {
+  Session<TinyE2B> session(model().weights);
+  Generator<TinyE2B> generator(session, {.temperature = 0.0f}, kStops);
+  return generator.generate(prompt, max_new_tokens, [](int) { return true; }).tokens;
+}
+
+std::vector<int> with_user_turn(std::vector<int> history, std::string_view text) {
+  const ChatFormat format(model().tokenizer);
+  format.append_turn(history, Role::kUser, text);
+  format.append_generation_prompt(history);
+  return history;
+}
+
+}  // namespace
+
+TEST_CASE("A reply cut by an exception, a cancel or a full context leaves the conversation in step with its session") {
+  const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = kStops};
+  constexpr int kMaxNew = 8;
+  Session<TinyE2B> session(model().weights);
+  Conversation<TinyE2B> chat(session, model().tokenizer, greedy, {.max_new_tokens = kMaxNew});
+  chat.ask("Hi", [](std::string_view, bool) {});
+  const std::vector<int> before = chat.history();
+
+  SECTION("a callback that throws on its third call") {
+    int calls = 0;
+    CHECK_THROWS_WITH(chat.ask("Tell me a long story", [&](std::string_view, bool) {
+      if (++calls == 3) throw std::runtime_error("caller gave up");
+    }), Contains("caller gave up"));
+    CHECK(calls == 3);
+    CHECK(chat.history() == before);  // the failed turn is not part of the conversation
+  }
+  SECTION("a callback that cancels on its second call") {
+    int calls = 0;
+    const Reply cut = chat.ask("Tell me a long story", [&](std::string_view, bool) { return ++calls < 2; });
+    CHECK(calls == 2);
+    CHECK(cut.generation.stop == StopReason::kCaller);
+    CHECK(chat.history().size() > before.size());  // the reply so far stays in the history
+  }
+  const std::vector<int> history = chat.history();
+  const Reply next = chat.ask("Again", [](std::string_view, bool) {});
+  CHECK(next.generation.tokens == fresh_greedy_reply(with_user_turn(history, "Again"), kMaxNew));
+}
+
+TEST_CASE("A reply that fills the context ends the conversation cleanly; a restart is a fresh conversation") {
+  const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = {}};  // only <turn|> stops
+  const int prompt_size = static_cast<int>(with_user_turn({2}, "Hi").size());
+  Session<TinyE2B> session(model().weights, {.max_context = prompt_size + 4});
+  Conversation<TinyE2B> chat(session, model().tokenizer, greedy, {.max_new_tokens = 64});
+  const Reply full = chat.ask("Hi", [](std::string_view, bool) {});
+  if (full.generation.stop != StopReason::kContextFull) {
+    WARN("the greedy reply ended before the context did: " << to_string(full.generation.stop));
+  }
+  CHECK(full.generation.stop == StopReason::kContextFull);
+  const std::vector<int> history = chat.history();
+  CHECK_THROWS_WITH(chat.ask("More", [](std::string_view, bool) {}), Contains("context"));
+  CHECK(chat.history() == history);
+  chat.restart();
+  const Reply again = chat.ask("Hi", [](std::string_view, bool) {});
+  CHECK(again.generation.tokens == full.generation.tokens);
+}
+
+TEST_CASE("Objects that keep a reference refuse temporaries") {
+  STATIC_REQUIRE_FALSE(std::is_constructible_v<Session<TinyE2B>, Weights<TinyE2B>>);
+  STATIC_REQUIRE(std::is_constructible_v<Session<TinyE2B>, const Weights<TinyE2B>&>);
+  STATIC_REQUIRE_FALSE(std::is_constructible_v<Conversation<TinyE2B>, Session<TinyE2B>, const Tokenizer&, const GenerationConfig&,
+                                               ConversationOptions>);
+  STATIC_REQUIRE_FALSE(std::is_constructible_v<Conversation<TinyE2B>, Session<TinyE2B>&, Tokenizer, const GenerationConfig&,
+                                               ConversationOptions>);
+  STATIC_REQUIRE_FALSE(std::is_constructible_v<Generator<TinyE2B>, Session<TinyE2B>, const SamplingOptions&, std::vector<int>>);
+  STATIC_REQUIRE_FALSE(std::is_constructible_v<StreamDecoder, Tokenizer>);
+  STATIC_REQUIRE_FALSE(std::is_constructible_v<ChatFormat, Tokenizer>);
+}
+
+TEST_CASE("A model directory loads in one call, its tokenizer checked against its vocabulary") {
+  test::TempDir dir;
+  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 2});
+  const std::filesystem::path demo = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json";
+  std::filesystem::copy_file(demo, dir / "tokenizer.json");
+  const Model<TinyE2B> model(dir.path(), {.format = WeightFormat::kInt8});
+  CHECK(model.weights.report().format == WeightFormat::kInt8);
+  CHECK(model.generation.stop_ids == std::vector<int>{1, 106, 50});
+  CHECK(model.tokenizer.vocab_size() == 1024);
+
+  // An added token beyond the model's vocabulary (as <image_soft_token>, id 262144, of the
+  // Gemma 3 tokenizer is beyond Gemma 4's) is refused at load, not mid-run.
+  nlohmann::json json = nlohmann::json::parse(test::read_file(demo));
+  json["added_tokens"].push_back({{"id", 1024}, {"content", "<image_soft_token>"}, {"special", true}, {"normalized", false},
+                                  {"lstrip", false}, {"rstrip", false}, {"single_word", false}});
+  test::write_file(dir / "tokenizer.json", json.dump());
+  CHECK_THROWS_WITH(Model<TinyE2B>(dir.path()),
+                    Contains("added token 1024 \"<image_soft_token>\" lies outside the model's vocabulary of 1024 ids"));
 }

@@ -34,8 +34,11 @@ check_error "token outside the vocabulary" "token id 1024 at index 1 is outside 
 check_error "negative token" "token id -5" "$gemma4" logits --model "$dir/m" --tokens -5
 check_error "malformed token list" "must be an integer, got 'x'" "$gemma4" logits --model "$dir/m" --tokens 2,x
 check_error "empty token entry" "must be an integer, got ''" "$gemma4" logits --model "$dir/m" --tokens 2,,3
-check_error "unknown variant" "unknown variant 'e9b'" "$gemma4" synth --variant e9b "$dir/x"
-check_error "unknown option" "unknown option --temperature" "$gemma4" logits --model "$dir/m" --tokens 2 --temperature 1
+check_error "unknown variant" "--variant: e9b not in {e2b,e4b,tiny-e2b,tiny-e4b}" "$gemma4" synth --variant e9b "$dir/x"
+check_error "unknown option" "The following arguments were not expected: 1 --temperature" "$gemma4" logits --model "$dir/m" --tokens 2 --temperature 1
+check_error "stray argument" "The following argument was not expected: extra" "$gemma4" info --model "$dir/m" extra
+check "--opt=value" "$gemma4" logits --model="$dir/m" --tokens=2,3
+check "help per subcommand" bash -c "'$gemma4' run --help | grep -q -- '--max-tokens'"
 check_error "missing model directory" "not a model directory" "$gemma4" logits --model "$dir/none" --tokens 2
 check_error "missing config.json" "config.json: missing or unreadable" "$gemma4" info --model "$dir"
 
@@ -59,9 +62,11 @@ check "convert to int8" "$gemma4" convert --model "$dir/chat" --weights int8 "$d
 check "run with the converted file" run_to "$dir/i8c" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --converted "$dir/chat.int8"
 check "converted file, text of converting at load" cmp "$dir/i8a" "$dir/i8c"
 check_error "converted file of another format" "holds int8 weights, but int4 were asked for" "$gemma4" run --model "$dir/chat" --prompt hi --weights int4 --converted "$dir/chat.int8"
-check_error "convert to bf16" "convert needs --weights int8 or int4" "$gemma4" convert --model "$dir/chat" "$dir/x.bf16"
-check_error "unknown weight format" "--weights must be bf16, int8 or int4, got 'q4_0'" "$gemma4" run --model "$dir/chat" --prompt hi --weights q4_0
-check_error "negative thread count" "--threads must be 0 (all cores) or more, got -2" "$gemma4" run --model "$dir/chat" --prompt hi --threads -2
+check_error "convert to bf16" "convert needs --weights int8 or int4" "$gemma4" convert --model "$dir/chat" --weights bf16 "$dir/x.bf16"
+check_error "unknown weight format" "--weights: q4_0 not in {bf16,int4,int8}" "$gemma4" run --model "$dir/chat" --prompt hi --weights q4_0
+check_error "negative thread count" "--threads: Value -2 not in range 0 to 1024" "$gemma4" run --model "$dir/chat" --prompt hi --threads -2
+check_error "a token limit past int" "--max-tokens" "$gemma4" run --model "$dir/chat" --prompt hi --max-tokens 4294967297
+check_error "no prompt and no chat" "give one of --prompt TEXT and --chat" "$gemma4" run --model "$dir/chat"
 check "chat on stdin, with /reset" bash -c "printf 'Hi\n\n/reset\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 4 2> '$dir/chat.err'"
 check "two chat turns answered" test "$(grep -c 'prompt tokens' "$dir/chat.err")" -eq 2
 check "bad chat line reported, chat goes on" bash -c "printf 'ok\n\xff\xfe\nok\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 2 2> '$dir/chat.err'; grep -q 'not valid UTF-8' '$dir/chat.err' && test \$(grep -c 'prompt tokens' '$dir/chat.err') -eq 2"
@@ -73,8 +78,8 @@ check_error "invalid UTF-8 to tokenize" "not valid UTF-8: byte 2" bash -c "print
 check_error "unknown id to detokenize" "token id 5000 is not in the vocabulary" bash -c "echo 2,5000 | '$gemma4' detokenize --model '$dir/chat'"
 check_error "missing tokenizer.json" "no tokenizer.json" "$gemma4" run --model "$dir/m" --prompt hi
 check_error "bad sampling setting" "top-p must be in (0, 1]" "$gemma4" run --model "$dir/chat" --prompt hi --top-p 2
-check_error "prompt and chat together" "exactly one of --prompt TEXT and --chat" "$gemma4" run --model "$dir/chat" --prompt hi --chat
+check_error "prompt and chat together" "--prompt excludes --chat" "$gemma4" run --model "$dir/chat" --prompt hi --chat
 sed 's/": 1023$/": 5000/' "$demo_tokenizer" > "$dir/big-tokenizer.json"
-check_error "tokenizer larger than the model" "has 5001 pieces, more than the tiny-e2b vocabulary of 1024" "$gemma4" synth --variant tiny-e2b --tokenizer "$dir/big-tokenizer.json" "$dir/x2"
+check_error "tokenizer larger than the model" "model.vocab has 5001 pieces, more than the model's vocabulary of 1024" "$gemma4" synth --variant tiny-e2b --tokenizer "$dir/big-tokenizer.json" "$dir/x2"
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "gemma4/config/topology.hpp"
-#include "gemma4/model/kv_cache.hpp"
+#include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/ops/attention-inl.h"
 #include "gemma4/ops/ops-inl.h"
 

@@ -128,15 +128,16 @@ TEMPLATE_TEST_CASE("int8 and int4 forward passes: prefill and decode agree, thre
   write_synthetic_checkpoint(TestType::config, dir.path(), {.seed = 9});
   const auto tokens = random_tokens(50, TestType::config.vocab_size, 9);
   const auto format = GENERATE(WeightFormat::kInt8, WeightFormat::kInt4);
-  const Weights<TestType> w(dir.path(), {.format = format, .threads = 2});
+  ThreadPool one(1), two(2), three(3);
+  const Weights<TestType> w(dir.path(), {.format = format, .pool = &two});
   INFO(weight_format_name(format));
-  const auto prefill = all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 16, .threads = 1});
-  CHECK(first_difference(all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 16, .threads = 3}), prefill) == "");
-  CHECK(first_difference(all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 7, .threads = 2}), prefill) == "");
-  CHECK(first_difference(logits_in_pieces(w, tokens, {1}, {.max_context = 64, .threads = 2}), prefill) == "");
+  const auto prefill = all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 16, .pool = &one});
+  CHECK(first_difference(all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 16, .pool = &three}), prefill) == "");
+  CHECK(first_difference(all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 7, .pool = &two}), prefill) == "");
+  CHECK(first_difference(logits_in_pieces(w, tokens, {1}, {.max_context = 64, .pool = &two}), prefill) == "");
   // Weights converted by 1 or by several threads are the same weights.
-  const Weights<TestType> one_thread(dir.path(), {.format = format, .threads = 1});
-  CHECK(first_difference(all_logits(one_thread, tokens, {.max_context = 64, .prefill_chunk = 16, .threads = 1}), prefill) == "");
+  const Weights<TestType> one_thread(dir.path(), {.format = format, .pool = &one});
+  CHECK(first_difference(all_logits(one_thread, tokens, {.max_context = 64, .prefill_chunk = 16, .pool = &one}), prefill) == "");
 }
 
 TEST_CASE("the stored-format forward pass gives the same bits on 1 and 3 threads", "[forward]") {
@@ -144,21 +145,23 @@ TEST_CASE("the stored-format forward pass gives the same bits on 1 and 3 threads
   write_synthetic_checkpoint(TinyE4B::config, dir.path(), {.seed = 5});
   const Weights<TinyE4B> w(dir.path());
   const auto tokens = random_tokens(40, 1024, 5);
-  CHECK(first_difference(all_logits(w, tokens, {.max_context = 40, .threads = 1}), all_logits(w, tokens, {.max_context = 40, .threads = 3})) == "");
+  ThreadPool one(1), three(3);
+  CHECK(first_difference(all_logits(w, tokens, {.max_context = 40, .pool = &one}), all_logits(w, tokens, {.max_context = 40, .pool = &three})) == "");
 }
 
 // A long chunk splits its norms, activation quantization and GELU rows between the
 // threads (a short one leaves them to the caller): the bits stay those of decoding
 // token by token.
-TEST_CASE("a 300-token chunk on 3 threads gives the bits of token-by-token decode", "[quantized][forward]") {
+TEST_CASE("a 300-token chunk on 3 threads gives the bits of token-by-token decode", "[quantized][forward][threads]") {
   TempDir dir;
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 4});
   const auto tokens = random_tokens(300, TinyE2B::config.vocab_size, 4);
   const auto format = GENERATE(WeightFormat::kBF16, WeightFormat::kInt8);
   INFO(weight_format_name(format));
   const Weights<TinyE2B> w(dir.path(), {.format = format});
-  const auto chunk = all_logits(w, tokens, {.max_context = 300, .prefill_chunk = 300, .threads = 3});
-  CHECK(first_difference(logits_in_pieces(w, tokens, {1}, {.max_context = 300, .threads = 1}), chunk) == "");
+  ThreadPool one(1), three(3);
+  const auto chunk = all_logits(w, tokens, {.max_context = 300, .prefill_chunk = 300, .pool = &three});
+  CHECK(first_difference(logits_in_pieces(w, tokens, {1}, {.max_context = 300, .pool = &one}), chunk) == "");
 }
 
 TEST_CASE("loading reports what was converted", "[quantized]") {
@@ -186,7 +189,7 @@ TEST_CASE("loading reports what was converted", "[quantized]") {
 // weights to bf16 (lossless for published checkpoints) already costs. The
 // thresholds sit under what the formats reach with some margin; README gives the
 // numbers and why the 99% / 95% top-1 of issue 6 are out of reach on these models.
-TEMPLATE_TEST_CASE("quality guard: int8 and int4 against f32 weights over 512 positions", "[quantized][quality]",
+TEMPLATE_TEST_CASE("quality guard: int8 and int4 against f32 weights over 512 positions", "[quantized][quality][slow-emulated]",
                    TinyE2B, TinyE4B) {
   TempDir dir, bf16_dir;
   write_synthetic_checkpoint(TestType::config, dir.path(), {.dtype = DType::kF32, .seed = 3, .trained_like = true});

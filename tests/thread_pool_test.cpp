@@ -80,3 +80,41 @@ TEST_CASE("thread counts", "[threads]") {
   CHECK(ThreadPool::range(10, 0, 3) == std::pair<std::size_t, std::size_t>{0, 3});
   CHECK(ThreadPool::range(10, 2, 3) == std::pair<std::size_t, std::size_t>{6, 10});
 }
+
+TEST_CASE("an exception in a loop body reaches the caller, and the pool goes on", "[threads]") {
+  const int threads = GENERATE(1, 2, 3);
+  ThreadPool pool(threads);
+  std::atomic<int> ran{0};
+  CHECK_THROWS_WITH(pool.parallel_for(100, [&](int, std::size_t begin, std::size_t end) {
+    ran += static_cast<int>(end - begin);
+    if (begin <= 50 && 50 < end) throw std::runtime_error("index 50 failed");
+  }), Contains("index 50 failed"));
+  CHECK(ran <= 100);
+  std::atomic<int> total{0};
+  pool.parallel_for(100, [&](int, std::size_t begin, std::size_t end) { total += static_cast<int>(end - begin); });
+  CHECK(total == 100);
+}
+
+TEST_CASE("a loop started inside a loop, or on a busy pool, runs on its caller", "[threads]") {
+  ThreadPool pool(2);
+  std::atomic<int> inner_total{0}, bad{0};
+  pool.parallel_for(8, [&](int, std::size_t begin, std::size_t end) {
+    for (std::size_t i = begin; i < end; ++i) {
+      pool.parallel_for(10, [&](int thread, std::size_t b, std::size_t e) {
+        if (thread != 0 || b != 0 || e != 10) ++bad;
+        inner_total += static_cast<int>(e - b);
+      });
+    }
+  });
+  CHECK(bad == 0);
+  CHECK(inner_total == 80);
+}
+
+TEST_CASE("the process-wide pool has one thread per usable CPU", "[threads]") {
+  CHECK(usable_cpus() >= 1);
+  CHECK(usable_cpus() <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+#ifndef GEMMA4_MAX_THREADS
+  CHECK(default_pool().size() == usable_cpus());
+#endif
+  CHECK(&default_pool() == &default_pool());
+}

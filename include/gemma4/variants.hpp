@@ -27,7 +27,7 @@ struct VariantSet {
   static const ModelConfig& config(std::string_view name) {
     const ModelConfig* found = nullptr;
     ((found = (name == Vs::name ? &Vs::config : found)), ...);
-    if (found == nullptr) fail("unknown variant '{}'; compiled variants: {}", name, fmt::join(names, ", "));
+    if (found == nullptr) fail(ErrorKind::kInvalidArgument, "unknown variant '{}'; compiled variants: {}", name, fmt::join(names, ", "));
     return *found;
   }
 };

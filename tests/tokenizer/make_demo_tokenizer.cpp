@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gemma4/error.hpp"
-#include "gemma4/weights/checkpoint.hpp"
+#include "gemma4/base/json.hpp"
 
 namespace {
 
@@ -47,9 +47,9 @@ void rename_control_tokens(json& tokenizer) {
     token["content"] = it->second;
     token["special"] = true;
   }
-  if (old_names.size() != kGemma4Names.size()) gemma4::fail("the input lacks some Gemma 3 control tokens");
+  if (old_names.size() != kGemma4Names.size()) gemma4::fail(gemma4::ErrorKind::kBadFile, "the input lacks some Gemma 3 control tokens");
   for (const auto& [id, old_name] : old_names) {
-    if (!vocab.contains(old_name) || vocab[old_name] != id) gemma4::fail("model.vocab lacks \"{}\" at id {}", old_name, id);
+    if (!vocab.contains(old_name) || vocab[old_name] != id) gemma4::fail(gemma4::ErrorKind::kBadFile, "model.vocab lacks \"{}\" at id {}", old_name, id);
     vocab.erase(old_name);
     vocab[kGemma4Names.at(id)] = id;
   }
@@ -115,7 +115,7 @@ ordered_json trim(const json& tokenizer, int size) {
 int main(int argc, char** argv) {
   try {
     if (argc != 3 && !(argc == 5 && std::string(argv[3]) == "--trim")) {
-      gemma4::fail("usage: gemma4_make_demo_tokenizer GEMMA3_TOKENIZER_JSON OUT_JSON [--trim N]");
+      gemma4::fail(gemma4::ErrorKind::kInvalidArgument, "usage: gemma4_make_demo_tokenizer GEMMA3_TOKENIZER_JSON OUT_JSON [--trim N]");
     }
     json tokenizer = gemma4::read_json_file(argv[1]);
     rename_control_tokens(tokenizer);
@@ -125,7 +125,7 @@ int main(int argc, char** argv) {
     } else {
       out << tokenizer.dump(1) << '\n';
     }
-    if (!out) gemma4::fail("cannot write {}", argv[2]);
+    if (!out) gemma4::fail(gemma4::ErrorKind::kIo, "cannot write {}", argv[2]);
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "gemma4_make_demo_tokenizer: {}\n", e.what());

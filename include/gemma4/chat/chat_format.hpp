@@ -52,10 +52,10 @@ class ChatFormat {
   explicit ChatFormat(const Tokenizer& tokenizer, ChatTokenIds ids = kGemma4ChatTokens) : tokenizer_(tokenizer), ids_(ids) {
     const auto require = [&](int id, const char* what, bool special) {
       if (!tokenizer.is_known(id) || tokenizer.added_token(id) == nullptr) {
-        fail("the tokenizer has no added token with id {} ({}); is this a Gemma 4 tokenizer.json?", id, what);
+        fail(ErrorKind::kConfigMismatch, "the tokenizer has no added token with id {} ({}); is this a Gemma 4 tokenizer.json?", id, what);
       }
       if (special && !tokenizer.is_special(id)) {
-        fail("token {} \"{}\" ({}) is not marked special in tokenizer.json; typed text could forge it", id,
+        fail(ErrorKind::kConfigMismatch, "token {} \"{}\" ({}) is not marked special in tokenizer.json; typed text could forge it", id,
              tokenizer.token_text(id), what);
       }
     };
@@ -67,6 +67,8 @@ class ChatFormat {
     require(ids.channel_end, "channel end", false);
     newline_ = tokenizer.encode("\n", {.add_bos = false});
   }
+
+  explicit ChatFormat(const Tokenizer&&, ChatTokenIds = kGemma4ChatTokens) = delete;  // would dangle
 
   const ChatTokenIds& ids() const { return ids_; }
 

@@ -1,20 +1,24 @@
 #pragma once
-// A multi-turn chat with an instruction-tuned model. The KV cache is kept between turns:
-// a new turn feeds only its own tokens. Thought blocks are shown or hidden as asked,
-// and dropped from the history the model sees next turn; when the last answer had one,
-// the next turn re-feeds the conversation from the start instead (the cache cannot
-// un-see the thought).
+// A multi-turn chat with an instruction-tuned model. The session is the one record of
+// what the KV cache holds (Session::tokens()); each turn feeds only what the cache lacks
+// of the conversation so far, after rewinding past whatever it holds that the
+// conversation no longer says: a thought block (dropped from the history the model sees
+// next turn), or the rest of a reply that ended in an exception. Where the sliding-window
+// caches cannot rewind that far, the turn re-feeds the conversation from the start.
 //
 //   gemma4::Conversation<gemma4::E2B> chat(session, tokenizer, generation, {.thinking = false});
 //   auto reply = chat.ask("Why is the sky blue?", [](std::string_view text, bool thought) {
 //     if (!thought) std::fwrite(text.data(), 1, text.size(), stdout);
+//     return true;  // false cancels the reply (a callback may also return void)
 //   });
 //
 // Not for concurrent use.
 
+#include <algorithm>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "gemma4/chat/chat_format.hpp"
@@ -45,30 +49,32 @@ class Conversation {
         generator_(session, generation.sampling, with_turn_end(generation.stop_ids, format_.ids().turn_end)) {
     restart();
   }
+  Conversation(Session<V>&&, const Tokenizer&, const GenerationConfig&, ConversationOptions) = delete;  // would dangle
+  Conversation(Session<V>&, const Tokenizer&&, const GenerationConfig&, ConversationOptions) = delete;
 
   // Sends a user turn and generates the model's answer. on_text(text, is_thought) gets
-  // the answer as it is decoded. Errors (invalid UTF-8, a prompt past the context) leave
-  // the conversation as it was.
+  // the answer as it is decoded and returns false to cancel the reply (or returns void).
+  // A cancelled reply, or one cut by the token limit or a full context, stays in the
+  // history as far as it went. An exception (invalid UTF-8, a prompt past the context,
+  // one thrown by on_text) leaves the history as it was, and the next turn goes on from it.
   template <typename OnText>
   Reply ask(std::string_view user_text, OnText&& on_text) {
     std::vector<int> wanted = history_;
     format_.append_turn(wanted, Role::kUser, user_text);
     format_.append_generation_prompt(wanted);
-
-    const bool cache_usable = cached_.size() <= wanted.size() && std::equal(cached_.begin(), cached_.end(), wanted.begin());
-    if (!cache_usable) {
-      generator_.reset();
-      cached_.clear();
-    }
-    const std::span<const int> feed = std::span(wanted).subspan(cached_.size());
+    const std::span<const int> feed = std::span(wanted).subspan(reuse_cache_for(wanted));
 
     Reply reply;
     StreamDecoder stream(tokenizer_, {.skip_special = true});
-    bool in_thought = false;
+    bool in_thought = false, go_on = true;
     const auto emit = [&](const std::string& text) {
-      if (text.empty()) return;
+      if (text.empty() || !go_on) return;
       (in_thought ? reply.thought : reply.answer) += text;
-      on_text(std::string_view(text), in_thought);
+      if constexpr (std::is_void_v<std::invoke_result_t<OnText&, std::string_view, bool>>) {
+        on_text(std::string_view(text), in_thought);
+      } else {
+        go_on = on_text(std::string_view(text), in_thought);
+      }
     };
     reply.generation = generator_.generate(feed, options_.max_new_tokens, [&](int id) {
       const bool opens = id == format_.ids().channel_start, closes = id == format_.ids().channel_end;
@@ -78,17 +84,12 @@ class Conversation {
       } else {
         emit(stream.push(id));
       }
-      return true;
+      return go_on;
     });
     emit(stream.finish());
 
-    // What the session now holds: everything fed, the final sampled token excepted.
-    const std::vector<int>& sampled = reply.generation.tokens;
-    cached_ = wanted;
-    cached_.insert(cached_.end(), sampled.begin(), sampled.end() - 1);
-
     // The history keeps the answer without thoughts and without the stop id.
-    std::span<const int> answer = sampled;
+    std::span<const int> answer = reply.generation.tokens;
     if (reply.generation.stop == StopReason::kStopToken) answer = answer.first(answer.size() - 1);
     history_ = std::move(wanted);
     const std::vector<int> kept = format_.without_thoughts(answer);
@@ -112,12 +113,26 @@ class Conversation {
     return stop_ids;
   }
 
+  // Leaves in the session the longest prefix of `wanted` it holds and can keep (at least
+  // the last token of `wanted` is fed again, for its logits) and returns its length.
+  std::size_t reuse_cache_for(const std::vector<int>& wanted) {
+    Session<V>& session = generator_.session();
+    const std::span<const int> held = session.tokens();
+    const std::size_t limit = std::min(held.size(), wanted.size() - 1);
+    const auto common = static_cast<std::size_t>(std::mismatch(held.begin(), held.begin() + limit, wanted.begin()).first - held.begin());
+    if (!session.can_rewind_to(static_cast<int>(common))) {
+      session.reset();
+      return 0;
+    }
+    session.rewind(static_cast<int>(common));
+    return common;
+  }
+
   const Tokenizer& tokenizer_;
   ChatFormat format_;
   ConversationOptions options_;
   Generator<V> generator_;
   std::vector<int> history_;  // the conversation, answers without thoughts, each turn closed
-  std::vector<int> cached_;   // the ids in the session's KV cache
 };
 
 }  // namespace gemma4

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "gemma4/base/json.hpp"
 #include "gemma4/config/model_config.hpp"
 #include "gemma4/config/topology.hpp"
 #include "gemma4/error.hpp"
@@ -121,9 +122,9 @@ inline std::vector<FieldMismatch> compare_config(const ModelConfig& expected, co
   // HF expands its default layer pattern over the file's layer count. An absurd count
   // is reported as a num_hidden_layers mismatch; it must not size anything here.
   constexpr std::int64_t kMaxLayers = 1024;
-  if (const auto it = text_config.find("num_hidden_layers"); it != text_config.end() && it->is_number_integer()) {
-    const auto layers = it->get<std::int64_t>();
-    defaults.num_hidden_layers.value = layers >= 1 && layers <= kMaxLayers ? static_cast<int>(layers) : expected.num_hidden_layers;
+  if (const auto it = text_config.find("num_hidden_layers"); it != text_config.end()) {
+    const auto layers = json_integer_if<std::int64_t>(*it);
+    defaults.num_hidden_layers.value = layers && *layers >= 1 && *layers <= kMaxLayers ? static_cast<int>(*layers) : expected.num_hidden_layers;
   }
   const nlohmann::ordered_json want = to_json(expected);
   const nlohmann::ordered_json fallback = to_json(defaults);
@@ -150,18 +151,18 @@ inline std::string format_mismatches(const std::vector<FieldMismatch>& mismatche
 // config.json is either the multimodal wrapper (model_type "gemma4", text fields under
 // "text_config") or a text-only config (model_type "gemma4_text").
 inline const nlohmann::json& text_config_of(const nlohmann::json& config) {
-  if (!config.is_object()) fail("config.json: not a JSON object");
+  if (!config.is_object()) fail(ErrorKind::kBadFile, "config.json: not a JSON object");
   const auto model_type = config.find("model_type");
   const auto text = config.find("text_config");
   if (text != config.end()) {
     if (model_type != config.end() && *model_type != "gemma4") {
-      fail("config.json: model_type is {}, expected \"gemma4\" for a config with text_config", model_type->dump());
+      fail(ErrorKind::kBadFile, "config.json: model_type is {}, expected \"gemma4\" for a config with text_config", model_type->dump());
     }
-    if (!text->is_object()) fail("config.json: text_config is not an object");
+    if (!text->is_object()) fail(ErrorKind::kBadFile, "config.json: text_config is not an object");
     return *text;
   }
   if (model_type != config.end() && *model_type != "gemma4_text") {
-    fail("config.json: model_type is {}; this library runs Gemma 4 text models (\"gemma4\" or \"gemma4_text\")",
+    fail(ErrorKind::kBadFile, "config.json: model_type is {}; this library runs Gemma 4 text models (\"gemma4\" or \"gemma4_text\")",
          model_type->dump());
   }
   return config;

@@ -23,8 +23,8 @@ class FlatMap {
 
   // Inserts or overwrites. The map never grows: callers size it for all their keys.
   void insert_or_assign(std::uint64_t key, const Value& value) {
-    if (size_ + 1 > slots_.size() / 2) fail("gemma4: FlatMap sized for fewer keys than inserted");
-    if (key == kEmpty) fail("gemma4: FlatMap key {} is reserved", key);
+    if (size_ + 1 > slots_.size() / 2) fail(ErrorKind::kInvalidArgument, "gemma4: FlatMap sized for fewer keys than inserted");
+    if (key == kEmpty) fail(ErrorKind::kInvalidArgument, "gemma4: FlatMap key {} is reserved", key);
     Slot& slot = find_slot(key);
     size_ += slot.key == kEmpty ? 1 : 0;
     slot.key = key;
@@ -33,8 +33,8 @@ class FlatMap {
 
   // Inserts unless `key` is present; returns the value already there, or null.
   const Value* insert_if_absent(std::uint64_t key, const Value& value) {
-    if (size_ + 1 > slots_.size() / 2) fail("gemma4: FlatMap sized for fewer keys than inserted");
-    if (key == kEmpty) fail("gemma4: FlatMap key {} is reserved", key);
+    if (size_ + 1 > slots_.size() / 2) fail(ErrorKind::kInvalidArgument, "gemma4: FlatMap sized for fewer keys than inserted");
+    if (key == kEmpty) fail(ErrorKind::kInvalidArgument, "gemma4: FlatMap key {} is reserved", key);
     Slot& slot = find_slot(key);
     if (slot.key == key) return &slot.value;
     slot = {key, value};

@@ -59,19 +59,19 @@ class Generator {
   // `session` must outlive the generator; it may already hold earlier turns.
   Generator(Session<V>& session, const SamplingOptions& sampling, std::vector<int> stop_ids)
       : session_(session), sampler_(sampling, V::config.vocab_size), stop_ids_(std::move(stop_ids)),
-        logits_(static_cast<std::size_t>(V::config.vocab_size)) {
-    history_.reserve(static_cast<std::size_t>(session.max_context()));
-  }
+        logits_(static_cast<std::size_t>(V::config.vocab_size)) {}
+  Generator(Session<V>&&, const SamplingOptions&, std::vector<int>) = delete;  // would dangle
 
   // Feeds `prompt` after what the session holds, then generates up to max_new_tokens.
   // on_token(id) sees each sampled token that is not a stop id and returns false to stop.
+  // The repetition penalty counts every token the session holds (Session::tokens()).
   template <typename OnToken>
   GenerationResult generate(std::span<const int> prompt, int max_new_tokens, OnToken&& on_token) {
-    if (prompt.empty()) fail("generate: empty prompt (it needs at least <bos>)");
-    if (max_new_tokens < 1) fail("generate: max_new_tokens must be at least 1, got {}", max_new_tokens);
+    if (prompt.empty()) fail(ErrorKind::kInvalidArgument, "generate: empty prompt (it needs at least <bos>)");
+    if (max_new_tokens < 1) fail(ErrorKind::kInvalidArgument, "generate: max_new_tokens must be at least 1, got {}", max_new_tokens);
     const int room = session_.max_context() - session_.position();
     if (static_cast<long>(prompt.size()) > room) {
-      fail("the prompt is {} tokens, but only {} of the context's {} positions are free; shorten it or raise the context size",
+      fail(ErrorKind::kContextFull, "the prompt is {} tokens, but only {} of the context's {} positions are free; shorten it or raise the context size",
            prompt.size(), room, session_.max_context());
     }
     using Clock = std::chrono::steady_clock;
@@ -82,12 +82,11 @@ class Generator {
     result.stats.prompt_tokens = static_cast<int>(prompt.size());
     const auto start = Clock::now();
     session_.forward(prompt, Logits::kLast, logits_);
-    history_.insert(history_.end(), prompt.begin(), prompt.end());
     result.stats.prefill_seconds = seconds_since(start);
 
     Clock::time_point decode_start;
     while (true) {
-      const int id = sampler_.sample(logits_, history_);
+      const int id = sampler_.sample(logits_, session_.tokens());
       result.tokens.push_back(id);
       if (result.tokens.size() == 1) {
         result.stats.first_token_seconds = seconds_since(start);
@@ -110,17 +109,10 @@ class Generator {
         break;
       }
       session_.forward(std::span(&id, 1), Logits::kLast, logits_);
-      history_.push_back(id);
     }
     result.stats.generated_tokens = static_cast<int>(result.tokens.size());
     result.stats.decode_seconds = seconds_since(decode_start);
     return result;
-  }
-
-  // After Session::reset(): forget the repetition-penalty history too.
-  void reset() {
-    session_.reset();
-    history_.clear();
   }
 
   Session<V>& session() { return session_; }
@@ -130,7 +122,6 @@ class Generator {
   Sampler sampler_;
   std::vector<int> stop_ids_;
   std::vector<float> logits_;  // [vocab]
-  std::vector<int> history_;   // tokens fed to the session, for the repetition penalty
 };
 
 }  // namespace gemma4

@@ -27,7 +27,7 @@ struct LogitAgreement {
 // reference and test are [positions, vocab] logits.
 inline LogitAgreement compare_logits(std::span<const float> reference, std::span<const float> test, std::size_t vocab) {
   if (vocab == 0 || reference.empty() || reference.size() != test.size() || reference.size() % vocab != 0) {
-    fail("compare_logits: {} and {} logits do not both hold whole rows of {}", reference.size(), test.size(), vocab);
+    fail(ErrorKind::kInvalidArgument, "compare_logits: {} and {} logits do not both hold whole rows of {}", reference.size(), test.size(), vocab);
   }
   const auto log_softmax = [vocab](std::span<const float> row, std::vector<double>& out) {
     double max = row[0];

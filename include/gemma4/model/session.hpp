@@ -19,7 +19,7 @@
 
 #include "gemma4/config/topology.hpp"
 #include "gemma4/error.hpp"
-#include "gemma4/model/kv_cache.hpp"
+#include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/ops/attention-inl.h"
 #include "gemma4/ops/ops-inl.h"
 #include "gemma4/ops/quantized_matmul-inl.h"
@@ -33,7 +33,7 @@ namespace ops = gemma4::HWY_NAMESPACE;
 struct SessionOptions {
   int max_context = 4096;   // positions; going past it is an Error
   int prefill_chunk = 64;   // tokens per matrix-matrix step of a prompt
-  int threads = 0;          // threads of the session's pool, caller included; 0 = all cores
+  ThreadPool* pool = nullptr;  // threads to run on; null: the process-wide default_pool()
 };
 
 enum class Logits { kAll, kLast };
@@ -82,12 +82,13 @@ class Session {
  public:
   // `weights` must outlive the session. A session is not thread-safe; several sessions
   // may share one Weights from different threads (the weights are read-only).
+  Session(const Weights<V>&&, const SessionOptions& = {}) = delete;  // would dangle
   explicit Session(const Weights<V>& weights, const SessionOptions& options = {})
-      : weights_(weights), options_(options), pool_(options.threads) {
+      : weights_(weights), options_(options), pool_(options.pool != nullptr ? *options.pool : default_pool()) {
     if (options.max_context < 1 || options.max_context > kC.max_position_embeddings) {
-      fail("max_context must be in [1, {}], got {}", kC.max_position_embeddings.value, options.max_context);
+      fail(ErrorKind::kInvalidArgument, "max_context must be in [1, {}], got {}", kC.max_position_embeddings.value, options.max_context);
     }
-    if (options.prefill_chunk < 1) fail("prefill_chunk must be at least 1, got {}", options.prefill_chunk);
+    if (options.prefill_chunk < 1) fail(ErrorKind::kInvalidArgument, "prefill_chunk must be at least 1, got {}", options.prefill_chunk);
     const std::size_t chunk = static_cast<std::size_t>(options.prefill_chunk);
     for (const LayerFacts& f : kLayers<V>) {
       if (f.kind.kv_shared) continue;
@@ -95,6 +96,13 @@ class Session {
       const int capacity = sliding ? std::min(options.max_context, kWindow + options.prefill_chunk - 1) : options.max_context;
       caches_.emplace_back(capacity, kKvHeads, f.head_dim);
     }
+    // A rewound query at position p needs keys back to p - window + 1, still in a ring
+    // that holds the last `capacity` positions when p is at most capacity - window + 1 back.
+    rewind_margin_ = options.max_context;
+    for (const KvCache& c : caches_) {
+      if (c.capacity() < options.max_context) rewind_margin_ = std::min(rewind_margin_, c.capacity() - kWindow + 1);
+    }
+    tokens_.reserve(static_cast<std::size_t>(options.max_context));
     x_.resize(chunk * kHidden);
     normed_.resize(chunk * kHidden);
     q_.resize(chunk * kHeads * kMaxHeadDim);
@@ -121,7 +129,9 @@ class Session {
     embed_scale_ = embedding_scale(kHidden, weights.global.embed_tokens.stored_dtype);
   }
 
-  int position() const { return position_; }
+  // The tokens the KV caches hold, in order: the one record of what the session has seen.
+  std::span<const int> tokens() const { return tokens_; }
+  int position() const { return static_cast<int>(tokens_.size()); }
   int threads() const { return pool_.size(); }
   // Memory held by the KV caches, all sized when the session was made.
   std::size_t kv_cache_bytes() const {
@@ -130,23 +140,38 @@ class Session {
     return bytes;
   }
   int max_context() const { return options_.max_context; }
-  void reset() { position_ = 0; }
+  void reset() { tokens_.clear(); }
+
+  // Whether rewind(position) can keep what the caches hold before `position`: full
+  // layers keep every position, but a sliding layer's ring reaches only so far back
+  // (prefill_chunk positions, and at least 1).
+  bool can_rewind_to(int position) const {
+    return position >= 0 && position <= this->position() && this->position() - position <= rewind_margin_;
+  }
+  // Forgets the tokens from `position` on, as if only tokens()[0, position) had been run.
+  void rewind(int position) {
+    if (!can_rewind_to(position)) {
+      fail(ErrorKind::kInvalidArgument, "cannot rewind a session at position {} to {}: its sliding-window caches keep {} positions back at most",
+           this->position(), position, rewind_margin_);
+    }
+    tokens_.resize(static_cast<std::size_t>(position));
+  }
 
   // Runs `tokens` at the next positions. `logits` receives [tokens.size(), vocab] floats
   // for Logits::kAll, or [vocab] for the last token with Logits::kLast. Errors (and no
   // change to the session) for an unknown token id, a context overflow or a wrong size.
   void forward(std::span<const int> tokens, Logits which, std::span<float> logits) {
-    if (tokens.empty()) fail("forward: no tokens");
+    if (tokens.empty()) fail(ErrorKind::kInvalidArgument, "forward: no tokens");
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       if (tokens[i] < 0 || tokens[i] >= kVocab) {
-        fail("token id {} at index {} is outside the vocabulary [0, {})", tokens[i], i, kVocab);
+        fail(ErrorKind::kInvalidArgument, "token id {} at index {} is outside the vocabulary [0, {})", tokens[i], i, kVocab);
       }
     }
-    if (tokens.size() > static_cast<std::size_t>(options_.max_context - position_)) {
-      fail("{} tokens at position {} exceed the context of {} positions", tokens.size(), position_, options_.max_context);
+    if (tokens.size() > static_cast<std::size_t>(options_.max_context - position())) {
+      fail(ErrorKind::kContextFull, "{} tokens at position {} exceed the context of {} positions", tokens.size(), position(), options_.max_context);
     }
     const std::size_t want = (which == Logits::kAll ? tokens.size() : 1) * kVocab;
-    if (logits.size() != want) fail("forward: logits buffer holds {} floats, needs {}", logits.size(), want);
+    if (logits.size() != want) fail(ErrorKind::kInvalidArgument, "forward: logits buffer holds {} floats, needs {}", logits.size(), want);
 
     const std::size_t chunk = static_cast<std::size_t>(options_.prefill_chunk);
     for (std::size_t first = 0; first < tokens.size(); first += chunk) {
@@ -157,7 +182,7 @@ class Session {
       } else if (first + n == tokens.size()) {
         final_logits(n - 1, 1, logits);
       }
-      position_ += static_cast<int>(n);
+      tokens_.insert(tokens_.end(), tokens.begin() + first, tokens.begin() + first + n);
     }
   }
 
@@ -181,7 +206,7 @@ class Session {
     for (RopeTables& r : rope_) {
       const std::size_t half = r.frequencies.size();
       for (int t = 0; t < n; ++t) {
-        const float pos = static_cast<float>(position_ + t);
+        const float pos = static_cast<float>(position() + t);
         for (std::size_t i = 0; i < half; ++i) {
           const float angle = pos * r.frequencies[i];
           r.cos[t * half + i] = std::cos(angle);
@@ -248,7 +273,7 @@ class Session {
       apply_rope<D>(k_.data(), n, kKvHeads, rope);
       for (int r = 0; r < n * kKvHeads; ++r) ops::RMSNormPlain(v_.data() + r * D, D, eps);
       const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
-      for (int t = 0; t < n; ++t) cache.store(position_ + t, k_.data() + t * row, v_.data() + t * row);
+      for (int t = 0; t < n; ++t) cache.store(position() + t, k_.data() + t * row, v_.data() + t * row);
     }
     attend<D, kKind.attention>(cache, n);
     matmul(w.o_proj, attn_.data(), n, normed_.data());
@@ -355,7 +380,7 @@ class Session {
         const int t = static_cast<int>(item / (kKvHeads * split));
         const int kv_head = static_cast<int>(item % (kKvHeads * split)) / split;
         const int first_head = kv_head * kGroupHeads + static_cast<int>(item % split) * group;
-        const int query_pos = position_ + t;
+        const int query_pos = position() + t;
         const std::size_t offset = (static_cast<std::size_t>(t) * kHeads + first_head) * D;
         attend_heads<kGroupHeads>(group, q_.data() + offset, cache, kv_head, first_visible_position(query_pos, kType, kWindow),
                                   query_pos, scores, attn_.data() + offset);
@@ -383,9 +408,10 @@ class Session {
 
   const Weights<V>& weights_;
   SessionOptions options_;
-  ThreadPool pool_;
+  ThreadPool& pool_;
   static constexpr int kReleaseEvery = 32;
-  int position_ = 0;
+  std::vector<int> tokens_;      // [position]: every token run so far
+  int rewind_margin_ = 0;        // see can_rewind_to()
   int tokens_since_release_ = 0;
   float embed_scale_ = 1.0f;
   std::vector<KvCache> caches_;  // one per layer that owns a cache, by kv_cache_slot

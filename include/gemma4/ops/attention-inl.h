@@ -11,7 +11,7 @@
 #define GEMMA4_OPS_ATTENTION_INL_H_
 #include <cstddef>
 
-#include "gemma4/model/kv_cache.hpp"
+#include "gemma4/ops/kv_cache.hpp"
 
 namespace gemma4 {
 

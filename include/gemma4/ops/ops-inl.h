@@ -11,7 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "gemma4/weights/model_weights.hpp"
+#include "gemma4/base/tensor.hpp"
 #endif  // GEMMA4_OPS_OPS_INL_H_
 
 #if defined(GEMMA4_OPS_OPS_TOGGLE) == defined(HWY_TARGET_TOGGLE)

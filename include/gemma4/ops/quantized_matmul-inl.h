@@ -17,7 +17,7 @@
 #include <cstring>
 #include <vector>
 
-#include "gemma4/weights/quantize.hpp"
+#include "gemma4/ops/packed_matrix.hpp"
 
 namespace gemma4 {
 

@@ -9,11 +9,19 @@
 // an item the same bits whatever range it lands in; they then do so for any number of
 // threads too.
 //
+// One pool serves a whole process (default_pool()) unless a caller passes its own: N
+// sessions then do not start N sets of spinning threads. A loop started while the pool
+// is busy with another (a second session on another thread, or a loop nested inside a
+// loop) runs on its caller alone; kernels give the same bits either way. An exception
+// thrown by the loop body stops the loop and is rethrown to the caller of parallel_for.
+//
 // Between loops the workers spin for up to kSpinTime (decode issues hundreds of small
 // loops per token, and waking a sleeping thread costs more than many of them, most of
 // all in a VM), then sleep on a condition variable. The caller spins while the others
 // finish. (Not std::atomic::wait: libstdc++ 12's wait on a 64-bit atomic lost wake-ups
 // under qemu-user and hung the aarch64 tests.)
+
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,9 +29,12 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -31,12 +42,33 @@
 
 namespace gemma4 {
 
+// CPUs this process may run on: its affinity mask (taskset, a container's cpuset), and
+// no more than a cgroup v2 CPU quota allows (docker --cpus). hardware_concurrency()
+// counts every CPU of the machine and would oversubscribe both.
+inline int usable_cpus() {
+  int cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (::sched_getaffinity(0, sizeof(mask), &mask) == 0) cpus = std::max(1, CPU_COUNT(&mask));
+  std::ifstream quota_file("/sys/fs/cgroup/cpu.max");  // "max 100000" or "150000 100000"
+  std::string quota;
+  long long period = 0;
+  if (quota_file >> quota >> period && quota != "max" && period > 0) {
+    try {
+      const long long allowed = (std::stoll(quota) + period - 1) / period;
+      if (allowed >= 1) cpus = static_cast<int>(std::min<long long>(cpus, allowed));
+    } catch (const std::exception&) {  // an unreadable quota limits nothing
+    }
+  }
+  return cpus;
+}
+
 class ThreadPool {
  public:
-  // threads: total threads including the caller; 0 means one per hardware thread.
+  // threads: total threads including the caller; 0 means one per usable CPU.
   explicit ThreadPool(int threads = 0) {
-    if (threads < 0) fail("thread count must be at least 0 (0 = all cores), got {}", threads);
-    if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (threads < 0) fail(ErrorKind::kInvalidArgument, "thread count must be at least 0 (0 = all cores), got {}", threads);
+    if (threads == 0) threads = usable_cpus();
 #ifdef GEMMA4_MAX_THREADS
     // A build-wide cap, for targets that cannot start threads: CI's aarch64 run under
     // Debian 12's qemu-user 7.2 hangs in pthread_create on this kernel.
@@ -65,19 +97,26 @@ class ThreadPool {
 
   // Calls f(thread, begin, end) on disjoint ranges that together cover [0, n), each of
   // whole multiples of `grain` items (the last may end at n), and returns when all are
-  // done; a loop of one grain runs on the caller alone. f must not throw. thread is in
-  // [0, size()): an index for per-thread scratch. Not reentrant: one loop at a time,
-  // from one thread.
+  // done; a loop of one grain, or one started while the pool is busy, runs on the caller
+  // alone. thread is in [0, size()): an index for per-thread scratch. If f throws, the
+  // ranges not yet started are skipped and the first exception is rethrown here.
   template <typename F>
   void parallel_for(std::size_t n, F&& f, std::size_t grain = 1) {
-    if (grain == 0) fail("parallel_for: grain must be at least 1");
+    if (grain == 0) fail(ErrorKind::kInvalidArgument, "parallel_for: grain must be at least 1");
     const std::size_t grains = (n + grain - 1) / grain;
-    if (size_ == 1 || grains <= 1) {
+    bool idle = false;
+    if (size_ == 1 || grains <= 1 || !busy_.compare_exchange_strong(idle, true, std::memory_order_acquire)) {
       if (n > 0) f(0, std::size_t{0}, n);
       return;
     }
-    if (grains > std::numeric_limits<std::uint32_t>::max()) fail("parallel_for: {} grains are more than a loop can split", grains);
+    struct Release {
+      std::atomic<bool>& busy;
+      ~Release() { busy.store(false, std::memory_order_release); }
+    } release{busy_};
+    if (grains > std::numeric_limits<std::uint32_t>::max()) fail(ErrorKind::kInvalidArgument, "parallel_for: {} grains are more than a loop can split", grains);
     job_ = Job{&call<std::remove_reference_t<F>>, &f, n, grain};
+    failure_ = nullptr;
+    failed_.store(false, std::memory_order_relaxed);
     for (int t = 0; t < size_; ++t) {
       const auto [begin, end] = range(grains, t, size_);
       shares_[t].bounds.store(pack(begin, end), std::memory_order_relaxed);
@@ -87,6 +126,7 @@ class ThreadPool {
     run_shares(0);
     spin_until([&] { return remaining_.load(std::memory_order_acquire) == 0; }, std::chrono::seconds(1));
     while (remaining_.load(std::memory_order_acquire) != 0) std::this_thread::yield();  // oversubscribed
+    if (failure_) std::rethrow_exception(failure_);
   }
 
  private:
@@ -165,7 +205,14 @@ class ThreadPool {
         if (!steal_into(own, thread)) return;
         continue;
       }
-      job_.invoke(job_.f, thread, begin * job_.grain, std::min(job_.n, end * job_.grain));
+      if (failed_.load(std::memory_order_relaxed)) continue;  // drain the shares, run nothing more
+      try {
+        job_.invoke(job_.f, thread, begin * job_.grain, std::min(job_.n, end * job_.grain));
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(failure_mutex_);
+        if (!failure_) failure_ = std::current_exception();
+        failed_.store(true, std::memory_order_relaxed);
+      }
     }
   }
 
@@ -225,9 +272,20 @@ class ThreadPool {
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<int> remaining_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> busy_{false};    // a loop is running
+  std::atomic<bool> failed_{false};  // the current loop's body threw
+  std::mutex failure_mutex_;
+  std::exception_ptr failure_;       // the first exception it threw
   std::mutex sleep_mutex_;
   std::condition_variable wake_;
   std::vector<std::thread> workers_;
 };
+
+// The pool of the whole process, one thread per usable CPU, started on first use:
+// what sessions and loading use unless given a pool of their own.
+inline ThreadPool& default_pool() {
+  static ThreadPool pool;
+  return pool;
+}
 
 }  // namespace gemma4

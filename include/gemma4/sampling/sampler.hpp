@@ -27,7 +27,7 @@ class Sampler {
  public:
   Sampler(const SamplingOptions& options, int vocab_size) : options_(options), rng_(options.seed) {
     options.validate();
-    if (vocab_size < 1) fail("sampler: vocabulary size must be positive, got {}", vocab_size);
+    if (vocab_size < 1) fail(ErrorKind::kInvalidArgument, "sampler: vocabulary size must be positive, got {}", vocab_size);
     candidates_.reserve(static_cast<std::size_t>(vocab_size));
     penalized_.assign(static_cast<std::size_t>(vocab_size), false);
   }
@@ -37,7 +37,7 @@ class Sampler {
   // The next token. `logits` has one entry per vocabulary id and is used as scratch;
   // `history` (prompt and generated tokens) feeds the repetition penalty.
   int sample(std::span<float> logits, std::span<const int> history) {
-    if (logits.size() != penalized_.size()) fail("sampler: {} logits for a vocabulary of {}", logits.size(), penalized_.size());
+    if (logits.size() != penalized_.size()) fail(ErrorKind::kInvalidArgument, "sampler: {} logits for a vocabulary of {}", logits.size(), penalized_.size());
     if (options_.repetition_penalty != 1.0f) apply_repetition_penalty(logits, history);
     if (options_.greedy()) return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 

@@ -13,8 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gemma4/base/json.hpp"
 #include "gemma4/error.hpp"
-#include "gemma4/weights/checkpoint.hpp"
 
 namespace gemma4 {
 
@@ -30,12 +30,12 @@ struct SamplingOptions {
 
   // Throws an Error naming the first setting out of range.
   void validate() const {
-    if (!std::isfinite(temperature) || temperature < 0) fail("temperature must be finite and >= 0, got {}", temperature);
-    if (top_k < 0) fail("top-k must be >= 0, got {}", top_k);
-    if (!(top_p > 0 && top_p <= 1)) fail("top-p must be in (0, 1], got {}", top_p);
-    if (!(min_p >= 0 && min_p < 1)) fail("min-p must be in [0, 1), got {}", min_p);
+    if (!std::isfinite(temperature) || temperature < 0) fail(ErrorKind::kInvalidArgument, "temperature must be finite and >= 0, got {}", temperature);
+    if (top_k < 0) fail(ErrorKind::kInvalidArgument, "top-k must be >= 0, got {}", top_k);
+    if (!(top_p > 0 && top_p <= 1)) fail(ErrorKind::kInvalidArgument, "top-p must be in (0, 1], got {}", top_p);
+    if (!(min_p >= 0 && min_p < 1)) fail(ErrorKind::kInvalidArgument, "min-p must be in [0, 1), got {}", min_p);
     if (!std::isfinite(repetition_penalty) || repetition_penalty <= 0) {
-      fail("repetition penalty must be finite and > 0, got {}", repetition_penalty);
+      fail(ErrorKind::kInvalidArgument, "repetition penalty must be finite and > 0, got {}", repetition_penalty);
     }
   }
 };
@@ -47,11 +47,12 @@ struct GenerationConfig {
 
 namespace detail {
 inline std::vector<int> ids_of(const nlohmann::json& value, const std::string& where) {
-  if (value.is_number_integer()) return {value.get<int>()};
-  if (value.is_array() && !value.empty() && std::all_of(value.begin(), value.end(), [](const auto& v) { return v.is_number_integer(); })) {
-    return value.get<std::vector<int>>();
-  }
-  fail("{}: eos_token_id must be an id or a list of ids, got {}", where, value.dump());
+  const std::string what = where + ": eos_token_id";
+  if (!value.is_array()) return {json_integer<int>(value, what)};
+  if (value.empty()) fail(ErrorKind::kBadFile, "{}: eos_token_id is an empty list", where);
+  std::vector<int> ids;
+  for (const auto& v : value) ids.push_back(json_integer<int>(v, what + " entry"));
+  return ids;
 }
 }  // namespace detail
 
@@ -63,29 +64,34 @@ inline GenerationConfig read_generation_config(const std::filesystem::path& dir)
   if (std::filesystem::exists(path)) {
     const nlohmann::json j = read_json_file(path);
     const std::string where = path.string();
-    try {
-      SamplingOptions& s = config.sampling;
-      s.temperature = j.value("temperature", s.temperature);
-      s.top_k = j.value("top_k", s.top_k);
-      s.top_p = j.value("top_p", s.top_p);
-      s.min_p = j.contains("min_p") && !j["min_p"].is_null() ? j["min_p"].get<float>() : s.min_p;
-      s.repetition_penalty = j.value("repetition_penalty", s.repetition_penalty);
-      if (!j.value("do_sample", true)) s.temperature = 0.0f;
-      if (j.contains("eos_token_id")) config.stop_ids = detail::ids_of(j["eos_token_id"], where);
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}: {}", where, e.what());
+    if (!j.is_object()) fail(ErrorKind::kBadFile, "{}: not a JSON object", where);
+    // A field that is absent or null keeps its default.
+    const auto field = [&](const char* key) { return j.contains(key) && !j[key].is_null() ? &j[key] : nullptr; };
+    const auto read_number = [&](const char* key, float& out) {
+      if (const auto* v = field(key)) out = json_number<float>(*v, fmt::format("{}: {}", where, key));
+    };
+    SamplingOptions& s = config.sampling;
+    read_number("temperature", s.temperature);
+    read_number("top_p", s.top_p);
+    read_number("min_p", s.min_p);
+    read_number("repetition_penalty", s.repetition_penalty);
+    if (const auto* v = field("top_k")) s.top_k = json_integer<int>(*v, where + ": top_k");
+    if (const auto* v = field("do_sample")) {
+      if (!v->is_boolean()) fail(ErrorKind::kBadFile, "{}: do_sample must be true or false, got {}", where, v->dump());
+      if (!v->get<bool>()) s.temperature = 0.0f;
     }
+    if (const auto* v = field("eos_token_id")) config.stop_ids = detail::ids_of(*v, where);
     try {
       config.sampling.validate();
     } catch (const Error& e) {
-      fail("{}: {}", where, e.what());
+      fail(ErrorKind::kBadFile, "{}: {}", where, e.what());
     }
   }
   if (config.stop_ids.empty()) {
     const nlohmann::json model = read_model_config(dir);
     const nlohmann::json& text = model.contains("text_config") ? model["text_config"] : model;
     const nlohmann::json& eos = text.contains("eos_token_id") ? text["eos_token_id"] : model.value("eos_token_id", nlohmann::json());
-    if (eos.is_null()) fail("{}: no eos_token_id in generation_config.json or config.json: cannot tell when to stop", dir.string());
+    if (eos.is_null()) fail(ErrorKind::kBadFile, "{}: no eos_token_id in generation_config.json or config.json: cannot tell when to stop", dir.string());
     config.stop_ids = detail::ids_of(eos, (dir / "config.json").string());
   }
   return config;

@@ -97,8 +97,8 @@ class BpeModel {
           if (!model.has_piece(id)) continue;
           if (const int* other = map_.insert_if_absent(hashes[k], id)) {
             const std::string_view piece = model.piece(id);
-            if (model.piece(*other) == piece) fail("{}: model.vocab lists \"{}\" twice (ids {} and {})", source, piece, *other, id);
-            fail("{}: pieces \"{}\" and \"{}\" share a 64-bit hash; cannot index them", source, model.piece(*other), piece);
+            if (model.piece(*other) == piece) fail(ErrorKind::kBadFile, "{}: model.vocab lists \"{}\" twice (ids {} and {})", source, piece, *other, id);
+            fail(ErrorKind::kBadFile, "{}: pieces \"{}\" and \"{}\" share a 64-bit hash; cannot index them", source, model.piece(*other), piece);
           }
         }
       }
@@ -134,15 +134,15 @@ class BpeModel {
   static std::uint64_t pair_key(int a, int b) { return std::uint64_t(std::uint32_t(a)) << 32 | std::uint32_t(b); }
 
   static void check_options(const nlohmann::json& model, std::string_view source) {
-    if (!model.is_object()) fail("{}: no \"model\" object", source);
+    if (!model.is_object()) fail(ErrorKind::kBadFile, "{}: no \"model\" object", source);
     const auto type = model.value("type", std::string("BPE"));
-    if (type != "BPE") fail("{}: model.type is \"{}\"; only BPE (Gemma's tokenizer) is supported", source, type);
+    if (type != "BPE") fail(ErrorKind::kUnsupported, "{}: model.type is \"{}\"; only BPE (Gemma's tokenizer) is supported", source, type);
     const auto unset = [&](const char* key) {
       return !model.contains(key) || model[key].is_null() || (model[key].is_string() && model[key].get<std::string>().empty()) ||
              (model[key].is_boolean() && !model[key].get<bool>());
     };
     for (const char* key : {"dropout", "continuing_subword_prefix", "end_of_word_suffix", "ignore_merges"}) {
-      if (!unset(key)) fail("{}: model.{} = {} is not supported (Gemma's tokenizer leaves it unset)", source, key, model[key].dump());
+      if (!unset(key)) fail(ErrorKind::kUnsupported, "{}: model.{} = {} is not supported (Gemma's tokenizer leaves it unset)", source, key, model[key].dump());
     }
   }
 
@@ -150,18 +150,18 @@ class BpeModel {
     long long max_id = -1;
     for (std::size_t i = 0; i < json.vocab_ids.size(); ++i) {
       const long long id = json.vocab_ids[i];
-      if (id < 0 || id >= kMaxId) fail("{}: model.vocab gives \"{}\" the id {}, outside 0..{}", source, json.vocab_pieces[i], id, kMaxId - 1);
+      if (id < 0 || id >= kMaxId) fail(ErrorKind::kBadFile, "{}: model.vocab gives \"{}\" the id {}, outside 0..{}", source, json.vocab_pieces[i], id, kMaxId - 1);
       max_id = std::max(max_id, id);
     }
-    if (max_id < 0) fail("{}: model.vocab is empty", source);
+    if (max_id < 0) fail(ErrorKind::kBadFile, "{}: model.vocab is empty", source);
     piece_spans_.assign(static_cast<std::size_t>(max_id + 1), PieceSpan{});
     pieces_.reserve(json.vocab_pieces.total_bytes());
     for (std::size_t i = 0; i < json.vocab_ids.size(); ++i) {
       const int id = static_cast<int>(json.vocab_ids[i]);
       const std::string_view piece = json.vocab_pieces[i];
       PieceSpan& span = piece_spans_[static_cast<std::size_t>(id)];
-      if (span.present) fail("{}: model.vocab gives the id {} to both \"{}\" and \"{}\"", source, id, this->piece(id), piece);
-      if (piece.empty()) fail("{}: model.vocab has an empty piece (id {})", source, id);
+      if (span.present) fail(ErrorKind::kBadFile, "{}: model.vocab gives the id {} to both \"{}\" and \"{}\"", source, id, this->piece(id), piece);
+      if (piece.empty()) fail(ErrorKind::kBadFile, "{}: model.vocab has an empty piece (id {})", source, id);
       utf8::require_valid(piece, fmt::format("{}: model.vocab piece with id {}", source, id));
       span = {static_cast<std::uint32_t>(pieces_.size()), static_cast<std::uint32_t>(piece.size()), true};
       pieces_ += piece;
@@ -196,7 +196,7 @@ class BpeModel {
       }
       const auto id_of = [&](std::string_view piece, std::uint64_t hash, std::size_t rank, std::string_view suffix = {}) {
         const std::optional<int> id = ids.find(piece, hash, suffix);
-        if (!id) fail("{}: merge #{} uses or makes \"{}{}\", which is not in model.vocab", source, rank, piece, suffix);
+        if (!id) fail(ErrorKind::kBadFile, "{}: merge #{} uses or makes \"{}{}\", which is not in model.vocab", source, rank, piece, suffix);
         return *id;
       };
       for (std::size_t k = 0; k < n; ++k) {
@@ -221,7 +221,7 @@ class BpeModel {
     if (model.contains("unk_token") && !model["unk_token"].is_null()) {
       const auto& unk = model["unk_token"];
       const std::optional<int> id = unk.is_string() ? ids.find(unk.get<std::string>()) : std::nullopt;
-      if (!id) fail("{}: model.unk_token {} is not in model.vocab", source, unk.dump());
+      if (!id) fail(ErrorKind::kBadFile, "{}: model.unk_token {} is not in model.vocab", source, unk.dump());
       unk_id_ = *id;
     }
     // Single characters, for the first step of every word.
@@ -260,7 +260,7 @@ class BpeModel {
         }
         last_was_unk = true;
       } else {
-        fail("character U+{:04X} is not in the vocabulary, and the tokenizer has neither byte fallback nor an unk token",
+        fail(ErrorKind::kUnsupported, "character U+{:04X} is not in the vocabulary, and the tokenizer has neither byte fallback nor an unk token",
              static_cast<std::uint32_t>(c));
       }
       i += n;

@@ -21,6 +21,7 @@ class StreamDecoder {
  public:
   // `tokenizer` must outlive the decoder.
   explicit StreamDecoder(const Tokenizer& tokenizer, DecodeOptions options = {}) : tokenizer_(tokenizer), options_(options) {}
+  explicit StreamDecoder(const Tokenizer&&, DecodeOptions = {}) = delete;  // would dangle
 
   // The text that `id` completes (often empty while a byte run is open).
   std::string push(int id) {

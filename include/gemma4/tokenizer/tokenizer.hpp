@@ -31,6 +31,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gemma4/base/json.hpp"
 #include "gemma4/error.hpp"
 #include "gemma4/tokenizer/added_tokens.hpp"
 #include "gemma4/tokenizer/bpe.hpp"
@@ -77,7 +78,7 @@ class Tokenizer {
       read_post_processor(rest.value("post_processor", nlohmann::json()), source);
       read_decoder(rest.value("decoder", nlohmann::json()), source);
     } catch (const nlohmann::json::exception& e) {
-      fail("{}: unexpected structure: {}", source, e.what());
+      fail(ErrorKind::kBadFile, "{}: unexpected structure: {}", source, e.what());
     }
     build_decode_table();
   }
@@ -88,7 +89,7 @@ class Tokenizer {
     std::vector<int> ids;
     ids.reserve(text.size() / 3 + 2);
     if (options.add_bos) {
-      if (!bos_id_) fail("tokenizer.json has no post-processor that adds <bos>; encode with add_bos = false");
+      if (!bos_id_) fail(ErrorKind::kInvalidArgument, "tokenizer.json has no post-processor that adds <bos>; encode with add_bos = false");
       ids.push_back(*bos_id_);
     }
     split_added(raw_matcher_, text, options, ids, [&](std::string_view segment) {
@@ -164,7 +165,7 @@ class Tokenizer {
   };
 
   void require_known(int id) const {
-    if (!is_known(id)) fail("token id {} is not in the vocabulary (ids 0..{})", id, vocab_size() - 1);
+    if (!is_known(id)) fail(ErrorKind::kInvalidArgument, "token id {} is not in the vocabulary (ids 0..{})", id, vocab_size() - 1);
   }
 
   static bool is_type(const nlohmann::json& j, std::string_view type) {
@@ -174,26 +175,26 @@ class Tokenizer {
   // A Replace step with a plain-string pattern, as Gemma's normalizer and decoder use.
   static Replace read_replace(const nlohmann::json& j, std::string_view where, std::string_view source) {
     if (!is_type(j, "Replace") || !j.contains("pattern") || !j["pattern"].contains("String") || !j.contains("content")) {
-      fail("{}: {} {} is not supported (Gemma's tokenizer uses Replace with a plain string pattern)", source, where, j.dump());
+      fail(ErrorKind::kUnsupported, "{}: {} {} is not supported (Gemma's tokenizer uses Replace with a plain string pattern)", source, where, j.dump());
     }
     Replace r{j["pattern"]["String"].get<std::string>(), j["content"].get<std::string>()};
-    if (r.from.empty()) fail("{}: {} replaces the empty string", source, where);
+    if (r.from.empty()) fail(ErrorKind::kBadFile, "{}: {} replaces the empty string", source, where);
     return r;
   }
 
   void read_added_tokens(const nlohmann::json& list, std::string_view source) {
-    if (!list.is_array()) fail("{}: added_tokens is not a list", source);
+    if (!list.is_array()) fail(ErrorKind::kBadFile, "{}: added_tokens is not a list", source);
     for (const nlohmann::json& t : list) {
-      AddedToken token{t.at("id").get<int>(), t.at("content").get<std::string>(), t.value("special", false),
-                       t.value("normalized", false)};
       const std::string where = fmt::format("{}: added token {}", source, t.dump());
-      if (token.id < 0 || token.id >= BpeModel::kMaxId) fail("{} has an id outside 0..{}", where, BpeModel::kMaxId - 1);
-      if (token.content.empty()) fail("{} is empty", where);
+      AddedToken token{json_integer<int>(t.at("id"), where + ": id"), t.at("content").get<std::string>(), t.value("special", false),
+                       t.value("normalized", false)};
+      if (token.id < 0 || token.id >= BpeModel::kMaxId) fail(ErrorKind::kBadFile, "{} has an id outside 0..{}", where, BpeModel::kMaxId - 1);
+      if (token.content.empty()) fail(ErrorKind::kBadFile, "{} is empty", where);
       utf8::require_valid(token.content, where);
       for (const char* flag : {"lstrip", "rstrip", "single_word"}) {
-        if (t.value(flag, false)) fail("{}: {} = true is not supported (Gemma's tokens leave it false)", where, flag);
+        if (t.value(flag, false)) fail(ErrorKind::kUnsupported, "{}: {} = true is not supported (Gemma's tokens leave it false)", where, flag);
       }
-      if (!added_index_.emplace(token.id, added_.size()).second) fail("{} reuses id {}", where, token.id);
+      if (!added_index_.emplace(token.id, added_.size()).second) fail(ErrorKind::kBadFile, "{} reuses id {}", where, token.id);
       added_.push_back(std::move(token));
     }
     std::vector<const AddedToken*> raw, normalized;
@@ -216,17 +217,17 @@ class Tokenizer {
     const bool supported = is_type(j, "Split") && j.contains("pattern") && j["pattern"].contains("String") &&
                            j.value("behavior", std::string()) == "MergedWithPrevious" && !j.value("invert", false);
     if (!supported) {
-      fail("{}: pre_tokenizer {} is not supported (Gemma's tokenizer splits on a plain string, merged with the previous piece)",
+      fail(ErrorKind::kUnsupported, "{}: pre_tokenizer {} is not supported (Gemma's tokenizer splits on a plain string, merged with the previous piece)",
            source, j.dump());
     }
     split_after_ = j["pattern"]["String"].get<std::string>();
-    if (split_after_.empty()) fail("{}: pre_tokenizer splits on the empty string", source);
+    if (split_after_.empty()) fail(ErrorKind::kBadFile, "{}: pre_tokenizer splits on the empty string", source);
   }
 
   void read_post_processor(const nlohmann::json& j, std::string_view source) {
     if (j.is_null()) return;
     const auto unsupported = [&] {
-      fail("{}: post_processor {} is not supported (Gemma's tokenizer prepends at most one <bos>)", source, j.dump());
+      fail(ErrorKind::kUnsupported, "{}: post_processor {} is not supported (Gemma's tokenizer prepends at most one <bos>)", source, j.dump());
     };
     if (!is_type(j, "TemplateProcessing")) unsupported();
     const nlohmann::json& single = j.at("single");
@@ -236,13 +237,14 @@ class Tokenizer {
     const std::string name = single[0]["SpecialToken"].at("id").get<std::string>();
     const nlohmann::json& ids = j.at("special_tokens").at(name).at("ids");
     if (ids.size() != 1) unsupported();
-    bos_id_ = ids[0].get<int>();
+    bos_id_ = json_integer<int>(ids[0], fmt::format("{}: post_processor's <bos> id", source));
+    if (*bos_id_ < 0) fail(ErrorKind::kBadFile, "{}: post_processor's <bos> id {} is negative", source, *bos_id_);
   }
 
   void read_decoder(const nlohmann::json& j, std::string_view source) {
     if (j.is_null()) return;
     const auto unsupported = [&] {
-      fail("{}: decoder {} is not supported (Gemma's is Replace, ByteFallback, Fuse, in that order)", source, j.dump());
+      fail(ErrorKind::kUnsupported, "{}: decoder {} is not supported (Gemma's is Replace, ByteFallback, Fuse, in that order)", source, j.dump());
     };
     const nlohmann::json steps = is_type(j, "Sequence") ? j.at("decoders") : nlohmann::json::array({j});
     // Replace steps, then ByteFallback and Fuse: each token's text is final before bytes fuse.
@@ -371,7 +373,7 @@ class Tokenizer {
 inline Tokenizer load_tokenizer(const std::filesystem::path& model_dir) {
   const std::filesystem::path path = model_dir / "tokenizer.json";
   if (!std::filesystem::exists(path)) {
-    fail("{}: no tokenizer.json; a model directory needs the tokenizer.json its checkpoint was published with",
+    fail(ErrorKind::kMissingFile, "{}: no tokenizer.json; a model directory needs the tokenizer.json its checkpoint was published with",
          model_dir.string());
   }
   return Tokenizer::from_file(path);

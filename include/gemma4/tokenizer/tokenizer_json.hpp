@@ -13,7 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gemma4/error.hpp"
-#include "gemma4/weights/mapped_file.hpp"
+#include "gemma4/base/mapped_file.hpp"
 
 namespace gemma4 {
 
@@ -28,7 +28,7 @@ class StringTable {
     ends_.reserve(text_bytes / min_bytes_per_string);
   }
   void push_back(std::string_view s) {
-    if (bytes_.size() + s.size() > UINT32_MAX) fail("tokenizer.json: more than 4 GB of strings");
+    if (bytes_.size() + s.size() > UINT32_MAX) fail(ErrorKind::kBadFile, "tokenizer.json: more than 4 GB of strings");
     bytes_ += s;
     ends_.push_back(static_cast<std::uint32_t>(bytes_.size()));
   }
@@ -215,14 +215,14 @@ inline TokenizerJson parse_tokenizer_json(std::string_view text, std::string_vie
   out.merge_parts.reserve_for(text.size(), /*min_bytes_per_string=*/4);   // "a",
   detail::TokenizerJsonSax sax(out);
   if (!nlohmann::json::sax_parse(text, &sax) || !sax.error_message().empty()) {
-    fail("{}: {}", source, sax.error_message().empty() ? "not valid JSON" : sax.error_message());
+    fail(ErrorKind::kBadFile, "{}: {}", source, sax.error_message().empty() ? "not valid JSON" : sax.error_message());
   }
-  if (!out.rest.is_object()) fail("{}: not a JSON object", source);
+  if (!out.rest.is_object()) fail(ErrorKind::kBadFile, "{}: not a JSON object", source);
   return out;
 }
 
 inline TokenizerJson read_tokenizer_json(const std::filesystem::path& path) {
-  if (!std::filesystem::exists(path)) fail("{}: missing", path.string());
+  if (!std::filesystem::exists(path)) fail(ErrorKind::kMissingFile, "{}: missing", path.string());
   const MappedFile file(path);
   advise(file.bytes(), MADV_SEQUENTIAL);
   const std::string_view text(reinterpret_cast<const char*>(file.bytes().data()), file.bytes().size());

@@ -50,7 +50,7 @@ inline bool is_valid(std::string_view s) { return first_invalid(s) == s.size(); 
 inline void require_valid(std::string_view s, std::string_view what) {
   const std::size_t bad = first_invalid(s);
   if (bad != s.size()) {
-    fail("{} is not valid UTF-8: byte {} (0x{:02X}) does not start a well-formed character", what, bad,
+    fail(ErrorKind::kInvalidText, "{} is not valid UTF-8: byte {} (0x{:02X}) does not start a well-formed character", what, bad,
          static_cast<unsigned>(static_cast<std::uint8_t>(s[bad])));
   }
 }

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gemma4/base/json.hpp"
 #include "gemma4/error.hpp"
 #include "gemma4/weights/safetensors.hpp"
 
@@ -24,22 +25,6 @@ inline constexpr std::string_view kTextOnlyPrefix = "model.";
 inline constexpr std::string_view kSingleFileName = "model.safetensors";
 inline constexpr std::string_view kIndexFileName = "model.safetensors.index.json";
 
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: missing or unreadable", path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: not valid JSON: {}", path.string(), e.what());
-  }
-}
-
-// config.json of a model directory, with an error naming the directory if it is not one.
-inline nlohmann::json read_model_config(const std::filesystem::path& dir) {
-  if (!std::filesystem::is_directory(dir)) fail("{}: not a model directory", dir.string());
-  return read_json_file(dir / "config.json");
-}
-
 class Checkpoint {
  public:
   explicit Checkpoint(const std::filesystem::path& dir) : dir_(dir) {
@@ -49,7 +34,7 @@ class Checkpoint {
     } else if (std::filesystem::exists(dir / kSingleFileName)) {
       add_file(kSingleFileName);
     } else {
-      fail("{}: no {} and no {}", dir.string(), kSingleFileName, kIndexFileName);
+      fail(ErrorKind::kMissingFile, "{}: no {} and no {}", dir.string(), kSingleFileName, kIndexFileName);
     }
     prefix_ = find(std::string(kMultimodalPrefix) + "embed_tokens.weight") != nullptr ? kMultimodalPrefix : kTextOnlyPrefix;
   }
@@ -69,25 +54,25 @@ class Checkpoint {
   void open_shards(const nlohmann::json& index) {
     const std::string where = (dir_ / kIndexFileName).string();
     const auto map = index.find("weight_map");
-    if (!index.is_object() || map == index.end() || !map->is_object()) fail("{}: no \"weight_map\" object", where);
+    if (!index.is_object() || map == index.end() || !map->is_object()) fail(ErrorKind::kBadFile, "{}: no \"weight_map\" object", where);
     std::set<std::string> shards;
     for (const auto& [tensor, shard] : map->items()) {
-      if (!shard.is_string()) fail("{}: weight_map entry for '{}' is not a file name", where, tensor);
+      if (!shard.is_string()) fail(ErrorKind::kBadFile, "{}: weight_map entry for '{}' is not a file name", where, tensor);
       const auto name = shard.get<std::string>();
       // Shards live next to the index; a path elsewhere is a broken or hostile index.
       if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
-        fail("{}: shard name '{}' for tensor '{}' is not a plain file name", where, name, tensor);
+        fail(ErrorKind::kBadFile, "{}: shard name '{}' for tensor '{}' is not a plain file name", where, name, tensor);
       }
       shards.insert(name);
     }
     for (const auto& shard : shards) {
-      if (!std::filesystem::exists(dir_ / shard)) fail("{}: shard '{}' listed in the index is missing", where, shard);
+      if (!std::filesystem::exists(dir_ / shard)) fail(ErrorKind::kMissingFile, "{}: shard '{}' listed in the index is missing", where, shard);
       add_file(shard);
     }
     for (const auto& [tensor, shard] : map->items()) {
       const auto it = by_name_.find(tensor);
       if (it == by_name_.end() || files_[it->second.file].path().filename() != shard.get<std::string>()) {
-        fail("{}: index puts tensor '{}' in shard '{}', which does not hold it", where, tensor, shard.get<std::string>());
+        fail(ErrorKind::kBadFile, "{}: index puts tensor '{}' in shard '{}', which does not hold it", where, tensor, shard.get<std::string>());
       }
     }
   }
@@ -98,7 +83,7 @@ class Checkpoint {
     for (const TensorInfo& t : files_.back().tensors()) {
       const auto [it, added] = by_name_.emplace(t.name, Located{&t, file});
       if (!added) {
-        fail("{}: tensor '{}' is stored twice (also in {})", (dir_ / name).string(), t.name,
+        fail(ErrorKind::kBadFile, "{}: tensor '{}' is stored twice (also in {})", (dir_ / name).string(), t.name,
              files_[it->second.file].path().filename().string());
       }
     }

@@ -30,7 +30,7 @@
 
 #include "gemma4/error.hpp"
 #include "gemma4/weights/checkpoint.hpp"
-#include "gemma4/weights/quantize.hpp"
+#include "gemma4/ops/packed_matrix.hpp"
 #include "gemma4/weights/safetensors.hpp"
 #include "gemma4/weights/safetensors_writer.hpp"
 
@@ -67,7 +67,7 @@ inline std::string source_fingerprint(const Checkpoint& checkpoint, const std::v
   for (const auto& name : names) {
     const std::string full = std::string(checkpoint.prefix()) + name;
     const TensorInfo* t = checkpoint.find(full);
-    if (t == nullptr) fail("{}: no tensor {} to fingerprint", checkpoint.dir().string(), full);
+    if (t == nullptr) fail(ErrorKind::kInvalidArgument, "{}: no tensor {} to fingerprint", checkpoint.dir().string(), full);
     mix_text(full);
     mix_text(t->dtype_name);
     for (std::int64_t d : t->shape) mix_text(std::to_string(d));
@@ -112,20 +112,20 @@ class ConvertedFile {
       return it == meta.end() ? std::string("(missing)") : it->second;
     };
     if (field("format") != kConvertedFormat) {
-      fail("{}: not a gemma4 converted weights file (__metadata__ format is '{}', expected '{}')", where(), field("format"),
+      fail(ErrorKind::kConfigMismatch, "{}: not a gemma4 converted weights file (__metadata__ format is '{}', expected '{}')", where(), field("format"),
            kConvertedFormat);
     }
     if (field("layout") != kConvertedLayout) {
-      fail("{}: packed with layout version {}, but this build reads version {}: convert the checkpoint again", where(),
+      fail(ErrorKind::kConfigMismatch, "{}: packed with layout version {}, but this build reads version {}: convert the checkpoint again", where(),
            field("layout"), kConvertedLayout);
     }
     if (field("variant") != expected.variant) {
-      fail("{}: converted for variant {}, but the checkpoint is {}", where(), field("variant"), expected.variant);
+      fail(ErrorKind::kConfigMismatch, "{}: converted for variant {}, but the checkpoint is {}", where(), field("variant"), expected.variant);
     }
     const std::string weights(weight_format_name(expected.format));
-    if (field("weights") != weights) fail("{}: holds {} weights, but {} were asked for", where(), field("weights"), weights);
+    if (field("weights") != weights) fail(ErrorKind::kConfigMismatch, "{}: holds {} weights, but {} were asked for", where(), field("weights"), weights);
     if (field("source") != expected.source) {
-      fail("{}: converted from another checkpoint than {} (source fingerprint {}, this checkpoint's is {}): convert it again",
+      fail(ErrorKind::kConfigMismatch, "{}: converted from another checkpoint than {} (source fingerprint {}, this checkpoint's is {}): convert it again",
            where(), checkpoint_dir.string(), field("source"), expected.source);
     }
   }
@@ -154,11 +154,11 @@ class ConvertedFile {
     for (const TensorInfo& t : file_.tensors()) {
       if (!expected.contains(t.name)) problems.push_back(fmt::format("{}: not a matrix of this model", t.name));
     }
-    if (!problems.empty()) fail("{}: does not hold the matrices of {}:\n  {}", where(), variant_, fmt::join(problems, "\n  "));
+    if (!problems.empty()) fail(ErrorKind::kConfigMismatch, "{}: does not hold the matrices of {}:\n  {}", where(), variant_, fmt::join(problems, "\n  "));
     std::vector<std::unique_ptr<QuantizedMatrix>> views;
     for (const auto& m : wanted) {
       auto& view = views.emplace_back(std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, file_.find(m.name)->bytes));
-      if (const auto row = view->first_invalid_scale()) fail("{}: {}: row {} has an invalid scale (corrupt file)", where(), m.name, *row);
+      if (const auto row = view->first_invalid_scale()) fail(ErrorKind::kBadFile, "{}: {}: row {} has an invalid scale (corrupt file)", where(), m.name, *row);
     }
     return views;
   }

@@ -30,7 +30,7 @@
 #include "gemma4/weights/converted_file.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
 #include "gemma4/weights/model_weights.hpp"
-#include "gemma4/weights/quantize.hpp"
+#include "gemma4/ops/packed_matrix.hpp"
 
 namespace gemma4 {
 
@@ -42,8 +42,8 @@ struct LoadOptions {
   // A file that save_converted() wrote for this checkpoint and format: its int8/int4
   // matrices are mapped instead of converted. Empty: convert at load time.
   std::filesystem::path converted_file{};
-  // Threads converting to int8/int4, caller included; 0 = all cores.
-  int threads = 0;
+  // Threads converting to int8/int4; null: the process-wide default_pool().
+  ThreadPool* pool = nullptr;
   // Fault all weights except the PLE table into memory during load, so the first
   // token does not pay for page faults and the resident size is known up front.
   bool prefault = true;
@@ -97,7 +97,7 @@ class Weights {
   explicit Weights(const std::filesystem::path& dir, const LoadOptions& options = {}) : checkpoint_(dir) {
     const auto mismatches = compare_config(V::config, text_config_of(checkpoint_.config()));
     if (!mismatches.empty()) {
-      fail("{}: config.json does not describe {}; mismatching fields:\n{}", (dir / "config.json").string(), V::name,
+      fail(ErrorKind::kConfigMismatch, "{}: config.json does not describe {}; mismatching fields:\n{}", (dir / "config.json").string(), V::name,
            format_mismatches(mismatches));
     }
     report_.prefix = std::string(checkpoint_.prefix());
@@ -106,7 +106,7 @@ class Weights {
     if (!options.converted_file.empty()) {
       use_converted_file(options.converted_file, options.format);
     } else if (options.format != WeightFormat::kBF16) {
-      convert_all(options.format, options.threads);
+      convert_all(options.format, options.pool != nullptr ? *options.pool : default_pool());
     }
     for_each_in_memory([&](TensorView& slot, const std::string&) {
       report_.bytes_per_token += slot.quantized != nullptr ? slot.quantized->bytes() : slot.bytes().size();
@@ -128,7 +128,7 @@ class Weights {
   // Writes the int8/int4 matrices to `path` (weights/converted_file.hpp), for
   // LoadOptions::converted_file to map at the next load.
   void save_converted(const std::filesystem::path& path) const {
-    if (report_.format == WeightFormat::kBF16) fail("{}: only int8 or int4 weights can be saved converted", path.string());
+    if (report_.format == WeightFormat::kBF16) fail(ErrorKind::kInvalidArgument, "{}: only int8 or int4 weights can be saved converted", path.string());
     std::vector<std::pair<std::string, const QuantizedMatrix*>> matrices;
     std::vector<std::string> names;
     for (const auto& [name, matrix] : quantized_) {
@@ -206,7 +206,7 @@ class Weights {
       std::string list;
       for (std::size_t i = 0; i < problems.size() && i < kShown; ++i) list += "  " + problems[i] + "\n";
       if (problems.size() > kShown) list += fmt::format("  ... and {} more\n", problems.size() - kShown);
-      fail("{}: checkpoint does not match {} ({} problems):\n{}", checkpoint_.dir().string(), V::name, problems.size(), list);
+      fail(ErrorKind::kConfigMismatch, "{}: checkpoint does not match {} ({} problems):\n{}", checkpoint_.dir().string(), V::name, problems.size(), list);
     }
     classify_unused(binding.used);
   }
@@ -254,7 +254,7 @@ class Weights {
       const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
       if (cols == 1) return;  // a vector: norms and scalars stay as stored
       const WeightFormat f = format == WeightFormat::kInt4 && !packable(format, rows, cols) ? WeightFormat::kInt8 : format;
-      if (!packable(f, rows, cols)) fail("{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
+      if (!packable(f, rows, cols)) fail(ErrorKind::kInvalidArgument, "{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
       plan.push_back({{name, f, rows, cols}, &slot});
     });
     return plan;
@@ -266,13 +266,12 @@ class Weights {
 
   // Converts every matrix to `format`, a slice of rows at a time; each slice's source
   // pages are dropped from memory once converted, so the peak stays near the result.
-  void convert_all(WeightFormat format, int threads) {
+  void convert_all(WeightFormat format, ThreadPool& pool) {
     const auto plan = plan_matrices(format);
     std::size_t arena_bytes = 0;
     for (const auto& m : plan) arena_bytes += QuantizedMatrix::storage_bytes(m.format, m.rows, m.cols);
     arena_ = detail::aligned_array<std::byte>(arena_bytes);  // one arena for all
     std::byte* next = arena_.get();
-    ThreadPool pool(threads);
     for (const auto& m : plan) {
       TensorView& slot = *m.slot;
       auto matrix = std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, next);
@@ -301,7 +300,7 @@ class Weights {
   // written for this variant, format and checkpoint and holds exactly the planned
   // matrices, every scale finite.
   void use_converted_file(const std::filesystem::path& path, WeightFormat format) {
-    if (format == WeightFormat::kBF16) fail("{}: a converted file holds int8 or int4 weights; ask for one of them", path.string());
+    if (format == WeightFormat::kBF16) fail(ErrorKind::kInvalidArgument, "{}: a converted file holds int8 or int4 weights; ask for one of them", path.string());
     const auto plan = plan_matrices(format);
     std::vector<std::string> names;
     for (const auto& m : plan) names.push_back(m.name);
@@ -368,7 +367,7 @@ void with_matching_variant(const nlohmann::json& config_json, F&& f) {
         }
       }(),
       ...);
-  if (!found) fail("config.json matches none of the compiled variants; fields that differ:\n{}", differences);
+  if (!found) fail(ErrorKind::kConfigMismatch, "config.json matches none of the compiled variants; fields that differ:\n{}", differences);
 }
 
 }  // namespace gemma4

@@ -15,8 +15,7 @@
 #include "gemma4/config/model_config.hpp"
 #include "gemma4/config/topology.hpp"
 #include "gemma4/detail/fixed_string.hpp"
-#include "gemma4/weights/dtype.hpp"
-#include "gemma4/weights/quantize.hpp"
+#include "gemma4/base/tensor.hpp"
 
 namespace gemma4 {
 
@@ -49,21 +48,6 @@ constexpr std::int64_t dim_size(Dim dim, const ModelConfig& c, const LayerFacts&
   }
   return 0;
 }
-
-// A loaded tensor: where its elements are (mapped file or converted copy) and how to read them.
-struct TensorView {
-  const std::byte* data = nullptr;
-  DType dtype = DType::kF32;
-  DType stored_dtype = DType::kF32;     // as in the checkpoint, before any widening
-  std::array<std::int64_t, 2> shape{};  // [rows, cols]; a vector is [n, 1]
-  // Set when the matrix was converted to int8/int4 at load time: matmuls use this, and
-  // `data` stays readable (from the file) for row lookups such as the embedding.
-  const QuantizedMatrix* quantized = nullptr;
-
-  std::size_t size() const { return static_cast<std::size_t>(shape[0] * shape[1]); }
-  std::span<const std::byte> bytes() const { return {data, size() * dtype_size(dtype)}; }
-  float at(std::size_t i) const { return load_element(data, dtype, i); }
-};
 
 // Which layers hold a tensor.
 enum class Presence {

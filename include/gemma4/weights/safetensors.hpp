@@ -18,9 +18,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gemma4/base/json.hpp"
 #include "gemma4/error.hpp"
-#include "gemma4/weights/dtype.hpp"
-#include "gemma4/weights/mapped_file.hpp"
+#include "gemma4/base/dtype.hpp"
+#include "gemma4/base/mapped_file.hpp"
 
 namespace gemma4 {
 
@@ -39,14 +40,14 @@ class SafetensorsFile {
 
   explicit SafetensorsFile(const std::filesystem::path& path) : file_(path) {
     const std::span<const std::byte> all = file_.bytes();
-    if (all.size() < 8) fail("{}: truncated: {} bytes, but a safetensors file starts with an 8-byte header length", where(), all.size());
+    if (all.size() < 8) fail(ErrorKind::kBadFile, "{}: truncated: {} bytes, but a safetensors file starts with an 8-byte header length", where(), all.size());
     std::uint64_t header_len = 0;
     for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<std::uint8_t>(all[i]);
     if (header_len > all.size() - 8) {
-      fail("{}: header length {} runs past the end of the file ({} bytes): truncated or not a safetensors file", where(),
+      fail(ErrorKind::kBadFile, "{}: header length {} runs past the end of the file ({} bytes): truncated or not a safetensors file", where(),
            header_len, all.size());
     }
-    if (header_len > kMaxHeaderBytes) fail("{}: header length {} exceeds the {} byte limit", where(), header_len, kMaxHeaderBytes);
+    if (header_len > kMaxHeaderBytes) fail(ErrorKind::kBadFile, "{}: header length {} exceeds the {} byte limit", where(), header_len, kMaxHeaderBytes);
     const auto header_chars = reinterpret_cast<const char*>(all.data() + 8);
     data_ = all.subspan(8 + header_len);
     parse_header(std::string_view(header_chars, header_len));
@@ -70,9 +71,9 @@ class SafetensorsFile {
     try {
       header = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-      fail("{}: header is not valid JSON: {}", where(), e.what());
+      fail(ErrorKind::kBadFile, "{}: header is not valid JSON: {}", where(), e.what());
     }
-    if (!header.is_object()) fail("{}: header is not a JSON object", where());
+    if (!header.is_object()) fail(ErrorKind::kBadFile, "{}: header is not a JSON object", where());
 
     struct Range {
       std::uint64_t begin, end;
@@ -93,7 +94,7 @@ class SafetensorsFile {
     std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
     for (std::size_t i = 1; i < ranges.size(); ++i) {
       if (ranges[i].begin < ranges[i - 1].end) {
-        fail("{}: tensors '{}' and '{}' overlap in the data section (bytes [{}, {}) and [{}, {}))", where(),
+        fail(ErrorKind::kBadFile, "{}: tensors '{}' and '{}' overlap in the data section (bytes [{}, {}) and [{}, {}))", where(),
              tensors_[ranges[i - 1].tensor].name, tensors_[ranges[i].tensor].name, ranges[i - 1].begin,
              ranges[i - 1].end, ranges[i].begin, ranges[i].end);
       }
@@ -102,22 +103,22 @@ class SafetensorsFile {
 
   // As the reference implementation, which reads it as a map of strings to strings.
   void parse_metadata(const nlohmann::json& entry) {
-    if (!entry.is_object()) fail("{}: __metadata__ is not an object", where());
+    if (!entry.is_object()) fail(ErrorKind::kBadFile, "{}: __metadata__ is not an object", where());
     for (const auto& [key, value] : entry.items()) {
-      if (!value.is_string()) fail("{}: __metadata__ '{}' is {}, not a string", where(), key, value.dump());
+      if (!value.is_string()) fail(ErrorKind::kBadFile, "{}: __metadata__ '{}' is {}, not a string", where(), key, value.dump());
       metadata_.emplace(key, value.get<std::string>());
     }
   }
 
   TensorInfo parse_entry(const std::string& name, const nlohmann::json& entry) const {
-    if (!entry.is_object()) fail("{}: tensor '{}': header entry is not an object", where(), name);
+    if (!entry.is_object()) fail(ErrorKind::kBadFile, "{}: tensor '{}': header entry is not an object", where(), name);
     const auto dtype_it = entry.find("dtype");
     const auto shape_it = entry.find("shape");
     const auto offsets_it = entry.find("data_offsets");
-    if (dtype_it == entry.end() || !dtype_it->is_string()) fail("{}: tensor '{}': missing or non-string 'dtype'", where(), name);
-    if (shape_it == entry.end() || !shape_it->is_array()) fail("{}: tensor '{}': missing or non-array 'shape'", where(), name);
+    if (dtype_it == entry.end() || !dtype_it->is_string()) fail(ErrorKind::kBadFile, "{}: tensor '{}': missing or non-string 'dtype'", where(), name);
+    if (shape_it == entry.end() || !shape_it->is_array()) fail(ErrorKind::kBadFile, "{}: tensor '{}': missing or non-array 'shape'", where(), name);
     if (offsets_it == entry.end() || !offsets_it->is_array() || offsets_it->size() != 2) {
-      fail("{}: tensor '{}': 'data_offsets' must be an array [begin, end]", where(), name);
+      fail(ErrorKind::kBadFile, "{}: tensor '{}': 'data_offsets' must be an array [begin, end]", where(), name);
     }
 
     TensorInfo info;
@@ -125,31 +126,28 @@ class SafetensorsFile {
     info.dtype_name = dtype_it->get<std::string>();
     info.dtype = weight_dtype_from_name(info.dtype_name);
     const std::size_t element_size = safetensors_dtype_size(info.dtype_name);
-    if (element_size == 0) fail("{}: tensor '{}': unknown dtype '{}'", where(), name, info.dtype_name);
+    if (element_size == 0) fail(ErrorKind::kBadFile, "{}: tensor '{}': unknown dtype '{}'", where(), name, info.dtype_name);
 
     // Element count with an overflow check: a lying shape must not wrap around.
     std::uint64_t count = 1;
     for (const auto& dim : *shape_it) {
-      if (!dim.is_number_unsigned()) fail("{}: tensor '{}': shape {} has a dimension that is not a non-negative integer", where(), name, shape_it->dump());
-      const auto d = dim.get<std::uint64_t>();
+      const auto d = json_integer<std::uint64_t>(dim, fmt::format("{}: tensor '{}': shape {}: each dimension", where(), name, shape_it->dump()));
       if (d != 0 && count > std::numeric_limits<std::uint64_t>::max() / element_size / d) {
-        fail("{}: tensor '{}': shape {} is too large", where(), name, shape_it->dump());
+        fail(ErrorKind::kBadFile, "{}: tensor '{}': shape {} is too large", where(), name, shape_it->dump());
       }
       count *= d;
       info.shape.push_back(static_cast<std::int64_t>(d));
     }
     const auto& offsets = *offsets_it;
-    if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned()) {
-      fail("{}: tensor '{}': data_offsets {} are not non-negative integers", where(), name, offsets.dump());
-    }
-    const auto begin = offsets[0].get<std::uint64_t>();
-    const auto end = offsets[1].get<std::uint64_t>();
+    const std::string what = fmt::format("{}: tensor '{}': each of data_offsets {}", where(), name, offsets.dump());
+    const auto begin = json_integer<std::uint64_t>(offsets[0], what);
+    const auto end = json_integer<std::uint64_t>(offsets[1], what);
     if (begin > end || end > data_.size()) {
-      fail("{}: tensor '{}': data_offsets [{}, {}] lie outside the data section of {} bytes", where(), name, begin, end,
+      fail(ErrorKind::kBadFile, "{}: tensor '{}': data_offsets [{}, {}] lie outside the data section of {} bytes", where(), name, begin, end,
            data_.size());
     }
     if (end - begin != count * element_size) {
-      fail("{}: tensor '{}': shape {} of {} needs {} bytes, but data_offsets [{}, {}] hold {}", where(), name,
+      fail(ErrorKind::kBadFile, "{}: tensor '{}': shape {} of {} needs {} bytes, but data_offsets [{}, {}] hold {}", where(), name,
            shape_it->dump(), info.dtype_name, count * element_size, begin, end, end - begin);
     }
     info.bytes = data_.subspan(begin, end - begin);

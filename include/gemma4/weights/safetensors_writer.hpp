@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gemma4/error.hpp"
-#include "gemma4/weights/dtype.hpp"
+#include "gemma4/base/dtype.hpp"
 
 namespace gemma4 {
 
@@ -52,7 +52,7 @@ class SafetensorsWriter {
   SafetensorsWriter(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata,
                     const std::vector<SafetensorsEntry>& entries, std::size_t alignment = 8)
       : path_(path), file_(std::fopen(path.c_str(), "wb"), &std::fclose) {
-    if (!file_) fail("cannot create {}", path.string());
+    if (!file_) fail(ErrorKind::kIo, "cannot create {}", path.string());
     nlohmann::ordered_json header;
     header["__metadata__"] = metadata;
     for (const auto& e : entries) {
@@ -73,13 +73,13 @@ class SafetensorsWriter {
   }
 
   void finish() {
-    if (written_ != expected_) fail("{}: {} bytes of tensor data written, the header announced {}", path_.string(), written_, expected_);
-    if (std::fflush(file_.get()) != 0) fail("{}: write failed (disk full?)", path_.string());
+    if (written_ != expected_) fail(ErrorKind::kInvalidArgument, "{}: {} bytes of tensor data written, the header announced {}", path_.string(), written_, expected_);
+    if (std::fflush(file_.get()) != 0) fail(ErrorKind::kIo, "{}: write failed (disk full?)", path_.string());
   }
 
  private:
   void put(const void* data, std::size_t n) {
-    if (std::fwrite(data, 1, n, file_.get()) != n) fail("{}: write failed (disk full?)", path_.string());
+    if (std::fwrite(data, 1, n, file_.get()) != n) fail(ErrorKind::kIo, "{}: write failed (disk full?)", path_.string());
   }
 
   std::filesystem::path path_;

@@ -148,7 +148,7 @@ inline nlohmann::ordered_json synthetic_config_json(const ModelConfig& c, const 
 inline void write_json(const std::filesystem::path& path, const nlohmann::ordered_json& j) {
   std::ofstream out(path);
   out << j.dump(2) << "\n";
-  if (!out) fail("cannot write {}", path.string());
+  if (!out) fail(ErrorKind::kIo, "cannot write {}", path.string());
 }
 
 }  // namespace detail
@@ -156,8 +156,8 @@ inline void write_json(const std::filesystem::path& path, const nlohmann::ordere
 // Writes a complete model directory: config.json, generation_config.json and the
 // weights (one file, or `shards` files plus model.safetensors.index.json).
 inline void write_synthetic_checkpoint(const ModelConfig& c, const std::filesystem::path& dir, const SynthOptions& o = {}) {
-  if (!is_supported_topology(c)) fail("write_synthetic_checkpoint: the config breaks the Gemma 4 topology rules");
-  if (o.shards < 1) fail("write_synthetic_checkpoint: shards must be at least 1, got {}", o.shards);
+  if (!is_supported_topology(c)) fail(ErrorKind::kInvalidArgument, "write_synthetic_checkpoint: the config breaks the Gemma 4 topology rules");
+  if (o.shards < 1) fail(ErrorKind::kInvalidArgument, "write_synthetic_checkpoint: shards must be at least 1, got {}", o.shards);
   std::filesystem::create_directories(dir);
   const auto plan = detail::plan_tensors(c, o);
 

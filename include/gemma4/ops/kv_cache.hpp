@@ -34,7 +34,7 @@ class KvCache {
         head_dim_(head_dim),
         k_(static_cast<std::size_t>(capacity_) * kv_heads * head_dim),
         v_(k_.size()) {
-    if (head_dim <= 0 || head_dim % kValueChunk != 0) fail("KV cache: head dim {} is not a multiple of {}", head_dim, kValueChunk);
+    if (head_dim <= 0 || head_dim % kValueChunk != 0) fail(ErrorKind::kInvalidArgument, "KV cache: head dim {} is not a multiple of {}", head_dim, kValueChunk);
   }
 
   int capacity() const { return capacity_; }

@@ -35,7 +35,7 @@
 #include <string_view>
 
 #include "gemma4/error.hpp"
-#include "gemma4/weights/dtype.hpp"
+#include "gemma4/base/dtype.hpp"
 
 namespace gemma4 {
 
@@ -103,7 +103,7 @@ std::unique_ptr<T[], FreeDeleter> aligned_array(std::size_t count) {
   const std::size_t alignment = count * sizeof(T) >= kHugePage ? kHugePage : 64;
   const std::size_t bytes = std::max<std::size_t>(1, (count * sizeof(T) + alignment - 1) / alignment) * alignment;
   void* p = std::aligned_alloc(alignment, bytes);
-  if (p == nullptr) fail("out of memory allocating {} bytes for quantized weights", bytes);
+  if (p == nullptr) fail(ErrorKind::kIo, "out of memory allocating {} bytes for quantized weights", bytes);
   if (alignment == kHugePage) ::madvise(p, bytes, MADV_HUGEPAGE);  // a hint: no huge pages is fine
   return std::unique_ptr<T[], FreeDeleter>(static_cast<T*>(p));
 }
@@ -125,7 +125,7 @@ class QuantizedMatrix {
   QuantizedMatrix(WeightFormat format, std::size_t rows, std::size_t cols, std::byte* storage = nullptr)
       : format_(format), rows_(rows), cols_(cols) {
     if (format == WeightFormat::kBF16 || !packable(format, rows, cols)) {
-      fail("cannot pack a [{}, {}] matrix as {}", rows, cols, weight_format_name(format));
+      fail(ErrorKind::kInvalidArgument, "cannot pack a [{}, {}] matrix as {}", rows, cols, weight_format_name(format));
     }
     if (storage == nullptr) {
       owned_ = detail::aligned_array<std::byte>(storage_bytes(format, rows, cols));
@@ -140,7 +140,7 @@ class QuantizedMatrix {
   QuantizedMatrix(WeightFormat format, std::size_t rows, std::size_t cols, std::span<const std::byte> packed)
       : format_(format), rows_(rows), cols_(cols) {
     if (format == WeightFormat::kBF16 || !packable(format, rows, cols) || packed.size() != storage_bytes(format, rows, cols)) {
-      fail("cannot view {} bytes as a [{}, {}] {} matrix", packed.size(), rows, cols, weight_format_name(format));
+      fail(ErrorKind::kInvalidArgument, "cannot view {} bytes as a [{}, {}] {} matrix", packed.size(), rows, cols, weight_format_name(format));
     }
     view(packed.data());
   }
@@ -164,7 +164,7 @@ class QuantizedMatrix {
   // threads may fill disjoint block ranges.
   template <typename Source>
   void quantize_blocks(const Source* src, std::size_t first_block, std::size_t end_block) {
-    if (writable_ == nullptr) fail("a [{}, {}] matrix viewed in packed bytes is read-only", rows_, cols_);
+    if (writable_ == nullptr) fail(ErrorKind::kInvalidArgument, "a [{}, {}] matrix viewed in packed bytes is read-only", rows_, cols_);
     for (std::size_t r = first_block * kRowBlock; r < end_block * kRowBlock; ++r) {
       if (format_ == WeightFormat::kInt8) {
         quantize_int8_row(src + r * cols_, r);

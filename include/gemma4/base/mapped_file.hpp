@@ -22,12 +22,12 @@ class MappedFile {
  public:
   explicit MappedFile(const std::filesystem::path& path) : path_(path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail("cannot open {}: {}", path.string(), std::strerror(errno));
+    if (fd < 0) fail(ErrorKind::kMissingFile, "cannot open {}: {}", path.string(), std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
       const int err = errno;
       ::close(fd);
-      fail("cannot stat {}: {}", path.string(), std::strerror(err));
+      fail(ErrorKind::kIo, "cannot stat {}: {}", path.string(), std::strerror(err));
     }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ > 0) {
@@ -35,7 +35,7 @@ class MappedFile {
       if (p == MAP_FAILED) {
         const int err = errno;
         ::close(fd);
-        fail("cannot map {}: {}", path.string(), std::strerror(err));
+        fail(ErrorKind::kIo, "cannot map {}: {}", path.string(), std::strerror(err));
       }
       data_ = static_cast<const std::byte*>(p);
     }

@@ -1,0 +1,20 @@
+// What needs only a variant's config, the tokenizer, sampling or the chat format compiles
+// without Highway or the forward pass: nothing in this file may pull them in.
+
+#include <catch2/catch.hpp>
+
+#include "gemma4/chat/chat_format.hpp"
+#include "gemma4/config/config_json.hpp"
+#include "gemma4/config/e2b.hpp"
+#include "gemma4/config/tiny.hpp"
+#include "gemma4/sampling/sampler.hpp"
+#include "gemma4/tokenizer/stream_decoder.hpp"
+
+#if defined(HWY_HIGHWAY_INCLUDED) || defined(HIGHWAY_HWY_BASE_H_)
+#error "gemma4: the config, tokenizer, sampling and chat headers must not include Highway"
+#endif
+
+TEST_CASE("a variant's config is usable without the forward pass", "[layering]") {
+  STATIC_REQUIRE(gemma4::kv_donor(gemma4::E2B::config, 20) == 13);
+  CHECK(gemma4::compare_config(gemma4::TinyE2B::config, gemma4::to_json(gemma4::TinyE2B::config)).empty());
+}
