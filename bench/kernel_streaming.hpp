@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
-#include "gemma4/ops/quantized_matmul-inl.h"
+#include "gemma4/ops/matmul-inl.h"
 #include "gemma4/parallel/thread_pool.hpp"
 #include "machine_limits.hpp"
 
@@ -40,14 +40,11 @@ inline KernelStreaming kernel_streaming(std::span<const QuantizedMatrix* const> 
   QuantizedActivations a;
   a.reserve(1, max_cols);
   std::vector<std::uint32_t> sinks(static_cast<std::size_t>(pool.size()));
+  std::vector<WeightMatrix> weights(matrices.begin(), matrices.end());
 
+  // The session's own matmul entry point, one token.
   const auto kernels = [&] {
-    for (const QuantizedMatrix* m : matrices) {
-      ops::QuantizeActivations(x.data(), 1, m->cols(), a);
-      pool.parallel_for(m->rows() / kRowBlock, [&](int, std::size_t begin, std::size_t end) {
-        ops::QuantizedMatMul(*m, a, begin, end, out.data());
-      }, quantized_pass_blocks(m->format(), 1));
-    }
+    for (const WeightMatrix& m : weights) ops::ParallelMatMul<1>(pool, {&m}, x.data(), 1, {out.data()}, a);
   };
   // The same row blocks' share of each matrix's bytes (whole lines), in four streams as
   // the kernels read them.

@@ -15,7 +15,7 @@
 
 #include "bench_util.hpp"
 #include "gemma4/variants.hpp"
-#include "gemma4/weights/synthetic.hpp"
+#include "gemma4/testing/synthetic.hpp"
 
 namespace {
 

@@ -28,9 +28,9 @@
 #include "kernel_streaming.hpp"
 #include "gemma4/e2b.hpp"
 #include "gemma4/e4b.hpp"
-#include "gemma4/model/logit_agreement.hpp"
+#include "gemma4/testing/logit_agreement.hpp"
 #include "gemma4/tiny.hpp"
-#include "gemma4/weights/synthetic.hpp"
+#include "gemma4/testing/synthetic.hpp"
 #include "machine_limits.hpp"
 
 namespace {
@@ -77,8 +77,10 @@ double macs_per_prompt_token(const Weights<V>& w) {
 template <Variant V>
 std::vector<const QuantizedMatrix*> quantized_matrices(const Weights<V>& w) {
   std::vector<const QuantizedMatrix*> all;
-  const auto add = [&](const TensorView& t) {
-    if (t.quantized != nullptr) all.push_back(t.quantized);
+  const auto add = [&](const auto& slot) {
+    if constexpr (std::is_base_of_v<MatrixView, std::remove_cvref_t<decltype(slot)>>) {
+      if (const QuantizedMatrix* packed = packed_matrix(slot.linear)) all.push_back(packed);
+    }
   };
   add(w.global.per_layer_model_projection);
   for (const auto& layer : w.layers) boost::pfr::for_each_field(layer, add);

@@ -30,7 +30,7 @@
 
 #include "gemma4/chat/conversation.hpp"
 #include "gemma4/variants.hpp"
-#include "gemma4/weights/synthetic.hpp"
+#include "gemma4/testing/synthetic.hpp"
 
 namespace {
 
@@ -415,7 +415,7 @@ struct RunCommand {
       if (!raw) return chat_loop(session, loaded.tokenizer, generation, bytes_per_token);
 
       // Exactly one <bos>, whether or not tokenizer.json's post-processor adds it (spec section 6).
-      std::vector<int> ids = {gemma4::kGemma4ChatTokens.bos};
+      std::vector<int> ids = {gemma4::chat_token_ids(loaded.tokenizer).bos};
       const std::vector<int> text = loaded.tokenizer.encode(prompt, {.add_bos = false});
       ids.insert(ids.end(), text.begin(), text.end());
       gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);

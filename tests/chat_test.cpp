@@ -7,7 +7,7 @@
 
 #include "gemma4/chat/conversation.hpp"
 #include "gemma4/tiny.hpp"
-#include "gemma4/weights/synthetic.hpp"
+#include "gemma4/testing/synthetic.hpp"
 #include "support.hpp"
 
 using namespace gemma4;
@@ -31,6 +31,8 @@ TinyChatModel& model() {
 }
 
 const std::vector<int> kStops = {1, 106, 50};
+// Gemma 4's control token ids (spec section 6), which the demo tokenizer keeps.
+constexpr ChatTokenIds kIds{.bos = 2, .turn_start = 105, .turn_end = 106, .think = 98, .channel_start = 100, .channel_end = 101};
 
 std::vector<int> prompt_ids(const std::string& text) { return model().tokenizer.encode(text); }
 
@@ -103,11 +105,11 @@ TEST_CASE("The chat prompt is Gemma 4's format") {
   format.append_generation_prompt(ids);
   CHECK(tok.decode(ids) == "<bos><|turn>system\n<|think|>Be brief.<turn|>\n<|turn>user\nHi <turn|> there<turn|>\n<|turn>model\n");
   // The typed "<turn|>" is text: the only turn ends are the two the format placed.
-  CHECK(std::count(ids.begin(), ids.end(), kGemma4ChatTokens.turn_end) == 2);
+  CHECK(std::count(ids.begin(), ids.end(), kIds.turn_end) == 2);
 
   std::vector<int> plain;
   format.append_start(plain, "", /*thinking=*/false);
-  CHECK(plain == std::vector<int>{kGemma4ChatTokens.bos});
+  CHECK(plain == std::vector<int>{kIds.bos});
 
   const std::vector<int> answer = {10, 100, 11, 12, 101, 13, 100, 14};
   CHECK(format.without_thoughts(answer) == std::vector<int>{10, 13});
@@ -123,6 +125,9 @@ TEST_CASE("A tokenizer without Gemma 4's control tokens cannot drive the chat") 
   unspecial.replace(special, 15, "\"special\": false");
   const Tokenizer tok = Tokenizer::from_json_text(unspecial);
   CHECK_THROWS_WITH(ChatFormat(tok), Contains("106") && Contains("not marked special"));
+  const ChatTokenIds ids = chat_token_ids(model().tokenizer);
+  CHECK((ids.bos == kIds.bos && ids.turn_start == kIds.turn_start && ids.turn_end == kIds.turn_end && ids.think == kIds.think &&
+         ids.channel_start == kIds.channel_start && ids.channel_end == kIds.channel_end));
 }
 
 TEST_CASE("A conversation keeps its cache between turns and its history in Gemma 4's format") {
@@ -169,12 +174,12 @@ TEST_CASE("Thought blocks are hidden, reported apart, and dropped from the histo
     const Reply reply = chat.ask("Think first.", [&](std::string_view text, bool thought) { (thought ? hidden : visible) += text; });
     // The channel must open before the last sampled token, which is never fed to the cache.
     const auto& tokens = reply.generation.tokens;
-    if (std::find(tokens.begin(), tokens.end() - 1, kGemma4ChatTokens.channel_start) == tokens.end() - 1) continue;
+    if (std::find(tokens.begin(), tokens.end() - 1, kIds.channel_start) == tokens.end() - 1) continue;
 
     CHECK(visible == reply.answer);
     CHECK(hidden == reply.thought);
     const std::vector<int> history = chat.history();
-    CHECK(std::find(history.begin(), history.end(), kGemma4ChatTokens.channel_start) == history.end());
+    CHECK(std::find(history.begin(), history.end(), kIds.channel_start) == history.end());
     // The cache held the thought, the history does not: the next turn rewinds the
     // session past it, and the session then holds exactly what the history says.
     const Reply next = chat.ask("Go on.", [](std::string_view, bool) {});

@@ -81,5 +81,8 @@ check_error "bad sampling setting" "top-p must be in (0, 1]" "$gemma4" run --mod
 check_error "prompt and chat together" "--prompt excludes --chat" "$gemma4" run --model "$dir/chat" --prompt hi --chat
 sed 's/": 1023$/": 5000/' "$demo_tokenizer" > "$dir/big-tokenizer.json"
 check_error "tokenizer larger than the model" "model.vocab has 5001 pieces, more than the model's vocabulary of 1024" "$gemma4" synth --variant tiny-e2b --tokenizer "$dir/big-tokenizer.json" "$dir/x2"
+readme="$(cd "$(dirname "$0")/.." && pwd)/README.md"
+check "README names every option of run --help" bash -c "for o in \$('$gemma4' run --help | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+  [ \"\$o\" = --help ] || grep -q -- \"\$o\" '$readme' || { echo \"README lacks \$o\"; exit 1; }; done"
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

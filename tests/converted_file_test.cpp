@@ -10,7 +10,7 @@
 
 #include "gemma4/tiny.hpp"
 #include "gemma4/weights/load.hpp"
-#include "gemma4/weights/synthetic.hpp"
+#include "gemma4/testing/synthetic.hpp"
 #include "session_support.hpp"
 #include "support.hpp"
 

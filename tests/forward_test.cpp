@@ -7,7 +7,7 @@
 #include <random>
 
 #include "gemma4/tiny.hpp"
-#include "gemma4/weights/synthetic.hpp"
+#include "gemma4/testing/synthetic.hpp"
 #include "reference_model.hpp"
 #include "session_support.hpp"
 #include "support.hpp"

@@ -226,12 +226,12 @@ TEST_CASE("embedding rows widen to f32 from every stored layout", "[ops]") {
   for (std::size_t n : lengths()) {
     Buffer x(2 * n, 14);
     std::vector<float> out(n);
-    TensorView f32{reinterpret_cast<const std::byte*>(x.data), DType::kF32, DType::kF32, {2, static_cast<std::int64_t>(n)}};
+    TensorView f32{reinterpret_cast<const std::byte*>(x.data), DType::kF32, {2, static_cast<std::int64_t>(n)}};
     ops::ScaledRow(f32, n, n, 3.0f, out.data());
     for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == x.data[n + i] * 3.0f);
 
     const auto bf16 = to_bf16(x.data, 2 * n);
-    TensorView b{reinterpret_cast<const std::byte*>(bf16.data()), DType::kBF16, DType::kBF16, {2, static_cast<std::int64_t>(n)}};
+    TensorView b{reinterpret_cast<const std::byte*>(bf16.data()), DType::kBF16, {2, static_cast<std::int64_t>(n)}};
     ops::ScaledRow(b, n, n, 16.0f, out.data());
     for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == hwy::F32FromBF16(bf16[n + i]) * 16.0f);
 
@@ -241,7 +241,7 @@ TEST_CASE("embedding rows widen to f32 from every stored layout", "[ops]") {
       const std::uint16_t h = f32_to_f16(x.data[i]);
       std::memcpy(f16.data() + 1 + 2 * i, &h, 2);
     }
-    TensorView h{f16.data() + 1, DType::kF16, DType::kF16, {2, static_cast<std::int64_t>(n)}};
+    TensorView h{f16.data() + 1, DType::kF16, {2, static_cast<std::int64_t>(n)}};
     ops::ScaledRow(h, n, n, 2.0f, out.data());
     for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == f16_to_f32(f32_to_f16(x.data[n + i])) * 2.0f);
   }

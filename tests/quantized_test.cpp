@@ -7,10 +7,10 @@
 #include <cmath>
 #include <random>
 
-#include "gemma4/model/logit_agreement.hpp"
+#include "gemma4/testing/logit_agreement.hpp"
 #include "gemma4/model/session.hpp"
 #include "gemma4/tiny.hpp"
-#include "gemma4/weights/synthetic.hpp"
+#include "gemma4/testing/synthetic.hpp"
 #include "session_support.hpp"
 #include "support.hpp"
 
@@ -171,17 +171,17 @@ TEST_CASE("loading reports what was converted", "[quantized]") {
   const Weights<TinyE2B> int8(dir.path(), {.format = WeightFormat::kInt8});
   const Weights<TinyE2B> int4(dir.path(), {.format = WeightFormat::kInt4});
   CHECK(bf16.report().quantized_bytes == 0);
-  CHECK(bf16.global.embed_tokens.quantized == nullptr);
-  REQUIRE(int8.global.embed_tokens.quantized != nullptr);  // the tied LM head
-  CHECK(int8.global.embed_tokens.quantized->format() == WeightFormat::kInt8);
-  CHECK(int8.layers[0].input_layernorm.quantized == nullptr);  // vectors stay as stored
+  CHECK(packed_matrix(bf16.global.embed_tokens.linear) == nullptr);
+  REQUIRE(packed_matrix(int8.global.embed_tokens.linear) != nullptr);  // the tied LM head
+  CHECK(packed_matrix(int8.global.embed_tokens.linear)->format() == WeightFormat::kInt8);
+  STATIC_REQUIRE_FALSE(std::is_base_of_v<MatrixView, decltype(int8.layers[0].input_layernorm)>);  // vectors stay as stored
   CHECK(int8.report().bytes_per_token < bf16.report().bytes_per_token * 0.55);
   CHECK(int4.report().bytes_per_token < int8.report().bytes_per_token * 0.65);
   // tiny's per_layer_projection has 16 columns: too few for a 32-column int4 group.
   REQUIRE(int4.report().kept_int8.size() == kNumLayers<TinyE2B>);
   CHECK(int4.report().kept_int8[0] == "layers.0.per_layer_projection.weight");
-  CHECK(int4.layers[0].per_layer_projection.quantized->format() == WeightFormat::kInt8);
-  CHECK(int4.layers[0].gate_proj.quantized->format() == WeightFormat::kInt4);
+  CHECK(packed_matrix(int4.layers[0].per_layer_projection.linear)->format() == WeightFormat::kInt8);
+  CHECK(packed_matrix(int4.layers[0].gate_proj.linear)->format() == WeightFormat::kInt4);
 }
 
 // The quality guard. Random synthetic models have flat output distributions: their

@@ -65,9 +65,10 @@ std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>
 
   // Embedding, scaled by sqrt(hidden) rounded to the stored weight dtype.
   const TensorView& E = w.global.embed_tokens;
+  const DType stored = *w.checkpoint().find(w.report().prefix + "embed_tokens.weight")->dtype;
   double scale = std::sqrt(static_cast<double>(hidden));
-  if (E.stored_dtype == DType::kBF16) scale = bf16_to_f32(f32_to_bf16(static_cast<float>(scale)));
-  if (E.stored_dtype == DType::kF16) scale = f16_to_f32(f32_to_f16(static_cast<float>(scale)));
+  if (stored == DType::kBF16) scale = bf16_to_f32(f32_to_bf16(static_cast<float>(scale)));
+  if (stored == DType::kF16) scale = f16_to_f32(f32_to_f16(static_cast<float>(scale)));
   Rows x(T, Vec(hidden));
   for (int t = 0; t < T; ++t) {
     for (int i = 0; i < hidden; ++i) x[t][i] = E.at(static_cast<std::size_t>(tokens[t]) * hidden + i) * scale;

@@ -6,13 +6,14 @@
 //   <|turn>model\n{answer}<turn|>\n                       (earlier answers, thoughts dropped)
 //   <|turn>model\n                                        (the generation prompt)
 //
-// Control tokens are placed by id; their text comes from the tokenizer, never from here.
-// What a user types is encoded with special-token matching off, so typing "<turn|>"
+// Control tokens are placed by id, looked up in the tokenizer's added tokens by their
+// Gemma 4 names (spec section 6). What a user types is encoded with special-token matching off, so typing "<turn|>"
 // cannot end a turn or forge a role.
 //
 // Errors: the constructor throws gemma4::Error when the tokenizer lacks a control token;
 // the append_* functions throw for text that is not UTF-8. Immutable after construction.
 
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -23,16 +24,35 @@
 
 namespace gemma4 {
 
-// The control token ids of the Gemma 4 vocabulary (spec section 6).
+// The ids of the control tokens the chat format places (105, 106, ... in Gemma 4's
+// vocabulary), as the tokenizer gives them.
 struct ChatTokenIds {
-  int bos = 2;
-  int turn_start = 105;    // <|turn>
-  int turn_end = 106;      // <turn|>
-  int think = 98;          // <|think|>: thinking mode, in the system turn
-  int channel_start = 100;  // <|channel>: opens the thought channel
-  int channel_end = 101;    // <channel|>
+  int bos;
+  int turn_start;     // <|turn>
+  int turn_end;       // <turn|>
+  int think;          // <|think|>: thinking mode, in the system turn
+  int channel_start;  // <|channel>: opens the thought channel
+  int channel_end;    // <channel|>
 };
-inline constexpr ChatTokenIds kGemma4ChatTokens{};
+
+// Looks every control token up by its name; `special`: turn framing, which typed text must
+// never produce, so tokenizer.json must mark it special.
+inline ChatTokenIds chat_token_ids(const Tokenizer& tokenizer) {
+  const auto id_of = [&](std::string_view name, bool special) {
+    const std::optional<int> id = tokenizer.added_token_id(name);
+    if (!id) fail(ErrorKind::kConfigMismatch, "the tokenizer has no added token \"{}\"; is this a Gemma 4 tokenizer.json?", name);
+    if (special && !tokenizer.is_special(*id)) {
+      fail(ErrorKind::kConfigMismatch, "token {} \"{}\" is not marked special in tokenizer.json; typed text could forge it", *id, name);
+    }
+    return *id;
+  };
+  return {.bos = id_of("<bos>", true),
+          .turn_start = id_of("<|turn>", true),
+          .turn_end = id_of("<turn|>", true),
+          .think = id_of("<|think|>", false),
+          .channel_start = id_of("<|channel>", false),
+          .channel_end = id_of("<channel|>", false)};
+}
 
 enum class Role { kSystem, kUser, kModel };
 
@@ -47,28 +67,9 @@ inline std::string_view role_name(Role role) {
 
 class ChatFormat {
  public:
-  // Checks that the tokenizer has each control token as an added token, and that the ones
-  // that frame turns are special (else typed text could produce them).
-  explicit ChatFormat(const Tokenizer& tokenizer, ChatTokenIds ids = kGemma4ChatTokens) : tokenizer_(tokenizer), ids_(ids) {
-    const auto require = [&](int id, const char* what, bool special) {
-      if (!tokenizer.is_known(id) || tokenizer.added_token(id) == nullptr) {
-        fail(ErrorKind::kConfigMismatch, "the tokenizer has no added token with id {} ({}); is this a Gemma 4 tokenizer.json?", id, what);
-      }
-      if (special && !tokenizer.is_special(id)) {
-        fail(ErrorKind::kConfigMismatch, "token {} \"{}\" ({}) is not marked special in tokenizer.json; typed text could forge it", id,
-             tokenizer.token_text(id), what);
-      }
-    };
-    require(ids.bos, "<bos>", true);
-    require(ids.turn_start, "turn start", true);
-    require(ids.turn_end, "turn end", true);
-    require(ids.think, "thinking switch", false);
-    require(ids.channel_start, "channel start", false);
-    require(ids.channel_end, "channel end", false);
-    newline_ = tokenizer.encode("\n", {.add_bos = false});
-  }
-
-  explicit ChatFormat(const Tokenizer&&, ChatTokenIds = kGemma4ChatTokens) = delete;  // would dangle
+  explicit ChatFormat(const Tokenizer& tokenizer)
+      : tokenizer_(tokenizer), ids_(chat_token_ids(tokenizer)), newline_(tokenizer.encode("\n", {.add_bos = false})) {}
+  explicit ChatFormat(const Tokenizer&&) = delete;  // would dangle
 
   const ChatTokenIds& ids() const { return ids_; }
 

@@ -21,6 +21,7 @@
 #include "gemma4/error.hpp"
 #include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/ops/attention-inl.h"
+#include "gemma4/ops/matmul-inl.h"
 #include "gemma4/ops/ops-inl.h"
 #include "gemma4/ops/quantized_matmul-inl.h"
 #include "gemma4/parallel/thread_pool.hpp"
@@ -49,14 +50,6 @@ inline std::vector<float> rope_frequencies(const Rope& rope, int head_dim) {
     f[i] = 1.0f / std::pow(static_cast<float>(rope.rope_theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
   }
   return f;
-}
-
-// HF scales embeddings by sqrt(hidden_size) cast to the weights' dtype (39.25 for E2B in bf16).
-inline float embedding_scale(int hidden_size, DType stored) {
-  const float scale = std::sqrt(static_cast<float>(hidden_size));
-  if (stored == DType::kBF16) return bf16_to_f32(f32_to_bf16(scale));
-  if (stored == DType::kF16) return f16_to_f32(f32_to_f16(scale));
-  return scale;
 }
 
 template <Variant V>
@@ -126,7 +119,6 @@ class Session {
       r.cos.resize(chunk * d / 2);
       r.sin.resize(chunk * d / 2);
     }
-    embed_scale_ = embedding_scale(kHidden, weights.global.embed_tokens.stored_dtype);
   }
 
   // The tokens the KV caches hold, in order: the one record of what the session has seen.
@@ -220,7 +212,7 @@ class Session {
   // h = E[token] * embed_scale
   void embed(std::span<const int> tokens) {
     for (std::size_t t = 0; t < tokens.size(); ++t) {
-      ops::ScaledRow(weights_.global.embed_tokens, static_cast<std::size_t>(tokens[t]) * kHidden, kHidden, embed_scale_,
+      ops::ScaledRow(weights_.global.embed_tokens, static_cast<std::size_t>(tokens[t]) * kHidden, kHidden, weights_.embedding_scale(),
                      x_.data() + t * kHidden);
     }
   }
@@ -229,7 +221,7 @@ class Session {
   void per_layer_inputs(std::span<const int> tokens) {
     const GlobalWeights& g = weights_.global;
     const std::size_t n = tokens.size(), width = static_cast<std::size_t>(kNumLayers) * kPle;
-    matmul(g.per_layer_model_projection, x_.data(), n, ple_.data());
+    matmul(g.per_layer_model_projection.linear, x_.data(), n, ple_.data());
     ops::Scale(ple_.data(), n * width, 1.0f / std::sqrt(static_cast<float>(kHidden)));
     norm_rows(ple_.data(), n * kNumLayers, kPle, g.per_layer_projection_norm);
     const float token_scale = std::sqrt(static_cast<float>(kPle));
@@ -262,9 +254,9 @@ class Session {
     std::copy_n(x_.data(), hidden_floats, normed_.data());
     norm_rows(normed_.data(), n, kHidden, w.input_layernorm);
     if constexpr (kKind.kv_shared) {
-      matmul(w.q_proj, normed_.data(), n, q_.data());
+      matmul(w.q_proj.linear, normed_.data(), n, q_.data());
     } else {
-      matmul<3>({&w.q_proj, &w.k_proj, &w.v_proj}, normed_.data(), n, {q_.data(), k_.data(), v_.data()});
+      matmul<3>({&w.q_proj.linear, &w.k_proj.linear, &w.v_proj.linear}, normed_.data(), n, {q_.data(), k_.data(), v_.data()});
     }
     norm_rows(q_.data(), n * kHeads, D, w.q_norm);
     apply_rope<D>(q_.data(), n, kHeads, rope);
@@ -276,7 +268,7 @@ class Session {
       for (int t = 0; t < n; ++t) cache.store(position() + t, k_.data() + t * row, v_.data() + t * row);
     }
     attend<D, kKind.attention>(cache, n);
-    matmul(w.o_proj, attn_.data(), n, normed_.data());
+    matmul(w.o_proj.linear, attn_.data(), n, normed_.data());
     norm_rows(normed_.data(), n, kHidden, w.post_attention_layernorm);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
@@ -284,74 +276,37 @@ class Session {
     constexpr int F = ffn_width(kC, kKind);
     std::copy_n(x_.data(), hidden_floats, normed_.data());
     norm_rows(normed_.data(), n, kHidden, w.pre_feedforward_layernorm);
-    matmul<2>({&w.gate_proj, &w.up_proj}, normed_.data(), n, {gate_.data(), up_.data()});
-    for_rows(n, F, [&](std::size_t first, std::size_t end) {
+    matmul<2>({&w.gate_proj.linear, &w.up_proj.linear}, normed_.data(), n, {gate_.data(), up_.data()});
+    for_rows(pool_, n, F, [&](std::size_t first, std::size_t end) {
       for (std::size_t t = first; t < end; ++t) ops::GeluMul(gate_.data() + t * F, up_.data() + t * F, F);
     });
-    matmul(w.down_proj, gate_.data(), n, normed_.data());
+    matmul(w.down_proj.linear, gate_.data(), n, normed_.data());
     norm_rows(normed_.data(), n, kHidden, w.post_feedforward_layernorm);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
     // Per-layer input.
-    matmul(w.per_layer_input_gate, x_.data(), n, ple_gate_.data());
+    matmul(w.per_layer_input_gate.linear, x_.data(), n, ple_gate_.data());
     for (int t = 0; t < n; ++t) {
       ops::GeluMul(ple_gate_.data() + t * kPle, ple_.data() + (static_cast<std::size_t>(t) * kNumLayers + layer) * kPle, kPle);
     }
-    matmul(w.per_layer_projection, ple_gate_.data(), n, normed_.data());
+    matmul(w.per_layer_projection.linear, ple_gate_.data(), n, normed_.data());
     norm_rows(normed_.data(), n, kHidden, w.post_per_layer_input_norm);
     ops::AddTo(normed_.data(), x_.data(), hidden_floats);
 
     ops::Scale(x_.data(), hidden_floats, w.layer_scalar.at(0));
   }
 
-  // outs[i] [n, rows of ws[i]] = x [n, cols] times ws[i], for layers that share their
-  // input: x is quantized once (for int8/int4) and one parallel loop splits the stacked
-  // row blocks (rows, for a stored format) of all of them between the threads, in whole
-  // kernel passes.
+  // ops/matmul-inl.h: layers that share their input x [n, cols], in one parallel loop.
   template <std::size_t kCount>
-  void matmul(const std::array<const TensorView*, kCount>& ws, const float* x, std::size_t n,
+  void matmul(const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
               const std::array<float*, kCount>& outs) {
-    std::array<std::size_t, kCount + 1> stack{};  // stack[i]: the first unit of ws[i]
-    const QuantizedMatrix* quantized = nullptr;
-    for (std::size_t i = 0; i < kCount; ++i) {
-      const QuantizedMatrix* q = ws[i]->quantized;
-      if (quantized == nullptr) quantized = q;
-      stack[i + 1] = stack[i] + (q != nullptr ? q->rows() / kRowBlock : static_cast<std::size_t>(ws[i]->shape[0]));
-    }
-    if (quantized) {
-      activations_.tokens = n;
-      activations_.cols = static_cast<std::size_t>(ws[0]->shape[1]);
-      for_rows(n, activations_.cols,
-               [&](std::size_t first, std::size_t end) { ops::QuantizeActivationRows(x, first, end, activations_); });
-    }
-    const std::size_t grain = quantized ? quantized_pass_blocks(quantized->format(), n) : 1;
-    pool_.parallel_for(stack[kCount], [&](int, std::size_t begin, std::size_t end) {
-      for (std::size_t i = 0; i < kCount; ++i) {
-        const std::size_t first = std::max(begin, stack[i]), last = std::min(end, stack[i + 1]);
-        if (first >= last) continue;
-        if (ws[i]->quantized != nullptr) {
-          ops::QuantizedMatMul(*ws[i]->quantized, activations_, first - stack[i], last - stack[i], outs[i]);
-        } else {
-          ops::MatMul(*ws[i], first - stack[i], last - stack[i], x, n, outs[i]);
-        }
-      }
-    }, grain);
+    ops::ParallelMatMul<kCount>(pool_, ws, x, n, outs, activations_);
   }
-  void matmul(const TensorView& w, const float* x, std::size_t n, float* out) { matmul<1>({&w}, x, n, {out}); }
+  void matmul(const WeightMatrix& w, const float* x, std::size_t n, float* out) { matmul<1>({&w}, x, n, {out}); }
 
-  // f(first, end) over `rows` independent rows of `width` floats, split between the
-  // threads in pieces of at least kRowWorkFloats: a prefill chunk's norms and
-  // activations take all threads, decode's few rows stay on the caller, where a
-  // hand-off would cost more than the work.
-  static constexpr std::size_t kRowWorkFloats = 16384;
-  template <typename F>
-  void for_rows(std::size_t rows, std::size_t width, const F& f) {
-    pool_.parallel_for(rows, [&](int, std::size_t first, std::size_t end) { f(first, end); },
-                       std::max<std::size_t>(1, kRowWorkFloats / width));
-  }
   // RMSNorm of `rows` rows of `width` floats, in place.
   void norm_rows(float* x, std::size_t rows, std::size_t width, const TensorView& w) {
-    for_rows(rows, width, [&](std::size_t first, std::size_t end) {
+    for_rows(pool_, rows, width, [&](std::size_t first, std::size_t end) {
       ops::RMSNormRows(x + first * width, end - first, width, w, kC.rms_norm_eps);
     });
   }
@@ -402,7 +357,7 @@ class Session {
   void final_logits(std::size_t first, std::size_t count, std::span<float> out) {
     std::copy_n(x_.data() + first * kHidden, count * kHidden, normed_.data());
     ops::RMSNormRows(normed_.data(), count, kHidden, weights_.global.norm, kC.rms_norm_eps);
-    matmul(weights_.global.embed_tokens, normed_.data(), count, out.data());
+    matmul(weights_.global.embed_tokens.linear, normed_.data(), count, out.data());
     if (kC.final_logit_softcapping > 0) ops::Softcap(out.data(), out.size(), static_cast<float>(kC.final_logit_softcapping));
   }
 
@@ -413,7 +368,6 @@ class Session {
   std::vector<int> tokens_;      // [position]: every token run so far
   int rewind_margin_ = 0;        // see can_rewind_to()
   int tokens_since_release_ = 0;
-  float embed_scale_ = 1.0f;
   std::vector<KvCache> caches_;  // one per layer that owns a cache, by kv_cache_slot
   RopeTables rope_[2];           // by AttentionType
   // Scratch for one chunk of up to prefill_chunk tokens.

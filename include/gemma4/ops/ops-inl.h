@@ -2,7 +2,9 @@
 // static dispatch for the target they compile for (-march=...); a user who wants
 // runtime dispatch re-includes this file from a foreach_target translation unit.
 // Weights arrive as f32 or bf16 (as stored in the checkpoint); activations are f32.
-// Lengths need not be multiples of the vector width: a scalar tail finishes each loop.
+// Lengths need not be multiples of the vector width: element-wise kernels run on
+// Highway's Transform (which handles the partial last vector), the others finish with
+// a scalar tail.
 
 #ifndef GEMMA4_OPS_OPS_INL_H_
 #define GEMMA4_OPS_OPS_INL_H_
@@ -21,6 +23,13 @@
 #define GEMMA4_OPS_OPS_TOGGLE
 #endif
 
+// GCC 12 misreads the scalar tail loop of Highway 1.0.3's Transform when it inlines it
+// (-Waggressive-loop-optimizations: "iteration 4611686018427387903 invokes undefined
+// behavior", an index it can never reach); the warning is about that header's lines.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#include "hwy/contrib/algo/transform-inl.h"
+#pragma GCC diagnostic pop
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 
@@ -144,15 +153,14 @@ HWY_INLINE void RMSNorm(const float* x, const WT* HWY_RESTRICT w, size_t n, floa
   for (; i < n; ++i) out[i] = x[i] * inv * ToF32(w[i]);
 }
 
+// x *= a
+HWY_INLINE void Scale(float* x, size_t n, float a) {
+  hn::Transform(DF(), x, n, [a](auto d, auto v) HWY_ATTR { return hn::Mul(v, hn::Set(d, a)); });
+}
+
 // RMSNorm without a weight (Gemma 4's v_norm); in place.
 HWY_INLINE void RMSNormPlain(float* x, size_t n, float eps) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  const float inv = 1.0f / std::sqrt(SumOfSquares(x, n) / static_cast<float>(n) + eps);
-  const VF vinv = hn::Set(df, inv);
-  size_t i = 0;
-  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), vinv), df, x + i);
-  for (; i < n; ++i) x[i] *= inv;
+  Scale(x, n, 1.0f / std::sqrt(SumOfSquares(x, n) / static_cast<float>(n) + eps));
 }
 
 // RMSNorm of each of `count` consecutive rows of length n, in place, with one weight.
@@ -163,32 +171,23 @@ HWY_INLINE void RMSNormRows(float* x, size_t count, size_t n, const TensorView& 
 }
 
 // gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-HWY_INLINE VF GeluTanh(DF df, VF x) {
-  const VF inner = hn::Mul(hn::Set(df, 0.7978845608028654f), hn::MulAdd(hn::Mul(hn::Set(df, 0.044715f), x), hn::Mul(x, x), x));
+template <class D, class V>
+HWY_INLINE V GeluTanh(D df, V x) {
+  const V inner = hn::Mul(hn::Set(df, 0.7978845608028654f), hn::MulAdd(hn::Mul(hn::Set(df, 0.044715f), x), hn::Mul(x, x), x));
   return hn::Mul(hn::Mul(hn::Set(df, 0.5f), x), hn::Add(hn::Set(df, 1.0f), hn::Tanh(df, inner)));
-}
-
-HWY_INLINE float GeluTanh(float x) {
-  return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
 }
 
 // gate[i] = gelu_tanh(gate[i]) * other[i]
 HWY_INLINE void GeluMul(float* HWY_RESTRICT gate, const float* HWY_RESTRICT other, size_t n) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  size_t i = 0;
-  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(GeluTanh(df, hn::LoadU(df, gate + i)), hn::LoadU(df, other + i)), df, gate + i);
-  for (; i < n; ++i) gate[i] = GeluTanh(gate[i]) * other[i];
+  hn::Transform1(DF(), gate, n, other, [](auto d, auto g, auto o) HWY_ATTR { return hn::Mul(GeluTanh(d, g), o); });
 }
 
 // x = cap * tanh(x / cap)
 HWY_INLINE void Softcap(float* x, size_t n, float cap) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  const VF vcap = hn::Set(df, cap), vinv = hn::Set(df, 1.0f / cap);
-  size_t i = 0;
-  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(vcap, hn::Tanh(df, hn::Mul(hn::LoadU(df, x + i), vinv))), df, x + i);
-  for (; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+  const float inverse = 1.0f / cap;
+  hn::Transform(DF(), x, n, [cap, inverse](auto d, auto v) HWY_ATTR {
+    return hn::Mul(hn::Set(d, cap), hn::Tanh(d, hn::Mul(v, hn::Set(d, inverse))));
+  });
 }
 
 // Rotate-half RoPE over a whole head of length 2 * half: pair (i, i + half) turns by
@@ -230,20 +229,12 @@ HWY_INLINE void Softmax(float* x, size_t n) {
     x[i] = std::exp(x[i] - max);
     sum += x[i];
   }
-  const float inv = 1.0f / sum;
-  const VF vinv = hn::Set(df, inv);
-  for (i = 0; i < n - n % N; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), vinv), df, x + i);
-  for (; i < n; ++i) x[i] *= inv;
+  Scale(x, n, 1.0f / sum);
 }
 
-// out += a * x
-HWY_INLINE void MulAddTo(float a, const float* HWY_RESTRICT x, float* HWY_RESTRICT out, size_t n) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  const VF va = hn::Set(df, a);
-  size_t i = 0;
-  for (; i < n - n % N; i += N) hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, out + i)), df, out + i);
-  for (; i < n; ++i) out[i] += a * x[i];
+// out += x
+HWY_INLINE void AddTo(const float* HWY_RESTRICT x, float* HWY_RESTRICT out, size_t n) {
+  hn::Transform1(DF(), out, n, x, [](auto, auto o, auto v) HWY_ATTR { return hn::Add(o, v); });
 }
 
 // out[i] = t[first + i] * scale for i < n: one embedding row, widened to f32. A mapped
@@ -266,18 +257,6 @@ HWY_INLINE void ScaledRow(const TensorView& t, size_t first, size_t n, float sca
   });
 }
 
-// out += x
-HWY_INLINE void AddTo(const float* HWY_RESTRICT x, float* HWY_RESTRICT out, size_t n) { MulAddTo(1.0f, x, out, n); }
-
-// x *= a
-HWY_INLINE void Scale(float* x, size_t n, float a) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  const VF va = hn::Set(df, a);
-  size_t i = 0;
-  for (; i < n - n % N; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), va), df, x + i);
-  for (; i < n; ++i) x[i] *= a;
-}
 
 }  // namespace HWY_NAMESPACE
 }  // namespace gemma4

@@ -41,6 +41,9 @@ struct QuantizedActivations {
 // Row blocks per pass of QuantizedMatMul's kernels, for a weight format and token count.
 // A thread's range of blocks in whole passes runs no narrower pass.
 inline constexpr std::size_t kInt8DecodePass = 4, kInt8PrefillPass = 3, kInt4DecodePass = 1, kInt4PrefillPass = 2;
+// Tokens per prefill tile: with the pass above, the accumulators and weight vectors of a
+// tile fill AVX-512's 32 registers without spilling.
+inline constexpr std::size_t kInt8PrefillTokens = 6, kInt4PrefillTokens = 3;
 constexpr std::size_t quantized_pass_blocks(WeightFormat format, std::size_t tokens) {
   if (format == WeightFormat::kInt8) return tokens == 1 ? kInt8DecodePass : kInt8PrefillPass;
   return tokens == 1 ? kInt4DecodePass : kInt4PrefillPass;
@@ -71,7 +74,7 @@ using VQF = hn::Vec<DQF>;
 
 // AVX-512 VNNI (VPDPBUSD). Highway 1.0.3 chooses its AVX3_DL target only when the CPU
 // also has the VEX-coded AVX-VNNI, which Zen 4 lacks: there -march=native gives the AVX3
-// target with __AVX512VNNI__ defined, and prefill on the portable dot was 5x slower.
+// target with __AVX512VNNI__ defined, where prefill must not fall back to the portable dot.
 #if HWY_TARGET == HWY_AVX3_DL || (HWY_TARGET == HWY_AVX3 && defined(__AVX512VNNI__))
 inline constexpr bool kHaveVnni = true;
 #else
@@ -209,10 +212,10 @@ HWY_INLINE VQF Int4GroupScales(const std::uint8_t* block, std::size_t g, std::si
 // Int8Tile for int4 weights: an exact integer sum per 32-column group, scaled by the
 // group's scale into an f32 sum per row. The high nibbles are multiplied in place (16
 // times their value, no shift per tile) in a chain of their own, divided by 16 once
-// per group. Decode runs this with one block and one token, one sequential stream:
-// gemma4_bench_model's kernel/read measured it at 0.72-0.81 of a plain read, two or
-// four blocks at once at 0.61-0.72, and software prefetching 1-32 KiB ahead gained
-// nothing. A token gets the same bits in a prefill tile and alone.
+// per group. Decode runs this with one block and one token, one sequential stream: it
+// streams closer to a plain read than two or four blocks at once or software
+// prefetching (gemma4_bench_model's kernel/read column; bench/README.md has the runs).
+// A token gets the same bits in a prefill tile and alone.
 template <std::size_t kR, std::size_t kT, bool kVnni>
 HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
                          float* HWY_RESTRICT out) {
@@ -310,15 +313,14 @@ HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActiv
                                   std::size_t end_block, float* HWY_RESTRICT out) {
   if (w.format() == WeightFormat::kInt8) {
     // Decode (one token) takes four row blocks per pass: four read streams per thread,
-    // which memory serves faster than one (gemma4_bench_model's kernel/read for E2B:
-    // 0.73-0.77 of a plain read with one, 0.87 with four).
+    // which memory serves faster than one (gemma4_bench_model's kernel/read column).
     const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int8Tile<kR, kT, kVnni>(args...); };
     a.tokens == 1 ? QuantizedPanels<kVnni, kInt8DecodePass, 1>(w, a, first_block, end_block, out, tile)
-                  : QuantizedPanels<kVnni, kInt8PrefillPass, 6>(w, a, first_block, end_block, out, tile);
+                  : QuantizedPanels<kVnni, kInt8PrefillPass, kInt8PrefillTokens>(w, a, first_block, end_block, out, tile);
   } else {
     const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int4Tile<kR, kT, kVnni>(args...); };
     a.tokens == 1 ? QuantizedPanels<kVnni, kInt4DecodePass, 1>(w, a, first_block, end_block, out, tile)
-                  : QuantizedPanels<kVnni, kInt4PrefillPass, 3>(w, a, first_block, end_block, out, tile);
+                  : QuantizedPanels<kVnni, kInt4PrefillPass, kInt4PrefillTokens>(w, a, first_block, end_block, out, tile);
   }
 }
 

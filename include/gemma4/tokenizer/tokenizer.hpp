@@ -123,6 +123,13 @@ class Tokenizer {
     if (const AddedToken* t = added_token(id)) return t->content;
     return bpe_.piece(id);
   }
+  // The id of the added token whose text is `content` (a control token such as "<|turn>").
+  std::optional<int> added_token_id(std::string_view content) const {
+    for (const AddedToken& t : added_) {
+      if (t.content == content) return t.id;
+    }
+    return std::nullopt;
+  }
   const AddedToken* added_token(int id) const {
     const auto it = added_index_.find(id);
     return it == added_index_.end() ? nullptr : &added_[it->second];

@@ -39,6 +39,8 @@ namespace gemma4 {
 inline constexpr std::string_view kConvertedFormat = "gemma4-converted";
 // Bump whenever quantize.hpp's packed layouts or rounding change.
 inline constexpr std::string_view kConvertedLayout = "1";
+// The data section starts on a page, so every matrix (64-byte multiples) starts on a line.
+inline constexpr std::size_t kConvertedAlignment = 4096;
 
 // One matrix a converted file holds.
 struct PackedMatrixShape {
@@ -96,7 +98,7 @@ inline void write_converted_file(const std::filesystem::path& path, const Conver
                           {"variant", identity.variant},
                           {"weights", std::string(weight_format_name(identity.format))},
                           {"source", identity.source}},
-                         entries, 4096);
+                         entries, kConvertedAlignment);
   for (const auto& [name, m] : matrices) file.write(m->packed().data(), m->packed().size());
   file.finish();
 }

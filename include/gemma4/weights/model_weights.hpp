@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <fmt/format.h>
@@ -16,6 +17,7 @@
 #include "gemma4/config/topology.hpp"
 #include "gemma4/detail/fixed_string.hpp"
 #include "gemma4/base/tensor.hpp"
+#include "gemma4/ops/weight_matrix.hpp"
 
 namespace gemma4 {
 
@@ -61,8 +63,14 @@ enum class Residency {
   kOnDisk,    // left in the mapping, read a few rows at a time: the PLE table
 };
 
+// A matrix: the tensor as loaded, read row by row for lookups (the embedding), and what
+// matmuls read, the same elements or their int8/int4 conversion.
+struct MatrixView : TensorView {
+  WeightMatrix linear;
+};
+
 template <detail::FixedString kName, Presence kPresence, Residency kResidency, Dim... kShape>
-struct Slot : TensorView {
+struct Slot : std::conditional_t<sizeof...(kShape) == 2, MatrixView, TensorView> {
   static_assert(sizeof...(kShape) == 1 || sizeof...(kShape) == 2, "gemma4: a weight is a vector or a matrix");
   static constexpr std::string_view name = kName.view();
   static constexpr Presence presence = kPresence;

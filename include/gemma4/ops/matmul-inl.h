@@ -1,0 +1,90 @@
+// The one matmul entry point of the forward pass (and of the benchmarks): any number of
+// linear layers that share their input, in one parallel loop. For int8/int4 the input is
+// quantized once per call; the stacked row blocks (rows, for dense weights) of all the
+// layers are split between the threads in whole kernel passes. Shapes are checked here.
+
+#ifndef GEMMA4_OPS_MATMUL_INL_H_
+#define GEMMA4_OPS_MATMUL_INL_H_
+#include <algorithm>
+#include <array>
+#include <cstddef>
+
+#include "gemma4/error.hpp"
+#include "gemma4/ops/weight_matrix.hpp"
+#include "gemma4/parallel/thread_pool.hpp"
+
+namespace gemma4 {
+
+// f(first, end) over `rows` independent rows of `width` floats, split between the
+// threads in pieces of at least kRowWorkFloats: a prefill chunk's norms and activations
+// take all threads, decode's few rows stay on the caller, where a hand-off would cost
+// more than the work.
+inline constexpr std::size_t kRowWorkFloats = 16384;
+template <typename F>
+void for_rows(ThreadPool& pool, std::size_t rows, std::size_t width, const F& f) {
+  pool.parallel_for(rows, [&](int, std::size_t first, std::size_t end) { f(first, end); },
+                    std::max<std::size_t>(1, kRowWorkFloats / width));
+}
+
+}  // namespace gemma4
+#endif  // GEMMA4_OPS_MATMUL_INL_H_
+
+#if defined(GEMMA4_OPS_MATMUL_TOGGLE) == defined(HWY_TARGET_TOGGLE)
+#ifdef GEMMA4_OPS_MATMUL_TOGGLE
+#undef GEMMA4_OPS_MATMUL_TOGGLE
+#else
+#define GEMMA4_OPS_MATMUL_TOGGLE
+#endif
+
+#include "gemma4/ops/ops-inl.h"
+#include "gemma4/ops/quantized_matmul-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gemma4 {
+namespace HWY_NAMESPACE {
+
+// outs[i] [n, rows of ws[i]] = x [n, cols] times ws[i] for layers with the same cols.
+// activations: scratch for the quantized input, reserved for n tokens of cols columns.
+// Dense and packed layers may be mixed; a packed one sets the pass width of the split.
+template <std::size_t kCount>
+void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
+                    const std::array<float*, kCount>& outs, QuantizedActivations& activations) {
+  const std::size_t cols = matrix_cols(*ws[0]);
+  std::array<std::size_t, kCount + 1> stack{};  // stack[i]: the first unit of ws[i]
+  const QuantizedMatrix* first_packed = nullptr;
+  for (std::size_t i = 0; i < kCount; ++i) {
+    if (matrix_cols(*ws[i]) != cols) {
+      fail(ErrorKind::kInvalidArgument, "matmul: layers sharing an input have {} and {} columns", cols, matrix_cols(*ws[i]));
+    }
+    const QuantizedMatrix* packed = packed_matrix(*ws[i]);
+    if (first_packed == nullptr) first_packed = packed;
+    stack[i + 1] = stack[i] + (packed != nullptr ? packed->rows() / kRowBlock : matrix_rows(*ws[i]));
+  }
+  if (first_packed != nullptr) {
+    if (activations.q.size() < n * cols || activations.scale.size() < n) {
+      fail(ErrorKind::kInvalidArgument, "matmul: activation scratch reserved for fewer than {} x {} values", n, cols);
+    }
+    activations.tokens = n;
+    activations.cols = cols;
+    for_rows(pool, n, cols, [&](std::size_t first, std::size_t end) { QuantizeActivationRows(x, first, end, activations); });
+  }
+  const std::size_t grain = first_packed != nullptr ? quantized_pass_blocks(first_packed->format(), n) : 1;
+  pool.parallel_for(stack[kCount], [&](int, std::size_t begin, std::size_t end) {
+    for (std::size_t i = 0; i < kCount; ++i) {
+      const std::size_t first = std::max(begin, stack[i]), last = std::min(end, stack[i + 1]);
+      if (first >= last) continue;
+      if (const QuantizedMatrix* packed = packed_matrix(*ws[i])) {
+        QuantizedMatMul(*packed, activations, first - stack[i], last - stack[i], outs[i]);
+      } else {
+        MatMul(std::get<TensorView>(*ws[i]), first - stack[i], last - stack[i], x, n, outs[i]);
+      }
+    }
+  }, grain);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gemma4
+HWY_AFTER_NAMESPACE();
+
+#endif  // toggle
