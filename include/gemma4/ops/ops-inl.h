@@ -122,10 +122,6 @@ HWY_INLINE void MatMul(const TensorView& w, size_t first_row, size_t end_row, co
   });
 }
 
-HWY_INLINE void MatMul(const TensorView& w, const float* x, size_t tokens, float* out) {
-  MatMul(w, 0, static_cast<size_t>(w.shape[0]), x, tokens, out);
-}
-
 HWY_INLINE float SumOfSquares(const float* HWY_RESTRICT x, size_t n) {
   const DF df;
   const size_t N = hn::Lanes(df);
