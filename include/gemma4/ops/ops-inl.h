@@ -26,10 +26,14 @@
 // GCC 12 misreads the scalar tail loop of Highway 1.0.3's Transform when it inlines it
 // (-Waggressive-loop-optimizations: "iteration 4611686018427387903 invokes undefined
 // behavior", an index it can never reach); the warning is about that header's lines.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Waggressive-loop-optimizations"
+#endif
 #include "hwy/contrib/algo/transform-inl.h"
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 
