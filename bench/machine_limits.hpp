@@ -126,33 +126,39 @@ inline double f32_fma_rate(ThreadPool& pool, int runs) {
   });
 }
 
+// `steps` rounds of kChains int8 dot products, as the quantized kernels multiply.
+template <bool kVnni>
+void int8_dots(std::size_t steps) {
+  const ops::DQ d;
+  // Each chain has its own activations and the weights change every step (one add per
+  // kChains dots): with the same products in every chain, or the same every step, the
+  // compiler computes the portable dot once and times additions only.
+  ops::VQ acc[kChains], x[kChains];
+  HWY_UNROLL(16)
+  for (int c = 0; c < kChains; ++c) {
+    acc[c] = hn::Set(d, c);
+    x[c] = hn::Set(d, 0x01FF01FF + c);
+  }
+  const hn::RebindToUnsigned<decltype(d)> du;
+  auto w = hn::Set(du, 0x01020304u);
+  const auto w_step = hn::Set(du, 0x01010101u);
+  for (std::size_t s = 0; s < steps; ++s) {
+    w = hn::Add(w, w_step);
+    HWY_UNROLL(16)
+    for (int c = 0; c < kChains; ++c) acc[c] = ops::DotQuads<kVnni>(acc[c], hn::BitCast(d, w), x[c]);
+  }
+  auto total = acc[0];
+  HWY_UNROLL(16)
+  for (int c = 1; c < kChains; ++c) total = hn::Add(total, acc[c]);
+  volatile std::int32_t sink = hn::GetLane(total);
+  (void)sink;
+}
+
 // int8 multiply-adds per second, with the instruction the quantized kernels use.
 inline double int8_dot_rate(ThreadPool& pool, int runs) {
   const ops::DQ dq;
   return peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(dq) * 4), [](std::size_t steps) {
-    const ops::DQ d;
-    // Each chain has its own activations and the weights change every step (one add per
-    // kChains dots): with the same products in every chain, or the same every step, the
-    // compiler computes the portable dot once and times additions only.
-    ops::VQ acc[kChains], x[kChains];
-    HWY_UNROLL(16)
-    for (int c = 0; c < kChains; ++c) {
-      acc[c] = hn::Set(d, c);
-      x[c] = hn::Set(d, 0x01FF01FF + c);
-    }
-    const hn::RebindToUnsigned<decltype(d)> du;
-    auto w = hn::Set(du, 0x01020304u);
-    const auto w_step = hn::Set(du, 0x01010101u);
-    for (std::size_t s = 0; s < steps; ++s) {
-      w = hn::Add(w, w_step);
-      HWY_UNROLL(16)
-      for (int c = 0; c < kChains; ++c) acc[c] = ops::DotQuads<ops::kHaveVnni>(acc[c], hn::BitCast(d, w), x[c]);
-    }
-    auto total = acc[0];
-    HWY_UNROLL(16)
-    for (int c = 1; c < kChains; ++c) total = hn::Add(total, acc[c]);
-    volatile std::int32_t sink = hn::GetLane(total);
-    (void)sink;
+    ops::HaveVnni() ? int8_dots<true>(steps) : int8_dots<false>(steps);
   });
 }
 

@@ -163,8 +163,9 @@ struct InfoCommand {
       const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
       const auto& r = weights.report();
       fmt::print("variant {}\n{}", V::name, gemma4::format_config(V::config));
-      fmt::print("SIMD target: {}, int8 dot product: {}\n", hwy::TargetName(HWY_STATIC_TARGET),
-                 gemma4::ops::kHaveVnni ? "AVX-512 VNNI" : "portable");
+      const gemma4::ForwardPass<V> pass = gemma4::choose_forward_pass<V>();
+      fmt::print("SIMD target: {} (chosen {}), int8 dot product: {}\n", pass.simd_target,
+                 gemma4::kDynamicDispatch ? "at run time" : "at compile time", pass.integer_dot);
       fmt::print("checkpoint: prefix '{}', {} tensors used, {:.2f} GB of weights ({:.2f} GB PLE table left on disk)\n",
                  r.prefix, r.tensors_used, r.weight_bytes / 1e9, r.ple_table_bytes / 1e9);
       fmt::print("skipped {} vision/audio/unused-KV tensors, copied {:.1f} MB, loaded in {:.2f} s\n", r.skipped.size(),

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "gemma4/tiny.hpp"
+#include "hwy/targets.h"
 #include "gemma4/testing/synthetic.hpp"
 #include "reference_model.hpp"
 #include "session_support.hpp"
@@ -107,4 +108,25 @@ TEST_CASE("bad input to a session is an error that leaves it unchanged", "[forwa
   CHECK(session.position() == 2);
   CHECK_THROWS_WITH(session.forward(std::vector<int>(7, 5), Logits::kLast, logits), Contains("7 tokens at position 2 exceed"));
   CHECK_THROWS_WITH(Session<TinyE2B>(w, {.max_context = 0}), Contains("max_context must be in [1, 131072]"));
+}
+
+// The best target this binary holds and the CPU has (tests/main.cpp may narrow it to one):
+// in a runtime-dispatch build, the proof that the target's own code runs.
+TEST_CASE("a session runs on the SIMD target the build was made for", "[forward]") {
+  TempDir dir;
+  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 4});
+  const Weights<TinyE2B> w(dir.path());
+  const Session<TinyE2B> session(w);
+  const std::vector<std::int64_t> targets = hwy::SupportedAndGeneratedTargets();
+  REQUIRE(!targets.empty());
+  CHECK(std::string(session.simd_target()) == hwy::TargetName(targets.front()));
+#ifdef GEMMA4_EXPECT_SIMD_TARGET
+  CHECK(std::string(session.simd_target()) == GEMMA4_EXPECT_SIMD_TARGET);  // the flags CI chose give that target
+#endif
+#if HWY_ARCH_X86
+  const bool vnni = (targets.front() & (HWY_AVX3 | HWY_AVX3_DL)) != 0 && __builtin_cpu_supports("avx512vnni");
+#else
+  const bool vnni = false;
+#endif
+  CHECK(std::string(session.integer_dot()) == (vnni ? "AVX-512 VNNI" : "portable"));
 }

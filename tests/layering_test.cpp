@@ -1,5 +1,7 @@
 // What needs only a variant's config, the tokenizer, sampling or the chat format compiles
-// without Highway or the forward pass: nothing in this file may pull them in.
+// without Highway or the forward pass: nothing in this file may pull them in. Nor may a
+// session's target-independent state, which a runtime-dispatch build includes before
+// Highway's foreach_target (model/session.hpp).
 
 #include <catch2/catch.hpp>
 
@@ -7,11 +9,12 @@
 #include "gemma4/config/config_json.hpp"
 #include "gemma4/config/e2b.hpp"
 #include "gemma4/config/tiny.hpp"
+#include "gemma4/model/forward_state.hpp"
 #include "gemma4/sampling/sampler.hpp"
 #include "gemma4/tokenizer/stream_decoder.hpp"
 
 #if defined(HWY_HIGHWAY_INCLUDED) || defined(HIGHWAY_HWY_BASE_H_)
-#error "gemma4: the config, tokenizer, sampling and chat headers must not include Highway"
+#error "gemma4: the config, tokenizer, sampling, chat and forward-state headers must not include Highway"
 #endif
 
 TEST_CASE("a variant's config is usable without the forward pass", "[layering]") {

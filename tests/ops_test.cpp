@@ -1,26 +1,35 @@
 // Each SIMD kernel against a plain scalar version, on lengths around the vector width
-// ({1, 3, N-1, N, N+1, 8N+2}) and at misaligned addresses, for the target compiled.
+// ({1, 3, N-1, N, N+1, 8N+2}) and at misaligned addresses; the int8/int4 matmul's VNNI
+// and portable integer dots against each other (exact) and against a scalar reference,
+// and which of them a target uses. Written once per SIMD target
+// (Highway's foreach_target): a static build holds one target, the runtime-dispatch
+// test build all of them, and tests/main.cpp chooses which one runs.
+
+#define HWY_TARGET_INCLUDE "ops_test.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstring>
 #include <random>
-#include <string>
 #include <vector>
 
 #include "gemma4/config/topology.hpp"
-#include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/ops/attention-inl.h"
+#include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/ops/ops-inl.h"
+#include "gemma4/ops/quantized_matmul-inl.h"
+#include "hwy/highway.h"
+#include "support.hpp"
 
-using namespace gemma4;
-namespace ops = gemma4::HWY_NAMESPACE;
-
+HWY_BEFORE_NAMESPACE();
+namespace gemma4 {
+namespace HWY_NAMESPACE {
 namespace {
 
 std::vector<std::size_t> lengths() {
-  const std::size_t N = hwy::HWY_NAMESPACE::Lanes(ops::DF());
+  const std::size_t N = hwy::HWY_NAMESPACE::Lanes(DF());
   return {1, 3, N - 1 == 0 ? 2 : N - 1, N, N + 1, 8 * N + 2};
 }
 
@@ -44,27 +53,19 @@ std::vector<hwy::bfloat16_t> to_bf16(const float* x, std::size_t n) {
 
 double scalar_gelu(double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); }
 
-}  // namespace
-
-#ifdef GEMMA4_EXPECT_SIMD_TARGET
-TEST_CASE("the build compiles for the SIMD target it was configured for", "[ops]") {
-  CHECK(std::string(hwy::TargetName(HWY_STATIC_TARGET)) == GEMMA4_EXPECT_SIMD_TARGET);
-}
-#endif
-
-TEST_CASE("RMSNorm with and without weight matches scalar", "[ops]") {
+void TestRmsNorm() {
   for (std::size_t n : lengths()) {
     Buffer x(n, 1), w(n, 2, 0.5f, 1.5f);
     double ms = 0;
     for (std::size_t i = 0; i < n; ++i) ms += double(x.data[i]) * x.data[i];
     const double inv = 1 / std::sqrt(ms / n + 1e-6);
     std::vector<float> out(n);
-    ops::RMSNorm(x.data, w.data, n, 1e-6f, out.data());
+    RMSNorm(x.data, w.data, n, 1e-6f, out.data());
     const auto wb = to_bf16(w.data, n);
     std::vector<float> out_bf16(n);
-    ops::RMSNorm(x.data, wb.data(), n, 1e-6f, out_bf16.data());
+    RMSNorm(x.data, wb.data(), n, 1e-6f, out_bf16.data());
     std::vector<float> plain(x.data, x.data + n);
-    ops::RMSNormPlain(plain.data(), n, 1e-6f);
+    RMSNormPlain(plain.data(), n, 1e-6f);
     for (std::size_t i = 0; i < n; ++i) {
       INFO("n " << n << " i " << i);
       CHECK(out[i] == Approx(x.data[i] * inv * w.data[i]).epsilon(1e-5));
@@ -74,15 +75,15 @@ TEST_CASE("RMSNorm with and without weight matches scalar", "[ops]") {
   }
 }
 
-TEST_CASE("MatMul of f32 and bf16 weights matches scalar for any token count", "[ops]") {
+void TestMatMul() {
   for (std::size_t cols : lengths()) {
     for (std::size_t tokens : {1, 3, 4, 5, 9}) {
       const std::size_t rows = 7;
       Buffer w(rows * cols, 3), x(tokens * cols, 4);
       const auto wb = to_bf16(w.data, rows * cols);
       std::vector<float> out(tokens * rows), out_bf16(tokens * rows);
-      ops::MatMul(w.data, rows, cols, 0, rows, x.data, tokens, out.data());
-      ops::MatMul(wb.data(), rows, cols, 0, rows, x.data, tokens, out_bf16.data());
+      MatMul(w.data, rows, cols, 0, rows, x.data, tokens, out.data());
+      MatMul(wb.data(), rows, cols, 0, rows, x.data, tokens, out_bf16.data());
       for (std::size_t t = 0; t < tokens; ++t) {
         for (std::size_t r = 0; r < rows; ++r) {
           double want = 0, want_bf16 = 0;
@@ -95,7 +96,7 @@ TEST_CASE("MatMul of f32 and bf16 weights matches scalar for any token count", "
           CHECK(out_bf16[t * rows + r] == Approx(want_bf16).margin(1e-4));
           // A token's result does not depend on the batch it runs in.
           std::vector<float> alone(rows);
-          ops::MatMul(w.data, rows, cols, r, r + 1, x.data + t * cols, 1, alone.data());
+          MatMul(w.data, rows, cols, r, r + 1, x.data + t * cols, 1, alone.data());
           CHECK(out[t * rows + r] == alone[r]);
         }
       }
@@ -103,12 +104,12 @@ TEST_CASE("MatMul of f32 and bf16 weights matches scalar for any token count", "
   }
 }
 
-TEST_CASE("gelu_tanh and softcap match scalar", "[ops]") {
+void TestGeluAndSoftcap() {
   for (std::size_t n : lengths()) {
     Buffer gate(n, 5, -6.0f, 6.0f), up(n, 6), capped(n, 7, -100.0f, 100.0f);
     std::vector<float> g(gate.data, gate.data + n), c(capped.data, capped.data + n);
-    ops::GeluMul(g.data(), up.data, n);
-    ops::Softcap(c.data(), n, 30.0f);
+    GeluMul(g.data(), up.data, n);
+    Softcap(c.data(), n, 30.0f);
     for (std::size_t i = 0; i < n; ++i) {
       CHECK(g[i] == Approx(scalar_gelu(gate.data[i]) * up.data[i]).margin(1e-5));
       CHECK(c[i] == Approx(30.0 * std::tanh(capped.data[i] / 30.0)).margin(1e-4));
@@ -116,7 +117,7 @@ TEST_CASE("gelu_tanh and softcap match scalar", "[ops]") {
   }
 }
 
-TEST_CASE("rotate-half RoPE, including unrotated pairs, matches scalar", "[ops]") {
+void TestRope() {
   for (std::size_t half : lengths()) {
     Buffer x(2 * half, 8), angle(half, 9, -3.0f, 3.0f);
     std::vector<float> cos(half), sin(half);
@@ -127,7 +128,7 @@ TEST_CASE("rotate-half RoPE, including unrotated pairs, matches scalar", "[ops]"
       sin[i] = std::sin(a);
     }
     std::vector<float> y(x.data, x.data + 2 * half);
-    ops::Rope(y.data(), cos.data(), sin.data(), half);
+    Rope(y.data(), cos.data(), sin.data(), half);
     for (std::size_t i = 0; i < half; ++i) {
       const double a = x.data[i], b = x.data[i + half];
       CHECK(y[i] == Approx(a * cos[i] - b * sin[i]).margin(1e-6));
@@ -140,11 +141,11 @@ TEST_CASE("rotate-half RoPE, including unrotated pairs, matches scalar", "[ops]"
   }
 }
 
-TEST_CASE("softmax matches scalar and sums to 1", "[ops]") {
+void TestSoftmax() {
   for (std::size_t n : lengths()) {
     Buffer x(n, 10, -20.0f, 20.0f);
     std::vector<float> p(x.data, x.data + n);
-    ops::Softmax(p.data(), n);
+    Softmax(p.data(), n);
     double max = -INFINITY, sum = 0, total = 0;
     for (std::size_t i = 0; i < n; ++i) max = std::max<double>(max, x.data[i]);
     for (std::size_t i = 0; i < n; ++i) sum += std::exp(x.data[i] - max);
@@ -156,7 +157,7 @@ TEST_CASE("softmax matches scalar and sums to 1", "[ops]") {
   }
 }
 
-TEST_CASE("grouped attention over a ring of cached positions matches scalar, for any head grouping", "[ops]") {
+void TestGroupedAttention() {
   const int D = 2 * kPositionTile, kv_heads = 2, heads_per_kv = 4;
   // A ring of 20 positions (rounded up to 32) holding positions 0..69: the newest
   // overwrite the oldest, and [first, last] may start and end inside a tile and wrap.
@@ -173,12 +174,12 @@ TEST_CASE("grouped attention over a ring of cached positions matches scalar, for
     INFO("positions " << first << ".." << last);
     std::vector<float> scores(heads_per_kv * attention_score_span(first, last));
     std::vector<float> grouped(std::size_t(heads_per_kv) * D), alone(grouped.size()), pairs(grouped.size());
-    ops::AttendGroup<4>(q.data, cache, kv_head, first, last, scores.data(), grouped.data());
+    AttendGroup<4>(q.data, cache, kv_head, first, last, scores.data(), grouped.data());
     for (int h = 0; h < heads_per_kv; ++h) {
-      ops::AttendGroup<1>(q.data + h * D, cache, kv_head, first, last, scores.data(), alone.data() + h * D);
+      AttendGroup<1>(q.data + h * D, cache, kv_head, first, last, scores.data(), alone.data() + h * D);
     }
     for (int h = 0; h < heads_per_kv; h += 2) {
-      ops::AttendGroup<2>(q.data + h * D, cache, kv_head, first, last, scores.data(), pairs.data() + h * D);
+      AttendGroup<2>(q.data + h * D, cache, kv_head, first, last, scores.data(), pairs.data() + h * D);
     }
     CHECK(grouped == alone);
     CHECK(grouped == pairs);
@@ -203,6 +204,108 @@ TEST_CASE("grouped attention over a ring of cached positions matches scalar, for
   }
 }
 
+void TestScaledRow() {
+  for (std::size_t n : lengths()) {
+    Buffer x(2 * n, 14);
+    std::vector<float> out(n);
+    TensorView f32{reinterpret_cast<const std::byte*>(x.data), DType::kF32, {2, static_cast<std::int64_t>(n)}};
+    ScaledRow(f32, n, n, 3.0f, out.data());
+    for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == x.data[n + i] * 3.0f);
+
+    const auto bf16 = to_bf16(x.data, 2 * n);
+    TensorView b{reinterpret_cast<const std::byte*>(bf16.data()), DType::kBF16, {2, static_cast<std::int64_t>(n)}};
+    ScaledRow(b, n, n, 16.0f, out.data());
+    for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == hwy::F32FromBF16(bf16[n + i]) * 16.0f);
+
+    // An F16 table at an odd address, as a mapped PLE table may be: the element-wise path.
+    std::vector<std::byte> f16(4 * n + 1);
+    for (std::size_t i = 0; i < 2 * n; ++i) {
+      const std::uint16_t h = f32_to_f16(x.data[i]);
+      std::memcpy(f16.data() + 1 + 2 * i, &h, 2);
+    }
+    TensorView h{f16.data() + 1, DType::kF16, {2, static_cast<std::int64_t>(n)}};
+    ScaledRow(h, n, n, 2.0f, out.data());
+    for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == f16_to_f32(f32_to_f16(x.data[n + i])) * 2.0f);
+  }
+}
+
+// Highway's target choice once left Zen 4's VNNI unused, prefill five times slower,
+// with every other test passing.
+void TestVnniChoice() {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  CHECK(HaveVnni() == static_cast<bool>(__builtin_cpu_supports("avx512vnni")));
+#else
+  CHECK_FALSE(HaveVnni());
+#if HWY_ARCH_X86 && defined(GEMMA4_NATIVE_ARCH)
+  CHECK_FALSE(__builtin_cpu_supports("avx512vnni"));  // -march=native with VNNI gives an AVX-512 target
+#endif
+#endif
+}
+
+void TestQuantizedMatMul(std::size_t tokens) {
+  using test::first_difference;
+  const std::size_t rows = 80, cols = 160;  // 5 row blocks: the kernels' 3- and 2-block panels plus tails
+  const auto w = test::normal_values(rows * cols, 2, 0.05f);
+  auto x = test::normal_values(tokens * cols, 3);
+  x[7] = 9.0f;  // an outlier sets token 0's scale
+  QuantizedActivations a;
+  a.reserve(tokens, cols);
+  QuantizeActivations(x.data(), tokens, cols, a);
+  for (std::size_t t = 0; t < tokens; ++t) {
+    int sum = 0;
+    for (std::size_t c = 0; c < cols; ++c) {
+      REQUIRE(std::fabs(a.q[t * cols + c] * a.scale[t] - x[t * cols + c]) <= a.scale[t] / 2 * 1.0001f);
+      sum += a.q[t * cols + c];
+    }
+    CHECK(a.sum[t] == sum);
+  }
+  for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    QuantizedMatrix q(f, rows, cols);
+    q.quantize_blocks(w.data(), 0, rows / kRowBlock);
+    std::vector<float> chosen(tokens * rows, -1.0f), portable(tokens * rows, -2.0f), split(tokens * rows, -3.0f);
+    QuantizedMatMul(q, a, 0, rows / kRowBlock, chosen.data());  // VNNI where the CPU has it
+    QuantizedMatMul<false>(q, a, 0, rows / kRowBlock, portable.data());
+    for (std::size_t b = 0; b < rows / kRowBlock; ++b) QuantizedMatMul(q, a, b, b + 1, split.data());
+    INFO(weight_format_name(f) << ", " << tokens << " tokens");
+    CHECK(first_difference(chosen, portable) == "");
+    CHECK(first_difference(chosen, split) == "");  // a row's result does not depend on how blocks are split
+    for (std::size_t t = 0; t < tokens; ++t) {
+      for (std::size_t r = 0; r < rows; ++r) {
+        double expected = 0;
+        for (std::size_t c = 0; c < cols; ++c) expected += double(q.dequantized(r, c)) * a.q[t * cols + c] * a.scale[t];
+        REQUIRE(std::fabs(chosen[t * rows + r] - expected) <= 1e-4 * (1 + std::fabs(expected)));
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace HWY_NAMESPACE
+}  // namespace gemma4
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace gemma4 {
+
+// A test case running `test` on the SIMD target tests/main.cpp chose.
+#define GEMMA4_TARGET_TEST(test, name, tags) \
+  HWY_EXPORT(test);                          \
+  TEST_CASE(name, tags) { HWY_DYNAMIC_DISPATCH(test)(); }
+
+GEMMA4_TARGET_TEST(TestRmsNorm, "RMSNorm with and without weight matches scalar", "[ops]")
+GEMMA4_TARGET_TEST(TestMatMul, "MatMul of f32 and bf16 weights matches scalar for any token count", "[ops]")
+GEMMA4_TARGET_TEST(TestGeluAndSoftcap, "gelu_tanh and softcap match scalar", "[ops]")
+GEMMA4_TARGET_TEST(TestRope, "rotate-half RoPE, including unrotated pairs, matches scalar", "[ops]")
+GEMMA4_TARGET_TEST(TestSoftmax, "softmax matches scalar and sums to 1", "[ops]")
+GEMMA4_TARGET_TEST(TestGroupedAttention, "grouped attention over a ring of cached positions matches scalar, for any head grouping", "[ops]")
+GEMMA4_TARGET_TEST(TestScaledRow, "embedding rows widen to f32 from every stored layout", "[ops]")
+GEMMA4_TARGET_TEST(TestVnniChoice, "a target uses AVX-512 VNNI exactly when it and the CPU have it", "[ops][quantized]")
+
+HWY_EXPORT(TestQuantizedMatMul);
+TEST_CASE("quantized matmul: VNNI and portable paths agree exactly and match the reference", "[ops][quantized]") {
+  HWY_DYNAMIC_DISPATCH(TestQuantizedMatMul)(GENERATE(1u, 2u, 6u, 7u, 13u));
+}
+
 TEST_CASE("a KV cache needs head dims in whole value chunks", "[ops]") {
   CHECK(KvCache(16, 1, kValueChunk).head_dim() == kValueChunk);
   CHECK_THROWS_WITH(KvCache(16, 1, kValueChunk + 16), Catch::Contains("head dim 48 is not a multiple of 32"));
@@ -222,27 +325,5 @@ TEST_CASE("the sliding-window edge and the GQA head mapping", "[ops]") {
   }
 }
 
-TEST_CASE("embedding rows widen to f32 from every stored layout", "[ops]") {
-  for (std::size_t n : lengths()) {
-    Buffer x(2 * n, 14);
-    std::vector<float> out(n);
-    TensorView f32{reinterpret_cast<const std::byte*>(x.data), DType::kF32, {2, static_cast<std::int64_t>(n)}};
-    ops::ScaledRow(f32, n, n, 3.0f, out.data());
-    for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == x.data[n + i] * 3.0f);
-
-    const auto bf16 = to_bf16(x.data, 2 * n);
-    TensorView b{reinterpret_cast<const std::byte*>(bf16.data()), DType::kBF16, {2, static_cast<std::int64_t>(n)}};
-    ops::ScaledRow(b, n, n, 16.0f, out.data());
-    for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == hwy::F32FromBF16(bf16[n + i]) * 16.0f);
-
-    // An F16 table at an odd address, as a mapped PLE table may be: the element-wise path.
-    std::vector<std::byte> f16(4 * n + 1);
-    for (std::size_t i = 0; i < 2 * n; ++i) {
-      const std::uint16_t h = f32_to_f16(x.data[i]);
-      std::memcpy(f16.data() + 1 + 2 * i, &h, 2);
-    }
-    TensorView h{f16.data() + 1, DType::kF16, {2, static_cast<std::int64_t>(n)}};
-    ops::ScaledRow(h, n, n, 2.0f, out.data());
-    for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == f16_to_f32(f32_to_f16(x.data[n + i])) * 2.0f);
-  }
-}
+}  // namespace gemma4
+#endif  // HWY_ONCE

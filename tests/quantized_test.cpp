@@ -1,6 +1,5 @@
-// The int8/int4 weight formats: packing, the matmul kernels (VNNI and portable against
-// each other and against a scalar reference), their use in the forward pass, and the
-// quality guard against f32 weights.
+// The int8/int4 weight formats: packing, their use in the forward pass, and the quality
+// guard against f32 weights. The kernels themselves: ops_test.cpp.
 
 #include <catch2/catch.hpp>
 
@@ -19,14 +18,6 @@ using namespace gemma4::test;
 using Catch::Matchers::Contains;
 
 namespace {
-
-std::vector<float> normal_values(std::size_t n, unsigned seed, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, stddev);
-  std::vector<float> v(n);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
 
 std::vector<int> random_tokens(std::size_t n, int vocab, unsigned seed) {
   std::mt19937 rng(seed);
@@ -70,55 +61,6 @@ TEST_CASE("packing keeps every weight within half a step of its value", "[quanti
       }
     }
     CHECK(q.dequantized(1, 7) == 0.0f);
-  }
-}
-
-#if defined(GEMMA4_NATIVE_ARCH) && HWY_ARCH_X86
-// Highway's target choice once left Zen 4's VNNI unused, prefill five times slower,
-// with every other test passing.
-TEST_CASE("a build for this CPU uses its AVX-512 VNNI", "[quantized][kernels]") {
-  if (__builtin_cpu_supports("avx512vnni")) {
-    CHECK(ops::kHaveVnni);
-  } else {
-    WARN("this CPU has no AVX-512 VNNI");
-  }
-}
-#endif
-
-TEST_CASE("quantized matmul: VNNI and portable paths agree exactly and match the reference", "[quantized][kernels]") {
-  const std::size_t rows = 80, cols = 160;  // 5 row blocks: the kernels' 3- and 2-block panels plus tails
-  const auto w = normal_values(rows * cols, 2, 0.05f);
-  const auto tokens = GENERATE(1u, 2u, 6u, 7u, 13u);
-  auto x = normal_values(tokens * cols, 3);
-  x[7] = 9.0f;  // an outlier sets token 0's scale
-  QuantizedActivations a;
-  a.reserve(tokens, cols);
-  ops::QuantizeActivations(x.data(), tokens, cols, a);
-  for (std::size_t t = 0; t < tokens; ++t) {
-    int sum = 0;
-    for (std::size_t c = 0; c < cols; ++c) {
-      REQUIRE(std::fabs(a.q[t * cols + c] * a.scale[t] - x[t * cols + c]) <= a.scale[t] / 2 * 1.0001f);
-      sum += a.q[t * cols + c];
-    }
-    CHECK(a.sum[t] == sum);
-  }
-  for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
-    QuantizedMatrix q(f, rows, cols);
-    q.quantize_blocks(w.data(), 0, rows / kRowBlock);
-    std::vector<float> vnni(tokens * rows, -1.0f), portable(tokens * rows, -2.0f), split(tokens * rows, -3.0f);
-    ops::QuantizedMatMul<ops::kHaveVnni>(q, a, 0, rows / kRowBlock, vnni.data());
-    ops::QuantizedMatMul<false>(q, a, 0, rows / kRowBlock, portable.data());
-    for (std::size_t b = 0; b < rows / kRowBlock; ++b) ops::QuantizedMatMul(q, a, b, b + 1, split.data());
-    INFO(weight_format_name(f) << ", " << tokens << " tokens");
-    CHECK(first_difference(vnni, portable) == "");
-    CHECK(first_difference(vnni, split) == "");  // a row's result does not depend on how blocks are split
-    for (std::size_t t = 0; t < tokens; ++t) {
-      for (std::size_t r = 0; r < rows; ++r) {
-        double expected = 0;
-        for (std::size_t c = 0; c < cols; ++c) expected += double(q.dequantized(r, c)) * a.q[t * cols + c] * a.scale[t];
-        REQUIRE(std::fabs(vnni[t * rows + r] - expected) <= 1e-4 * (1 + std::fabs(expected)));
-      }
-    }
   }
 }
 

@@ -6,9 +6,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <span>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -70,6 +72,15 @@ inline std::string first_difference(std::span<const float> a, std::span<const fl
     }
   }
   return "";
+}
+
+// n values from N(0, stddev^2).
+inline std::vector<float> normal_values(std::size_t n, unsigned seed, float stddev = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, stddev);
+  std::vector<float> v(n);
+  for (float& x : v) x = normal(rng);
+  return v;
 }
 
 }  // namespace gemma4::test

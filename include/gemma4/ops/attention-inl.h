@@ -1,4 +1,4 @@
-// Attention of one query position over a layer's KV cache (model/kv_cache.hpp), for a
+// Attention of one query position over a layer's KV cache (ops/kv_cache.hpp), for a
 // group of query heads that share one kv head (GQA): each key tile and value row is
 // loaded once for the whole group instead of once per head.
 //
@@ -12,15 +12,6 @@
 #include <cstddef>
 
 #include "gemma4/ops/kv_cache.hpp"
-
-namespace gemma4 {
-
-// Floats of scores one head needs for keys [first, last]: whole tiles.
-constexpr std::size_t attention_score_span(int first, int last) {
-  return static_cast<std::size_t>(round_up_to_tile(last + 1) - (first - first % kPositionTile));
-}
-
-}  // namespace gemma4
 #endif  // GEMMA4_OPS_ATTENTION_INL_H_
 
 #if defined(GEMMA4_OPS_ATTENTION_TOGGLE) == defined(HWY_TARGET_TOGGLE)

@@ -24,6 +24,11 @@ inline constexpr int kValueChunk = 32;  // floats; head dims are multiples of it
 
 constexpr int round_up_to_tile(int positions) { return (positions + kPositionTile - 1) / kPositionTile * kPositionTile; }
 
+// Floats of scores one query head needs for keys [first, last]: whole tiles.
+constexpr std::size_t attention_score_span(int first, int last) {
+  return static_cast<std::size_t>(round_up_to_tile(last + 1) - (first - first % kPositionTile));
+}
+
 class KvCache {
  public:
   // Room for at least `positions` positions, rounded up to whole tiles so that a tile's

@@ -15,28 +15,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <vector>
 
 #include "gemma4/ops/packed_matrix.hpp"
+#include "gemma4/ops/quantized_activations.hpp"
 
 namespace gemma4 {
-
-// One matmul input [tokens, cols], quantized per token.
-struct QuantizedActivations {
-  std::size_t tokens = 0, cols = 0;
-  std::vector<std::int8_t> q;            // [tokens, cols]
-  std::vector<float> scale;              // [tokens]: x ~ q * scale
-  std::vector<std::int32_t> sum;         // [tokens]: sum of q over all columns
-  std::vector<std::int32_t> group_offset;  // [tokens, cols / 32]: -8 * sum of q per int4 group
-
-  // Sizes the buffers once, so quantizing never allocates.
-  void reserve(std::size_t max_tokens, std::size_t max_cols) {
-    q.resize(max_tokens * max_cols);
-    scale.resize(max_tokens);
-    sum.resize(max_tokens);
-    group_offset.resize(max_tokens * (max_cols / kInt4Group + 1));
-  }
-};
 
 // Row blocks per pass of QuantizedMatMul's kernels, for a weight format and token count.
 // A thread's range of blocks in whole passes runs no narrower pass.
@@ -72,13 +55,20 @@ using VQ = hn::Vec<DQ>;
 using DQF = hn::Rebind<float, DQ>;
 using VQF = hn::Vec<DQF>;
 
-// AVX-512 VNNI (VPDPBUSD). Highway 1.0.3 chooses its AVX3_DL target only when the CPU
-// also has the VEX-coded AVX-VNNI, which Zen 4 lacks: there -march=native gives the AVX3
-// target with __AVX512VNNI__ defined, where prefill must not fall back to the portable dot.
+// Whether the CPU has AVX-512 VNNI (VPDPBUSD). Highway 1.0.3 chooses its AVX3_DL target
+// only when the CPU also has the VEX-coded AVX-VNNI, which Zen 4 lacks: there
+// -march=native gives the AVX3 target with __AVX512VNNI__ defined, and a runtime-dispatch
+// build's AVX3 code (compiled without VNNI in its flags) asks the CPU once. VPDPBUSD is
+// inline asm, which needs no compiler flag.
 #if HWY_TARGET == HWY_AVX3_DL || (HWY_TARGET == HWY_AVX3 && defined(__AVX512VNNI__))
-inline constexpr bool kHaveVnni = true;
+HWY_INLINE bool HaveVnni() { return true; }
+#elif HWY_TARGET == HWY_AVX3
+HWY_INLINE bool HaveVnni() {
+  static const bool have = __builtin_cpu_supports("avx512vnni");
+  return have;
+}
 #else
-inline constexpr bool kHaveVnni = false;
+HWY_INLINE bool HaveVnni() { return false; }
 #endif
 
 HWY_INLINE std::int32_t LoadQuad(const std::int8_t* p) {
@@ -308,7 +298,7 @@ HWY_INLINE void QuantizedPanels(const QuantizedMatrix& w, const QuantizedActivat
 // out[t, r] = sum_c w[r, c] x[t, c] for the rows of blocks [first_block, end_block) and
 // every token of a; out is [tokens, rows]. The result of a row does not depend on the
 // block range, so threads may split the blocks any way.
-template <bool kVnni = kHaveVnni>
+template <bool kVnni>
 HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                   std::size_t end_block, float* HWY_RESTRICT out) {
   if (w.format() == WeightFormat::kInt8) {
@@ -322,6 +312,15 @@ HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActiv
     a.tokens == 1 ? QuantizedPanels<kVnni, kInt4DecodePass, 1>(w, a, first_block, end_block, out, tile)
                   : QuantizedPanels<kVnni, kInt4PrefillPass, kInt4PrefillTokens>(w, a, first_block, end_block, out, tile);
   }
+}
+
+// The same with VNNI where the CPU has it.
+HWY_INLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
+                                std::size_t end_block, float* HWY_RESTRICT out) {
+#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3
+  if (HaveVnni()) return QuantizedMatMul<true>(w, a, first_block, end_block, out);
+#endif
+  QuantizedMatMul<false>(w, a, first_block, end_block, out);
 }
 
 }  // namespace HWY_NAMESPACE

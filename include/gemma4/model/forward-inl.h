@@ -1,0 +1,244 @@
+// The forward pass of a session (spec sections 3-4) over a chunk of tokens, written
+// once with Highway and compiled per SIMD target: for the one target of the compiler's
+// flags, or, with GEMMA4_DYNAMIC_DISPATCH, for each target model/session.hpp builds in
+// (Highway's foreach_target), the best of which a Session chooses at run time. What it
+// works on, the caches and scratch, is target-independent (model/forward_state.hpp).
+// Prompts run as matrix-matrix products; decoding is the same path with one token.
+
+#ifndef GEMMA4_MODEL_FORWARD_INL_H_
+#define GEMMA4_MODEL_FORWARD_INL_H_
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <utility>
+
+#include "gemma4/model/forward_state.hpp"
+#endif  // GEMMA4_MODEL_FORWARD_INL_H_
+
+#if defined(GEMMA4_MODEL_FORWARD_TOGGLE) == defined(HWY_TARGET_TOGGLE)
+#ifdef GEMMA4_MODEL_FORWARD_TOGGLE
+#undef GEMMA4_MODEL_FORWARD_TOGGLE
+#else
+#define GEMMA4_MODEL_FORWARD_TOGGLE
+#endif
+
+#include "gemma4/ops/attention-inl.h"
+#include "gemma4/ops/matmul-inl.h"
+#include "gemma4/ops/ops-inl.h"
+#include "gemma4/ops/quantized_matmul-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gemma4 {
+namespace HWY_NAMESPACE {
+
+template <Variant V>
+class Forward {
+  using State = ForwardState<V>;
+  static constexpr const ModelConfig& kC = V::config;
+  static constexpr int kHidden = State::kHidden, kHeads = State::kHeads, kKvHeads = State::kKvHeads, kPle = State::kPle,
+                       kNumLayers = State::kNumLayers, kWindow = State::kWindow, kGroupHeads = State::kGroupHeads;
+  // Dropping the table pages costs a TLB shootdown on every core: do it every
+  // kReleaseEvery tokens, which bounds what the tables add to the resident size.
+  static constexpr int kReleaseEvery = 32;
+
+ public:
+  // ForwardPass's functions for this target.
+  static void RunChunk(State& state, std::span<const int> tokens) { Forward(state).run_chunk(tokens); }
+  static void FinalLogits(State& state, std::size_t first, std::size_t count, std::span<float> out) {
+    Forward(state).final_logits(first, count, out);
+  }
+
+ private:
+  explicit Forward(State& state) : s_(state) {}
+
+  void run_chunk(std::span<const int> tokens) {
+    const int n = static_cast<int>(tokens.size());
+    embed(tokens);
+    per_layer_inputs(tokens);
+    s_.tokens_since_release += n;
+    if (s_.tokens_since_release >= kReleaseEvery) {
+      s_.weights.release_looked_up_rows();
+      s_.tokens_since_release = 0;
+    }
+    for (typename State::RopeTables& r : s_.rope) {
+      const std::size_t half = r.frequencies.size();
+      for (int t = 0; t < n; ++t) {
+        const float pos = static_cast<float>(s_.position() + t);
+        for (std::size_t i = 0; i < half; ++i) {
+          const float angle = pos * r.frequencies[i];
+          r.cos[t * half + i] = std::cos(angle);
+          r.sin[t * half + i] = std::sin(angle);
+        }
+      }
+    }
+    run_layers(n, std::make_index_sequence<kNumLayers>{});
+  }
+
+  // h = E[token] * embed_scale
+  void embed(std::span<const int> tokens) {
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+      ScaledRow(s_.weights.global.embed_tokens, static_cast<std::size_t>(tokens[t]) * kHidden, kHidden,
+                s_.weights.embedding_scale(), s_.x.data() + t * kHidden);
+    }
+  }
+
+  // ple[t][l] = (RMSNorm(W_plp h * hidden^-0.5) + E_ple[token][l] * sqrt(P)) * 2^-0.5
+  void per_layer_inputs(std::span<const int> tokens) {
+    const GlobalWeights& g = s_.weights.global;
+    const std::size_t n = tokens.size(), width = static_cast<std::size_t>(kNumLayers) * kPle;
+    matmul(g.per_layer_model_projection.linear, s_.x.data(), n, s_.ple.data());
+    Scale(s_.ple.data(), n * width, 1.0f / std::sqrt(static_cast<float>(kHidden)));
+    norm_rows(s_.ple.data(), n * kNumLayers, kPle, g.per_layer_projection_norm);
+    const float token_scale = std::sqrt(static_cast<float>(kPle));
+    const float mix = 1.0f / std::sqrt(2.0f);
+    const TensorView& table = g.embed_tokens_per_layer;  // mapped; only these rows are read
+    for (std::size_t t = 0; t < n; ++t) {
+      float* ple = s_.ple.data() + t * width;
+      ScaledRow(table, static_cast<std::size_t>(tokens[t]) * width, width, token_scale, s_.ple_row.data());
+      AddTo(s_.ple_row.data(), ple, width);
+      Scale(ple, width, mix);
+    }
+  }
+
+  template <std::size_t... kLayer>
+  void run_layers(int n, std::index_sequence<kLayer...>) {
+    (run_layer<kLayers<V>[kLayer].kind>(static_cast<int>(kLayer), n), ...);
+  }
+
+  // One decoder layer of kind kKind over the chunk's n tokens (spec section 3).
+  template <LayerKind kKind>
+  void run_layer(int layer, int n) {
+    constexpr int D = head_dim(kC, kKind.attention);
+    const LayerWeights& w = s_.weights.layers[layer];
+    const float eps = kC.rms_norm_eps;
+    const std::size_t hidden_floats = static_cast<std::size_t>(n) * kHidden;
+    const typename State::RopeTables& rope = s_.rope[static_cast<int>(kKind.attention)];
+    KvCache& cache = s_.caches[kLayers<V>[layer].kv_cache_slot];
+
+    // Attention.
+    std::copy_n(s_.x.data(), hidden_floats, s_.normed.data());
+    norm_rows(s_.normed.data(), n, kHidden, w.input_layernorm);
+    if constexpr (kKind.kv_shared) {
+      matmul(w.q_proj.linear, s_.normed.data(), n, s_.q.data());
+    } else {
+      matmul<3>({&w.q_proj.linear, &w.k_proj.linear, &w.v_proj.linear}, s_.normed.data(), n, {s_.q.data(), s_.k.data(), s_.v.data()});
+    }
+    norm_rows(s_.q.data(), n * kHeads, D, w.q_norm);
+    apply_rope<D>(s_.q.data(), n, kHeads, rope);
+    if constexpr (!kKind.kv_shared) {
+      norm_rows(s_.k.data(), n * kKvHeads, D, w.k_norm);
+      apply_rope<D>(s_.k.data(), n, kKvHeads, rope);
+      for (int r = 0; r < n * kKvHeads; ++r) RMSNormPlain(s_.v.data() + r * D, D, eps);
+      const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
+      for (int t = 0; t < n; ++t) cache.store(s_.position() + t, s_.k.data() + t * row, s_.v.data() + t * row);
+    }
+    attend<D, kKind.attention>(cache, n);
+    matmul(w.o_proj.linear, s_.attn.data(), n, s_.normed.data());
+    norm_rows(s_.normed.data(), n, kHidden, w.post_attention_layernorm);
+    AddTo(s_.normed.data(), s_.x.data(), hidden_floats);
+
+    // MLP.
+    constexpr int F = ffn_width(kC, kKind);
+    std::copy_n(s_.x.data(), hidden_floats, s_.normed.data());
+    norm_rows(s_.normed.data(), n, kHidden, w.pre_feedforward_layernorm);
+    matmul<2>({&w.gate_proj.linear, &w.up_proj.linear}, s_.normed.data(), n, {s_.gate.data(), s_.up.data()});
+    for_rows(s_.pool, n, F, [&](std::size_t first, std::size_t end) {
+      for (std::size_t t = first; t < end; ++t) GeluMul(s_.gate.data() + t * F, s_.up.data() + t * F, F);
+    });
+    matmul(w.down_proj.linear, s_.gate.data(), n, s_.normed.data());
+    norm_rows(s_.normed.data(), n, kHidden, w.post_feedforward_layernorm);
+    AddTo(s_.normed.data(), s_.x.data(), hidden_floats);
+
+    // Per-layer input.
+    matmul(w.per_layer_input_gate.linear, s_.x.data(), n, s_.ple_gate.data());
+    for (int t = 0; t < n; ++t) {
+      GeluMul(s_.ple_gate.data() + t * kPle, s_.ple.data() + (static_cast<std::size_t>(t) * kNumLayers + layer) * kPle, kPle);
+    }
+    matmul(w.per_layer_projection.linear, s_.ple_gate.data(), n, s_.normed.data());
+    norm_rows(s_.normed.data(), n, kHidden, w.post_per_layer_input_norm);
+    AddTo(s_.normed.data(), s_.x.data(), hidden_floats);
+
+    Scale(s_.x.data(), hidden_floats, w.layer_scalar.at(0));
+  }
+
+  // ops/matmul-inl.h: layers that share their input x [n, cols], in one parallel loop.
+  template <std::size_t kCount>
+  void matmul(const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
+              const std::array<float*, kCount>& outs) {
+    ParallelMatMul<kCount>(s_.pool, ws, x, n, outs, s_.activations);
+  }
+  void matmul(const WeightMatrix& w, const float* x, std::size_t n, float* out) { matmul<1>({&w}, x, n, {out}); }
+
+  // RMSNorm of `rows` rows of `width` floats, in place.
+  void norm_rows(float* x, std::size_t rows, std::size_t width, const TensorView& w) {
+    for_rows(s_.pool, rows, width, [&](std::size_t first, std::size_t end) {
+      RMSNormRows(x + first * width, end - first, width, w, kC.rms_norm_eps);
+    });
+  }
+
+  template <int D>
+  void apply_rope(float* heads, int n, int num_heads, const typename State::RopeTables& rope) {
+    for (int t = 0; t < n; ++t) {
+      for (int h = 0; h < num_heads; ++h) {
+        Rope(heads + (static_cast<std::size_t>(t) * num_heads + h) * D, rope.cos.data() + t * D / 2,
+                  rope.sin.data() + t * D / 2, D / 2);
+      }
+    }
+  }
+
+  // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see. The query
+  // heads of one kv head run together (one pass over its keys and values for all of
+  // them); when that leaves fewer work items than threads (decode), the group is split.
+  template <int D, AttentionType kType>
+  void attend(const KvCache& cache, int n) {
+    int split = 1;
+    while (split < kGroupHeads && n * kKvHeads * split < s_.pool.size()) split *= 2;
+    const int group = kGroupHeads / split;
+    s_.pool.parallel_for(static_cast<std::size_t>(n) * kKvHeads * split, [&](int thread, std::size_t begin, std::size_t end) {
+      float* scores = s_.scores.data() + static_cast<std::size_t>(thread) * s_.scores_per_thread;
+      for (std::size_t item = begin; item < end; ++item) {
+        const int t = static_cast<int>(item / (kKvHeads * split));
+        const int kv_head = static_cast<int>(item % (kKvHeads * split)) / split;
+        const int first_head = kv_head * kGroupHeads + static_cast<int>(item % split) * group;
+        const int query_pos = s_.position() + t;
+        const std::size_t offset = (static_cast<std::size_t>(t) * kHeads + first_head) * D;
+        attend_heads<kGroupHeads>(group, s_.q.data() + offset, cache, kv_head, first_visible_position(query_pos, kType, kWindow),
+                                  query_pos, scores, s_.attn.data() + offset);
+      }
+    });
+  }
+
+  // AttendGroup for `group` heads (a power of two up to kMax), chosen at run time.
+  template <int kMax>
+  static void attend_heads(int group, const float* q, const KvCache& cache, int kv_head, int first, int last, float* scores,
+                           float* out) {
+    if constexpr (kMax > 1) {
+      if (group < kMax) return attend_heads<kMax / 2>(group, q, cache, kv_head, first, last, scores, out);
+    }
+    AttendGroup<kMax>(q, cache, kv_head, first, last, scores, out);
+  }
+
+  // logits of `count` chunk tokens from `first`: softcap(E . RMSNorm(x, norm)).
+  void final_logits(std::size_t first, std::size_t count, std::span<float> out) {
+    std::copy_n(s_.x.data() + first * kHidden, count * kHidden, s_.normed.data());
+    RMSNormRows(s_.normed.data(), count, kHidden, s_.weights.global.norm, kC.rms_norm_eps);
+    matmul(s_.weights.global.embed_tokens.linear, s_.normed.data(), count, out.data());
+    if (kC.final_logit_softcapping > 0) Softcap(out.data(), out.size(), static_cast<float>(kC.final_logit_softcapping));
+  }
+
+  State& s_;
+};
+
+template <Variant V>
+ForwardPass<V> ForwardPassHere() {
+  return {&Forward<V>::RunChunk, &Forward<V>::FinalLogits, hwy::TargetName(HWY_TARGET), HaveVnni() ? "AVX-512 VNNI" : "portable"};
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gemma4
+HWY_AFTER_NAMESPACE();
+
+#endif  // toggle
