@@ -50,7 +50,8 @@ class WidenedCopies {
     bytes_ += n * sizeof(float);
     return {reinterpret_cast<const std::byte*>(copy.get()), DType::kF32, source.shape};
   }
-  bool holds(const TensorView& view) const {
+  // Whether `view` is one of these copies (and not in the checkpoint's mapping).
+  bool is_copy(const TensorView& view) const {
     for (const auto& copy : copies_) {
       if (view.data == reinterpret_cast<const std::byte*>(copy.get())) return true;
     }

@@ -57,9 +57,8 @@ class Weights {
     report_.format = options.format;
     bind_checkpoint<V>(checkpoint_, global, layers, copies_, residency_, report_);
     embedding_scale_ = gemma4::embedding_scale(V::config.hidden_size, *checkpoint_.find(report_.prefix + "embed_tokens.weight")->dtype);
-    if (options.format != WeightFormat::kBF16) {
-      for (const Planned& m : plan(options.format)) packed_shapes_.push_back(m.shape);
-    }
+    const std::vector<Planned> planned = options.format != WeightFormat::kBF16 ? plan(options.format) : std::vector<Planned>{};
+    for (const Planned& m : planned) packed_shapes_.push_back(m.shape);
     if (!options.converted_file.empty()) {
       if (options.format == WeightFormat::kBF16) {
         fail(ErrorKind::kInvalidArgument, "{}: a converted file holds int8 or int4 weights; ask for one of them",
@@ -69,10 +68,10 @@ class Weights {
       report_.converted_file = options.converted_file;
     } else if (options.format != WeightFormat::kBF16) {
       std::vector<PackedMatrices::Source> sources;
-      for (const Planned& m : plan(options.format)) sources.push_back({m.shape, *m.slot, !copies_.holds(*m.slot)});
+      for (const Planned& m : planned) sources.push_back({m.shape, *m.slot, !copies_.is_copy(*m.slot)});
       packed_.convert(sources, options.pool != nullptr ? *options.pool : default_pool());
     }
-    attach_packed();
+    attach_packed(planned);
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
       const QuantizedMatrix* packed = matrix != nullptr ? packed_matrix(matrix->linear) : nullptr;
       report_.bytes_per_token += packed != nullptr ? packed->bytes() : view.bytes().size();
@@ -143,18 +142,17 @@ class Weights {
     return {std::string(V::name), report_.format, source_fingerprint(checkpoint_, names)};
   }
 
-  // Matmuls read the packed matrices from now on; the dense elements of a matrix whose
-  // source stays mapped are only looked up by rows (the embedding) from now on.
-  void attach_packed() {
-    if (packed_.matrices().empty()) return;
-    const std::vector<Planned> planned = plan(report_.format);
+  // Matmuls read the packed matrices (made or mapped in the order of `planned`) from now
+  // on; the dense elements of a matrix whose source stays mapped are only looked up by
+  // rows (the embedding) from now on.
+  void attach_packed(const std::vector<Planned>& planned) {
     for (std::size_t i = 0; i < planned.size(); ++i) {
       const QuantizedMatrix* matrix = packed_.matrices()[i].second.get();
       MatrixView& slot = *planned[i].slot;
       if (matrix->format() != report_.format) report_.kept_int8.push_back(planned[i].shape.name);
       report_.quantized_bytes += matrix->bytes();
       slot.linear = matrix;
-      if (!copies_.holds(slot)) residency_.read_by_rows(slot.bytes());
+      if (!copies_.is_copy(slot)) residency_.read_by_rows(slot.bytes());
     }
   }
 
