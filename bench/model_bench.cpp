@@ -3,7 +3,7 @@
 //   gemma4_bench_model [--variants e2b,e4b] [--formats bf16,int8,int4] [--runs N]
 //                      [--threads N] [--decode-steps N] DIR
 // Checkpoints are synthesized into DIR/<variant> when missing. For each variant and
-// weight format it prints load time (int8/int4: converting, and mapping a converted file
+// weight format it prints load time (int8/int4: converting, and loading the packed model
 // the bench writes next to the checkpoint and removes), prefill tok/s (128 and 512 tokens), decode tok/s at
 // context depth 0, 512 and 2048, and peak resident memory while running, then one table with
 //   decode efficiency  = weight bytes read per token * tok/s / read bandwidth
@@ -41,7 +41,7 @@ using bench::seconds_of;
 
 struct Row {
   std::string variant, format;
-  double load_s = 0, load_converted_s = 0, decode_converted = 0, prefill128 = 0, prefill512 = 0, decode[3] = {};
+  double load_s = 0, load_packed_s = 0, decode_packed = 0, prefill128 = 0, prefill512 = 0, decode[3] = {};
   double bytes_per_token = 0, macs_per_token = 0, peak_rss = 0, rss_limit = 0;
   // This machine's bandwidth and peaks drift by a third within minutes, so each limit is
   // measured next to what it divides: the peak right before the row's prefills, the
@@ -103,21 +103,19 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     loads.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .pool = &pool}); }));
   }
   row.load_s = median(loads);
-  // int8/int4: a converted file next to the checkpoint (DIR/e2b.int8), written, mapped
-  // back, and removed at the end.
-  const auto file = dir.parent_path() / fmt::format("{}.{}", dir.filename().string(), row.format);
+  // int8/int4: the packed model next to the checkpoint (DIR/e2b-int8), written, loaded,
+  // and removed at the end.
+  const auto packed_dir = dir.parent_path() / fmt::format("{}-{}", dir.filename().string(), row.format);
   if (format != WeightFormat::kBF16) {
-    const double save_s = seconds_of([&] {
-      Weights<V>(dir, {.format = format, .pool = &pool, .prefault = false}).save_converted(file);
-    });
-    std::vector<double> mapped;
-    for (int run = 0; run < runs; ++run) {
-      mapped.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .converted_file = file, .pool = &pool}); }));
-    }
-    row.load_converted_s = median(mapped);
-    fmt::print("  {} {}: load {:.2f} s converting, {:.2f} s from a converted file ({:.2f} GB, in the page cache;"
-               " converted and saved in {:.1f} s)\n",
-               V::name, row.format, row.load_s, row.load_converted_s, std::filesystem::file_size(file) / 1e9, save_s);
+    std::filesystem::remove_all(packed_dir);
+    const double convert_s = seconds_of([&] { convert_checkpoint<V>(dir, packed_dir, {.format = format, .pool = &pool}); });
+    std::vector<double> packed_loads;
+    for (int run = 0; run < runs; ++run) packed_loads.push_back(seconds_of([&] { const Weights<V> w(packed_dir); }));
+    row.load_packed_s = median(packed_loads);
+    fmt::print("  {} {}: load {:.2f} s converting, {:.2f} s from the packed model ({:.2f} GB, in the page cache;"
+               " converted in {:.1f} s)\n",
+               V::name, row.format, row.load_s, row.load_packed_s, std::filesystem::file_size(packed_dir / "model.safetensors") / 1e9,
+               convert_s);
   }
   const Weights<V> weights(dir, {.format = format, .pool = &pool});
   row.bytes_per_token = static_cast<double>(weights.report().bytes_per_token);
@@ -170,22 +168,22 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     row.kernel_vs_read = k.read_s / k.kernel_s;
     fmt::print("  {} {}: matmul kernels alone {:.2f} ms per token, a plain read of their {:.3f} GB {:.2f} ms: {:.2f} of a read\n",
                V::name, row.format, k.kernel_s * 1e3, k.bytes / 1e9, k.read_s * 1e3, row.kernel_vs_read);
-    // The same weights mapped from the file (4 KiB pages of the page cache, not the
-    // arena's huge pages): decode steps at depth 0, alternating with the converted ones
-    // so that both see the same bandwidth.
-    const Weights<V> mapped(dir, {.format = format, .converted_file = file, .pool = &pool});
-    Session<V> from_file(mapped, {.max_context = decode_steps + 1, .pool = &pool});
+    // The packed model (4 KiB pages of the page cache, not the arena's huge pages; its
+    // tables looked up packed): decode steps at depth 0, alternating with the converted
+    // weights' so that both see the same bandwidth.
+    const Weights<V> packed(packed_dir);
+    Session<V> from_packed(packed, {.max_context = decode_steps + 1, .pool = &pool});
     Session<V> converted(weights, {.max_context = decode_steps + 1, .pool = &pool});
-    std::vector<double> file_steps, converted_steps;
+    std::vector<double> packed_steps, converted_steps;
     for (int s = 0; s < decode_steps; ++s) {
       const auto next = all.subspan(static_cast<std::size_t>(s), 1);
-      file_steps.push_back(seconds_of([&] { from_file.forward(next, Logits::kLast, logits); }));
+      packed_steps.push_back(seconds_of([&] { from_packed.forward(next, Logits::kLast, logits); }));
       converted_steps.push_back(seconds_of([&] { converted.forward(next, Logits::kLast, logits); }));
     }
-    row.decode_converted = 1.0 / median(file_steps);
-    fmt::print("  {} {}: decode at depth 0 in alternating steps: {:.2f} tok/s from the converted file, {:.2f} converting at load\n",
-               V::name, row.format, row.decode_converted, 1.0 / median(converted_steps));
-    std::filesystem::remove(file);
+    row.decode_packed = 1.0 / median(packed_steps);
+    fmt::print("  {} {}: decode at depth 0 in alternating steps: {:.2f} tok/s from the packed model, {:.2f} converting at load\n",
+               V::name, row.format, row.decode_packed, 1.0 / median(converted_steps));
+    std::filesystem::remove_all(packed_dir);
   }
   return row;
 }
@@ -278,21 +276,21 @@ int main(int argc, char** argv) {
                "load", "load", "d0 t/s", "prefill", "prefill", "eff", "peak", "decode", "eff", "decode", "eff", "decode", "eff", "bandwidth", "kernel",
                "GB/tok", "peakRSS", "limit");
     fmt::print("{:<4} {:<5} {:>6} {:>6} {:>6} | {:>9} {:>9} {:>5} {:>6} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} {:>9} {:>6} | {:>7} | {:>7} {:>7}\n", "", "",
-               "s", "file s", "file", "128 t/s", "512 t/s", "512", "G/s", "d0 t/s", "", "d512", "", "d2048", "", "GB/s", "/read", "", "GB", "GB");
+               "s", "pack s", "packed", "128 t/s", "512 t/s", "512", "G/s", "d0 t/s", "", "d512", "", "d2048", "", "GB/s", "/read", "", "GB", "GB");
     for (const Row& r : rows) {
       const double peak = r.peak_macs_per_s;
       fmt::print("{:<4} {:<5} {:>6.2f} {:>6} {:>6} | {:>9.2f} {:>9.2f} {:>5.2f} {:>6.0f} | {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>8.2f} {:>5.2f} {:>9} {:>6} | {:>7.3f} | "
                  "{:>7.2f} {:>7.2f}{}\n",
-                 r.variant, r.format, r.load_s, r.load_converted_s > 0 ? fmt::format("{:.2f}", r.load_converted_s) : "-",
-                 r.decode_converted > 0 ? fmt::format("{:.2f}", r.decode_converted) : "-", r.prefill128, r.prefill512, r.macs_per_token * r.prefill512 / peak, peak / 1e9,
+                 r.variant, r.format, r.load_s, r.load_packed_s > 0 ? fmt::format("{:.2f}", r.load_packed_s) : "-",
+                 r.decode_packed > 0 ? fmt::format("{:.2f}", r.decode_packed) : "-", r.prefill128, r.prefill512, r.macs_per_token * r.prefill512 / peak, peak / 1e9,
                  r.decode[0], r.bytes_per_token * r.decode[0] / r.bandwidth[0], r.decode[1], r.bytes_per_token * r.decode[1] / r.bandwidth[1],
                  r.decode[2], r.bytes_per_token * r.decode[2] / r.bandwidth[2],
                  fmt::format("{:.0f}-{:.0f}", r.bandwidth_low / 1e9, r.bandwidth_high / 1e9),
                  r.kernel_vs_read > 0 ? fmt::format("{:.2f}", r.kernel_vs_read) : "-", r.bytes_per_token / 1e9, r.peak_rss / 1e9, r.rss_limit / 1e9,
                  r.peak_rss <= r.rss_limit ? "" : "  over");
     }
-    fmt::print("load: converting (int8/int4) at load time; file: mapping the same weights from a converted file, and"
-               " decode at depth 0 from it (in steps alternating with the converted weights' own, printed above).\n");
+    fmt::print("load: converting (int8/int4) at load time; packed: loading the packed model of the same checkpoint"
+               " (gemma4 convert), and decode at depth 0 from it (in steps alternating with the converted weights' own, printed above).\n");
     fmt::print("efficiency: decode = GB/tok * tok/s / the mean of the read bandwidths measured right before and after"
                " that depth's steps; prefill ="
                " multiply-adds/s / the peak of the instruction used (f32 FMA for bf16, int8 dot for int8/int4) measured right"

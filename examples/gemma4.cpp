@@ -1,7 +1,7 @@
 // The gemma4 command-line tool; `gemma4 --help` and `gemma4 COMMAND --help` list the
 // options (parsed with CLI11).
 //   run        generate text, streamed to stdout; a summary line on stderr
-//   convert    save int8/int4 weights converted once, for `run --converted`
+//   convert    write a packed int8/int4 model directory: all a device needs
 //   tokenize   text on stdin, comma-separated ids out
 //   detokenize ids on stdin, text out
 //   synth      write a synthetic checkpoint in the Hugging Face layout
@@ -16,11 +16,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,6 +105,16 @@ void print_stdout(std::string_view text) {
   std::fflush(stdout);
 }
 
+// A progress callback printing "what: N% of X GB" on one line of stderr.
+std::function<void(std::size_t, std::size_t)> progress_line(std::string what) {
+  return [what = std::move(what), last = -1](std::size_t done, std::size_t total) mutable {
+    const int percent = total == 0 ? 100 : static_cast<int>(100.0 * done / total);
+    if (percent == last) return;
+    last = percent;
+    fmt::print(stderr, "\r{}: {:3d}% of {:.2f} GB", what, percent, total / 1e9);
+  };
+}
+
 std::string read_stdin() { return {std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()}; }
 
 // Calls f.template operator()<V>() for the compiled variant that `dir`'s config.json describes.
@@ -166,8 +178,9 @@ struct InfoCommand {
       const gemma4::ForwardPass<V> pass = gemma4::choose_forward_pass<V>();
       fmt::print("SIMD target: {} (chosen {}), int8 dot product: {}\n", pass.simd_target,
                  gemma4::kDynamicDispatch ? "at run time" : "at compile time", pass.integer_dot);
-      fmt::print("checkpoint: prefix '{}', {} tensors used, {:.2f} GB of weights ({:.2f} GB PLE table left on disk)\n",
-                 r.prefix, r.tensors_used, r.weight_bytes / 1e9, r.ple_table_bytes / 1e9);
+      fmt::print("{}: prefix '{}', {} tensors used, {:.2f} GB of weights ({:.2f} GB PLE table left on disk)\n",
+                 r.packed_model ? fmt::format("packed {} model", gemma4::weight_format_name(r.format)) : std::string("checkpoint"), r.prefix,
+                 r.tensors_used, r.weight_bytes / 1e9, r.ple_table_bytes / 1e9);
       fmt::print("skipped {} vision/audio/unused-KV tensors, copied {:.1f} MB, loaded in {:.2f} s\n", r.skipped.size(),
                  r.copied_bytes / 1e6, took.count());
       for (const auto& name : r.unknown) fmt::print("warning: tensor '{}' is not part of the text model; ignored\n", name);
@@ -223,26 +236,27 @@ struct LogitsCommand {
 // ---- convert ----
 
 struct ConvertCommand {
-  std::string model, weights = "int8", out;
+  std::string model, weights = "int4", out;
   Threads threads;
 
   void add_to(CLI::App& app) {
-    app.add_option("--model", model, "model directory")->required();
-    app.add_option("--weights", weights, "format to convert to")->check(CLI::IsMember(keys(kWeightFormats)))->capture_default_str();
+    app.add_option("--model", model, "the checkpoint to convert")->required();
+    app.add_option("--weights", weights, "format of the packed model")->check(CLI::IsMember(std::vector<std::string>{"int8", "int4"}))->capture_default_str();
     threads.add_to(app);
-    app.add_option("OUT_FILE", out, "the converted file to write")->required();
+    app.add_option("OUT_DIR", out, "the directory to write: config, tokenizer and packed weights")->required();
   }
 
   int operator()() {
-    const gemma4::WeightFormat format = kWeightFormats.at(weights);
-    if (format == gemma4::WeightFormat::kBF16) fail(ErrorKind::kInvalidArgument, "convert needs --weights int8 or int4 (bf16 is used as stored)");
     with_model_variant(model, [&]<typename V>() {
       const auto start = std::chrono::steady_clock::now();
-      const gemma4::Weights<V> loaded(model, {.format = format, .pool = &threads.pool(), .prefault = false});
-      loaded.save_converted(out);
+      const bool terminal = ::isatty(STDERR_FILENO) == 1;
+      gemma4::ConvertOptions options{.format = kWeightFormats.at(weights), .pool = &threads.pool()};
+      if (terminal) options.on_progress = progress_line(fmt::format("converting {} ({}) to {}", model, V::name, weights));
+      const gemma4::ConvertReport report = gemma4::convert_checkpoint<V>(model, out, options);
       const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-      fmt::print("wrote {} ({} {}, {:.2f} GB) in {:.1f} s; use it with: gemma4 run --model {} --weights {} --converted {}\n", out,
-                 V::name, weights, loaded.report().quantized_bytes / 1e9, took.count(), model, weights, out);
+      if (terminal) fmt::print(stderr, "\n");
+      fmt::print("wrote {} ({} {}, {:.2f} GB, with {}) in {:.1f} s; run it with: gemma4 run --model {}\n", out, V::name, weights,
+                 report.bytes / 1e9, fmt::join(report.copied, ", "), took.count(), out);
     });
     return 0;
   }
@@ -304,25 +318,19 @@ template <typename V>
 gemma4::Model<V> load_model(const std::filesystem::path& dir, gemma4::LoadOptions options) {
   const bool terminal = ::isatty(STDERR_FILENO) == 1;
   const auto start = std::chrono::steady_clock::now();
-  if (terminal) {
-    options.on_progress = [&, last = -1](std::size_t done, std::size_t total) mutable {
-      const int percent = total == 0 ? 100 : static_cast<int>(100.0 * done / total);
-      if (percent == last) return;
-      last = percent;
-      fmt::print(stderr, "\rloading {} ({}): {:3d}% of {:.2f} GB", dir.string(), V::name, percent, total / 1e9);
-    };
-  }
+  if (terminal) options.on_progress = progress_line(fmt::format("loading {} ({})", dir.string(), V::name));
   gemma4::Model<V> model(dir, options);
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
   if (terminal) {
-    fmt::print(stderr, "\rloaded {} ({}, {} weights) in {:.1f} s{:20}\n", dir.string(), V::name,
-               gemma4::weight_format_name(options.format), took.count(), "");
+    fmt::print(stderr, "\rloaded {} ({}, {} weights{}) in {:.1f} s{:20}\n", dir.string(), V::name,
+               gemma4::weight_format_name(model.weights.report().format), model.weights.report().packed_model ? ", packed" : "",
+               took.count(), "");
   }
   return model;
 }
 
 struct RunCommand {
-  std::string model, prompt, system, weights = "int8", converted;
+  std::string model, prompt, system, weights;
   bool chat = false, raw = false, think = false, show_thoughts = false, greedy = false;
   int max_tokens = 512, max_context = 4096;
   Threads threads;
@@ -344,9 +352,8 @@ struct RunCommand {
     app.add_flag("--show-thoughts", show_thoughts, "print the thought channel to stderr");
     app.add_option("--max-tokens", max_tokens, "tokens to generate at most per answer")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     app.add_option("--max-context", max_context, "context size in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
-    app.add_option("--weights", weights, "format of the linear layers (int8/int4 converted at load)")
-        ->check(CLI::IsMember(keys(kWeightFormats)))->capture_default_str();
-    app.add_option("--converted", converted, "map int8/int4 matrices from a file `gemma4 convert` wrote")->check(CLI::ExistingFile);
+    app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
+        ->check(CLI::IsMember(keys(kWeightFormats)));
     threads.add_to(app);
     sampling["temperature"] = app.add_option("--temperature", temperature, "0 = greedy");
     sampling["top_k"] = app.add_option("--top-k", top_k, "keep the K most likely tokens, 0 = all");
@@ -406,7 +413,14 @@ struct RunCommand {
   int operator()() {
     if (prompt_option->count() == 0 && !chat) fail(ErrorKind::kInvalidArgument, "give one of --prompt TEXT and --chat");
     gemma4::ThreadPool& pool = threads.pool();
-    const gemma4::LoadOptions load_options{.format = kWeightFormats.at(weights), .converted_file = converted, .pool = &pool};
+    // Unset: a packed model as packed, a checkpoint in int8 (bf16 decodes at half the speed).
+    std::optional<gemma4::WeightFormat> format;
+    if (!weights.empty()) {
+      format = kWeightFormats.at(weights);
+    } else if (!gemma4::packed_model_info(gemma4::Checkpoint(model))) {
+      format = gemma4::WeightFormat::kInt8;
+    }
+    const gemma4::LoadOptions load_options{.format = format, .pool = &pool};
     with_model_variant(model, [&]<typename V>() {
       const gemma4::Model<V> loaded = load_model<V>(model, load_options);
       const gemma4::GenerationConfig generation = generation_config(loaded.generation);
@@ -451,7 +465,7 @@ int main(int argc, char** argv) {
     sub->callback([&] { chosen = [&] { return command(); }; });
   };
   add("run", "generate text, streamed to stdout; a summary line on stderr", run);
-  add("convert", "save the int8/int4 weights converted once, for `run --converted`", convert);
+  add("convert", "write a packed int8/int4 model directory: all a device needs", convert);
   add("tokenize", "text on stdin, comma-separated ids out", tokenize);
   add("detokenize", "ids on stdin, text out", detokenize);
   add("synth", "write a synthetic checkpoint in the Hugging Face layout", synth);

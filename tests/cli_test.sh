@@ -60,11 +60,20 @@ check "run with int8 weights on 2 threads" run_to "$dir/i8b" --raw --prompt "Onc
 check "threads do not change the text" cmp "$dir/i8a" "$dir/i8b"
 check "run with int4 weights" run_to "$dir/i4" --prompt "Hi" --max-tokens 4 --weights int4
 check "summary gives weight GB/s" grep -q "decode .* tok/s = .* GB/s of weights" "$dir/i4.err"
-check "convert to int8" "$gemma4" convert --model "$dir/chat" --weights int8 "$dir/chat.int8"
-check "run with the converted file" run_to "$dir/i8c" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --converted "$dir/chat.int8"
-check "converted file, text of converting at load" cmp "$dir/i8a" "$dir/i8c"
-check_error "converted file of another format" "holds int8 weights, but int4 were asked for" "$gemma4" run --model "$dir/chat" --prompt hi --weights int4 --converted "$dir/chat.int8"
-check_error "convert to bf16" "convert needs --weights int8 or int4" "$gemma4" convert --model "$dir/chat" --weights bf16 "$dir/x.bf16"
+check "convert to a packed int4 model" "$gemma4" convert --model "$dir/chat" --weights int4 "$dir/chat-int4"
+check "the packed model holds config, tokenizer and weights" test -f "$dir/chat-int4/config.json" -a -f "$dir/chat-int4/tokenizer.json" -a -f "$dir/chat-int4/generation_config.json"
+rm -rf "$dir/chat-source" && mv "$dir/chat" "$dir/chat-source"  # the packed model needs nothing of it
+check "run the packed model" "$gemma4" run --model "$dir/chat-int4" --raw --prompt "Once upon a time" --max-tokens 8 --greedy
+check "info on the packed model" "$gemma4" info --model "$dir/chat-int4"
+cp "$dir/out" "$dir/packed-info.txt"
+check "info says packed" grep -q "^packed int4 model: prefix" "$dir/packed-info.txt"
+check "logits from the packed model" "$gemma4" logits --model "$dir/chat-int4" --tokens 2,17,900 --out "$dir/packed.f32"
+check "tokenize with the packed model" bash -c "printf 'Hello world' | '$gemma4' tokenize --model '$dir/chat-int4' > '$dir/ids-packed'"
+check_error "a packed model in another format" "a packed int4 model cannot be loaded as int8" "$gemma4" run --model "$dir/chat-int4" --prompt hi --weights int8
+check_error "re-quantizing a packed model" "already a packed int4 model; re-quantizing" "$gemma4" convert --model "$dir/chat-int4" --weights int8 "$dir/again"
+check_error "convert to bf16" "--weights: bf16 not in {int8,int4}" "$gemma4" convert --model "$dir/chat-source" --weights bf16 "$dir/x"
+check_error "convert into a model directory" "already holds a model (model.safetensors)" "$gemma4" convert --model "$dir/chat-source" --weights int8 "$dir/chat-int4"
+mv "$dir/chat-source" "$dir/chat"
 check_error "unknown weight format" "--weights: q4_0 not in {bf16,int4,int8}" "$gemma4" run --model "$dir/chat" --prompt hi --weights q4_0
 check_error "negative thread count" "--threads: Value -2 not in range 0 to 1024" "$gemma4" run --model "$dir/chat" --prompt hi --threads -2
 check_error "a token limit past int" "--max-tokens" "$gemma4" run --model "$dir/chat" --prompt hi --max-tokens 4294967297

@@ -17,7 +17,7 @@ constexpr ModelConfig shrink(ModelConfig c, int num_kv_heads) {
   c.num_key_value_heads.value = num_kv_heads;
   c.head_dim.value = 32;
   c.global_head_dim.value = 64;
-  c.hidden_size_per_layer_input.value = 16;
+  c.hidden_size_per_layer_input.value = 32;
   c.sliding_window.value = 16;
   return c;
 }

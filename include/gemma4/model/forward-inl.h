@@ -80,9 +80,18 @@ class Forward {
   // h = E[token] * embed_scale
   void embed(std::span<const int> tokens) {
     for (std::size_t t = 0; t < tokens.size(); ++t) {
-      ScaledRow(s_.weights.global.embed_tokens, static_cast<std::size_t>(tokens[t]) * kHidden, kHidden,
-                s_.weights.embedding_scale(), s_.x.data() + t * kHidden);
+      lookup_row(s_.weights.global.embed_tokens, tokens[t], kHidden, s_.weights.embedding_scale(), s_.x.data() + t * kHidden);
     }
+  }
+
+  // out = table[token] * scale, a row of `width` floats: the dense elements, or in a
+  // packed model the rows of its packed matrix that make up the token's row.
+  static void lookup_row(const MatrixView& table, int token, std::size_t width, float scale, float* out) {
+    if (table.data != nullptr) return ScaledRow(table, static_cast<std::size_t>(token) * width, width, scale, out);
+    const QuantizedMatrix& packed = *packed_matrix(table.linear);
+    const std::size_t rows = width / packed.cols();
+    packed.dequantize_rows(static_cast<std::size_t>(token) * rows, rows, out);
+    Scale(out, width, scale);
   }
 
   // ple[t][l] = (RMSNorm(W_plp h * hidden^-0.5) + E_ple[token][l] * sqrt(P)) * 2^-0.5
@@ -94,10 +103,9 @@ class Forward {
     norm_rows(s_.ple.data(), n * kNumLayers, kPle, g.per_layer_projection_norm);
     const float token_scale = std::sqrt(static_cast<float>(kPle));
     const float mix = 1.0f / std::sqrt(2.0f);
-    const TensorView& table = g.embed_tokens_per_layer;  // mapped; only these rows are read
     for (std::size_t t = 0; t < n; ++t) {
       float* ple = s_.ple.data() + t * width;
-      ScaledRow(table, static_cast<std::size_t>(tokens[t]) * width, width, token_scale, s_.ple_row.data());
+      lookup_row(g.embed_tokens_per_layer, tokens[t], width, token_scale, s_.ple_row.data());  // mapped; only these rows are read
       AddTo(s_.ple_row.data(), ple, width);
       Scale(ple, width, mix);
     }

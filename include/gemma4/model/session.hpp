@@ -94,7 +94,8 @@ class Session {
 
   // Runs `tokens` at the next positions. `logits` receives [tokens.size(), vocab] floats
   // for Logits::kAll, or [vocab] for the last token with Logits::kLast. Errors (and no
-  // change to the session) for an unknown token id, a context overflow or a wrong size.
+  // change to the session) for an unknown token id, a context overflow, a wrong size or
+  // a corrupt table row of a packed model.
   void forward(std::span<const int> tokens, Logits which, std::span<float> logits) {
     if (tokens.empty()) fail(ErrorKind::kInvalidArgument, "forward: no tokens");
     for (std::size_t i = 0; i < tokens.size(); ++i) {
@@ -107,6 +108,7 @@ class Session {
     }
     const std::size_t want = (which == Logits::kAll ? tokens.size() : 1) * kVocab;
     if (logits.size() != want) fail(ErrorKind::kInvalidArgument, "forward: logits buffer holds {} floats, needs {}", logits.size(), want);
+    state_.weights.check_looked_up_rows(tokens);
 
     const std::size_t chunk = static_cast<std::size_t>(state_.options.prefill_chunk);
     for (std::size_t first = 0; first < tokens.size(); first += chunk) {

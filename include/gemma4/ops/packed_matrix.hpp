@@ -112,7 +112,7 @@ std::unique_ptr<T[], FreeDeleter> aligned_array(std::size_t count) {
 // A linear layer's weights [rows, cols] in int8 or int4, packed as described above.
 // Its bytes live in storage the caller provides (the loader puts all matrices in one
 // arena, so no per-matrix rounding to huge pages becomes resident), in its own, or in
-// a read-only mapping of a converted weights file (weights/converted_file.hpp).
+// a read-only mapping of a packed model (weights/packed_model.hpp).
 class QuantizedMatrix {
  public:
   // Bytes of storage a matrix needs (64-byte aligned parts).
@@ -150,7 +150,7 @@ class QuantizedMatrix {
   std::size_t cols() const { return cols_; }
   const std::uint8_t* weights() const { return weights_; }  // int4: weights and scales
   const float* row_scales() const { return row_scales_; }      // int8
-  // All its storage_bytes(), as a converted file holds them.
+  // All its storage_bytes(), as a packed model holds them.
   std::span<const std::byte> packed() const {
     return {reinterpret_cast<const std::byte*>(weights_), storage_bytes(format_, rows_, cols_)};
   }
@@ -159,25 +159,27 @@ class QuantizedMatrix {
     return format_ == WeightFormat::kInt4 ? storage_bytes(format_, rows_, cols_) : rows_ * cols_ + rows_ * sizeof(float);
   }
 
-  // Quantizes rows [16 * first_block, 16 * end_block) of src (row-major [rows, cols],
-  // element type float or std::uint16_t bf16 bits). Blocks are independent, so
+  // Quantizes rows [16 * first_block, 16 * end_block) from `rows`, those rows row-major
+  // (element type float or std::uint16_t bf16 bits). Blocks are independent, so
   // threads may fill disjoint block ranges.
   template <typename Source>
-  void quantize_blocks(const Source* src, std::size_t first_block, std::size_t end_block) {
+  void quantize_blocks(const Source* rows, std::size_t first_block, std::size_t end_block) {
     if (writable_ == nullptr) fail(ErrorKind::kInvalidArgument, "a [{}, {}] matrix viewed in packed bytes is read-only", rows_, cols_);
     for (std::size_t r = first_block * kRowBlock; r < end_block * kRowBlock; ++r) {
+      const Source* row = rows + (r - first_block * kRowBlock) * cols_;
       if (format_ == WeightFormat::kInt8) {
-        quantize_int8_row(src + r * cols_, r);
+        quantize_int8_row(row, r);
       } else {
-        for (std::size_t g = 0; g < cols_ / kInt4Group; ++g) quantize_int4_group(src + r * cols_ + g * kInt4Group, r, g);
+        for (std::size_t g = 0; g < cols_ / kInt4Group; ++g) quantize_int4_group(row + g * kInt4Group, r, g);
       }
     }
   }
 
-  // The row of the first scale that is not finite (or, int8, negative): a packed file
-  // with such a scale is corrupt, and would turn logits into NaN.
-  std::optional<std::size_t> first_invalid_scale() const {
-    for (std::size_t row = 0; row < rows_; ++row) {
+  // The first row in [first_row, end_row) with a scale that is not finite (or, int8,
+  // negative): a packed file with such a scale is corrupt, and would turn logits into NaN.
+  std::optional<std::size_t> first_invalid_scale(std::size_t first_row = 0, std::size_t end_row = SIZE_MAX) const {
+    end_row = std::min(end_row, rows_);
+    for (std::size_t row = first_row; row < end_row; ++row) {
       if (format_ == WeightFormat::kInt8) {
         if (!(std::isfinite(row_scales_[row]) && row_scales_[row] >= 0.0f)) return row;
         continue;
@@ -186,10 +188,36 @@ class QuantizedMatrix {
       for (std::size_t g = 0; g < cols_ / kInt4Group; ++g) {
         std::uint16_t scale;
         std::memcpy(&scale, block + Int4Layout::scale(g, row % kRowBlock), 2);
-        if (!std::isfinite(bf16_to_f32(scale))) return row;
+        if ((scale & 0x7f80) == 0x7f80) return row;  // exponent all ones: inf or NaN
       }
     }
     return std::nullopt;
+  }
+
+  // Rows [first_row, first_row + count) as floats, row after row: a table lookup (the
+  // embedding or the PLE table of a packed model).
+  void dequantize_rows(std::size_t first_row, std::size_t count, float* out) const {
+    for (std::size_t row = first_row; row < first_row + count; ++row, out += cols_) {
+      const std::size_t lane = row % kRowBlock;
+      if (format_ == WeightFormat::kInt8) {
+        const std::uint8_t* tiles = weights_ + row / kRowBlock * kRowBlock * cols_ + lane * 4;
+        const float scale = row_scales_[row];
+        for (std::size_t c = 0; c < cols_; ++c) out[c] = static_cast<float>(int{tiles[c / 4 * 64 + c % 4]} - 128) * scale;
+        continue;
+      }
+      const std::uint8_t* block = weights_ + row / kRowBlock * Int4Layout::block_bytes(cols_);
+      for (std::size_t g = 0; g < cols_ / kInt4Group; ++g) {
+        std::uint16_t scale_bits;
+        std::memcpy(&scale_bits, block + Int4Layout::scale(g, lane), 2);
+        const float scale = bf16_to_f32(scale_bits);
+        const std::uint8_t* tiles = block + Int4Layout::tiles(g) + lane * 4;
+        float* group = out + g * kInt4Group;
+        for (std::size_t c = 0; c < kInt4Group; ++c) {
+          const std::uint8_t byte = tiles[c / 8 * Int4Layout::kTileBytes + c % 4];
+          group[c] = static_cast<float>((c % 8 < 4 ? byte & 0xf : byte >> 4) - 8) * scale;
+        }
+      }
+    }
   }
 
   // The value the kernels use for weight (row, col): for tests and references.
@@ -255,6 +283,9 @@ class QuantizedMatrix {
     const std::size_t lane = r % kRowBlock;
     std::uint8_t* block = reinterpret_cast<std::uint8_t*>(writable_) + r / kRowBlock * Int4Layout::block_bytes(cols_);
     std::memcpy(block + Int4Layout::scale(g, lane), &scale_bits, 2);
+    // An odd group count leaves the last scale word's high half unused: zero, so that
+    // packing the same weights always gives the same bytes.
+    if (g % 2 == 0 && g + 1 == cols_ / kInt4Group) std::memset(block + Int4Layout::scale(g + 1, lane), 0, 2);
     std::uint8_t* tiles = block + Int4Layout::tiles(g) + lane * 4;
     for (std::size_t c = 0; c < kInt4Group; c += 8) {
       std::uint8_t quad[4];

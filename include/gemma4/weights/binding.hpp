@@ -80,9 +80,11 @@ void for_each_slot(Global& global, Layers& layers, F&& f) {
 
 // Points every slot of global and layers at its tensor in `checkpoint`, or fails listing
 // every missing or misshapen one. Tables read by rows are registered with `residency`.
+// `packed_matrices` (a packed model): matrices are packed bytes, which PackedMatrices
+// checks and views; their slots get no dense elements (data null), only their shape.
 template <Variant V>
 void bind_checkpoint(const Checkpoint& checkpoint, GlobalWeights& global, std::array<LayerWeights, kNumLayers<V>>& layers,
-                     WidenedCopies& copies, PageResidency& residency, LoadReport& report) {
+                     WidenedCopies& copies, PageResidency& residency, LoadReport& report, bool packed_matrices) {
   std::vector<std::string> problems;
   std::set<std::string> used;
   for_each_slot<V>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts& facts) {
@@ -90,6 +92,20 @@ void bind_checkpoint(const Checkpoint& checkpoint, GlobalWeights& global, std::a
     const std::string full = report.prefix + name;
     const auto want = expected_shape<S>(V::config, facts);
     const TensorInfo* t = checkpoint.find(full);
+    if constexpr (std::is_base_of_v<MatrixView, S>) {
+      if (packed_matrices) {
+        static_cast<TensorView&>(slot) = {nullptr, DType::kF32, {want[0], want[1]}};
+        if (t == nullptr) return;  // PackedMatrices lists it
+        used.insert(full);
+        report.weight_bytes += t->bytes.size();
+        ++report.tensors_used;
+        if constexpr (S::residency == Residency::kOnDisk) {
+          residency.read_by_rows(t->bytes);
+          report.ple_table_bytes += t->bytes.size();
+        }
+        return;
+      }
+    }
     if (t == nullptr) return problems.push_back(fmt::format("{}: missing (expected {})", full, detail::shape_string(want)));
     used.insert(full);
     if (!t->dtype) return problems.push_back(fmt::format("{}: dtype {}, expected BF16, F16 or F32", full, t->dtype_name));

@@ -1,11 +1,12 @@
 #pragma once
-// Loading a checkpoint directory into the weights of one compiled variant. Each job has
-// its own home: config.json is compared with the variant field by field
-// (config/config_json.hpp); tensors are bound to their slots, checked and used in place
-// from the mapping (weights/binding.hpp); int8/int4 matrices are converted or mapped
-// from a converted file (weights/packed_store.hpp); pages are faulted in and released
-// (weights/residency.hpp). The per-layer embedding table is never touched at load
-// time: only the rows of tokens seen are read.
+// Loading a model directory, a checkpoint or a packed model (weights/packed_model.hpp),
+// into the weights of one compiled variant. Each job has its own home: config.json is
+// compared with the variant field by field (config/config_json.hpp); tensors are bound
+// to their slots, checked and used in place from the mapping (weights/binding.hpp);
+// int8/int4 matrices are converted, or used in place from a packed model
+// (weights/packed_store.hpp); pages are faulted in and released (weights/residency.hpp).
+// The per-layer embedding table is never touched at load time: only the rows of tokens
+// seen are read.
 
 #include <array>
 #include <cmath>
@@ -18,7 +19,7 @@
 #include "gemma4/error.hpp"
 #include "gemma4/weights/binding.hpp"
 #include "gemma4/weights/checkpoint.hpp"
-#include "gemma4/weights/converted_file.hpp"
+#include "gemma4/weights/packed_model.hpp"
 #include "gemma4/weights/load_options.hpp"
 #include "gemma4/weights/model_weights.hpp"
 #include "gemma4/weights/packed_store.hpp"
@@ -54,27 +55,28 @@ class Weights {
            (dir / "config.json").string(), V::name, format_mismatches(mismatches));
     }
     report_.prefix = std::string(checkpoint_.prefix());
-    report_.format = options.format;
-    bind_checkpoint<V>(checkpoint_, global, layers, copies_, residency_, report_);
-    embedding_scale_ = gemma4::embedding_scale(V::config.hidden_size, *checkpoint_.find(report_.prefix + "embed_tokens.weight")->dtype);
-    const std::vector<Planned> planned = options.format != WeightFormat::kBF16 ? plan(options.format) : std::vector<Planned>{};
-    for (const Planned& m : planned) packed_shapes_.push_back(m.shape);
-    if (!options.converted_file.empty()) {
-      if (options.format == WeightFormat::kBF16) {
-        fail(ErrorKind::kInvalidArgument, "{}: a converted file holds int8 or int4 weights; ask for one of them",
-             options.converted_file.string());
-      }
-      packed_.map(options.converted_file, identity(), checkpoint_.dir(), packed_shapes_);
-      report_.converted_file = options.converted_file;
-    } else if (options.format != WeightFormat::kBF16) {
+    const std::optional<PackedModelInfo> packed = packed_model_info(checkpoint_);
+    if (packed) check_packed(*packed, options.format);
+    report_.packed_model = packed.has_value();
+    report_.format = packed ? packed->format : options.format.value_or(WeightFormat::kBF16);
+    bind_checkpoint<V>(checkpoint_, global, layers, copies_, residency_, report_, packed.has_value());
+    embedding_scale_ = gemma4::embedding_scale(V::config.hidden_size,
+                                               packed ? packed->embedding_dtype : *checkpoint_.find(report_.prefix + "embed_tokens.weight")->dtype);
+    const std::vector<Planned> planned =
+        report_.format != WeightFormat::kBF16 ? plan_packed<V>(global, layers, report_.format, packed.has_value()) : std::vector<Planned>{};
+    std::vector<PackedMatrixShape> shapes;
+    for (const Planned& m : planned) shapes.push_back(m.shape);
+    if (packed) {
+      packed_.view(checkpoint_, shapes);
+    } else if (!planned.empty()) {
       std::vector<PackedMatrices::Source> sources;
       for (const Planned& m : planned) sources.push_back({m.shape, *m.slot, !copies_.is_copy(*m.slot)});
       packed_.convert(sources, options.pool != nullptr ? *options.pool : default_pool());
     }
     attach_packed(planned);
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
-      const QuantizedMatrix* packed = matrix != nullptr ? packed_matrix(matrix->linear) : nullptr;
-      report_.bytes_per_token += packed != nullptr ? packed->bytes() : view.bytes().size();
+      const QuantizedMatrix* quantized = matrix != nullptr ? packed_matrix(matrix->linear) : nullptr;
+      report_.bytes_per_token += quantized != nullptr ? quantized->bytes() : view.bytes().size();
     });
     if (options.prefault) PageResidency::fault_in(matmul_ranges(), options.on_progress);
   }
@@ -84,21 +86,44 @@ class Weights {
   // sqrt(hidden_size) as the checkpoint's dtype rounds it: the embedding's scale.
   float embedding_scale() const { return embedding_scale_; }
 
+  // Whether `view` is an f32 copy made at load (f16, or misaligned in the file), not
+  // the file's mapped bytes.
+  bool is_copy(const TensorView& view) const { return copies_.is_copy(view); }
+
   // Drops the pages of tables read a few rows per token (weights/residency.hpp).
   void release_looked_up_rows() const { residency_.release_rows(); }
 
-  // Writes the int8/int4 matrices to `path` (weights/converted_file.hpp), for
-  // LoadOptions::converted_file to map at the next load.
-  void save_converted(const std::filesystem::path& path) const {
-    if (report_.format == WeightFormat::kBF16) {
-      fail(ErrorKind::kInvalidArgument, "{}: only int8 or int4 weights can be saved converted", path.string());
+  // Fails, naming the file and token, if a row `tokens` will look up in a packed table
+  // read by rows (the PLE table) has an invalid scale. Such rows are checked when first
+  // needed: checking them all at load would read the whole table.
+  void check_looked_up_rows(std::span<const int> tokens) const {
+    const QuantizedMatrix* table = packed_matrix(global.embed_tokens_per_layer.linear);
+    if (!report_.packed_model || table == nullptr) return;
+    const std::size_t rows_per_token = table->rows() / static_cast<std::size_t>(V::config.vocab_size_per_layer_input);
+    for (const int token : tokens) {
+      const std::size_t first = static_cast<std::size_t>(token) * rows_per_token;
+      if (table->first_invalid_scale(first, first + rows_per_token)) {
+        fail(ErrorKind::kBadFile, "{}: {}{}: the row of token {} has an invalid scale (corrupt file)", checkpoint_.files().front().path().string(),
+             report_.prefix, decltype(global.embed_tokens_per_layer)::name, token);
+      }
     }
-    std::vector<std::pair<std::string, const QuantizedMatrix*>> matrices;
-    for (const auto& [name, matrix] : packed_.matrices()) matrices.emplace_back(name, matrix.get());
-    write_converted_file(path, identity(), matrices);
   }
 
  private:
+  using Planned = PlannedMatrix<MatrixView>;
+
+  // A packed model is loaded as it was packed, for the variant it was packed for.
+  void check_packed(const PackedModelInfo& packed, std::optional<WeightFormat> asked) const {
+    const std::string where = checkpoint_.files().front().path().string();
+    if (packed.variant != V::name) {
+      fail(ErrorKind::kConfigMismatch, "{}: packed for variant {}, but config.json describes {}", where, packed.variant, V::name);
+    }
+    if (asked && *asked != packed.format) {
+      fail(ErrorKind::kInvalidArgument, "{}: a packed {} model cannot be loaded as {}: convert the original checkpoint to {}", where,
+           weight_format_name(packed.format), weight_format_name(*asked), weight_format_name(*asked));
+    }
+  }
+
   // Calls f(matrix or null, view) for every slot kept in memory (not the PLE table).
   template <typename F>
   void for_each_in_memory(F&& f) {
@@ -114,65 +139,46 @@ class Weights {
     });
   }
 
-  // Each matrix to hold as int8/int4, in a fixed order: what conversion makes and a
-  // converted file holds. int4 falls back to int8 where columns are not whole groups.
-  struct Planned {
-    PackedMatrixShape shape;
-    MatrixView* slot;
-  };
-  std::vector<Planned> plan(WeightFormat format) {
-    std::vector<Planned> planned;
-    for_each_slot<V>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts&) {
-      using S = std::remove_cvref_t<decltype(slot)>;
-      if constexpr (S::residency == Residency::kInMemory && std::is_base_of_v<MatrixView, S>) {
-        const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
-        const WeightFormat f = format == WeightFormat::kInt4 && !packable(format, rows, cols) ? WeightFormat::kInt8 : format;
-        if (!packable(f, rows, cols)) {
-          fail(ErrorKind::kInvalidArgument, "{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
-        }
-        planned.push_back({{name, f, rows, cols}, &slot});
-      }
-    });
-    return planned;
-  }
-  // What a converted file of these matrices must have been made for.
-  ConvertedIdentity identity() const {
-    std::vector<std::string> names;
-    for (const PackedMatrixShape& m : packed_shapes_) names.push_back(m.name);
-    return {std::string(V::name), report_.format, source_fingerprint(checkpoint_, names)};
-  }
-
-  // Matmuls read the packed matrices (made or mapped in the order of `planned`) from now
-  // on; the dense elements of a matrix whose source stays mapped are only looked up by
-  // rows (the embedding) from now on.
+  // Matmuls (and a packed model's lookups) read the packed matrices, made or viewed in
+  // the order of `planned`, from now on. The dense elements of a converted matrix whose
+  // source stays mapped are only looked up by rows (the embedding) from now on. Scales
+  // are checked where they are read at load anyway: a matrix read by rows is checked
+  // row by row as it is used (check_looked_up_rows).
   void attach_packed(const std::vector<Planned>& planned) {
     for (std::size_t i = 0; i < planned.size(); ++i) {
       const QuantizedMatrix* matrix = packed_.matrices()[i].second.get();
       MatrixView& slot = *planned[i].slot;
       if (matrix->format() != report_.format) report_.kept_int8.push_back(planned[i].shape.name);
-      report_.quantized_bytes += matrix->bytes();
+      if (!planned[i].read_by_rows) {
+        report_.quantized_bytes += matrix->bytes();
+        if (const auto row = report_.packed_model ? matrix->first_invalid_scale() : std::nullopt) {
+          fail(ErrorKind::kBadFile, "{}: {}{}: row {} has an invalid scale (corrupt file)", checkpoint_.files().front().path().string(),
+               report_.prefix, planned[i].shape.name, *row);
+        }
+      }
       slot.linear = matrix;
-      if (!copies_.is_copy(slot)) residency_.read_by_rows(slot.bytes());
+      if (slot.data != nullptr && !copies_.is_copy(slot)) residency_.read_by_rows(slot.bytes());
     }
   }
 
-  // What matmuls read: weights kept as stored, and matrices mapped from a converted
-  // file. A converted matrix's source is no longer read by matmuls: it stays on disk.
+  // What matmuls read: weights kept as stored, and the matrices of a packed model. A
+  // converted matrix's source is no longer read by matmuls: it stays on disk.
   std::vector<std::span<const std::byte>> matmul_ranges() {
     std::vector<std::span<const std::byte>> ranges;
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
-      if (matrix == nullptr || packed_matrix(matrix->linear) == nullptr) ranges.push_back(view.bytes());
+      const QuantizedMatrix* quantized = matrix != nullptr ? packed_matrix(matrix->linear) : nullptr;
+      if (quantized == nullptr) {
+        ranges.push_back(view.bytes());
+      } else if (packed_.in_place()) {
+        ranges.push_back(quantized->packed());
+      }
     });
-    if (packed_.mapped_from_file()) {
-      for (const auto& [name, matrix] : packed_.matrices()) ranges.push_back(matrix->packed());
-    }
     return ranges;
   }
 
   Checkpoint checkpoint_;
   LoadReport report_;
   float embedding_scale_ = 1.0f;
-  std::vector<PackedMatrixShape> packed_shapes_;  // plan(format), for int8/int4
   WidenedCopies copies_;
   PackedMatrices packed_;
   PageResidency residency_;

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,13 +14,11 @@
 namespace gemma4 {
 
 struct LoadOptions {
-  // Format of the linear layers (the tied LM head included). int8 and int4 are
-  // converted from the checkpoint at load time; the embedding lookup and the PLE table
-  // keep reading the checkpoint's rows.
-  WeightFormat format = WeightFormat::kBF16;
-  // A file that save_converted() wrote for this checkpoint and format: its int8/int4
-  // matrices are mapped instead of converted. Empty: convert at load time.
-  std::filesystem::path converted_file{};
+  // Format of the linear layers (the tied LM head included) of a checkpoint: int8 and
+  // int4 are converted at load time, and the embedding lookup and the PLE table keep
+  // reading the checkpoint's rows. Unset: as stored (bf16 for a published checkpoint;
+  // a packed model's own format, the only one it can be loaded in).
+  std::optional<WeightFormat> format{};
   // Threads converting to int8/int4; null: the process-wide default_pool().
   ThreadPool* pool = nullptr;
   // Fault all weights except the PLE table into memory during load, so the first
@@ -36,12 +35,12 @@ struct LoadReport {
   std::size_t ple_table_bytes = 0;    // Residency::kOnDisk tensors (the PLE table): left on disk
   std::size_t copied_bytes = 0;       // F16 widened to F32, or realigned
   WeightFormat format = WeightFormat::kBF16;
-  std::size_t quantized_bytes = 0;    // int8/int4 weights and scales, converted or mapped
-  std::filesystem::path converted_file;  // where they were mapped from, if not converted
+  std::size_t quantized_bytes = 0;    // int8/int4 weights and scales, converted or in place
+  bool packed_model = false;          // a directory `gemma4 convert` wrote: nothing converted at load
   // Weights kept in memory, every one read once per token (the PLE table and the
   // embedding rows looked up are not counted): what decode streams from memory.
   std::size_t bytes_per_token = 0;
-  std::vector<std::string> kept_int8; // int4 requested, int8 used: columns not a multiple of 32
+  std::vector<std::string> kept_int8; // int4 requested, int8 used: columns not a multiple of 32, a packed model's embedding
   std::vector<std::string> skipped;   // vision/audio tensors and unused k/v of KV-shared layers
   std::vector<std::string> unknown;   // other tensors the text model does not use
 };

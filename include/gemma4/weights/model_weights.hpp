@@ -63,8 +63,10 @@ enum class Residency {
   kOnDisk,    // left in the mapping, read a few rows at a time: the PLE table
 };
 
-// A matrix: the tensor as loaded, read row by row for lookups (the embedding), and what
-// matmuls read, the same elements or their int8/int4 conversion.
+// A matrix: its dense elements as loaded, read row by row for lookups (the embedding
+// and PLE tables), and what matmuls read, the same elements or their int8/int4
+// conversion. In a packed model there are no dense elements (data is null): lookups
+// read rows of the packed matrix in `linear`.
 struct MatrixView : TensorView {
   WeightMatrix linear;
 };

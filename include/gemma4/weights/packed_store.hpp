@@ -1,7 +1,7 @@
 #pragma once
 // The int8/int4 matrices of a model, in one of two homes: converted at load time into
 // one 2 MiB-aligned arena (one allocation, on huge pages: decode streams every byte of it
-// per token), or mapped from a converted file (weights/converted_file.hpp).
+// per token), or used in place from a packed model's mapping (weights/packed_model.hpp).
 
 #include <sys/mman.h>
 
@@ -18,7 +18,8 @@
 #include "gemma4/base/tensor.hpp"
 #include "gemma4/ops/packed_matrix.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
-#include "gemma4/weights/converted_file.hpp"
+#include "gemma4/weights/checkpoint.hpp"
+#include "gemma4/weights/packed_model.hpp"
 
 namespace gemma4 {
 
@@ -33,8 +34,7 @@ class PackedMatrices {
   };
 
   // Packs every source, a slice of rows at a time; the source pages of each slice are
-  // dropped from memory once packed, so the peak stays near the result. Blocks of rows
-  // are independent: the pool splits each slice between its threads.
+  // dropped from memory once packed, so the peak stays near the result.
   void convert(const std::vector<Source>& sources, ThreadPool& pool) {
     std::size_t arena_bytes = 0;
     for (const Source& s : sources) arena_bytes += QuantizedMatrix::storage_bytes(s.shape.format, s.shape.rows, s.shape.cols);
@@ -44,45 +44,64 @@ class PackedMatrices {
       const PackedMatrixShape& m = s.shape;
       auto matrix = std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, next);
       next += QuantizedMatrix::storage_bytes(m.format, m.rows, m.cols);
-      const std::size_t row_bytes = m.cols * dtype_size(s.elements.dtype);
-      const std::size_t blocks = m.rows / kRowBlock;
-      const std::size_t slice = std::max<std::size_t>(1, kConversionSliceBytes / (row_bytes * kRowBlock));
-      for (std::size_t first = 0; first < blocks; first += slice) {
-        const std::size_t end = std::min(blocks, first + slice);
-        pool.parallel_for(end - first, [&](int, std::size_t begin, std::size_t stop) {
-          if (s.elements.dtype == DType::kBF16) {
-            matrix->quantize_blocks(reinterpret_cast<const std::uint16_t*>(s.elements.data), first + begin, first + stop);
-          } else {
-            matrix->quantize_blocks(reinterpret_cast<const float*>(s.elements.data), first + begin, first + stop);
-          }
-        });
-        if (s.source_mapped) {
-          advise({s.elements.data + first * kRowBlock * row_bytes, (end - first) * kRowBlock * row_bytes}, MADV_DONTNEED);
-        }
-      }
+      for_each_slice(m.rows, s.elements, s.source_mapped, [&](std::size_t first, std::size_t end) {
+        quantize_blocks(*matrix, s.elements, first, end, pool);
+      });
       matrices_.emplace_back(m.name, std::move(matrix));
     }
   }
 
-  // Maps every matrix of `shapes` from a converted file, after checking it was written
-  // for `identity` and holds exactly these matrices, every scale finite.
-  void map(const std::filesystem::path& path, const ConvertedIdentity& identity, const std::filesystem::path& checkpoint_dir,
-           const std::vector<PackedMatrixShape>& shapes) {
-    const ConvertedFile& file = file_.emplace(path, identity, checkpoint_dir);
-    auto views = file.matrices(shapes);
+  // Uses `shapes` in place from a packed model, after checking their sizes.
+  void view(const Checkpoint& packed_model, const std::vector<PackedMatrixShape>& shapes) {
+    auto views = packed_matrix_views(packed_model, shapes);
     for (std::size_t i = 0; i < shapes.size(); ++i) matrices_.emplace_back(shapes[i].name, std::move(views[i]));
+  }
+
+  // Calls f(first, end) for slices of row blocks of a [rows, ...] matrix whose dense
+  // elements are `elements`, about kConversionSliceBytes of them each, dropping each
+  // slice's source pages once f is done with it when `source_mapped` (in the
+  // checkpoint's mapping, not a widened copy).
+  template <typename F>
+  static void for_each_slice(std::size_t rows, const TensorView& elements, bool source_mapped, F&& f) {
+    const std::size_t block_bytes = elements.bytes().size() / rows * kRowBlock;
+    const std::size_t blocks = rows / kRowBlock;
+    const std::size_t slice = std::max<std::size_t>(1, kConversionSliceBytes / block_bytes);
+    for (std::size_t first = 0; first < blocks; first += slice) {
+      const std::size_t end = std::min(blocks, first + slice);
+      f(first, end);
+      if (source_mapped) advise(elements.bytes().subspan(first * block_bytes, (end - first) * block_bytes), MADV_DONTNEED);
+    }
+  }
+
+  // Quantizes row blocks [first, end) of `matrix` from `elements`, whose first element is
+  // that of the matrix's row 0. Blocks are independent: the pool splits them.
+  static void quantize_blocks(QuantizedMatrix& matrix, const TensorView& elements, std::size_t first, std::size_t end, ThreadPool& pool) {
+    const std::size_t block = kRowBlock * matrix.cols();
+    pool.parallel_for(end - first, [&](int, std::size_t begin, std::size_t stop) {
+      const std::size_t from = first + begin, to = first + stop;
+      if (elements.dtype == DType::kBF16) {
+        matrix.quantize_blocks(reinterpret_cast<const std::uint16_t*>(elements.data) + from * block, from, to);
+      } else if (elements.dtype == DType::kF32) {
+        matrix.quantize_blocks(reinterpret_cast<const float*>(elements.data) + from * block, from, to);
+      } else {  // f16, left as stored in a table read by rows: widen block by block
+        std::vector<float> widened(block);
+        for (std::size_t b = from; b < to; ++b) {
+          for (std::size_t i = 0; i < block; ++i) widened[i] = elements.at(b * block + i);
+          matrix.quantize_blocks(widened.data(), b, b + 1);
+        }
+      }
+    });
   }
 
   // (name, matrix) in the order they were packed or mapped.
   const std::vector<std::pair<std::string, std::unique_ptr<QuantizedMatrix>>>& matrices() const { return matrices_; }
-  bool mapped_from_file() const { return file_.has_value(); }
+  bool in_place() const { return arena_ == nullptr; }
 
  private:
-  // Conversion reads this many source bytes between two page drops.
+  // Conversion reads about this many source bytes between two page drops.
   static constexpr std::size_t kConversionSliceBytes = std::size_t{16} << 20;
 
-  std::unique_ptr<std::byte[], detail::FreeDeleter> arena_;  // converted matrices' bytes
-  std::optional<ConvertedFile> file_;                         // or the file mapping them
+  std::unique_ptr<std::byte[], detail::FreeDeleter> arena_;  // converted matrices' bytes, or null: in place
   std::vector<std::pair<std::string, std::unique_ptr<QuantizedMatrix>>> matrices_;
 };
 

@@ -2,6 +2,8 @@
 // Writes safetensors files, streaming each tensor's values from a generator so that a
 // 10 GB checkpoint never has to exist in memory.
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -72,9 +74,12 @@ class SafetensorsWriter {
     written_ += n;
   }
 
-  void finish() {
+  // `durable`: also waits until the bytes are on the disk, so that a file renamed into
+  // place afterwards is never seen empty after a crash.
+  void finish(bool durable = false) {
     if (written_ != expected_) fail(ErrorKind::kInvalidArgument, "{}: {} bytes of tensor data written, the header announced {}", path_.string(), written_, expected_);
     if (std::fflush(file_.get()) != 0) fail(ErrorKind::kIo, "{}: write failed (disk full?)", path_.string());
+    if (durable && ::fsync(::fileno(file_.get())) != 0) fail(ErrorKind::kIo, "{}: write failed (fsync)", path_.string());
   }
 
  private:

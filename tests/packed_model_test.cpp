@@ -1,0 +1,284 @@
+// Packed models (`gemma4 convert`): a directory that needs nothing else, whose matrices
+// are the bits that converting at load makes, whose tables are looked up packed; written
+// atomically and deterministically; a directory that does not fit, or is corrupt, is
+// refused with a message naming the file, the tensor and why.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "gemma4/testing/logit_agreement.hpp"
+#include "gemma4/tiny.hpp"
+#include "gemma4/weights/convert.hpp"
+#include "gemma4/testing/synthetic.hpp"
+#include "session_support.hpp"
+#include "support.hpp"
+
+using namespace gemma4;
+using namespace gemma4::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// `path` with the first occurrence of `from` replaced by `to`, of the same length.
+void patch_file(const std::filesystem::path& path, const std::string& from, const std::string& to) {
+  REQUIRE(from.size() == to.size());
+  std::string bytes = read_file(path);
+  const std::size_t at = bytes.find(from);
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at, from.size(), to);
+  write_file(path, bytes);
+}
+
+// A safetensors file's header, and where tensor `name`'s bytes start in it.
+nlohmann::json header_of(const std::filesystem::path& path) {
+  const std::string bytes = read_file(path);
+  std::uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = length << 8 | static_cast<std::uint8_t>(bytes[i]);
+  return nlohmann::json::parse(bytes.substr(8, length));
+}
+std::size_t tensor_offset(const std::filesystem::path& path, const std::string& name) {
+  const std::string bytes = read_file(path);
+  std::uint64_t length = 0;
+  for (int i = 7; i >= 0; --i) length = length << 8 | static_cast<std::uint8_t>(bytes[i]);
+  return 8 + length + header_of(path).at(name).at("data_offsets").at(0).get<std::size_t>();
+}
+
+std::vector<int> some_tokens(int vocab) {
+  std::vector<int> tokens;
+  for (int i = 0; i < 40; ++i) tokens.push_back((i * 37 + 2) % vocab);
+  return tokens;
+}
+
+// The matrices a matmul reads, as packed bytes, in slot order.
+template <Variant V>
+std::vector<std::span<const std::byte>> packed_matrices(const Weights<V>& w) {
+  std::vector<std::span<const std::byte>> all;
+  for_each_slot<V>(w.global, w.layers, [&](const auto& slot, const std::string&, const LayerFacts&) {
+    using S = std::remove_cvref_t<decltype(slot)>;
+    if constexpr (std::is_base_of_v<MatrixView, S> && S::residency == Residency::kInMemory) all.push_back(packed_matrix(slot.linear)->packed());
+  });
+  return all;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, and looks its tables up packed", "[packed]", TinyE2B,
+                   TinyE4B) {
+  TempDir source, out;
+  write_synthetic_checkpoint(TestType::config, source.path(), {.seed = 11, .trained_like = true});
+  const auto tokens = some_tokens(TestType::config.vocab_size);
+  const WeightFormat format = GENERATE(WeightFormat::kInt8, WeightFormat::kInt4);
+  INFO(weight_format_name(format));
+  const ConvertReport converted = convert_checkpoint<TestType>(source.path(), out.path(), {.format = format});
+  CHECK(converted.copied == std::vector<std::string>{"config.json", "generation_config.json"});
+  std::filesystem::remove_all(source.path());  // the packed model needs nothing of it
+
+  const Weights<TestType> packed(out.path());
+  const LoadReport& r = packed.report();
+  CHECK(r.packed_model);
+  CHECK(r.format == format);
+  CHECK(r.kept_int8 == converted.kept_int8);
+  CHECK(r.unknown.empty());
+  CHECK(r.copied_bytes == 0);
+  CHECK(Weights<TestType>(out.path(), {.format = format}).report().packed_model);
+  // A lookup reads the packed rows: the embedding's are the LM head's.
+  REQUIRE(packed.global.embed_tokens.data == nullptr);
+  const QuantizedMatrix& head = *packed_matrix(packed.global.embed_tokens.linear);
+  std::vector<float> row(head.cols());
+  head.dequantize_rows(77, 1, row.data());
+  for (std::size_t c = 0; c < head.cols(); ++c) REQUIRE(row[c] == head.dequantized(77, c));
+  // The PLE table: a row per token and layer.
+  const QuantizedMatrix& ple = *packed_matrix(packed.global.embed_tokens_per_layer.linear);
+  CHECK(ple.rows() == std::size_t{TestType::config.vocab_size_per_layer_input} * kNumLayers<TestType>);
+  CHECK(ple.cols() == std::size_t{TestType::config.hidden_size_per_layer_input});
+  CHECK(ple.format() == format);
+
+  // Every matrix as converting at load makes it, the embedding in int8 (its rows are
+  // looked up too: int4 rows cost too much, see plan_packed).
+  CHECK(head.format() == WeightFormat::kInt8);
+  CHECK((format == WeightFormat::kInt4) == (r.kept_int8.size() == 1 && r.kept_int8[0] == "embed_tokens.weight"));
+  write_synthetic_checkpoint(TestType::config, source.path(), {.seed = 11, .trained_like = true});
+  const Weights<TestType> at_load(source.path(), {.format = format});
+  const Weights<TestType> at_load_int8(source.path(), {.format = WeightFormat::kInt8});
+  // Vectors are f32 in a packed model, bf16 in this checkpoint.
+  CHECK(r.bytes_per_token - r.quantized_bytes == 2 * (at_load.report().bytes_per_token - at_load.report().quantized_bytes));
+  const auto ours = packed_matrices(packed), theirs = packed_matrices(at_load);
+  REQUIRE(ours.size() == theirs.size());
+  for (std::size_t i = 0; i < ours.size(); ++i) {
+    INFO("matrix " << i);
+    const std::span<const std::byte> expected = i == 0 ? packed_matrices(at_load_int8)[0] : theirs[i];
+    REQUIRE(ours[i].size() == expected.size());
+    CHECK(std::memcmp(ours[i].data(), expected.data(), ours[i].size()) == 0);
+  }
+  // Only the tables' rounding is new: logits stay close to converting at load, and
+  // prefill and decode agree bit for bit as for every format.
+  const auto logits = all_logits(packed, tokens);
+  const LogitAgreement agreement = compare_logits(all_logits(at_load, tokens), logits, TestType::config.vocab_size);
+  CHECK(agreement.mean_kl < 0.03);
+  CHECK(first_difference(logits_in_pieces(packed, tokens, {1}), logits) == "");
+  // One page of header, the matrices, the PLE table and the vectors.
+  const auto size = std::filesystem::file_size(out / "model.safetensors");
+  CHECK(size == converted.bytes);
+  CHECK(size >= r.quantized_bytes + ple.packed().size());
+  CHECK(size <= r.quantized_bytes + ple.packed().size() + kPackedAlignment + 256 * 1024);
+}
+
+TEST_CASE("converting is deterministic and leaves no half model behind", "[packed]") {
+  TempDir source, a, b;
+  write_synthetic_checkpoint(TinyE2B::config, source.path(), {.dtype = DType::kF32, .seed = 3});
+  ThreadPool one(1), three(3);
+  convert_checkpoint<TinyE2B>(source.path(), a.path(), {.format = WeightFormat::kInt4, .pool = &one});
+  convert_checkpoint<TinyE2B>(source.path(), b.path(), {.format = WeightFormat::kInt4, .pool = &three});
+  CHECK(read_file(a / "model.safetensors") == read_file(b / "model.safetensors"));
+
+  SECTION("interrupted") {
+    TempDir c;
+    const auto interrupt = [](std::size_t done, std::size_t total) {
+      if (done > total / 2) throw std::runtime_error("interrupted");
+    };
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), c.path(), {.format = WeightFormat::kInt8, .on_progress = interrupt}),
+                      "interrupted");
+    CHECK_FALSE(std::filesystem::exists(c / "model.safetensors"));
+    CHECK_FALSE(std::filesystem::exists(c / "model.safetensors.partial"));
+    CHECK_THROWS_WITH(Weights<TinyE2B>(c.path()), Contains("no model.safetensors"));
+    // A conversion killed outright leaves its partial file, which nothing loads; the next one replaces it.
+    write_file(c / "model.safetensors.partial", "half");
+    convert_checkpoint<TinyE2B>(source.path(), c.path(), {.format = WeightFormat::kInt4});
+    CHECK(read_file(c / "model.safetensors") == read_file(a / "model.safetensors"));
+    CHECK_FALSE(std::filesystem::exists(c / "model.safetensors.partial"));
+  }
+  SECTION("what cannot be converted") {
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(a.path(), b / "again", {.format = WeightFormat::kInt8}),
+                      Contains("already a packed int4 model; re-quantizing would compound the rounding"));
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), b.path(), {.format = WeightFormat::kInt8}),
+                      Contains("already holds a model (model.safetensors)"));
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), source.path(), {.format = WeightFormat::kInt8}),
+                      Contains("the output directory is the checkpoint's own"));
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), b / "x", {.format = WeightFormat::kBF16}), Contains("convert to int8 or int4"));
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE4B>(source.path(), b / "x", {.format = WeightFormat::kInt8}),
+                      Contains("config.json does not describe tiny-e4b"));
+  }
+}
+
+TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the file and tensor", "[packed]") {
+  TempDir source, int8_dir, int4_dir;
+  write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11});
+  convert_checkpoint<TinyE2B>(source.path(), int8_dir.path(), {.format = WeightFormat::kInt8});
+  convert_checkpoint<TinyE2B>(source.path(), int4_dir.path(), {.format = WeightFormat::kInt4});
+  const auto file8 = int8_dir / "model.safetensors", file4 = int4_dir / "model.safetensors";
+  const std::string embed = "model.language_model.embed_tokens.weight", ple = "model.language_model.embed_tokens_per_layer.weight";
+  const auto load8 = [&] { return Weights<TinyE2B>(int8_dir.path()); };
+  const auto load4 = [&] { return Weights<TinyE2B>(int4_dir.path()); };
+  REQUIRE_NOTHROW(load8());
+  // The entry of `name` in the header as the writer spells it.
+  const auto entry = [](std::size_t begin, std::size_t bytes) {
+    return fmt::format(R"("dtype":"U8","shape":[{}],"data_offsets":[{},{}])", bytes, begin, begin + bytes);
+  };
+
+  SECTION("asked for another format") {
+    CHECK_THROWS_WITH(Weights<TinyE2B>(int8_dir.path(), {.format = WeightFormat::kInt4}),
+                      Contains(file8.string()) && Contains("a packed int8 model cannot be loaded as int4"));
+    CHECK_THROWS_WITH(Weights<TinyE2B>(int8_dir.path(), {.format = WeightFormat::kBF16}), Contains("cannot be loaded as bf16"));
+  }
+  SECTION("packed for another variant") {
+    patch_file(file8, R"("variant":"tiny-e2b")", R"("variant":"tiny-e4b")");
+    CHECK_THROWS_WITH(load8(), Contains("packed for variant tiny-e4b, but config.json describes tiny-e2b"));
+  }
+  SECTION("a layout version from the future, or the past") {
+    patch_file(file8, R"("layout":"1")", R"("layout":"7")");
+    CHECK_THROWS_WITH(load8(), Contains(file8.string()) && Contains("written by a newer gemma4 (packed layout version 7, this build reads version 1)"));
+    patch_file(file8, R"("layout":"7")", R"("layout":"0")");
+    CHECK_THROWS_WITH(load8(), Contains("older layout version 0") && Contains("convert the checkpoint again"));
+    patch_file(file8, R"("layout":"0")", R"("layout":"x")");
+    CHECK_THROWS_WITH(load8(), Contains("packed layout version 'x' is not a number"));
+  }
+  SECTION("metadata lacking a field, or with a bad one") {
+    patch_file(file8, R"("source":)", R"("sourc_":)");
+    CHECK_THROWS_WITH(load8(), Contains("a packed model's __metadata__ lacks 'source'"));
+    patch_file(file4, R"("weights":"int4")", R"("weights":"bf16")");
+    CHECK_THROWS_WITH(load4(), Contains("packed weights 'bf16' are neither int8 nor int4"));
+  }
+  SECTION("truncated") {
+    std::filesystem::resize_file(file4, std::filesystem::file_size(file4) - 64);
+    CHECK_THROWS_WITH(load4(), Contains(file4.string()) && Contains("lie outside the data section"));
+  }
+  SECTION("a tensor missing") {
+    patch_file(file8, "layers.3.mlp.up_proj", "layers.3.mlp.uq_proj");
+    CHECK_THROWS_WITH(load8(), Contains("model.language_model.layers.3.mlp.up_proj.weight: missing"));
+    patch_file(file4, "layers.3.input_layernorm", "layers.3.input_layernorx");
+    CHECK_THROWS_WITH(load4(), Contains("layers.3.input_layernorm.weight: missing"));
+  }
+  SECTION("an int8 matrix whose scale table is short of its rows") {
+    // The embedding comes first: [1024, 128] int8 weights, then 1024 f32 scales.
+    const std::size_t bytes = 1024 * 128 + 1024 * 4;
+    patch_file(file8, entry(0, bytes), entry(0, bytes - 64));
+    CHECK_THROWS_WITH(load8(), Contains(file8.parent_path().string()) &&
+                                   Contains(embed + ": U8 [135104], expected U8 [135168] (a [1024, 128] int8 matrix with its scales)"));
+  }
+  SECTION("an embedding or PLE table of another vocabulary") {
+    const std::size_t block = QuantizedMatrix::storage_bytes(WeightFormat::kInt8, kRowBlock, 128);
+    patch_file(file4, entry(0, 64 * block), entry(0, 63 * block));
+    CHECK_THROWS_WITH(load4(), Contains(embed + ": U8 [133056]") && Contains("it holds 1008 rows where this model has 1024"));
+    const auto begin = header_of(file8).at(ple).at("data_offsets").at(0).get<std::size_t>();
+    const std::size_t ple_block = QuantizedMatrix::storage_bytes(WeightFormat::kInt8, kRowBlock, 32);
+    const std::size_t rows = 1024 * 35;
+    patch_file(file8, entry(begin, rows / kRowBlock * ple_block), entry(begin, (rows - 32) / kRowBlock * ple_block));
+    CHECK_THROWS_WITH(load8(), Contains(ple) && Contains("it holds 35808 rows where this model has 35840"));
+  }
+  SECTION("a matrix's scale is not finite") {
+    std::string bytes = read_file(file8);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(bytes.data() + tensor_offset(file8, embed) + 1024 * 128 + 5 * sizeof(float), &nan, sizeof nan);
+    write_file(file8, bytes);
+    CHECK_THROWS_WITH(load8(), Contains(file8.string()) && Contains(embed + ": row 5 has an invalid scale (corrupt file)"));
+  }
+  SECTION("an int4 group scale is not finite") {
+    // The PLE projection's second row block, group 1's scale of lane 3: an infinite bf16.
+    const std::string projection = "model.language_model.per_layer_model_projection.weight";
+    std::string bytes = read_file(file4);
+    const std::size_t at = tensor_offset(file4, projection) + Int4Layout::block_bytes(128) + Int4Layout::scale(1, 3);
+    bytes[at] = '\x80';
+    bytes[at + 1] = '\x7f';
+    write_file(file4, bytes);
+    CHECK_THROWS_WITH(load4(), Contains(projection + ": row 19 has an invalid scale"));
+  }
+  SECTION("a PLE row's scale is not finite: refused when the token comes, the session unchanged") {
+    // Token 7's rows are 7 * 35 .. 7 * 35 + 34; row 250 is in row block 15, lane 10.
+    std::string bytes = read_file(file4);
+    const std::size_t at = tensor_offset(file4, ple) + 15 * Int4Layout::block_bytes(32) + Int4Layout::scale(0, 10);
+    bytes[at] = '\xc0';
+    bytes[at + 1] = '\x7f';  // a NaN
+    write_file(file4, bytes);
+    const Weights<TinyE2B> w = load4();  // the table is not read at load
+    Session<TinyE2B> session(w, {.max_context = 8});
+    std::vector<float> logits(TinyE2B::config.vocab_size);
+    session.forward(std::vector<int>{2, 6}, Logits::kLast, logits);
+    CHECK_THROWS_WITH(session.forward(std::vector<int>{5, 7}, Logits::kLast, logits),
+                      Contains(file4.string()) && Contains(ple + ": the row of token 7 has an invalid scale (corrupt file)"));
+    CHECK(session.position() == 2);
+  }
+}
+
+// The same directory read by two architectures: CI converts it with the x86 build and
+// runs this under qemu for aarch64 (tests/CMakeLists.txt: GEMMA4_CROSS_CHECK_DIR).
+TEST_CASE("a packed model converted on another machine gives its logits here", "[.cross-arch]") {
+  const char* dir = std::getenv("GEMMA4_CROSS_CHECK_DIR");
+  REQUIRE(dir != nullptr);
+  const std::filesystem::path root(dir);
+  const std::vector<int> tokens = {2, 5, 17, 300, 1000, 7, 64, 900};
+  const std::string expected_bytes = read_file(root / "logits.f32");
+  std::vector<float> expected(expected_bytes.size() / sizeof(float));
+  std::memcpy(expected.data(), expected_bytes.data(), expected.size() * sizeof(float));
+  const Weights<TinyE2B> packed(root / "tiny-e2b-int4");
+  REQUIRE(packed.report().packed_model);
+  const auto logits = all_logits(packed, tokens);
+  REQUIRE(logits.size() == expected.size());
+  // Other SIMD widths sum in another order: float rounding apart, the same numbers.
+  float largest = 0;
+  for (std::size_t i = 0; i < logits.size(); ++i) largest = std::max(largest, std::fabs(logits[i] - expected[i]));
+  CHECK(largest <= 1e-4f);
+}
