@@ -127,6 +127,26 @@ TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, 
   CHECK(size <= r.quantized_bytes + ple.packed().size() + kPackedAlignment + 256 * 1024);
 }
 
+TEST_CASE("an f16 checkpoint converts too: its PLE table, left as stored, is widened as it is packed", "[packed]") {
+  TempDir source, out;
+  write_synthetic_checkpoint(TinyE2B::config, source.path(), {.dtype = DType::kF16, .seed = 5});
+  convert_checkpoint<TinyE2B>(source.path(), out.path(), {.format = WeightFormat::kInt8});
+  const Weights<TinyE2B> packed(out.path()), stored(source.path());
+  REQUIRE(stored.global.embed_tokens_per_layer.dtype == DType::kF16);
+  const QuantizedMatrix& table = *packed_matrix(packed.global.embed_tokens_per_layer.linear);
+  const std::size_t width = table.cols(), rows = table.rows();
+  std::vector<float> row(width);
+  for (const std::size_t r : {std::size_t{0}, std::size_t{7 * 35 + 3}, rows - 1}) {
+    table.dequantize_rows(r, 1, row.data());
+    float absmax = 0;
+    for (std::size_t c = 0; c < width; ++c) absmax = std::max(absmax, std::fabs(stored.global.embed_tokens_per_layer.at(r * width + c)));
+    for (std::size_t c = 0; c < width; ++c) {
+      INFO("row " << r << " column " << c);
+      REQUIRE(std::fabs(row[c] - stored.global.embed_tokens_per_layer.at(r * width + c)) <= absmax / 127 / 2 * 1.001f);
+    }
+  }
+}
+
 TEST_CASE("converting is deterministic and leaves no half model behind", "[packed]") {
   TempDir source, a, b;
   write_synthetic_checkpoint(TinyE2B::config, source.path(), {.dtype = DType::kF32, .seed = 3});
