@@ -31,6 +31,7 @@
 #include <fmt/ranges.h>
 
 #include "gemma4/chat/conversation.hpp"
+#include "gemma4/model/drafter.hpp"
 #include "gemma4/variants.hpp"
 #include "gemma4/testing/synthetic.hpp"
 
@@ -132,8 +133,9 @@ struct SynthCommand {
   bool text_only = false, no_shared_kv = false;
 
   void add_to(CLI::App& app) {
-    const auto& names = gemma4::CompiledVariants::names;
-    app.add_option("--variant", variant, "the model to write")->required()->check(CLI::IsMember(std::vector<std::string>(names.begin(), names.end())));
+    std::vector<std::string> names(gemma4::CompiledVariants::names.begin(), gemma4::CompiledVariants::names.end());
+    names.insert(names.end(), gemma4::CompiledAssistants::names.begin(), gemma4::CompiledAssistants::names.end());
+    app.add_option("--variant", variant, "the model (or assistant) to write")->required()->check(CLI::IsMember(names));
     app.add_option("--dtype", dtype, "weight dtype")->check(CLI::IsMember(keys(kDTypes)))->capture_default_str();
     app.add_option("--seed", seed, "random seed of the weights")->capture_default_str();
     app.add_option("--shards", shards, "files to split the weights into")->check(CLI::Range(1, 1000))->capture_default_str();
@@ -143,9 +145,23 @@ struct SynthCommand {
     app.add_option("OUT_DIR", out, "where to write the checkpoint")->required();
   }
 
+  // An assistant directory: config.json and model.safetensors, as published.
+  bool write_assistant() const {
+    bool written = false;
+    [&]<typename... As>(gemma4::AssistantSet<As...>*) {
+      ((written = written || (variant == As::name && (gemma4::write_synthetic_assistant<As>(out, {.dtype = kDTypes.at(dtype), .seed = seed}), true))),
+       ...);
+    }(static_cast<gemma4::CompiledAssistants*>(nullptr));
+    return written;
+  }
+
   int operator()() const {
-    const auto& config = gemma4::CompiledVariants::config(variant);
     const auto start = std::chrono::steady_clock::now();
+    if (write_assistant()) {
+      fmt::print("wrote {} ({}) to {}\n", variant, dtype, out);
+      return 0;
+    }
+    const auto& config = gemma4::CompiledVariants::config(variant);
     gemma4::write_synthetic_checkpoint(config, out,
                                        {.dtype = kDTypes.at(dtype), .seed = seed, .shards = shards, .multimodal = !text_only,
                                         .shared_layer_kv = !no_shared_kv});
@@ -189,17 +205,54 @@ struct InfoCommand {
   }
 };
 
+// Calls f(drafts) with the drafter of the assistant in `dir` for `session`, or with no
+// drafts when dir is empty.
+template <typename V, typename F>
+void with_drafts(const std::string& dir, const gemma4::Session<V>& session, const gemma4::DrafterOptions& options, F&& f) {
+  if (dir.empty()) {
+    gemma4::NoDrafts none;
+    return f(none);
+  }
+  gemma4::CompiledAssistants::with_matching<V>(gemma4::read_model_config(dir), [&]<typename A>() {
+    const gemma4::Assistant<A> assistant(dir);
+    gemma4::Drafter<A> drafter(assistant, session, options);
+    f(drafter);
+  });
+}
+
 // ---- logits ----
 
 struct LogitsCommand {
-  std::string model, tokens, out;
+  std::string model, tokens, out, draft;
   bool decode = false;
 
   void add_to(CLI::App& app) {
     app.add_option("--model", model, "model directory")->required();
     app.add_option("--tokens", tokens, "token ids, e.g. 2,45,17")->required();
     app.add_option("--out", out, "write little-endian float32 [T, vocab] here instead of printing each argmax");
-    app.add_flag("--decode", decode, "run token by token instead of as one prompt");
+    auto* decode_flag = app.add_flag("--decode", decode, "run token by token instead of as one prompt");
+    app.add_option("--draft", draft,
+                   "an assistant directory: write its first draft step's logits [T - 1, vocab] instead, row i - 1 from positions "
+                   "0..i-1 committed, token i and the target's hidden row i - 1 (centroid head)")
+        ->excludes(decode_flag);
+  }
+
+  // Row i - 1: the assistant's first step for the round after positions 0..i-1.
+  template <typename V>
+  std::vector<float> draft_logits(gemma4::Session<V>& session, const std::vector<int>& ids) const {
+    if (ids.size() < 2) fail(ErrorKind::kInvalidArgument, "--draft needs at least two --tokens");
+    const std::size_t vocab = V::config.vocab_size, hidden_size = V::config.hidden_size;
+    std::vector<float> out_rows, logits(vocab), hidden(hidden_size);
+    gemma4::CompiledAssistants::with_matching<V>(gemma4::read_model_config(draft), [&]<typename A>() {
+      const gemma4::Assistant<A> assistant(draft);
+      gemma4::Drafter<A> drafter(assistant, session);
+      for (std::size_t i = 1; i < ids.size(); ++i) {
+        session.forward(std::span(ids).subspan(i - 1, 1), gemma4::Logits::kLast, logits, hidden);
+        const auto row = drafter.first_step(ids[i], hidden);
+        out_rows.insert(out_rows.end(), row.begin(), row.end());
+      }
+    });
+    return out_rows;
   }
 
   int operator()() const {
@@ -210,7 +263,9 @@ struct LogitsCommand {
       gemma4::Session<V> session(weights, {.max_context = static_cast<int>(ids.size())});
       const std::size_t vocab = V::config.vocab_size;
       std::vector<float> logits(ids.size() * vocab);
-      if (decode) {
+      if (!draft.empty()) {
+        logits = draft_logits(session, ids);
+      } else if (decode) {
         for (std::size_t t = 0; t < ids.size(); ++t) {
           session.forward(std::span(ids).subspan(t, 1), gemma4::Logits::kAll, std::span(logits).subspan(t * vocab, vocab));
         }
@@ -223,7 +278,7 @@ struct LogitsCommand {
         if (!file) fail(ErrorKind::kIo, "cannot write {}", out);
         return;
       }
-      for (std::size_t t = 0; t < ids.size(); ++t) {
+      for (std::size_t t = 0; t < logits.size() / vocab; ++t) {
         const auto row = std::span(logits).subspan(t * vocab, vocab);
         const auto best = std::max_element(row.begin(), row.end());
         fmt::print("{}\t{}\t{}\t{:.6f}\n", t, ids[t], best - row.begin(), *best);
@@ -311,6 +366,10 @@ void print_summary(const gemma4::GenerationResult& r, std::size_t weight_bytes_p
              s.prompt_tokens, s.first_token_seconds, s.prefill_tokens_per_second(), s.decode_tokens_per_second(),
              s.decode_tokens_per_second() * static_cast<double>(weight_bytes_per_token) / 1e9, s.generated_tokens,
              to_string(r.stop));
+  if (s.drafted > 0) {
+    fmt::print(stderr, "[drafts: {} of {} accepted ({:.0f}%) | {:.2f} tokens per target pass]\n", s.accepted, s.drafted,
+               100 * s.acceptance_rate(), s.tokens_per_target_pass());
+  }
 }
 
 // Loads the model with a progress line when stderr is a terminal.
@@ -330,9 +389,9 @@ gemma4::Model<V> load_model(const std::filesystem::path& dir, gemma4::LoadOption
 }
 
 struct RunCommand {
-  std::string model, prompt, system, weights;
+  std::string model, prompt, system, weights, draft;
   bool chat = false, raw = false, think = false, show_thoughts = false, greedy = false;
-  int max_tokens = 512, max_context = 4096;
+  int max_tokens = 512, max_context = 4096, draft_max = 3;
   Threads threads;
   // Sampling settings: generation_config.json's unless given.
   float temperature = 0, top_p = 0, min_p = 0, repetition_penalty = 0;
@@ -355,6 +414,8 @@ struct RunCommand {
     app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
         ->check(CLI::IsMember(keys(kWeightFormats)));
     threads.add_to(app);
+    app.add_option("--draft", draft, "an assistant directory (e.g. gemma-4-E2B-it-assistant): decode speculatively, same output, faster");
+    app.add_option("--draft-max", draft_max, "tokens the assistant drafts per target pass")->check(CLI::Range(1, 16))->capture_default_str();
     sampling["temperature"] = app.add_option("--temperature", temperature, "0 = greedy");
     sampling["top_k"] = app.add_option("--top-k", top_k, "keep the K most likely tokens, 0 = all");
     sampling["top_p"] = app.add_option("--top-p", top_p, "keep the most likely tokens up to this probability");
@@ -379,8 +440,8 @@ struct RunCommand {
     return config;
   }
 
-  template <typename V>
-  void chat_loop(gemma4::Session<V>& session, const gemma4::Tokenizer& tokenizer, const gemma4::GenerationConfig& generation,
+  template <typename V, typename Drafts>
+  void chat_loop(gemma4::Session<V>& session, Drafts& drafts, const gemma4::Tokenizer& tokenizer, const gemma4::GenerationConfig& generation,
                  std::size_t weight_bytes_per_token) const {
     gemma4::Conversation<V> conversation(session, tokenizer, generation,
                                          {.system = system, .thinking = think, .max_new_tokens = max_tokens});
@@ -389,7 +450,7 @@ struct RunCommand {
       if (show_thoughts) fmt::print(stderr, "{}", text);
     };
     if (!chat) {
-      print_summary(conversation.ask(prompt, on_text).generation, weight_bytes_per_token);
+      print_summary(conversation.ask(prompt, drafts, on_text).generation, weight_bytes_per_token);
       return;
     }
     const bool terminal = ::isatty(STDIN_FILENO) == 1;
@@ -403,7 +464,7 @@ struct RunCommand {
         continue;
       }
       try {
-        print_summary(conversation.ask(line, on_text).generation, weight_bytes_per_token);
+        print_summary(conversation.ask(line, drafts, on_text).generation, weight_bytes_per_token);
       } catch (const gemma4::Error& e) {  // a bad line (invalid UTF-8, too long) does not end the chat
         fmt::print(stderr, "error: {}\n", e.what());
       }
@@ -427,20 +488,22 @@ struct RunCommand {
       gemma4::Session<V> session(loaded.weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings),
                                                   .pool = &pool});
       const std::size_t bytes_per_token = loaded.weights.report().bytes_per_token;
-      if (!raw) return chat_loop(session, loaded.tokenizer, generation, bytes_per_token);
+      with_drafts<V>(draft, session, {.max_drafts = draft_max}, [&](auto& drafts) {
+        if (!raw) return chat_loop(session, drafts, loaded.tokenizer, generation, bytes_per_token);
 
-      // Exactly one <bos>, whether or not tokenizer.json's post-processor adds it (spec section 6).
-      std::vector<int> ids = {gemma4::chat_token_ids(loaded.tokenizer).bos};
-      const std::vector<int> text = loaded.tokenizer.encode(prompt, {.add_bos = false});
-      ids.insert(ids.end(), text.begin(), text.end());
-      gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);
-      gemma4::StreamDecoder stream(loaded.tokenizer, {.skip_special = true});
-      const auto result = generator.generate(ids, max_tokens, [&](int id) {
-        print_stdout(stream.push(id));
-        return true;
+        // Exactly one <bos>, whether or not tokenizer.json's post-processor adds it (spec section 6).
+        std::vector<int> ids = {gemma4::chat_token_ids(loaded.tokenizer).bos};
+        const std::vector<int> text = loaded.tokenizer.encode(prompt, {.add_bos = false});
+        ids.insert(ids.end(), text.begin(), text.end());
+        gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);
+        gemma4::StreamDecoder stream(loaded.tokenizer, {.skip_special = true});
+        const auto result = generator.generate(ids, max_tokens, drafts, [&](int id) {
+          print_stdout(stream.push(id));
+          return true;
+        });
+        print_stdout(stream.finish());
+        print_summary(result, bytes_per_token);
       });
-      print_stdout(stream.finish());
-      print_summary(result, bytes_per_token);
     });
     return 0;
   }

@@ -36,7 +36,7 @@ check_error "token outside the vocabulary" "token id 1024 at index 1 is outside 
 check_error "negative token" "token id -5" "$gemma4" logits --model "$dir/m" --tokens -5
 check_error "malformed token list" "must be an integer, got 'x'" "$gemma4" logits --model "$dir/m" --tokens 2,x
 check_error "empty token entry" "must be an integer, got ''" "$gemma4" logits --model "$dir/m" --tokens 2,,3
-check_error "unknown variant" "--variant: e9b not in {e2b,e4b,tiny-e2b,tiny-e4b}" "$gemma4" synth --variant e9b "$dir/x"
+check_error "unknown variant" "--variant: e9b not in {e2b,e4b,tiny-e2b,tiny-e4b,e2b-assistant,e4b-assistant,tiny-e2b-assistant,tiny-e4b-assistant}" "$gemma4" synth --variant e9b "$dir/x"
 check_error "unknown option" "The following arguments were not expected: 1 --temperature" "$gemma4" logits --model "$dir/m" --tokens 2 --temperature 1
 check_error "stray argument" "The following argument was not expected: extra" "$gemma4" info --model "$dir/m" extra
 check "--opt=value" "$gemma4" logits --model="$dir/m" --tokens=2,3
@@ -74,6 +74,18 @@ check_error "re-quantizing a packed model" "already a packed int4 model; re-quan
 check_error "convert to bf16" "--weights: bf16 not in {int8,int4}" "$gemma4" convert --model "$dir/chat-source" --weights bf16 "$dir/x"
 check_error "convert into a model directory" "already holds a model (model.safetensors)" "$gemma4" convert --model "$dir/chat-source" --weights int8 "$dir/chat-int4"
 mv "$dir/chat-source" "$dir/chat"
+# Speculative decoding with an assistant: the same text, with a drafts line in the summary.
+check "synth tiny-e2b-assistant" "$gemma4" synth --variant tiny-e2b-assistant --seed 4 "$dir/draft"
+check "synth tiny-e4b-assistant" "$gemma4" synth --variant tiny-e4b-assistant --seed 4 "$dir/draft4"
+check "run --draft" run_to "$dir/d" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --draft "$dir/draft" --draft-max 4
+check "--draft gives the same text" cmp "$dir/c" "$dir/d"
+check "summary gives the acceptance" grep -qE "drafts: [0-9]+ of [0-9]+ accepted \([0-9]+%\) \| [0-9.]+ tokens per target pass" "$dir/d.err"
+check "chat with --draft" bash -c "printf 'Hi\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 6 --draft '$dir/draft' 2> '$dir/dchat.err'"
+check "draft logits" "$gemma4" logits --model "$dir/chat" --draft "$dir/draft" --tokens 2,17,900,5 --out "$dir/draft.f32"
+check "draft logits file is [T - 1, vocab] float32" test "$(stat -c %s "$dir/draft.f32")" -eq $((3 * 1024 * 4))
+check_error "an assistant of another target" "this is the tiny-e4b-assistant assistant, which drafts for tiny-e4b; the model is tiny-e2b" "$gemma4" run --model "$dir/chat" --prompt hi --draft "$dir/draft4"
+check_error "a target model as the assistant" "not a Gemma 4 assistant" "$gemma4" run --model "$dir/chat" --prompt hi --draft "$dir/m"
+check_error "draft logits need two tokens" "--draft needs at least two --tokens" "$gemma4" logits --model "$dir/chat" --draft "$dir/draft" --tokens 2
 check_error "unknown weight format" "--weights: q4_0 not in {bf16,int4,int8}" "$gemma4" run --model "$dir/chat" --prompt hi --weights q4_0
 check_error "negative thread count" "--threads: Value -2 not in range 0 to 1024" "$gemma4" run --model "$dir/chat" --prompt hi --threads -2
 check_error "a token limit past int" "--max-tokens" "$gemma4" run --model "$dir/chat" --prompt hi --max-tokens 4294967297

@@ -17,18 +17,6 @@ using namespace gemma4;
 using namespace gemma4::test;
 using Catch::Matchers::Contains;
 
-namespace {
-
-std::vector<int> random_tokens(int count, int vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> id(0, vocab - 1);
-  std::vector<int> tokens{2};  // <bos>
-  while (static_cast<int>(tokens.size()) < count) tokens.push_back(id(rng));
-  return tokens;
-}
-
-}  // namespace
-
 TEMPLATE_TEST_CASE("logits match the double-precision reference at every position", "[forward]", TinyE2B, TinyE4B) {
   // Every stored dtype, each with its own weights; bf16, as published, twice.
   const auto [dtype, seed] = GENERATE(table<DType, unsigned>({{DType::kBF16, 1u}, {DType::kBF16, 2u}, {DType::kF32, 3u}, {DType::kF16, 4u}}));

@@ -20,7 +20,7 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-std::vector<int> random_tokens(std::size_t n, int vocab, unsigned seed) {
+std::vector<int> uniform_tokens(std::size_t n, int vocab, unsigned seed) {  // no <bos>
   std::mt19937 rng(seed);
   std::vector<int> tokens(n);
   for (int& t : tokens) t = static_cast<int>(rng() % static_cast<unsigned>(vocab));
@@ -69,7 +69,7 @@ TEMPLATE_TEST_CASE("int8 and int4 forward passes: prefill and decode agree, thre
                    TinyE2B, TinyE4B) {
   TempDir dir;
   write_synthetic_checkpoint(TestType::config, dir.path(), {.seed = 9});
-  const auto tokens = random_tokens(50, TestType::config.vocab_size, 9);
+  const auto tokens = uniform_tokens(50, TestType::config.vocab_size, 9);
   const auto format = GENERATE(WeightFormat::kInt8, WeightFormat::kInt4);
   ThreadPool one(1), two(2), three(3);
   const Weights<TestType> w(dir.path(), {.format = format, .pool = &two});
@@ -87,7 +87,7 @@ TEST_CASE("the stored-format forward pass gives the same bits on 1 and 3 threads
   TempDir dir;
   write_synthetic_checkpoint(TinyE4B::config, dir.path(), {.seed = 5});
   const Weights<TinyE4B> w(dir.path());
-  const auto tokens = random_tokens(40, 1024, 5);
+  const auto tokens = uniform_tokens(40, 1024, 5);
   ThreadPool one(1), three(3);
   CHECK(first_difference(all_logits(w, tokens, {.max_context = 40, .pool = &one}), all_logits(w, tokens, {.max_context = 40, .pool = &three})) == "");
 }
@@ -98,7 +98,7 @@ TEST_CASE("the stored-format forward pass gives the same bits on 1 and 3 threads
 TEST_CASE("a 300-token chunk on 3 threads gives the bits of token-by-token decode", "[quantized][forward][threads]") {
   TempDir dir;
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 4});
-  const auto tokens = random_tokens(300, TinyE2B::config.vocab_size, 4);
+  const auto tokens = uniform_tokens(300, TinyE2B::config.vocab_size, 4);
   const auto format = GENERATE(WeightFormat::kBF16, WeightFormat::kInt8);
   INFO(weight_format_name(format));
   const Weights<TinyE2B> w(dir.path(), {.format = format});
@@ -157,7 +157,7 @@ TEMPLATE_TEST_CASE("quality guard: int8 and int4 against f32 weights over 512 po
   write_synthetic_checkpoint(TestType::config, bf16_dir.path(), {.dtype = DType::kBF16, .seed = 3, .trained_like = true});
   convert_checkpoint<TestType>(dir.path(), int8_dir.path(), {.format = WeightFormat::kInt8});
   convert_checkpoint<TestType>(dir.path(), int4_dir.path(), {.format = WeightFormat::kInt4});
-  const auto tokens = random_tokens(512, TestType::config.vocab_size, 5);
+  const auto tokens = uniform_tokens(512, TestType::config.vocab_size, 5);
   const std::size_t vocab = TestType::config.vocab_size;
   const auto reference = all_logits(Weights<TestType>(dir.path()), tokens);
   const auto measure = [&](const std::filesystem::path& model, LoadOptions options) {

@@ -14,54 +14,70 @@
 
 namespace gemma4::test {
 
+using Vec = std::vector<double>;
+using Rows = std::vector<Vec>;  // [t]: one vector per token
+
+// What the reference computes for a token sequence: logits and, for an assistant's
+// reference, the final-normed hidden rows and each layer's stored keys and values.
+struct ReferenceRun {
+  std::vector<double> logits;      // [T, vocab]
+  Rows hidden;                     // [t]: final-normed hidden row
+  std::vector<Rows> keys, values;  // [layer][t]: [kv_heads * D], normed and rotated, for layers with their own cache
+};
+
+// ys[t] = m xs[t]; every sum runs over the inputs in order.
+inline Rows linear(const TensorView& m, const Rows& xs) {
+  const auto rows = static_cast<std::size_t>(m.shape[0]), cols = static_cast<std::size_t>(m.shape[1]);
+  const std::size_t T = xs.size();
+  Vec by_input(cols * T);  // [i][t], so the innermost loop runs over contiguous tokens
+  for (std::size_t t = 0; t < T; ++t) {
+    for (std::size_t i = 0; i < cols; ++i) by_input[i * T + t] = xs[t][i];
+  }
+  Rows ys(T, Vec(rows));
+  Vec sums(T);
+  for (std::size_t r = 0; r < rows; ++r) {
+    std::fill(sums.begin(), sums.end(), 0.0);
+    for (std::size_t i = 0; i < cols; ++i) {
+      const double weight = m.at(r * cols + i);
+      for (std::size_t t = 0; t < T; ++t) sums[t] += weight * by_input[i * T + t];
+    }
+    for (std::size_t t = 0; t < T; ++t) ys[t][r] = sums[t];
+  }
+  return ys;
+}
+
+// RMSNorm of x[offset, offset + n), with weight (or none).
+inline void rms_norm(Vec& x, std::size_t offset, std::size_t n, const TensorView* weight, double eps) {
+  double ms = 0;
+  for (std::size_t i = 0; i < n; ++i) ms += x[offset + i] * x[offset + i];
+  const double inv = 1.0 / std::sqrt(ms / static_cast<double>(n) + eps);
+  for (std::size_t i = 0; i < n; ++i) x[offset + i] *= inv * (weight ? static_cast<double>(weight->at(i)) : 1.0);
+}
+
+inline double gelu(double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
+
+// RoPE of one head x[offset, offset + D) at position pos.
+inline void rope(const ModelConfig& c, Vec& x, std::size_t offset, int D, bool full, int pos) {
+  const Rope& r = full ? c.rope_parameters.value.full_attention : c.rope_parameters.value.sliding_attention;
+  const int rotated = static_cast<int>(std::lround(r.partial_rotary_factor * D / 2));
+  for (int i = 0; i < D / 2; ++i) {
+    const double f = i < rotated ? std::pow(r.rope_theta, -2.0 * i / D) : 0.0;
+    const double a = x[offset + i], b = x[offset + i + D / 2], cs = std::cos(pos * f), sn = std::sin(pos * f);
+    x[offset + i] = a * cs - b * sn;
+    x[offset + i + D / 2] = b * cs + a * sn;
+  }
+}
+
 template <Variant V>
-std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>& tokens) {  // [T, vocab]
-  using Vec = std::vector<double>;
+ReferenceRun reference_run(const Weights<V>& w, const std::vector<int>& tokens) {
   const ModelConfig& c = V::config;
   const int T = static_cast<int>(tokens.size());
   const int hidden = c.hidden_size, H = c.num_attention_heads, K = c.num_key_value_heads, L = c.num_hidden_layers;
   const int P = c.hidden_size_per_layer_input;
   const double eps = c.rms_norm_eps;
 
-  using Rows = std::vector<Vec>;  // [t]: one vector per token
-  // ys[t] = m xs[t]; every sum runs over the inputs in order.
-  auto linear = [](const TensorView& m, const Rows& xs) {
-    const auto rows = static_cast<std::size_t>(m.shape[0]), cols = static_cast<std::size_t>(m.shape[1]);
-    const std::size_t T = xs.size();
-    Vec by_input(cols * T);  // [i][t], so the innermost loop runs over contiguous tokens
-    for (std::size_t t = 0; t < T; ++t) {
-      for (std::size_t i = 0; i < cols; ++i) by_input[i * T + t] = xs[t][i];
-    }
-    Rows ys(T, Vec(rows));
-    Vec sums(T);
-    for (std::size_t r = 0; r < rows; ++r) {
-      std::fill(sums.begin(), sums.end(), 0.0);
-      for (std::size_t i = 0; i < cols; ++i) {
-        const double weight = m.at(r * cols + i);
-        for (std::size_t t = 0; t < T; ++t) sums[t] += weight * by_input[i * T + t];
-      }
-      for (std::size_t t = 0; t < T; ++t) ys[t][r] = sums[t];
-    }
-    return ys;
-  };
-  // RMSNorm of x[offset, offset + n), with weight (or none).
-  auto rms_norm = [eps](Vec& x, std::size_t offset, std::size_t n, const TensorView* weight) {
-    double ms = 0;
-    for (std::size_t i = 0; i < n; ++i) ms += x[offset + i] * x[offset + i];
-    const double inv = 1.0 / std::sqrt(ms / static_cast<double>(n) + eps);
-    for (std::size_t i = 0; i < n; ++i) x[offset + i] *= inv * (weight ? static_cast<double>(weight->at(i)) : 1.0);
-  };
-  auto gelu = [](double x) { return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); };
-  auto rope = [&](Vec& x, std::size_t offset, int D, bool full, int pos) {
-    const Rope& r = full ? c.rope_parameters.value.full_attention : c.rope_parameters.value.sliding_attention;
-    const int rotated = static_cast<int>(std::lround(r.partial_rotary_factor * D / 2));
-    for (int i = 0; i < D / 2; ++i) {
-      const double f = i < rotated ? std::pow(r.rope_theta, -2.0 * i / D) : 0.0;
-      const double a = x[offset + i], b = x[offset + i + D / 2], cs = std::cos(pos * f), sn = std::sin(pos * f);
-      x[offset + i] = a * cs - b * sn;
-      x[offset + i + D / 2] = b * cs + a * sn;
-    }
-  };
+  auto rms_norm = [eps](Vec& x, std::size_t offset, std::size_t n, const TensorView* weight) { test::rms_norm(x, offset, n, weight, eps); };
+  auto rope = [&c](Vec& x, std::size_t offset, int D, bool full, int pos) { test::rope(c, x, offset, D, full, pos); };
 
   // Embedding, scaled by sqrt(hidden) rounded to the stored weight dtype.
   const TensorView& E = w.global.embed_tokens;
@@ -168,15 +184,23 @@ std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>
     }
   }
 
-  std::vector<double> logits;
+  ReferenceRun run;
   for (auto& v : x) rms_norm(v, 0, hidden, &w.global.norm);
   for (const Vec& row : linear(E, x)) {
     for (double v : row) {
       const double cap = c.final_logit_softcapping;
-      logits.push_back(cap > 0 ? cap * std::tanh(v / cap) : v);
+      run.logits.push_back(cap > 0 ? cap * std::tanh(v / cap) : v);
     }
   }
-  return logits;
+  run.hidden = std::move(x);
+  run.keys = std::move(keys);
+  run.values = std::move(values);
+  return run;
+}
+
+template <Variant V>
+std::vector<double> reference_logits(const Weights<V>& w, const std::vector<int>& tokens) {  // [T, vocab]
+  return reference_run(w, tokens).logits;
 }
 
 }  // namespace gemma4::test

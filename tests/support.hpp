@@ -83,4 +83,13 @@ inline std::vector<float> normal_values(std::size_t n, unsigned seed, float stdd
   return v;
 }
 
+// <bos> and then count - 1 ids drawn uniformly from the vocabulary.
+inline std::vector<int> random_tokens(int count, int vocab, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> id(0, vocab - 1);
+  std::vector<int> tokens{2};  // <bos>
+  while (static_cast<int>(tokens.size()) < count) tokens.push_back(id(rng));
+  return tokens;
+}
+
 }  // namespace gemma4::test

@@ -7,9 +7,11 @@
 
 #include <fmt/ranges.h>
 
+#include "gemma4/config/assistant.hpp"
 #include "gemma4/e2b.hpp"
 #include "gemma4/e4b.hpp"
 #include "gemma4/tiny.hpp"
+#include "gemma4/weights/assistant_weights.hpp"
 
 namespace gemma4 {
 
@@ -33,5 +35,37 @@ struct VariantSet {
 };
 
 using CompiledVariants = VariantSet<E2B, E4B, TinyE2B, TinyE4B>;
+
+template <AssistantVariant... As>
+struct AssistantSet {
+  static constexpr std::array<std::string_view, sizeof...(As)> names = {As::name...};
+
+  // Calls f.template operator()<A>() for the assistant of target V that config.json (an
+  // assistant's) describes. An assistant of another target is an error naming both.
+  template <Variant V, typename F>
+  static void with_matching(const nlohmann::json& config_json, F&& f) {
+    bool found = false;
+    std::string differences;
+    (
+        [&] {
+          if (found) return;
+          const auto mismatches = compare_assistant_config<As>(config_json);
+          if (!mismatches.empty()) {
+            if constexpr (std::is_same_v<typename As::Target, V>) differences += fmt::format("  {}:\n{}", As::name, format_mismatches(mismatches));
+            return;
+          }
+          found = true;
+          if constexpr (std::is_same_v<typename As::Target, V>) {
+            f.template operator()<As>();
+          } else {
+            fail(ErrorKind::kConfigMismatch, "this is the {} assistant, which drafts for {}; the model is {}", As::name, As::Target::name, V::name);
+          }
+        }(),
+        ...);
+    if (!found) fail(ErrorKind::kConfigMismatch, "config.json describes no assistant for {}; fields that differ:\n{}", V::name, differences);
+  }
+};
+
+using CompiledAssistants = AssistantSet<E2BAssistant, E4BAssistant, TinyE2BAssistant, TinyE4BAssistant>;
 
 }  // namespace gemma4

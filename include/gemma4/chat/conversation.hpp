@@ -59,6 +59,14 @@ class Conversation {
   // one thrown by on_text) leaves the history as it was, and the next turn goes on from it.
   template <typename OnText>
   Reply ask(std::string_view user_text, OnText&& on_text) {
+    NoDrafts none;
+    return ask(user_text, none, std::forward<OnText>(on_text));
+  }
+
+  // The same, decoding speculatively with `drafts` (an assistant's Drafter on this
+  // conversation's session): the same reply, sooner when its drafts are accepted.
+  template <DraftSource Drafts, typename OnText>
+  Reply ask(std::string_view user_text, Drafts& drafts, OnText&& on_text) {
     std::vector<int> wanted = history_;
     format_.append_turn(wanted, Role::kUser, user_text);
     format_.append_generation_prompt(wanted);
@@ -76,7 +84,7 @@ class Conversation {
         go_on = on_text(std::string_view(text), in_thought);
       }
     };
-    reply.generation = generator_.generate(feed, options_.max_new_tokens, [&](int id) {
+    reply.generation = generator_.generate(feed, options_.max_new_tokens, drafts, [&](int id) {
       const bool opens = id == format_.ids().channel_start, closes = id == format_.ids().channel_end;
       if (opens || closes) {
         emit(stream.finish());

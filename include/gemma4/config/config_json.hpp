@@ -97,6 +97,8 @@ inline nlohmann::ordered_json to_json(const ModelConfig& c) {
   boost::pfr::for_each_field(c, [&](const auto& field) {
     j[std::string(field.name)] = detail::field_to_json(field.value, c);
   });
+  // HF writes "no softcap" as null (an assistant's config, HF's default), not as 0.
+  if (c.final_logit_softcapping == 0) j["final_logit_softcapping"] = nullptr;
   return j;
 }
 

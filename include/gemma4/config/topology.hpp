@@ -40,14 +40,19 @@ constexpr LayerKind layer_kind(const ModelConfig& c, int layer) {
   return {attention_type(c, layer), is_kv_shared(c, layer)};
 }
 
+// The last layer of attention type `type` with its own KV cache; -1 when there is none.
+// KV-shared layers read it, and so does an assistant (config/assistant.hpp).
+constexpr int last_own_cache_layer(const ModelConfig& c, AttentionType type) {
+  for (int d = first_kv_shared_layer(c) - 1; d >= 0; --d) {
+    if (attention_type(c, d) == type) return d;
+  }
+  return -1;
+}
+
 // The layer whose keys/values `layer` attends over: itself, or for a KV-shared layer the
 // last non-shared layer of the same attention type. -1 when no such layer exists.
 constexpr int kv_donor(const ModelConfig& c, int layer) {
-  if (!is_kv_shared(c, layer)) return layer;
-  for (int d = first_kv_shared_layer(c) - 1; d >= 0; --d) {
-    if (attention_type(c, d) == attention_type(c, layer)) return d;
-  }
-  return -1;
+  return is_kv_shared(c, layer) ? last_own_cache_layer(c, attention_type(c, layer)) : layer;
 }
 
 constexpr int head_dim(const ModelConfig& c, AttentionType type) {
@@ -109,11 +114,12 @@ struct LayerFacts {
   int kv_cache_slot;
   int head_dim;
   int ffn_width;
+  bool per_layer_input;  // has the PLE gate and projection (not in an assistant)
 };
 
 constexpr LayerFacts layer_facts(const ModelConfig& c, int layer) {
   return {layer, layer_kind(c, layer), kv_donor(c, layer), kv_cache_slot(c, layer), head_dim(c, layer),
-          ffn_width(c, layer)};
+          ffn_width(c, layer), c.hidden_size_per_layer_input > 0};
 }
 
 // A compiled variant: a type with a constexpr `config` and a `name`.

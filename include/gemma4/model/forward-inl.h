@@ -34,6 +34,16 @@ HWY_BEFORE_NAMESPACE();
 namespace gemma4 {
 namespace HWY_NAMESPACE {
 
+// out = table[token] * scale, a row of `width` floats: the dense elements, or in a
+// packed model the rows of its packed matrix that make up the token's row.
+inline void LookupRow(const MatrixView& table, int token, std::size_t width, float scale, float* out) {
+  if (table.data != nullptr) return ScaledRow(table, static_cast<std::size_t>(token) * width, width, scale, out);
+  const QuantizedMatrix& packed = *packed_matrix(table.linear);
+  const std::size_t rows = width / packed.cols();
+  packed.dequantize_rows(static_cast<std::size_t>(token) * rows, rows, out);
+  Scale(out, width, scale);
+}
+
 template <Variant V>
 class Forward {
   using State = ForwardState<V>;
@@ -47,8 +57,8 @@ class Forward {
  public:
   // ForwardPass's functions for this target.
   static void RunChunk(State& state, std::span<const int> tokens) { Forward(state).run_chunk(tokens); }
-  static void FinalLogits(State& state, std::size_t first, std::size_t count, std::span<float> out) {
-    Forward(state).final_logits(first, count, out);
+  static void FinalLogits(State& state, std::size_t first, std::size_t count, std::span<float> out, float* hidden) {
+    Forward(state).final_logits(first, count, out, hidden);
   }
 
  private:
@@ -80,18 +90,8 @@ class Forward {
   // h = E[token] * embed_scale
   void embed(std::span<const int> tokens) {
     for (std::size_t t = 0; t < tokens.size(); ++t) {
-      lookup_row(s_.weights.global.embed_tokens, tokens[t], kHidden, s_.weights.embedding_scale(), s_.x.data() + t * kHidden);
+      LookupRow(s_.weights.global.embed_tokens, tokens[t], kHidden, s_.weights.embedding_scale(), s_.x.data() + t * kHidden);
     }
-  }
-
-  // out = table[token] * scale, a row of `width` floats: the dense elements, or in a
-  // packed model the rows of its packed matrix that make up the token's row.
-  static void lookup_row(const MatrixView& table, int token, std::size_t width, float scale, float* out) {
-    if (table.data != nullptr) return ScaledRow(table, static_cast<std::size_t>(token) * width, width, scale, out);
-    const QuantizedMatrix& packed = *packed_matrix(table.linear);
-    const std::size_t rows = width / packed.cols();
-    packed.dequantize_rows(static_cast<std::size_t>(token) * rows, rows, out);
-    Scale(out, width, scale);
   }
 
   // ple[t][l] = (RMSNorm(W_plp h * hidden^-0.5) + E_ple[token][l] * sqrt(P)) * 2^-0.5
@@ -105,7 +105,7 @@ class Forward {
     const float mix = 1.0f / std::sqrt(2.0f);
     for (std::size_t t = 0; t < n; ++t) {
       float* ple = s_.ple.data() + t * width;
-      lookup_row(g.embed_tokens_per_layer, tokens[t], width, token_scale, s_.ple_row.data());  // mapped; only these rows are read
+      LookupRow(g.embed_tokens_per_layer, tokens[t], width, token_scale, s_.ple_row.data());  // mapped; only these rows are read
       AddTo(s_.ple_row.data(), ple, width);
       Scale(ple, width, mix);
     }
@@ -230,9 +230,10 @@ class Forward {
   }
 
   // logits of `count` chunk tokens from `first`: softcap(E . RMSNorm(x, norm)).
-  void final_logits(std::size_t first, std::size_t count, std::span<float> out) {
+  void final_logits(std::size_t first, std::size_t count, std::span<float> out, float* hidden) {
     std::copy_n(s_.x.data() + first * kHidden, count * kHidden, s_.normed.data());
     RMSNormRows(s_.normed.data(), count, kHidden, s_.weights.global.norm, kC.rms_norm_eps);
+    if (hidden != nullptr) std::copy_n(s_.normed.data(), count * kHidden, hidden);
     matmul(s_.weights.global.embed_tokens.linear, s_.normed.data(), count, out.data());
     if (kC.final_logit_softcapping > 0) Softcap(out.data(), out.size(), static_cast<float>(kC.final_logit_softcapping));
   }
@@ -248,5 +249,8 @@ ForwardPass<V> ForwardPassHere() {
 }  // namespace HWY_NAMESPACE
 }  // namespace gemma4
 HWY_AFTER_NAMESPACE();
+
+// An assistant's draft step runs on the same target as the forward pass it drafts for.
+#include "gemma4/model/draft-inl.h"
 
 #endif  // toggle

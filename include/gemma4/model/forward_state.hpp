@@ -143,8 +143,9 @@ template <Variant V>
 struct ForwardPass {
   // Runs up to prefill_chunk tokens at state.position() (not yet counted in state.tokens).
   void (*run_chunk)(ForwardState<V>& state, std::span<const int> tokens);
-  // Logits of `count` rows of the last chunk from row `first` into out [count, vocab].
-  void (*final_logits)(ForwardState<V>& state, std::size_t first, std::size_t count, std::span<float> out);
+  // Logits of `count` rows of the last chunk from row `first` into out [count, vocab],
+  // and their final-normed hidden rows into hidden [count, hidden_size] unless it is null.
+  void (*final_logits)(ForwardState<V>& state, std::size_t first, std::size_t count, std::span<float> out, float* hidden);
   const char* simd_target;  // Highway's name of the target, e.g. "AVX2"
   const char* integer_dot;  // how int8/int4 matmuls multiply: "AVX-512 VNNI" or "portable"
 };

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <span>
 #include <vector>
 
@@ -40,11 +41,17 @@ struct GenerationStats {
   double prefill_seconds = 0;      // feeding the prompt
   double first_token_seconds = 0;  // from the start to the first sampled token
   double decode_seconds = 0;       // the rest
+  int target_passes = 0;           // target forward passes after the prompt's
+  int drafted = 0;                 // tokens an assistant drafted (speculative generation)
+  int accepted = 0;                // drafts the target agreed with
 
   double prefill_tokens_per_second() const { return prefill_seconds > 0 ? prompt_tokens / prefill_seconds : 0; }
   double decode_tokens_per_second() const {
     return decode_seconds > 0 && generated_tokens > 1 ? (generated_tokens - 1) / decode_seconds : 0;
   }
+  double acceptance_rate() const { return drafted > 0 ? static_cast<double>(accepted) / drafted : 0; }
+  // Tokens each target pass after the prompt's produced: 1 without drafts.
+  double tokens_per_target_pass() const { return target_passes > 0 ? static_cast<double>(generated_tokens - 1) / target_passes : 0; }
 };
 
 struct GenerationResult {
@@ -53,13 +60,29 @@ struct GenerationResult {
   GenerationStats stats;
 };
 
+// What speculative generation drafts with (model/drafter.hpp's Drafter): given the last
+// token, the target's final-normed hidden row before it and room for up to max_drafts(),
+// it writes its guesses of the next tokens and returns how many.
+template <typename D>
+concept DraftSource = requires(D& d, int token, std::span<const float> hidden, std::span<int> out, std::span<const int> stop_ids) {
+  { d.max_drafts() } -> std::convertible_to<int>;
+  { d.draft(token, hidden, out, stop_ids) } -> std::convertible_to<int>;
+};
+
+// Plain generation: one token per target pass.
+struct NoDrafts {
+  int max_drafts() const { return 0; }
+  int draft(int, std::span<const float>, std::span<int>, std::span<const int>) { return 0; }
+};
+
 template <Variant V>
 class Generator {
+  static constexpr std::size_t kVocab = V::config.vocab_size, kHidden = V::config.hidden_size;
+
  public:
   // `session` must outlive the generator; it may already hold earlier turns.
   Generator(Session<V>& session, const SamplingOptions& sampling, std::vector<int> stop_ids)
-      : session_(session), sampler_(sampling, V::config.vocab_size), stop_ids_(std::move(stop_ids)),
-        logits_(static_cast<std::size_t>(V::config.vocab_size)) {}
+      : session_(session), sampler_(sampling, V::config.vocab_size), stop_ids_(std::move(stop_ids)), logits_(kVocab) {}
   Generator(Session<V>&&, const SamplingOptions&, std::vector<int>) = delete;  // would dangle
 
   // Feeds `prompt` after what the session holds, then generates up to max_new_tokens.
@@ -67,6 +90,18 @@ class Generator {
   // The repetition penalty counts every token the session holds (Session::tokens()).
   template <typename OnToken>
   GenerationResult generate(std::span<const int> prompt, int max_new_tokens, OnToken&& on_token) {
+    NoDrafts none;
+    return generate(prompt, max_new_tokens, none, std::forward<OnToken>(on_token));
+  }
+
+  // The same with speculative decoding (spec gemma4-assistant.md section 4): each round
+  // `drafts` proposes up to k tokens, the target runs [last, drafts...] in one pass, and
+  // every sampled token that agrees with its draft lets the next row be used as well.
+  // Each token is sampled from the very row, with the very history and random draw, that
+  // plain generation would use: the output is the same token for token (greedy or
+  // seeded), only faster when drafts are accepted.
+  template <DraftSource Drafts, typename OnToken>
+  GenerationResult generate(std::span<const int> prompt, int max_new_tokens, Drafts& drafts, OnToken&& on_token) {
     if (prompt.empty()) fail(ErrorKind::kInvalidArgument, "generate: empty prompt (it needs at least <bos>)");
     if (max_new_tokens < 1) fail(ErrorKind::kInvalidArgument, "generate: max_new_tokens must be at least 1, got {}", max_new_tokens);
     const int room = session_.max_context() - session_.position();
@@ -74,6 +109,16 @@ class Generator {
       fail(ErrorKind::kContextFull, "the prompt is {} tokens, but only {} of the context's {} positions are free; shorten it or raise the context size",
            prompt.size(), room, session_.max_context());
     }
+    const int max_drafts = drafts.max_drafts();
+    if (max_drafts > session_.rewind_margin()) {
+      fail(ErrorKind::kInvalidArgument, "{} drafts per round need a session that can rewind {} positions; it can {} (raise prefill_chunk)", max_drafts,
+           max_drafts, session_.rewind_margin());
+    }
+    const bool speculative = max_drafts > 0;
+    logits_.resize(static_cast<std::size_t>(max_drafts + 1) * kVocab);
+    hidden_.resize(speculative ? static_cast<std::size_t>(max_drafts + 1) * kHidden : 0);
+    drafted_.resize(static_cast<std::size_t>(max_drafts));
+    drafted_input_.reserve(static_cast<std::size_t>(max_drafts + 1));
     using Clock = std::chrono::steady_clock;
     const auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
 
@@ -81,34 +126,47 @@ class Generator {
     result.tokens.reserve(static_cast<std::size_t>(max_new_tokens));  // no growth in the decode loop
     result.stats.prompt_tokens = static_cast<int>(prompt.size());
     const auto start = Clock::now();
-    session_.forward(prompt, Logits::kLast, logits_);
+    session_.forward(prompt, Logits::kLast, row(0), hidden_row(0));
     result.stats.prefill_seconds = seconds_since(start);
 
+    // Each round: rows 0..k of the last pass, for the tokens [last, drafted_[0..k)].
     Clock::time_point decode_start;
+    int k = 0;
     while (true) {
-      const int id = sampler_.sample(logits_, session_.tokens());
-      result.tokens.push_back(id);
-      if (result.tokens.size() == 1) {
-        result.stats.first_token_seconds = seconds_since(start);
-        decode_start = Clock::now();
+      const int first_row_position = session_.position() - k;  // the history row 0 was computed after
+      int i = 0, id = -1;
+      bool go_on = true;
+      for (; i <= k; ++i) {
+        id = sampler_.sample(row(i), session_.tokens().first(static_cast<std::size_t>(first_row_position + i)));
+        result.tokens.push_back(id);
+        if (result.tokens.size() == 1) {
+          result.stats.first_token_seconds = seconds_since(start);
+          decode_start = Clock::now();
+        }
+        go_on = keep_going(id, max_new_tokens, result, on_token);
+        if (!go_on || i == k || id != drafted_[i]) break;
+        ++result.stats.accepted;
       }
-      if (std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end()) {
-        result.stop = StopReason::kStopToken;
-        break;
-      }
-      if (!on_token(id)) {
-        result.stop = StopReason::kCaller;
-        break;
-      }
-      if (static_cast<int>(result.tokens.size()) >= max_new_tokens) {
-        result.stop = StopReason::kMaxTokens;
-        break;
-      }
-      if (session_.position() >= session_.max_context()) {
+      // Keep what this round accepted; the rejected drafts (and the draft of a token
+      // that ended generation) are forgotten.
+      session_.rewind(first_row_position + i);
+      if (go_on && session_.position() >= session_.max_context()) {
         result.stop = StopReason::kContextFull;
-        break;
+        go_on = false;
       }
-      session_.forward(std::span(&id, 1), Logits::kLast, logits_);
+      if (!go_on) break;
+
+      // The next round: draft after `id`, as many as the token budget and the context
+      // leave room for, then run the target on [id, drafts...].
+      const int budget = std::min({max_drafts, max_new_tokens - static_cast<int>(result.tokens.size()) - 1,
+                                   session_.max_context() - session_.position() - 1});
+      k = budget > 0 ? drafts.draft(id, hidden_row(i), std::span(drafted_).first(static_cast<std::size_t>(budget)), stop_ids_) : 0;
+      result.stats.drafted += k;
+      drafted_input_.assign(1, id);
+      drafted_input_.insert(drafted_input_.end(), drafted_.begin(), drafted_.begin() + k);
+      session_.forward(drafted_input_, Logits::kAll, std::span(logits_).first(static_cast<std::size_t>(k + 1) * kVocab),
+                       speculative ? std::span(hidden_).first(static_cast<std::size_t>(k + 1) * kHidden) : std::span<float>{});
+      ++result.stats.target_passes;
     }
     result.stats.generated_tokens = static_cast<int>(result.tokens.size());
     result.stats.decode_seconds = seconds_since(decode_start);
@@ -118,10 +176,34 @@ class Generator {
   Session<V>& session() { return session_; }
 
  private:
+  std::span<float> row(int i) { return std::span(logits_).subspan(static_cast<std::size_t>(i) * kVocab, kVocab); }
+  std::span<float> hidden_row(int i) { return hidden_.empty() ? std::span<float>{} : std::span(hidden_).subspan(static_cast<std::size_t>(i) * kHidden, kHidden); }
+
+  // Whether generation goes on after sampling `id`; if not, sets result.stop.
+  template <typename OnToken>
+  bool keep_going(int id, int max_new_tokens, GenerationResult& result, OnToken& on_token) {
+    if (std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end()) {
+      result.stop = StopReason::kStopToken;
+      return false;
+    }
+    if (!on_token(id)) {
+      result.stop = StopReason::kCaller;
+      return false;
+    }
+    if (static_cast<int>(result.tokens.size()) >= max_new_tokens) {
+      result.stop = StopReason::kMaxTokens;
+      return false;
+    }
+    return true;
+  }
+
   Session<V>& session_;
   Sampler sampler_;
   std::vector<int> stop_ids_;
-  std::vector<float> logits_;  // [vocab]
+  std::vector<float> logits_;        // [max drafts + 1, vocab]: the rows of the last target pass
+  std::vector<float> hidden_;        // [max drafts + 1, hidden]: their final-normed hidden rows (speculative only)
+  std::vector<int> drafted_;         // [max drafts]
+  std::vector<int> drafted_input_;   // [max drafts + 1]: what the target runs next
 };
 
 }  // namespace gemma4

@@ -56,6 +56,7 @@ ForwardPass<V> choose_forward_pass() {
 template <Variant V>
 class Session {
   static constexpr int kVocab = V::config.vocab_size;
+  static constexpr int kHidden = V::config.hidden_size;
 
  public:
   // `weights` must outlive the session. A session is not thread-safe; several sessions
@@ -75,14 +76,19 @@ class Session {
     return bytes;
   }
   int max_context() const { return state_.options.max_context; }
+  const Weights<V>& weights() const { return state_.weights; }
+  ThreadPool& pool() const { return state_.pool; }
+  // The KV cache of layers with kv_cache_slot `slot`: what an assistant reads.
+  const KvCache& kv_cache(int slot) const { return state_.caches.at(static_cast<std::size_t>(slot)); }
   void reset() { state_.tokens.clear(); }
 
   // Whether rewind(position) can keep what the caches hold before `position`: full
   // layers keep every position, but a sliding layer's ring reaches only so far back
   // (prefill_chunk positions, and at least 1).
   bool can_rewind_to(int position) const {
-    return position >= 0 && position <= this->position() && this->position() - position <= state_.rewind_margin;
+    return position >= 0 && position <= this->position() && this->position() - position <= rewind_margin();
   }
+  int rewind_margin() const { return state_.rewind_margin; }
   // Forgets the tokens from `position` on, as if only tokens()[0, position) had been run.
   void rewind(int position) {
     if (!can_rewind_to(position)) {
@@ -93,10 +99,12 @@ class Session {
   }
 
   // Runs `tokens` at the next positions. `logits` receives [tokens.size(), vocab] floats
-  // for Logits::kAll, or [vocab] for the last token with Logits::kLast. Errors (and no
-  // change to the session) for an unknown token id, a context overflow, a wrong size or
-  // a corrupt table row of a packed model.
-  void forward(std::span<const int> tokens, Logits which, std::span<float> logits) {
+  // for Logits::kAll, or [vocab] for the last token with Logits::kLast; `hidden`, if not
+  // empty, the same rows of the final-normed hidden state ([rows, hidden_size], what the
+  // LM head reads and what an assistant drafts from). Errors (and no change to the
+  // session) for an unknown token id, a context overflow, a wrong size or a corrupt
+  // table row of a packed model.
+  void forward(std::span<const int> tokens, Logits which, std::span<float> logits, std::span<float> hidden = {}) {
     if (tokens.empty()) fail(ErrorKind::kInvalidArgument, "forward: no tokens");
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       if (tokens[i] < 0 || tokens[i] >= kVocab) {
@@ -106,8 +114,11 @@ class Session {
     if (tokens.size() > static_cast<std::size_t>(state_.options.max_context - position())) {
       fail(ErrorKind::kContextFull, "{} tokens at position {} exceed the context of {} positions", tokens.size(), position(), state_.options.max_context);
     }
-    const std::size_t want = (which == Logits::kAll ? tokens.size() : 1) * kVocab;
-    if (logits.size() != want) fail(ErrorKind::kInvalidArgument, "forward: logits buffer holds {} floats, needs {}", logits.size(), want);
+    const std::size_t rows = which == Logits::kAll ? tokens.size() : 1;
+    if (logits.size() != rows * kVocab) fail(ErrorKind::kInvalidArgument, "forward: logits buffer holds {} floats, needs {}", logits.size(), rows * kVocab);
+    if (!hidden.empty() && hidden.size() != rows * kHidden) {
+      fail(ErrorKind::kInvalidArgument, "forward: hidden buffer holds {} floats, needs {}", hidden.size(), rows * kHidden);
+    }
     state_.weights.check_looked_up_rows(tokens);
 
     const std::size_t chunk = static_cast<std::size_t>(state_.options.prefill_chunk);
@@ -115,9 +126,9 @@ class Session {
       const std::size_t n = std::min(chunk, tokens.size() - first);
       pass_.run_chunk(state_, tokens.subspan(first, n));
       if (which == Logits::kAll) {
-        pass_.final_logits(state_, 0, n, logits.subspan(first * kVocab, n * kVocab));
+        pass_.final_logits(state_, 0, n, logits.subspan(first * kVocab, n * kVocab), hidden.empty() ? nullptr : hidden.data() + first * kHidden);
       } else if (first + n == tokens.size()) {
-        pass_.final_logits(state_, n - 1, 1, logits);
+        pass_.final_logits(state_, n - 1, 1, logits, hidden.empty() ? nullptr : hidden.data());
       }
       state_.tokens.insert(state_.tokens.end(), tokens.begin() + first, tokens.begin() + first + n);
     }

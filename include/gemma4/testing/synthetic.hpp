@@ -19,8 +19,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "gemma4/config/assistant.hpp"
 #include "gemma4/config/config_json.hpp"
 #include "gemma4/config/topology.hpp"
+#include "gemma4/weights/assistant_weights.hpp"
 #include "gemma4/weights/checkpoint.hpp"
 #include "gemma4/weights/model_weights.hpp"
 #include "gemma4/weights/safetensors_writer.hpp"
@@ -186,6 +188,76 @@ inline void write_synthetic_checkpoint(const ModelConfig& c, const std::filesyst
     write_safetensors(dir / file, shards[s]);
   }
   detail::write_json(dir / kIndexFileName, index);
+}
+
+namespace detail {
+
+// A permutation of [0, n) drawn from `seed` (Fisher-Yates).
+inline std::vector<std::int64_t> random_permutation(std::size_t n, std::uint64_t seed) {
+  std::vector<std::int64_t> p(n);
+  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::int64_t>(i);
+  std::uint64_t state = seed;
+  for (std::size_t i = n; i > 1; --i) std::swap(p[i - 1], p[splitmix64(state) % i]);
+  return p;
+}
+
+// An assistant's weight tensors (spec gemma4-assistant.md section 2), its token ordering aside.
+template <AssistantVariant A>
+std::vector<TensorToWrite> plan_assistant_tensors(const SynthOptions& o) {
+  std::vector<TensorToWrite> plan;
+  auto add = [&](const std::string& name, std::string_view slot, std::vector<std::int64_t> shape) {
+    auto values = initial_values(slot, shape, hash_name(name, o.seed), o.trained_like);
+    plan.push_back({name, std::move(shape), o.dtype, values});
+  };
+  const std::int64_t hidden = A::config.hidden_size, backbone = A::head.backbone_hidden_size;
+  add("pre_projection.weight", "pre_projection.weight", {hidden, 2 * backbone});
+  add("post_projection.weight", "post_projection.weight", {backbone, hidden});
+  add("masked_embedding.centroids.weight", "masked_embedding.centroids.weight", {A::head.num_centroids, hidden});
+  const std::string prefix(kTextOnlyPrefix);
+  const LayerFacts no_layer{};
+  boost::pfr::for_each_field(AssistantGlobalWeights{}, [&](const auto& slot) {
+    using S = std::remove_cvref_t<decltype(slot)>;
+    add(prefix + std::string(S::name), S::name, expected_shape<S>(A::config, no_layer));
+  });
+  for (const LayerFacts& facts : kLayers<A>) {
+    boost::pfr::for_each_field(LayerWeights{}, [&](const auto& slot) {
+      using S = std::remove_cvref_t<decltype(slot)>;
+      if (holds<S>(facts)) add(prefix + layer_tensor_name(facts.index, S::name), S::name, expected_shape<S>(A::config, facts));
+    });
+  }
+  return plan;
+}
+
+template <AssistantVariant A>
+RawTensor token_ordering_tensor(std::uint64_t seed) {
+  const std::vector<std::int64_t> ordering = random_permutation(static_cast<std::size_t>(A::config.vocab_size), seed ^ 0x6f72646572ull);
+  const auto* bytes = reinterpret_cast<const std::byte*>(ordering.data());
+  const std::size_t size = ordering.size() * sizeof(std::int64_t);
+  return {{std::string(kTokenOrderingName), "I64", {A::config.vocab_size}, size}, {bytes, bytes + size}};
+}
+
+template <AssistantVariant A>
+nlohmann::ordered_json synthetic_assistant_config_json(const SynthOptions& o) {
+  nlohmann::ordered_json config;
+  config["architectures"] = {"Gemma4AssistantForCausalLM"};
+  config["model_type"] = kAssistantModelType;
+  boost::pfr::for_each_field(A::head, [&](const auto& field) { config[std::string(field.name)] = field.value; });
+  config["dtype"] = o.dtype == DType::kBF16 ? "bfloat16" : o.dtype == DType::kF16 ? "float16" : "float32";
+  nlohmann::ordered_json text = to_json(A::config);
+  text["model_type"] = "gemma4_text";
+  config["text_config"] = text;
+  return config;
+}
+
+}  // namespace detail
+
+// Writes an assistant directory as published: config.json and model.safetensors with its
+// 50 tensors. Options used: dtype, seed, trained_like.
+template <AssistantVariant A>
+void write_synthetic_assistant(const std::filesystem::path& dir, const SynthOptions& o = {}) {
+  std::filesystem::create_directories(dir);
+  detail::write_json(dir / "config.json", detail::synthetic_assistant_config_json<A>(o));
+  write_safetensors(dir / kSingleFileName, detail::plan_assistant_tensors<A>(o), {detail::token_ordering_tensor<A>(o.seed)});
 }
 
 }  // namespace gemma4

@@ -78,62 +78,90 @@ void for_each_slot(Global& global, Layers& layers, F&& f) {
   }
 }
 
-// Points every slot of global and layers at its tensor in `checkpoint`, or fails listing
-// every missing or misshapen one. Tables read by rows are registered with `residency`.
-// `packed_matrices` (a packed model): matrices are packed bytes, which PackedMatrices
-// checks and views; their slots get no dense elements (data null), only their shape.
-template <Variant V>
-void bind_checkpoint(const Checkpoint& checkpoint, GlobalWeights& global, std::array<LayerWeights, kNumLayers<V>>& layers,
-                     WidenedCopies& copies, PageResidency& residency, LoadReport& report, bool packed_matrices) {
-  std::vector<std::string> problems;
-  std::set<std::string> used;
-  for_each_slot<V>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts& facts) {
-    using S = std::remove_cvref_t<decltype(slot)>;
-    const std::string full = report.prefix + name;
-    const auto want = expected_shape<S>(V::config, facts);
-    const TensorInfo* t = checkpoint.find(full);
+// Binds tensors of a checkpoint to slots one at a time, collecting every problem so
+// that finish() can report them all at once.
+class SlotBinder {
+ public:
+  SlotBinder(const Checkpoint& checkpoint, WidenedCopies& copies, PageResidency& residency, LoadReport& report)
+      : checkpoint_(checkpoint), copies_(copies), residency_(residency), report_(report) {}
+
+  // Points `slot` at tensor `full` of shape `want`. `packed_matrices` (a packed model):
+  // a matrix is packed bytes, which PackedMatrices checks and views; its slot gets no
+  // dense elements (data null), only its shape.
+  template <typename S>
+  void bind(S& slot, const std::string& full, const std::vector<std::int64_t>& want, bool packed_matrices) {
+    const TensorInfo* t = checkpoint_.find(full);
     if constexpr (std::is_base_of_v<MatrixView, S>) {
       if (packed_matrices) {
         static_cast<TensorView&>(slot) = {nullptr, DType::kF32, {want[0], want[1]}};
         if (t == nullptr) return;  // PackedMatrices lists it
-        used.insert(full);
-        report.weight_bytes += t->bytes.size();
-        ++report.tensors_used;
-        if constexpr (S::residency == Residency::kOnDisk) {
-          residency.read_by_rows(t->bytes);
-          report.ple_table_bytes += t->bytes.size();
-        }
+        count(slot, *t);
         return;
       }
     }
-    if (t == nullptr) return problems.push_back(fmt::format("{}: missing (expected {})", full, detail::shape_string(want)));
-    used.insert(full);
-    if (!t->dtype) return problems.push_back(fmt::format("{}: dtype {}, expected BF16, F16 or F32", full, t->dtype_name));
+    if (t == nullptr) return problems_.push_back(fmt::format("{}: missing (expected {})", full, detail::shape_string(want)));
+    if (!t->dtype) return problems_.push_back(fmt::format("{}: dtype {}, expected BF16, F16 or F32", full, t->dtype_name));
     if (t->shape != want) {
-      return problems.push_back(fmt::format("{}: shape {}, expected {}", full, detail::shape_string(t->shape), detail::shape_string(want)));
+      return problems_.push_back(fmt::format("{}: shape {}, expected {}", full, detail::shape_string(t->shape), detail::shape_string(want)));
     }
     TensorView& view = slot;
     view = {t->bytes.data(), *t->dtype, {want[0], want.size() == 2 ? want[1] : 1}};
-    report.weight_bytes += t->bytes.size();
-    ++report.tensors_used;
-    if constexpr (S::residency == Residency::kOnDisk) {
-      residency.read_by_rows(t->bytes);
-      report.ple_table_bytes += t->bytes.size();
-    } else {
+    count(slot, *t);
+    if constexpr (S::residency == Residency::kInMemory) {
       const bool misaligned = reinterpret_cast<std::uintptr_t>(view.data) % dtype_size(view.dtype) != 0;
-      if (view.dtype == DType::kF16 || misaligned) view = copies.widen(view);
+      if (view.dtype == DType::kF16 || misaligned) view = copies_.widen(view);
     }
     if constexpr (std::is_base_of_v<MatrixView, S>) slot.linear = view;
-  });
-  report.copied_bytes = copies.bytes();
-  if (!problems.empty()) {
+  }
+
+  // A problem found outside bind(), reported with the others.
+  void add_problem(std::string problem) { problems_.push_back(std::move(problem)); }
+  bool used(const std::string& full) const { return used_.contains(full); }
+
+  // Fails listing every problem, if there were any.
+  void finish(std::string_view variant) {
+    report_.copied_bytes = copies_.bytes();
+    if (problems_.empty()) return;
     constexpr std::size_t kShown = 40;
     std::string list;
-    for (std::size_t i = 0; i < problems.size() && i < kShown; ++i) list += "  " + problems[i] + "\n";
-    if (problems.size() > kShown) list += fmt::format("  ... and {} more\n", problems.size() - kShown);
-    fail(ErrorKind::kConfigMismatch, "{}: checkpoint does not match {} ({} problems):\n{}", checkpoint.dir().string(), V::name,
-         problems.size(), list);
+    for (std::size_t i = 0; i < problems_.size() && i < kShown; ++i) list += "  " + problems_[i] + "\n";
+    if (problems_.size() > kShown) list += fmt::format("  ... and {} more\n", problems_.size() - kShown);
+    fail(ErrorKind::kConfigMismatch, "{}: checkpoint does not match {} ({} problems):\n{}", checkpoint_.dir().string(), variant,
+         problems_.size(), list);
   }
+
+ private:
+  template <typename S>
+  void count(const S&, const TensorInfo& t) {
+    used_.insert(t.name);
+    report_.weight_bytes += t.bytes.size();
+    ++report_.tensors_used;
+    if constexpr (S::residency == Residency::kOnDisk) {
+      residency_.read_by_rows(t.bytes);
+      report_.ple_table_bytes += t.bytes.size();
+    }
+  }
+
+  const Checkpoint& checkpoint_;
+  WidenedCopies& copies_;
+  PageResidency& residency_;
+  LoadReport& report_;
+  std::vector<std::string> problems_;
+  std::set<std::string> used_;
+};
+
+// Points every slot of global and layers at its tensor in `checkpoint`, or fails listing
+// every missing or misshapen one. Tables read by rows are registered with `residency`.
+// `packed_matrices`: a packed model (SlotBinder::bind).
+template <Variant V>
+void bind_checkpoint(const Checkpoint& checkpoint, GlobalWeights& global, std::array<LayerWeights, kNumLayers<V>>& layers,
+                     WidenedCopies& copies, PageResidency& residency, LoadReport& report, bool packed_matrices) {
+  SlotBinder binder(checkpoint, copies, residency, report);
+  for_each_slot<V>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts& facts) {
+    using S = std::remove_cvref_t<decltype(slot)>;
+    binder.bind(slot, report.prefix + name, expected_shape<S>(V::config, facts), packed_matrices);
+  });
+  binder.finish(V::name);
 
   // Every tensor not bound is expected to be there unused, or unknown.
   std::set<std::string> unused_kv;
@@ -145,7 +173,7 @@ void bind_checkpoint(const Checkpoint& checkpoint, GlobalWeights& global, std::a
   }
   for (const SafetensorsFile& file : checkpoint.files()) {
     for (const TensorInfo& t : file.tensors()) {
-      if (used.contains(t.name)) continue;
+      if (binder.used(t.name)) continue;
       const bool expected = detail::is_multimodal_tensor(t.name) || unused_kv.contains(t.name);
       (expected ? report.skipped : report.unknown).push_back(t.name);
     }

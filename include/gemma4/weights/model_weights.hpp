@@ -55,6 +55,7 @@ constexpr std::int64_t dim_size(Dim dim, const ModelConfig& c, const LayerFacts&
 enum class Presence {
   kAlways,
   kOwnKvOnly,  // k_proj, v_proj, k_norm: only layers with their own KV cache
+  kPerLayerInputOnly,  // the PLE gate and projection: not in an assistant's layers
 };
 
 // Where a tensor's bytes live while the model runs.
@@ -85,6 +86,8 @@ using Weight = Slot<kName, Presence::kAlways, Residency::kInMemory, kShape...>;
 template <detail::FixedString kName, Dim... kShape>
 using OwnKvWeight = Slot<kName, Presence::kOwnKvOnly, Residency::kInMemory, kShape...>;
 template <detail::FixedString kName, Dim... kShape>
+using PerLayerInputWeight = Slot<kName, Presence::kPerLayerInputOnly, Residency::kInMemory, kShape...>;
+template <detail::FixedString kName, Dim... kShape>
 using OnDiskWeight = Slot<kName, Presence::kAlways, Residency::kOnDisk, kShape...>;
 
 // Tensors outside the layers. Names follow the checkpoint prefix.
@@ -111,9 +114,9 @@ struct LayerWeights {
   Weight<"mlp.up_proj.weight", Dim::kFfn, Dim::kHidden> up_proj;
   Weight<"mlp.down_proj.weight", Dim::kHidden, Dim::kFfn> down_proj;
   Weight<"post_feedforward_layernorm.weight", Dim::kHidden> post_feedforward_layernorm;
-  Weight<"per_layer_input_gate.weight", Dim::kPle, Dim::kHidden> per_layer_input_gate;
-  Weight<"per_layer_projection.weight", Dim::kHidden, Dim::kPle> per_layer_projection;
-  Weight<"post_per_layer_input_norm.weight", Dim::kHidden> post_per_layer_input_norm;
+  PerLayerInputWeight<"per_layer_input_gate.weight", Dim::kPle, Dim::kHidden> per_layer_input_gate;
+  PerLayerInputWeight<"per_layer_projection.weight", Dim::kHidden, Dim::kPle> per_layer_projection;
+  PerLayerInputWeight<"post_per_layer_input_norm.weight", Dim::kHidden> post_per_layer_input_norm;
   Weight<"layer_scalar", Dim::kOne> layer_scalar;
 };
 
@@ -129,7 +132,12 @@ std::vector<std::int64_t> expected_shape(const ModelConfig& c, const LayerFacts&
 
 template <typename S>
 constexpr bool holds(const LayerFacts& layer) {
-  return S::presence == Presence::kAlways || !layer.kind.kv_shared;
+  switch (S::presence) {
+    case Presence::kAlways: return true;
+    case Presence::kOwnKvOnly: return !layer.kind.kv_shared;
+    case Presence::kPerLayerInputOnly: return layer.per_layer_input;
+  }
+  return false;
 }
 
 }  // namespace gemma4

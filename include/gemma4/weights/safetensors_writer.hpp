@@ -92,9 +92,18 @@ class SafetensorsWriter {
   std::size_t expected_ = 0, written_ = 0;
 };
 
-inline void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors) {
+// A tensor given as its bytes, in a dtype that is not a weight's (an assistant's int64
+// token ordering).
+struct RawTensor {
+  SafetensorsEntry entry;
+  std::vector<std::byte> bytes;
+};
+
+// Writes `tensors`, then `raw` after them.
+inline void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors, const std::vector<RawTensor>& raw = {}) {
   std::vector<SafetensorsEntry> entries;
   for (const auto& t : tensors) entries.push_back({t.name, dtype_name(t.dtype), t.shape, t.byte_size()});
+  for (const auto& r : raw) entries.push_back(r.entry);
   SafetensorsWriter file(path, {{"format", "pt"}}, entries);
   constexpr std::size_t kChunk = 1 << 20;
   std::vector<float> values(kChunk);
@@ -114,6 +123,7 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
       file.write(narrow.data(), chunk.size() * 2);
     }
   }
+  for (const auto& r : raw) file.write(r.bytes.data(), r.bytes.size());
   file.finish();
 }
 

@@ -1,0 +1,148 @@
+// One draft step of an assistant (spec gemma4-assistant.md section 3), written once with
+// Highway and compiled per SIMD target alongside the target's forward pass (forward-inl.h
+// includes this file, so a session's target choice covers it). What it works on is in
+// model/draft_state.hpp; model/drafter.hpp is the public face.
+
+#ifndef GEMMA4_MODEL_DRAFT_INL_H_
+#define GEMMA4_MODEL_DRAFT_INL_H_
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <utility>
+
+#include "gemma4/model/draft_state.hpp"
+#endif  // GEMMA4_MODEL_DRAFT_INL_H_
+
+#if defined(GEMMA4_MODEL_DRAFT_TOGGLE) == defined(HWY_TARGET_TOGGLE)
+#ifdef GEMMA4_MODEL_DRAFT_TOGGLE
+#undef GEMMA4_MODEL_DRAFT_TOGGLE
+#else
+#define GEMMA4_MODEL_DRAFT_TOGGLE
+#endif
+
+#include "gemma4/ops/attention-inl.h"
+#include "gemma4/ops/matmul-inl.h"
+#include "gemma4/ops/ops-inl.h"
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace gemma4 {
+namespace HWY_NAMESPACE {
+
+template <AssistantVariant A>
+class Draft {
+  using State = DraftState<A>;
+  static constexpr const ModelConfig& kC = A::config;
+  static constexpr int kHidden = State::kHidden, kBackbone = State::kBackbone, kHeads = State::kHeads, kKvHeads = State::kKvHeads;
+
+ public:
+  static void Step(State& state, int token, int position, DraftHead head) { Draft(state).step(token, position, head); }
+
+ private:
+  explicit Draft(State& state) : s_(state) {}
+
+  void step(int token, int position, DraftHead head) {
+    // u = concat(E_target[token] * sqrt(B) as the target scales it, g); x = W_pre u.
+    LookupRow(s_.target.global.embed_tokens, token, kBackbone, s_.target.embedding_scale(), s_.u.data());
+    std::copy(s_.g.begin(), s_.g.end(), s_.u.begin() + kBackbone);
+    matmul(s_.assistant.pre_projection.linear, s_.u.data(), s_.x.data());
+    for (typename State::RopeTable& r : s_.rope) {
+      for (std::size_t i = 0; i < r.frequencies.size(); ++i) {
+        const float angle = static_cast<float>(position) * r.frequencies[i];
+        r.cos[i] = std::cos(angle);
+        r.sin[i] = std::sin(angle);
+      }
+    }
+    run_layers(position, std::make_index_sequence<kNumLayers<A>>{});
+    std::copy(s_.x.begin(), s_.x.end(), s_.y.begin());
+    RMSNormRows(s_.y.data(), 1, kHidden, s_.assistant.global.norm, kC.rms_norm_eps);
+    if (head == DraftHead::kDense) {
+      matmul(s_.assistant.global.embed_tokens.linear, s_.y.data(), s_.logits.data());
+    } else {
+      centroid_logits();
+    }
+    matmul(s_.assistant.post_projection.linear, s_.y.data(), s_.g.data());  // from the normed y
+  }
+
+  template <std::size_t... kLayer>
+  void run_layers(int position, std::index_sequence<kLayer...>) {
+    (run_layer<kLayers<A>[kLayer].kind.attention>(static_cast<int>(kLayer), position), ...);
+  }
+
+  // A query-only layer: keys and values are the target's, as its donor layer stored them.
+  template <AttentionType kType>
+  void run_layer(int layer, int position) {
+    constexpr int D = head_dim(kC, kType);
+    const LayerWeights& w = s_.assistant.layers[layer];
+    const float eps = kC.rms_norm_eps;
+    const typename State::RopeTable& rope = s_.rope[static_cast<int>(kType)];
+
+    std::copy(s_.x.begin(), s_.x.end(), s_.normed.begin());
+    RMSNormRows(s_.normed.data(), 1, kHidden, w.input_layernorm, eps);
+    matmul(w.q_proj.linear, s_.normed.data(), s_.q.data());
+    RMSNormRows(s_.q.data(), kHeads, D, w.q_norm, eps);
+    for (int h = 0; h < kHeads; ++h) Rope(s_.q.data() + h * D, rope.cos.data(), rope.sin.data(), D / 2);
+    // Keys 0..position-1, and for a sliding layer the target's window at query `position`.
+    const KvCache& cache = *s_.caches[static_cast<int>(kType)];
+    const int first = first_visible_position(position, kType, kC.sliding_window);
+    s_.pool.parallel_for(kHeads, [&](int thread, std::size_t begin, std::size_t end) {
+      float* scores = s_.scores.data() + static_cast<std::size_t>(thread) * s_.scores_per_thread;
+      for (std::size_t h = begin; h < end; ++h) {
+        AttendGroup<1>(s_.q.data() + h * D, cache, kv_head_of(static_cast<int>(h), kHeads, kKvHeads), first, position - 1, scores,
+                       s_.attn.data() + h * D);
+      }
+    });
+    matmul(w.o_proj.linear, s_.attn.data(), s_.normed.data());
+    RMSNormRows(s_.normed.data(), 1, kHidden, w.post_attention_layernorm, eps);
+    AddTo(s_.normed.data(), s_.x.data(), kHidden);
+
+    std::copy(s_.x.begin(), s_.x.end(), s_.normed.begin());
+    RMSNormRows(s_.normed.data(), 1, kHidden, w.pre_feedforward_layernorm, eps);
+    ParallelMatMul<2>(s_.pool, {&w.gate_proj.linear, &w.up_proj.linear}, s_.normed.data(), 1, {s_.gate.data(), s_.up.data()}, s_.activations);
+    GeluMul(s_.gate.data(), s_.up.data(), s_.gate.size());
+    matmul(w.down_proj.linear, s_.gate.data(), s_.normed.data());
+    RMSNormRows(s_.normed.data(), 1, kHidden, w.post_feedforward_layernorm, eps);
+    AddTo(s_.normed.data(), s_.x.data(), kHidden);
+    Scale(s_.x.data(), kHidden, w.layer_scalar.at(0));
+  }
+
+  // The centroid head: scores of the centroids, the ids of the best few, their logits
+  // E_a[t] . y; every other id gets min(candidate logits) - 1.
+  void centroid_logits() {
+    matmul(s_.assistant.centroids.linear, s_.y.data(), s_.centroid_scores.data());
+    for (int c = 0; c < State::kCentroids; ++c) s_.ranked[c] = {s_.centroid_scores[c], c};
+    const auto kept = s_.ranked.begin() + s_.centroids_kept;
+    // Ties go to the lower centroid, so the choice does not depend on the sort.
+    std::partial_sort(s_.ranked.begin(), kept, s_.ranked.end(),
+                      [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+    const std::vector<int>& ordering = s_.assistant.token_ordering;
+    auto out = s_.candidates.begin();
+    for (auto it = s_.ranked.begin(); it != kept; ++it) {
+      const auto first = ordering.begin() + static_cast<std::ptrdiff_t>(it->second) * State::kIdsPerCentroid;
+      out = std::copy(first, first + State::kIdsPerCentroid, out);
+    }
+    WithElements(s_.assistant.global.embed_tokens, [&](const auto* table) {
+      for (std::size_t i = 0; i < s_.candidates.size(); ++i) {
+        RowTimesTokens<1>(table + static_cast<std::size_t>(s_.candidates[i]) * kHidden, kHidden, s_.y.data(), 0, &s_.candidate_logits[i], 0);
+      }
+    });
+    const float lowest = *std::min_element(s_.candidate_logits.begin(), s_.candidate_logits.end());
+    std::fill(s_.logits.begin(), s_.logits.end(), lowest - 1.0f);
+    for (std::size_t i = 0; i < s_.candidates.size(); ++i) s_.logits[s_.candidates[i]] = s_.candidate_logits[i];
+  }
+
+  void matmul(const WeightMatrix& w, const float* x, float* out) { ParallelMatMul<1>(s_.pool, {&w}, x, 1, {out}, s_.activations); }
+
+  State& s_;
+};
+
+template <AssistantVariant A>
+DraftPass<A> DraftPassHere() {
+  return {&Draft<A>::Step};
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace gemma4
+HWY_AFTER_NAMESPACE();
+
+#endif  // toggle

@@ -1,0 +1,106 @@
+#pragma once
+// What one draft step of an assistant works on (spec gemma4-assistant.md section 3),
+// apart from the code that runs it (model/draft-inl.h, per SIMD target): the assistant's
+// and the target's weights, the two target caches it reads, the carried state g and
+// the scratch of one step, all sized up front. No Highway here.
+
+#include <algorithm>
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+#include "gemma4/config/assistant.hpp"
+#include "gemma4/model/forward_state.hpp"
+#include "gemma4/weights/assistant_weights.hpp"
+
+namespace gemma4 {
+
+// How draft logits are computed: the published centroid head (the best centroids' ids
+// only), or the dense head over the whole vocabulary (for tests and comparisons).
+enum class DraftHead { kCentroids, kDense };
+
+template <AssistantVariant A>
+struct DraftState {
+  using Target = typename A::Target;
+  static constexpr const ModelConfig& kC = A::config;
+  static constexpr int kHidden = kC.hidden_size;
+  static constexpr int kBackbone = A::head.backbone_hidden_size;
+  static constexpr int kHeads = kC.num_attention_heads;
+  static constexpr int kKvHeads = kC.num_key_value_heads;
+  static constexpr int kVocab = kC.vocab_size;
+  static constexpr int kMaxHeadDim = std::max(kC.head_dim.value, kC.global_head_dim.value);
+  static constexpr int kCentroids = A::head.num_centroids;
+  static constexpr int kIdsPerCentroid = kVocab / kCentroids;
+  static_assert(kPairs<A>, "gemma4: this assistant does not fit its target");
+  static_assert(kC.head_dim % kValueChunk == 0 && kC.global_head_dim % kValueChunk == 0,
+                "gemma4: the attention kernel needs head dims that are multiples of 32");
+
+  // The target's cache each attention type reads (E2B: layers 13 and 14).
+  static constexpr int cache_slot(AttentionType type) { return kv_cache_slot(Target::config, assistant_donor(Target::config, type)); }
+
+  DraftState(const Assistant<A>& assistant, const Weights<Target>& target, const KvCache& sliding_cache, const KvCache& full_cache,
+             ThreadPool& pool, int max_context, int centroids_kept)
+      : assistant(assistant), target(target), caches{&sliding_cache, &full_cache}, pool(pool), centroids_kept(centroids_kept) {
+    if (centroids_kept < 1 || centroids_kept > kCentroids) {
+      fail(ErrorKind::kInvalidArgument, "an assistant keeps between 1 and {} centroids, not {}", kCentroids, centroids_kept);
+    }
+    u.resize(2 * kBackbone);
+    g.resize(kBackbone);
+    x.resize(kHidden);
+    normed.resize(kHidden);
+    y.resize(kHidden);
+    q.resize(static_cast<std::size_t>(kHeads) * kMaxHeadDim);
+    attn.resize(q.size());
+    gate.resize(kC.intermediate_size);
+    up.resize(kC.intermediate_size);
+    centroid_scores.resize(kCentroids);
+    ranked.resize(kCentroids);
+    candidates.resize(static_cast<std::size_t>(centroids_kept) * kIdsPerCentroid);
+    candidate_logits.resize(candidates.size());
+    logits.resize(kVocab);
+    scores_per_thread = attention_score_span(0, max_context - 1);
+    scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
+    activations.reserve(1, std::max<std::size_t>({2 * kBackbone, std::size_t{kHeads} * kMaxHeadDim, std::size_t(kC.intermediate_size)}));
+    for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {
+      const Rope& r = type == AttentionType::kFull ? kC.rope_parameters.value.full_attention : kC.rope_parameters.value.sliding_attention;
+      RopeTable& table = rope[static_cast<int>(type)];
+      table.frequencies = rope_frequencies(r, head_dim(kC, type));
+      table.cos.resize(table.frequencies.size());
+      table.sin.resize(table.frequencies.size());
+    }
+  }
+
+  struct RopeTable {
+    std::vector<float> frequencies, cos, sin;  // [head_dim / 2], cos/sin at the round's position
+  };
+
+  const Assistant<A>& assistant;
+  const Weights<Target>& target;
+  const KvCache* caches[2];  // by AttentionType: the target's donor caches
+  ThreadPool& pool;
+  int centroids_kept;
+  std::vector<float> u;      // [2 * backbone]: target embedding, then g
+  std::vector<float> g;      // [backbone]: the carried state (h, then post-projections)
+  std::vector<float> x, normed, y;  // [hidden]
+  std::vector<float> q, attn;       // [heads, head_dim]
+  std::vector<float> gate, up;      // [intermediate]
+  std::vector<float> centroid_scores;           // [num_centroids]
+  std::vector<std::pair<float, int>> ranked;    // [num_centroids]: (score, centroid)
+  std::vector<int> candidates;                  // [centroids kept * ids per centroid]
+  std::vector<float> candidate_logits;          // [centroids kept * ids per centroid]
+  std::vector<float> logits;                    // [vocab]
+  std::vector<float> scores;                    // [threads, scores_per_thread]
+  std::size_t scores_per_thread = 0;
+  RopeTable rope[2];                            // by AttentionType
+  QuantizedActivations activations;             // ParallelMatMul's scratch, unused by the dense layers here
+};
+
+// The draft step as compiled for one SIMD target.
+template <AssistantVariant A>
+struct DraftPass {
+  // One step at round position `position` from input token `token` and state.g; leaves
+  // the logits in state.logits and the next state in state.g.
+  void (*step)(DraftState<A>& state, int token, int position, DraftHead head);
+};
+
+}  // namespace gemma4

@@ -1,0 +1,355 @@
+// Assistants (MTP drafters) and speculative generation (spec gemma4-assistant.md): the
+// assistant directory and its hostile variants, the draft step against a double-precision
+// reference and the spec's own checks, and speculative output against plain generation,
+// token for token, greedy and sampled.
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include "gemma4/chat/conversation.hpp"
+#include "gemma4/model/drafter.hpp"
+#include "gemma4/tiny.hpp"
+#include "gemma4/testing/synthetic.hpp"
+#include "reference_assistant.hpp"
+#include "support.hpp"
+
+using namespace gemma4;
+using namespace gemma4::test;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// A tiny target and its assistant, written once.
+template <AssistantVariant A>
+struct TinyPair {
+  using Target = typename A::Target;
+  TempDir target_dir, assistant_dir;
+  Weights<Target> target;
+  Assistant<A> assistant;
+
+  TinyPair()
+      : target((write_synthetic_checkpoint(Target::config, target_dir.path(), {.seed = 21}), target_dir.path())),
+        assistant((write_synthetic_assistant<A>(assistant_dir.path(), {.seed = 22}), assistant_dir.path())) {}
+};
+
+template <AssistantVariant A>
+TinyPair<A>& pair() {
+  static TinyPair<A> p;
+  return p;
+}
+
+// The KV caches' bytes as seen through the session's public view, for copies the tests poison.
+template <Variant V>
+std::vector<KvCache> cache_copies(const Session<V>& session) {
+  std::vector<KvCache> copies;
+  for (int slot = 0; slot < num_kv_caches(V::config); ++slot) copies.push_back(session.kv_cache(slot));
+  return copies;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("an assistant directory loads as published", "[assistant]", TinyE2BAssistant, TinyE4BAssistant) {
+  const Assistant<TestType>& a = pair<TestType>().assistant;
+  CHECK(a.report().tensors_used == 50);
+  CHECK(a.report().unknown.empty());
+  CHECK(a.token_ordering.size() == 1024);
+  std::vector<int> sorted = a.token_ordering;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < 1024; ++i) REQUIRE(sorted[i] == i);
+}
+
+TEST_CASE("bad assistant directories are refused by name", "[assistant][errors]") {
+  TempDir dir;
+  write_synthetic_assistant<TinyE2BAssistant>(dir.path(), {.seed = 3});
+  const auto rewrite_config = [&](auto&& edit) {
+    auto config = read_json_file(dir.path() / "config.json");
+    edit(config);
+    std::ofstream(dir.path() / "config.json") << config.dump();
+  };
+
+  SECTION("a target model is not an assistant") {
+    TempDir target;
+    write_synthetic_checkpoint(TinyE2B::config, target.path(), {});
+    CHECK_THROWS_WITH(Assistant<TinyE2BAssistant>(target.path()), Contains("not a Gemma 4 assistant"));
+  }
+  SECTION("the other target's assistant") {
+    TempDir other;
+    write_synthetic_assistant<TinyE4BAssistant>(other.path(), {});
+    CHECK_THROWS_WITH(Assistant<TinyE2BAssistant>(other.path()), Contains("text_config.num_key_value_heads: expected 1, found 2"));
+  }
+  SECTION("a wrong head field") {
+    rewrite_config([](auto& c) { c["backbone_hidden_size"] = 2560; });
+    CHECK_THROWS_WITH(Assistant<TinyE2BAssistant>(dir.path()), Contains("backbone_hidden_size: expected 128, found 2560"));
+  }
+  SECTION("a wrong vocabulary") {
+    rewrite_config([](auto& c) { c["text_config"]["vocab_size"] = 262144; });
+    CHECK_THROWS_WITH(Assistant<TinyE2BAssistant>(dir.path()), Contains("text_config.vocab_size"));
+  }
+  SECTION("a token ordering that is not a permutation") {
+    // Entry 1 of the ordering repeats entry 0.
+    std::fstream f(dir.path() / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    std::uint64_t header_size = 0;
+    f.read(reinterpret_cast<char*>(&header_size), 8);
+    std::string header(header_size, ' ');
+    f.read(header.data(), static_cast<std::streamsize>(header_size));
+    const auto offset = 8 + header_size + nlohmann::json::parse(header)[std::string(kTokenOrderingName)]["data_offsets"][0].get<std::uint64_t>();
+    std::int64_t first = 0;
+    f.seekg(static_cast<std::streamoff>(offset));
+    f.read(reinterpret_cast<char*>(&first), 8);
+    f.seekp(static_cast<std::streamoff>(offset + 8));
+    f.write(reinterpret_cast<const char*>(&first), 8);
+    f.close();
+    CHECK_THROWS_WITH(Assistant<TinyE2BAssistant>(dir.path()), Contains("entry 1 is") && Contains("a repeat"));
+  }
+  SECTION("k/v projections: not an assistant") {
+    auto plan = detail::plan_assistant_tensors<TinyE2BAssistant>({});
+    plan.push_back({"model.layers.0.self_attn.k_proj.weight", {32, 32}, DType::kBF16, detail::UniformValues{1, 0.0f, 0.1f}});
+    write_safetensors(dir.path() / "model.safetensors", plan, {detail::token_ordering_tensor<TinyE2BAssistant>(0)});
+    CHECK_THROWS_WITH(Assistant<TinyE2BAssistant>(dir.path()), Contains("only query"));
+  }
+  SECTION("a missing tensor and a misshapen one") {
+    auto plan = detail::plan_assistant_tensors<TinyE2BAssistant>({});
+    plan.erase(plan.begin());  // pre_projection
+    plan[0].shape = {128, 33};  // post_projection
+    write_safetensors(dir.path() / "model.safetensors", plan, {detail::token_ordering_tensor<TinyE2BAssistant>(0)});
+    CHECK_THROWS_WITH(Assistant<TinyE2BAssistant>(dir.path()),
+                      Contains("pre_projection.weight: missing") && Contains("post_projection.weight: shape [128, 33]"));
+  }
+  SECTION("a truncated file") {
+    std::filesystem::resize_file(dir.path() / "model.safetensors", std::filesystem::file_size(dir.path() / "model.safetensors") - 100);
+    CHECK_THROWS(Assistant<TinyE2BAssistant>(dir.path()));
+  }
+}
+
+TEMPLATE_TEST_CASE("draft steps match the double-precision reference at every position", "[assistant]", TinyE2BAssistant,
+                   TinyE4BAssistant) {
+  using Target = typename TestType::Target;
+  TinyPair<TestType>& p = pair<TestType>();
+  const std::vector<int> tokens = random_tokens(64, 1024, 5);  // 4 sliding windows
+  const ReferenceRun run = reference_run(p.target, tokens);
+  Session<Target> session(p.target, {.max_context = 64});
+  Drafter<TestType> dense(p.assistant, session, {.head = DraftHead::kDense});
+  std::vector<float> logits(1024), hidden(Target::config.hidden_size);
+  double worst = 0;
+  for (int position = 1; position < 63; ++position) {
+    session.forward(std::span(tokens).subspan(position - 1, 1), Logits::kLast, logits, hidden);
+    const std::span<const float> first = dense.first_step(tokens[position], hidden);
+    const std::vector<float> ours_first(first.begin(), first.end());
+    const std::span<const float> second = dense.next_step(tokens[position + 1]);
+
+    const ReferenceDraft r1 = reference_draft_step(p.assistant, p.target, run, position, tokens[position], run.hidden[position - 1]);
+    const ReferenceDraft r2 = reference_draft_step(p.assistant, p.target, run, position, tokens[position + 1], r1.g);
+    for (int i = 0; i < 1024; ++i) {
+      worst = std::max({worst, std::abs(ours_first[i] - r1.logits[i]), std::abs(second[i] - r2.logits[i])});
+    }
+  }
+  WARN(TestType::name << ": max |ours - reference| over two draft steps = " << worst);
+  CHECK(worst <= 2e-3);
+}
+
+TEMPLATE_TEST_CASE("the centroid head: all centroids equal the dense head, a few keep their ids' logits", "[assistant]",
+                   TinyE2BAssistant, TinyE4BAssistant) {
+  using Target = typename TestType::Target;
+  TinyPair<TestType>& p = pair<TestType>();
+  const std::vector<int> tokens = random_tokens(40, 1024, 6);
+  Session<Target> session(p.target, {.max_context = 64});
+  std::vector<float> logits(1024), hidden(Target::config.hidden_size);
+  session.forward(std::span(tokens).first(39), Logits::kLast, logits, hidden);
+  Drafter<TestType> dense(p.assistant, session, {.head = DraftHead::kDense});
+  Drafter<TestType> all(p.assistant, session, {.centroids_kept = TestType::head.num_centroids});
+  Drafter<TestType> published(p.assistant, session);
+  const auto d = dense.first_step(tokens[39], hidden);
+  const std::vector<float> want(d.begin(), d.end());
+  const auto a = all.first_step(tokens[39], hidden);
+  CHECK(std::equal(a.begin(), a.end(), want.begin()));
+
+  const auto c = published.first_step(tokens[39], hidden);
+  int scored = 0;
+  const float lowest = *std::min_element(c.begin(), c.end());
+  for (int i = 0; i < 1024; ++i) {
+    if (c[i] == lowest) continue;
+    ++scored;
+    CHECK(c[i] == want[i]);
+  }
+  CHECK(scored == TestType::head.centroid_intermediate_top_k * (1024 / TestType::head.num_centroids));
+  for (int i = 0; i < 1024; ++i) {
+    if (c[i] != lowest) CHECK(c[i] - 1.0f >= lowest - 1e-3f);
+  }
+}
+
+TEST_CASE("a draft reads only the donor caches, and only positions before its own", "[assistant]") {
+  using A = TinyE2BAssistant;
+  TinyPair<A>& p = pair<A>();
+  const std::vector<int> tokens = random_tokens(40, 1024, 7);
+  Session<TinyE2B> session(p.target, {.max_context = 64});
+  std::vector<float> logits(1024), hidden(TinyE2B::config.hidden_size);
+  session.forward(std::span(tokens).first(30), Logits::kLast, logits, hidden);
+  Drafter<A> drafter(p.assistant, session);
+  const auto l = drafter.first_step(tokens[30], hidden);
+  const std::vector<float> want(l.begin(), l.end());
+
+  // Every cache but those of layers 13 and 14 NaN; the donors NaN from position 30 on.
+  std::vector<KvCache> caches = cache_copies(session);
+  const std::vector<float> nan(static_cast<std::size_t>(TinyE2B::config.global_head_dim), NAN);
+  for (int slot = 0; slot < static_cast<int>(caches.size()); ++slot) {
+    const bool donor = slot == kv_cache_slot(TinyE2B::config, 13) || slot == kv_cache_slot(TinyE2B::config, 14);
+    for (int position = donor ? 30 : 0; position < (donor ? 33 : 64); ++position) caches[slot].store(position, nan.data(), nan.data());
+  }
+  using State = DraftState<A>;
+  State state(p.assistant, p.target, caches[State::cache_slot(AttentionType::kSliding)], caches[State::cache_slot(AttentionType::kFull)],
+              session.pool(), 64, A::head.centroid_intermediate_top_k);
+  std::copy(hidden.begin(), hidden.end(), state.g.begin());
+  choose_draft_pass<A>().step(state, tokens[30], 30, DraftHead::kCentroids);
+  CHECK(std::equal(state.logits.begin(), state.logits.end(), want.begin()));
+}
+
+namespace {
+
+// Drafts the known plain continuation (an oracle), optionally wrong every `wrong_every`-th draft.
+struct ScriptedDrafts {
+  const std::vector<int>& plain;  // plain generation's tokens
+  int prompt_size;
+  int k;
+  int wrong_every = 0;  // 0: never wrong
+  const Session<TinyE2B>& session;
+  int drafted = 0;
+
+  int max_drafts() const { return k; }
+  int draft(int, std::span<const float>, std::span<int> out, std::span<const int>) {
+    // The round drafts the tokens after the one at session.position(), plain's index position - prompt.
+    const std::size_t next = static_cast<std::size_t>(session.position() - prompt_size + 1);
+    int n = 0;
+    for (; n < static_cast<int>(out.size()) && next + n < plain.size(); ++n) {
+      out[n] = plain[next + n];
+      if (wrong_every > 0 && ++drafted % wrong_every == 0) out[n] = (out[n] + 1) % 1024;
+    }
+    return n;
+  }
+};
+
+struct Run {
+  std::vector<int> tokens, held;
+  StopReason stop;
+  GenerationStats stats;
+};
+
+template <typename Generate>
+Run run(const Weights<TinyE2B>& w, const SessionOptions& options, Generate&& generate) {
+  Session<TinyE2B> session(w, options);
+  const GenerationResult r = generate(session);
+  return {r.tokens, {session.tokens().begin(), session.tokens().end()}, r.stop, r.stats};
+}
+
+}  // namespace
+
+TEST_CASE("speculative generation gives plain generation's tokens", "[assistant][generate]") {
+  using A = TinyE2BAssistant;
+  TinyPair<A>& p = pair<A>();
+  const std::vector<int> prompt = random_tokens(9, 1024, 8);
+  // Greedy, and sampled with every option and a repetition penalty; a stop id or not;
+  // to the token budget (past several sliding windows of 16) or to the context's end.
+  const SamplingOptions sampling = GENERATE(SamplingOptions{.temperature = 0.0f},
+                                            SamplingOptions{.temperature = 0.9f, .top_k = 40, .top_p = 0.95f, .min_p = 0.01f, .repetition_penalty = 1.2f, .seed = 5},
+                                            SamplingOptions{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 77});
+  const int max_context = GENERATE(128, 50);
+  const SessionOptions options{.max_context = max_context, .prefill_chunk = 8};
+  const auto plain = run(p.target, options, [&](Session<TinyE2B>& s) {
+    return Generator<TinyE2B>(s, sampling, {}).generate(prompt, 80, [](int) { return true; });
+  });
+  REQUIRE(plain.stop == (max_context == 50 ? StopReason::kContextFull : StopReason::kMaxTokens));
+  const std::vector<int> stops = {plain.tokens[20]};
+  const auto plain_stopping = run(p.target, options, [&](Session<TinyE2B>& s) {
+    return Generator<TinyE2B>(s, sampling, stops).generate(prompt, 80, [](int) { return true; });
+  });
+
+  const auto check_same = [&](const Run& a, const Run& b) {
+    CHECK(a.tokens == b.tokens);
+    CHECK(a.held == b.held);
+    CHECK(a.stop == b.stop);
+  };
+  for (int k : {1, 3, 5}) {
+    INFO("k = " << k);
+    const auto with_assistant = [&](const std::vector<int>& stop_ids) {
+      return run(p.target, options, [&](Session<TinyE2B>& s) {
+        Drafter<A> drafter(p.assistant, s, {.max_drafts = k});
+        return Generator<TinyE2B>(s, sampling, stop_ids).generate(prompt, 80, drafter, [](int) { return true; });
+      });
+    };
+    const auto scripted = [&](int wrong_every, const std::vector<int>& stop_ids) {
+      return run(p.target, options, [&](Session<TinyE2B>& s) {
+        ScriptedDrafts drafts{plain.tokens, static_cast<int>(prompt.size()), k, wrong_every, s};
+        return Generator<TinyE2B>(s, sampling, stop_ids).generate(prompt, 80, drafts, [](int) { return true; });
+      });
+    };
+    check_same(with_assistant({}), plain);
+    check_same(with_assistant(stops), plain_stopping);
+    const Run oracle = scripted(0, {});
+    check_same(oracle, plain);
+    CHECK(oracle.stats.acceptance_rate() == 1.0);
+    CHECK(oracle.stats.tokens_per_target_pass() > k * 0.8);
+    check_same(scripted(0, stops), plain_stopping);
+    const Run mixed = scripted(3, {});
+    check_same(mixed, plain);
+    CHECK(mixed.stats.acceptance_rate() > 0.15);
+    CHECK(mixed.stats.acceptance_rate() < 1.0);
+  }
+}
+
+TEST_CASE("speculative generation stops where the caller says, inside an accepted run", "[assistant][generate]") {
+  using A = TinyE2BAssistant;
+  TinyPair<A>& p = pair<A>();
+  const std::vector<int> prompt = random_tokens(9, 1024, 9);
+  const SessionOptions options{.max_context = 128, .prefill_chunk = 8};
+  const auto plain = run(p.target, options, [&](Session<TinyE2B>& s) {
+    return Generator<TinyE2B>(s, {.temperature = 0.0f}, {}).generate(prompt, 40, [](int) { return true; });
+  });
+  for (int budget : {1, 2, 6, 7, 13}) {
+    const auto spec = run(p.target, options, [&](Session<TinyE2B>& s) {
+      ScriptedDrafts drafts{plain.tokens, static_cast<int>(prompt.size()), 4, 0, s};
+      int seen = 0;
+      return Generator<TinyE2B>(s, {.temperature = 0.0f}, {}).generate(prompt, 40, drafts, [&](int) { return ++seen < budget; });
+    });
+    CHECK(spec.tokens == std::vector<int>(plain.tokens.begin(), plain.tokens.begin() + budget));
+    CHECK(spec.stop == StopReason::kCaller);
+    CHECK(spec.held.size() == prompt.size() + budget - 1);
+  }
+}
+
+TEST_CASE("speculative generation refuses a session that cannot roll back its drafts", "[assistant][generate][errors]") {
+  using A = TinyE2BAssistant;
+  TinyPair<A>& p = pair<A>();
+  Session<TinyE2B> session(p.target, {.max_context = 128, .prefill_chunk = 1});
+  Drafter<A> drafter(p.assistant, session, {.max_drafts = 3});
+  Generator<TinyE2B> generator(session, {.temperature = 0.0f}, {});
+  const std::vector<int> prompt{2, 10, 11};
+  CHECK_THROWS_WITH(generator.generate(prompt, 5, drafter, [](int) { return true; }), Contains("raise prefill_chunk"));
+  CHECK_THROWS_WITH(Drafter<A>(p.assistant, session, {.max_drafts = -1}), Contains("max_drafts"));
+  CHECK_THROWS_WITH(Drafter<A>(p.assistant, session, {.centroids_kept = 65}), Contains("centroids"));
+}
+
+TEST_CASE("a chat with an assistant gives the same replies, turn after turn, thinking or not", "[assistant][chat]") {
+  using A = TinyE2BAssistant;
+  TinyPair<A>& p = pair<A>();
+  const Tokenizer tokenizer = Tokenizer::from_file(std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json");
+  const GenerationConfig generation{.sampling = {.temperature = 0.0f}, .stop_ids = {1, 106}};
+  for (const bool thinking : {false, true}) {
+    Session<TinyE2B> plain_session(p.target, {.max_context = 256, .prefill_chunk = 16});
+    Session<TinyE2B> spec_session(p.target, {.max_context = 256, .prefill_chunk = 16});
+    const ConversationOptions options{.thinking = thinking, .max_new_tokens = 24};
+    Conversation<TinyE2B> plain(plain_session, tokenizer, generation, options);
+    Conversation<TinyE2B> spec(spec_session, tokenizer, generation, options);
+    Drafter<A> drafter(p.assistant, spec_session);
+    for (const char* text : {"Hello there", "Tell me about the sea", "And the sky?"}) {
+      const Reply want = plain.ask(text, [](std::string_view, bool) {});
+      const Reply got = spec.ask(text, drafter, [](std::string_view, bool) {});
+      CHECK(got.generation.tokens == want.generation.tokens);
+      CHECK(got.answer == want.answer);
+      CHECK(got.thought == want.thought);
+      CHECK(got.generation.stats.drafted > 0);
+    }
+    CHECK(spec.history() == plain.history());
+  }
+}
