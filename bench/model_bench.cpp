@@ -13,9 +13,16 @@
 // kernels alone stream all of the model's matrices for one token, against a plain read
 // of the same bytes (bench/kernel_streaming.hpp). Also prints the quality of each format
 // on tiny-e2b and tiny-e4b (top-1 agreement and KL divergence against f32 weights).
+// For int8/int4 it also measures speculative decoding with the variant's assistant
+// (synthesized into DIR/<variant>-assistant when missing): what a target pass over 2..5
+// tokens and a draft step cost in plain decode steps at each depth, the speed-up those
+// costs give as a function of the acceptance rate, and the speed-up measured with an
+// oracle drafter whose drafts are all accepted.
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -28,7 +35,10 @@
 #include "kernel_streaming.hpp"
 #include "gemma4/e2b.hpp"
 #include "gemma4/e4b.hpp"
+#include "gemma4/model/drafter.hpp"
+#include "gemma4/model/generate.hpp"
 #include "gemma4/testing/logit_agreement.hpp"
+#include "gemma4/testing/replay_drafts.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/testing/synthetic.hpp"
 #include "machine_limits.hpp"
@@ -39,6 +49,21 @@ using namespace gemma4;
 using bench::median;
 using bench::seconds_of;
 
+// Speculative decoding's costs at one depth (spec gemma4-assistant.md section 4), each as a
+// fraction of a plain decode step measured in alternation with it.
+struct SpeculativeCosts {
+  double verify[4] = {};  // [k - 1]: one target pass over k + 1 = 2..5 tokens
+  double draft = 0;       // one draft step, centroid head
+
+  // Decode speed-up at per-draft acceptance rate a with k drafts per round: a round emits
+  // 1 + a + ... + a^k tokens on average and costs a verify and k draft steps.
+  double speedup(double a, int k) const {
+    double tokens = 0;
+    for (int i = 0; i <= k; ++i) tokens += std::pow(a, i);
+    return tokens / (verify[k - 1] + k * draft);
+  }
+};
+
 struct Row {
   std::string variant, format;
   double load_s = 0, load_packed_s = 0, decode_packed = 0, prefill128 = 0, prefill512 = 0, decode[3] = {};
@@ -48,7 +73,60 @@ struct Row {
   // bandwidth right before and right after each depth's decode steps (their mean).
   double peak_macs_per_s = 0, bandwidth[3] = {}, bandwidth_low = 1e30, bandwidth_high = 0;
   double kernel_vs_read = 0;  // plain read time / matmul kernel time, same bytes (int8/int4)
+  SpeculativeCosts speculative[3] = {};  // by depth (int8/int4)
+  double oracle_speedup = 0;        // measured decode speed-up with every draft accepted, k = 3, depth 0
 };
+
+template <Variant V>
+struct AssistantOf;
+template <>
+struct AssistantOf<E2B> {
+  using type = E2BAssistant;
+};
+template <>
+struct AssistantOf<E4B> {
+  using type = E4BAssistant;
+};
+
+// The costs at the session's position: a plain decode step, target passes over 2..5
+// tokens (each rolled back) and a draft step, in alternation, `steps` times; medians.
+template <Variant V, AssistantVariant A>
+SpeculativeCosts speculative_costs(Session<V>& session, Drafter<A>& drafter, std::span<const int> next, int steps) {
+  const int position = session.position();
+  const std::size_t vocab = V::config.vocab_size, hidden_size = V::config.hidden_size;
+  std::vector<float> logits(5 * vocab), hidden(5 * hidden_size);
+  std::vector<double> decode, verify[4], draft;
+  for (int s = 0; s < steps; ++s) {
+    decode.push_back(seconds_of([&] { session.forward(next.first(1), Logits::kLast, std::span(logits).first(vocab)); }));
+    session.rewind(position);
+    for (std::size_t n = 2; n <= 5; ++n) {
+      verify[n - 2].push_back(seconds_of([&] {
+        session.forward(next.first(n), Logits::kAll, std::span(logits).first(n * vocab), std::span(hidden).first(n * hidden_size));
+      }));
+      session.rewind(position);
+    }
+    draft.push_back(seconds_of([&] { drafter.first_step(next[0], std::span(hidden).first(hidden_size)); }));
+  }
+  SpeculativeCosts costs;
+  const double step = median(decode);
+  for (int k = 1; k <= 4; ++k) costs.verify[k - 1] = median(verify[k - 1]) / step;
+  costs.draft = median(draft) / step;
+  return costs;
+}
+
+// Greedy decode speed with an oracle drafter (k = 3, every draft accepted) over plain
+// greedy decode speed, from the same prompt; the two must give the same tokens.
+template <Variant V>
+double oracle_speedup(const Weights<V>& weights, std::span<const int> prompt, int tokens, ThreadPool& pool) {
+  const SessionOptions options{.max_context = static_cast<int>(prompt.size()) + tokens + 8, .pool = &pool};
+  Session<V> plain_session(weights, options);
+  const GenerationResult plain = Generator<V>(plain_session, {.temperature = 0.0f}, {}).generate(prompt, tokens, [](int) { return true; });
+  Session<V> session(weights, options);
+  ReplayDrafts<V> oracle{plain.tokens, static_cast<int>(prompt.size()), 3, session};
+  const GenerationResult fast = Generator<V>(session, {.temperature = 0.0f}, {}).generate(prompt, tokens, oracle, [](int) { return true; });
+  if (fast.tokens != plain.tokens) fail(ErrorKind::kInvalidArgument, "speculative decoding changed the output");
+  return fast.stats.decode_tokens_per_second() / plain.stats.decode_tokens_per_second();
+}
 
 constexpr int kDepths[3] = {0, 512, 2048};
 
@@ -120,9 +198,11 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   const Weights<V> weights(dir, {.format = format, .pool = &pool});
   row.bytes_per_token = static_cast<double>(weights.report().bytes_per_token);
   row.macs_per_token = macs_per_prompt_token(weights);
-  Session<V> session(weights, {.max_context = kDepths[2] + decode_steps + 1, .prefill_chunk = 64, .pool = &pool});
+  // Room past the deepest decode steps for the speculative costs' passes of up to 5 tokens.
+  const int context = kDepths[2] + decode_steps + 5;
+  Session<V> session(weights, {.max_context = context, .prefill_chunk = 64, .pool = &pool});
   std::vector<float> logits(V::config.vocab_size);
-  const auto tokens = random_tokens(static_cast<std::size_t>(kDepths[2] + decode_steps + 1), V::config.vocab_size, 7);
+  const auto tokens = random_tokens(static_cast<std::size_t>(context), V::config.vocab_size, 7);
   const std::span<const int> all(tokens);
 
   row.peak_macs_per_s = format == WeightFormat::kBF16 ? bench::f32_fma_rate(pool, 3) : bench::int8_dot_rate(pool, 3);
@@ -137,6 +217,16 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     (n == 128 ? row.prefill128 : row.prefill512) = median(rates);
     fmt::print("  {} {}: prefill {} tokens {:.2f} tok/s (peak measured before: {:.1f} G multiply-adds/s)\n", V::name, row.format,
                n, median(rates), row.peak_macs_per_s / 1e9);
+  }
+  // int8/int4: the assistant next to the checkpoint (DIR/e2b-assistant), synthesized when missing.
+  using A = typename AssistantOf<V>::type;
+  std::optional<Assistant<A>> assistant;
+  std::optional<Drafter<A>> drafter;
+  if (format != WeightFormat::kBF16) {
+    const auto assistant_dir = dir.parent_path() / std::string(A::name);
+    if (!std::filesystem::exists(assistant_dir / "config.json")) write_synthetic_assistant<A>(assistant_dir, {.seed = 2});
+    assistant.emplace(assistant_dir);
+    drafter.emplace(*assistant, session);
   }
   session.reset();
   for (int d = 0; d < 3; ++d) {
@@ -160,6 +250,15 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     row.decode[d] = 1.0 / median(steps);
     fmt::print("  {} {}: decode at depth {} {:.2f} tok/s (read bandwidth before/after: {:.1f}/{:.1f} GB/s)\n", V::name,
                row.format, depth, row.decode[d], before / 1e9, after / 1e9);
+    if (drafter) {
+      const SpeculativeCosts& c = row.speculative[d] = speculative_costs(session, *drafter, all.subspan(static_cast<std::size_t>(session.position()), 5), decode_steps);
+      fmt::print("  {} {}: at depth {}, a target pass over 2/3/4/5 tokens costs {:.2f}/{:.2f}/{:.2f}/{:.2f} decode steps, a draft step {:.3f}\n",
+                 V::name, row.format, depth, c.verify[0], c.verify[1], c.verify[2], c.verify[3], c.draft);
+    }
+  }
+  if (drafter) {
+    row.oracle_speedup = oracle_speedup(weights, all.first(16), 8 * decode_steps + 1, pool);
+    fmt::print("  {} {}: measured decode speed-up with every draft accepted (k = 3): {:.2f}x\n", V::name, row.format, row.oracle_speedup);
   }
   row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6;
   if (format != WeightFormat::kBF16) {
@@ -288,6 +387,28 @@ int main(int argc, char** argv) {
                  fmt::format("{:.0f}-{:.0f}", r.bandwidth_low / 1e9, r.bandwidth_high / 1e9),
                  r.kernel_vs_read > 0 ? fmt::format("{:.2f}", r.kernel_vs_read) : "-", r.bytes_per_token / 1e9, r.peak_rss / 1e9, r.rss_limit / 1e9,
                  r.peak_rss <= r.rss_limit ? "" : "  over");
+    }
+    // Speculative decoding: the targets are verify(k = 3) <= 1.25 and a draft step
+    // <= 0.05 decode steps, and a speed-up >= 1.6x at acceptance 0.6 with k = 3.
+    constexpr double kRates[] = {0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};
+    for (const Row& r : rows) {
+      if (r.oracle_speedup == 0) continue;
+      fmt::print("\nspeculative {} {} (oracle, k = 3, measured: {:.2f}x)\n{:<6} {:>7} {:>6} | speed-up at acceptance", r.variant, r.format,
+                 r.oracle_speedup, "depth", "verify4", "draft");
+      for (double a : kRates) fmt::print(" {:>5.1f}", a);
+      fmt::print("\n");
+      for (int d = 0; d < 3; ++d) {
+        const SpeculativeCosts& c = r.speculative[d];
+        fmt::print("{:<6} {:>7.2f} {:>6.3f} | k = 3                 ", kDepths[d], c.verify[2], c.draft);
+        for (double a : kRates) fmt::print(" {:>5.2f}", c.speedup(a, 3));
+        fmt::print("{}{}{}\n", c.verify[2] <= 1.25 ? "" : "  verify over 1.25", c.draft <= 0.05 ? "" : "  draft over 0.05",
+                   c.speedup(0.6, 3) >= 1.6 ? "" : "  under 1.6x at 0.6");
+      }
+    }
+    if (std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.oracle_speedup > 0; })) {
+      fmt::print("speculative: verify4 = a target pass over k + 1 = 4 tokens and draft = one draft step (centroid head), each in"
+                 " plain decode steps measured in alternation; speed-up = (1 + a + a^2 + a^3) / (verify4 + 3 draft) at per-draft"
+                 " acceptance a.\n");
     }
     fmt::print("load: converting (int8/int4) at load time; packed: loading the packed model of the same checkpoint"
                " (gemma4 convert), and decode at depth 0 from it (in steps alternating with the converted weights' own, printed above).\n");

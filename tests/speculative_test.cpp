@@ -12,6 +12,7 @@
 #include "gemma4/chat/conversation.hpp"
 #include "gemma4/model/drafter.hpp"
 #include "gemma4/tiny.hpp"
+#include "gemma4/testing/replay_drafts.hpp"
 #include "gemma4/testing/synthetic.hpp"
 #include "reference_assistant.hpp"
 #include "support.hpp"
@@ -40,6 +41,19 @@ TinyPair<A>& pair() {
   static TinyPair<A> p;
   return p;
 }
+
+// tiny-e2b's session after 30 of 40 random tokens, with the hidden row of the 30th.
+struct AfterThirtyTokens {
+  std::vector<int> tokens;
+  Session<TinyE2B> session;
+  std::vector<float> hidden;
+
+  explicit AfterThirtyTokens(unsigned seed)
+      : tokens(random_tokens(40, 1024, seed)), session(pair<TinyE2BAssistant>().target, {.max_context = 64}), hidden(TinyE2B::config.hidden_size) {
+    std::vector<float> logits(1024);
+    session.forward(std::span(tokens).first(30), Logits::kLast, logits, hidden);
+  }
+};
 
 // The KV caches' bytes as seen through the session's public view, for copies the tests poison.
 template <Variant V>
@@ -183,10 +197,10 @@ TEMPLATE_TEST_CASE("the centroid head: all centroids equal the dense head, a few
 TEST_CASE("a draft reads only the donor caches, and only positions before its own", "[assistant]") {
   using A = TinyE2BAssistant;
   TinyPair<A>& p = pair<A>();
-  const std::vector<int> tokens = random_tokens(40, 1024, 7);
-  Session<TinyE2B> session(p.target, {.max_context = 64});
-  std::vector<float> logits(1024), hidden(TinyE2B::config.hidden_size);
-  session.forward(std::span(tokens).first(30), Logits::kLast, logits, hidden);
+  AfterThirtyTokens prompted(7);
+  const std::vector<int>& tokens = prompted.tokens;
+  Session<TinyE2B>& session = prompted.session;
+  const std::vector<float>& hidden = prompted.hidden;
   Drafter<A> drafter(p.assistant, session);
   const auto l = drafter.first_step(tokens[30], hidden);
   const std::vector<float> want(l.begin(), l.end());
@@ -208,28 +222,6 @@ TEST_CASE("a draft reads only the donor caches, and only positions before its ow
 
 namespace {
 
-// Drafts the known plain continuation (an oracle), optionally wrong every `wrong_every`-th draft.
-struct ScriptedDrafts {
-  const std::vector<int>& plain;  // plain generation's tokens
-  int prompt_size;
-  int k;
-  int wrong_every = 0;  // 0: never wrong
-  const Session<TinyE2B>& session;
-  int drafted = 0;
-
-  int max_drafts() const { return k; }
-  int draft(int, std::span<const float>, std::span<int> out, std::span<const int>) {
-    // The round drafts the tokens after the one at session.position(), plain's index position - prompt.
-    const std::size_t next = static_cast<std::size_t>(session.position() - prompt_size + 1);
-    int n = 0;
-    for (; n < static_cast<int>(out.size()) && next + n < plain.size(); ++n) {
-      out[n] = plain[next + n];
-      if (wrong_every > 0 && ++drafted % wrong_every == 0) out[n] = (out[n] + 1) % 1024;
-    }
-    return n;
-  }
-};
-
 struct Run {
   std::vector<int> tokens, held;
   StopReason stop;
@@ -245,7 +237,7 @@ Run run(const Weights<TinyE2B>& w, const SessionOptions& options, Generate&& gen
 
 }  // namespace
 
-TEST_CASE("speculative generation gives plain generation's tokens", "[assistant][generate]") {
+TEST_CASE("speculative generation gives plain generation's tokens", "[assistant][generate][slow-emulated]") {
   using A = TinyE2BAssistant;
   TinyPair<A>& p = pair<A>();
   const std::vector<int> prompt = random_tokens(9, 1024, 8);
@@ -270,7 +262,7 @@ TEST_CASE("speculative generation gives plain generation's tokens", "[assistant]
     CHECK(a.held == b.held);
     CHECK(a.stop == b.stop);
   };
-  for (int k : {1, 3, 5}) {
+  for (int k : {2, 5}) {
     INFO("k = " << k);
     const auto with_assistant = [&](const std::vector<int>& stop_ids) {
       return run(p.target, options, [&](Session<TinyE2B>& s) {
@@ -280,7 +272,7 @@ TEST_CASE("speculative generation gives plain generation's tokens", "[assistant]
     };
     const auto scripted = [&](int wrong_every, const std::vector<int>& stop_ids) {
       return run(p.target, options, [&](Session<TinyE2B>& s) {
-        ScriptedDrafts drafts{plain.tokens, static_cast<int>(prompt.size()), k, wrong_every, s};
+        ReplayDrafts<TinyE2B> drafts{plain.tokens, static_cast<int>(prompt.size()), k, s, wrong_every};
         return Generator<TinyE2B>(s, sampling, stop_ids).generate(prompt, 80, drafts, [](int) { return true; });
       });
     };
@@ -308,7 +300,7 @@ TEST_CASE("speculative generation stops where the caller says, inside an accepte
   });
   for (int budget : {1, 2, 6, 7, 13}) {
     const auto spec = run(p.target, options, [&](Session<TinyE2B>& s) {
-      ScriptedDrafts drafts{plain.tokens, static_cast<int>(prompt.size()), 4, 0, s};
+      ReplayDrafts<TinyE2B> drafts{plain.tokens, static_cast<int>(prompt.size()), 4, s};
       int seen = 0;
       return Generator<TinyE2B>(s, {.temperature = 0.0f}, {}).generate(prompt, 40, drafts, [&](int) { return ++seen < budget; });
     });
@@ -330,7 +322,7 @@ TEST_CASE("speculative generation refuses a session that cannot roll back its dr
   CHECK_THROWS_WITH(Drafter<A>(p.assistant, session, {.centroids_kept = 65}), Contains("centroids"));
 }
 
-TEST_CASE("a chat with an assistant gives the same replies, turn after turn, thinking or not", "[assistant][chat]") {
+TEST_CASE("a chat with an assistant gives the same replies, turn after turn, thinking or not", "[assistant][chat][slow-emulated]") {
   using A = TinyE2BAssistant;
   TinyPair<A>& p = pair<A>();
   const Tokenizer tokenizer = Tokenizer::from_file(std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json");
@@ -352,4 +344,42 @@ TEST_CASE("a chat with an assistant gives the same replies, turn after turn, thi
     }
     CHECK(spec.history() == plain.history());
   }
+}
+
+TEST_CASE("a round of drafts ends after a stop id or at the first draft below the probability threshold", "[assistant]") {
+  using A = TinyE2BAssistant;
+  TinyPair<A>& p = pair<A>();
+  AfterThirtyTokens prompted(12);
+  const std::vector<int>& tokens = prompted.tokens;
+  Session<TinyE2B>& session = prompted.session;
+  const std::vector<float>& hidden = prompted.hidden;
+
+  Drafter<A> unlimited(p.assistant, session, {.max_drafts = 5});
+  std::vector<int> drafts(5);
+  REQUIRE(unlimited.draft(tokens[30], hidden, drafts, {}) == 5);
+  // Each draft's probability under its step's softmax.
+  std::vector<double> probability;
+  Drafter<A> stepping(p.assistant, session);
+  for (int i = 0; i < 5; ++i) {
+    const auto l = i == 0 ? stepping.first_step(tokens[30], hidden) : stepping.next_step(drafts[i - 1]);
+    REQUIRE(std::max_element(l.begin(), l.end()) - l.begin() == drafts[i]);
+    double sum = 0;
+    for (const float v : l) sum += std::exp(static_cast<double>(v) - l[drafts[i]]);
+    probability.push_back(1.0 / sum);
+  }
+  for (int i = 0; i < 5; ++i) {
+    for (const double factor : {0.999, 1.001}) {
+      const double threshold = probability[i] * factor;
+      const int expected = static_cast<int>(std::find_if(probability.begin(), probability.end(), [&](double q) { return q < threshold; }) -
+                                            probability.begin());
+      Drafter<A> limited(p.assistant, session, {.max_drafts = 5, .min_probability = static_cast<float>(threshold)});
+      std::vector<int> out(5);
+      CHECK(limited.draft(tokens[30], hidden, out, {}) == expected);
+      CHECK(std::equal(out.begin(), out.begin() + expected, drafts.begin()));
+    }
+  }
+  std::vector<int> out(5);
+  const std::vector<int> stop{drafts[1]};
+  CHECK(unlimited.draft(tokens[30], hidden, out, stop) == static_cast<int>(std::find(drafts.begin(), drafts.end(), drafts[1]) - drafts.begin()) + 1);
+  CHECK_THROWS_WITH(Drafter<A>(p.assistant, session, {.min_probability = 1.5f}), Contains("min_probability"));
 }
