@@ -11,7 +11,7 @@ int main(int argc, char** argv) try {
   // convert it at load time.
   const gemma4::Model<gemma4::E2B> model(dir);
   gemma4::Session<gemma4::E2B> session(model.weights, {.max_context = 4096});
-  gemma4::Conversation<gemma4::E2B> chat(session, model.tokenizer, model.generation, {});
+  gemma4::Conversation<gemma4::E2B> chat(session, model, {});  // the directory's chat template, tokenizer, defaults
   chat.ask(argc > 2 ? argv[2] : "Why is the sky blue?", [](std::string_view text, bool is_thought) {
     if (!is_thought) fmt::print("{}", text);  // streamed as it is generated
   });

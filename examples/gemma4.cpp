@@ -337,6 +337,65 @@ struct TokenizeCommand {
   }
 };
 
+// A chat JSON file (messages, tools) with its keys in file order, as the template sees them.
+gemma4::JsonValue read_chat_json(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(ErrorKind::kMissingFile, "{}: missing or unreadable", path);
+  try {
+    return gemma4::JsonValue::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorKind::kBadFile, "{}: not valid JSON: {}", path, e.what());
+  }
+}
+
+std::vector<gemma4::Tool> read_tools(const std::string& path) {
+  if (path.empty()) return {};
+  try {
+    return gemma4::tools_from_json(read_chat_json(path));
+  } catch (const gemma4::Error& e) {
+    fail(e.kind(), "{}: {}", path, e.what());
+  }
+}
+
+// The chat template of a model directory; one we do not know is said on stderr.
+gemma4::ChatTemplate chat_template_with_warning(const std::filesystem::path& dir) {
+  gemma4::ChatTemplate chat_template = gemma4::chat_template_of(dir);
+  if (!chat_template.warning.empty()) fmt::print(stderr, "warning: {}\n", chat_template.warning);
+  return chat_template;
+}
+
+struct TemplateCommand {
+  std::string model, messages, tools;
+  bool thinking = false, no_generation_prompt = false, ids = false;
+
+  void add_to(CLI::App& app) {
+    app.add_option("--model", model, "model directory (its chat template and tokenizer.json)")->required();
+    app.add_option("--messages", messages, "OpenAI-style messages: a JSON array of {role, content, tool_calls, reasoning_content, ...}")->required();
+    app.add_option("--tools", tools, "a JSON array of {\"type\": \"function\", \"function\": {name, description, parameters}}");
+    app.add_flag("--thinking", thinking, "thinking mode (<|think|> in the system turn)");
+    app.add_flag("--no-generation-prompt", no_generation_prompt, "end after the last message, without <|turn>model");
+    app.add_flag("--ids", ids, "print the token ids (one comma-separated line) instead of the text");
+  }
+
+  int operator()() const {
+    const gemma4::ChatTemplate chat_template = chat_template_with_warning(model);
+    std::vector<gemma4::Message> parsed;
+    try {
+      parsed = gemma4::messages_from_json(read_chat_json(messages));
+    } catch (const gemma4::Error& e) {
+      fail(e.kind(), "{}: {}", messages, e.what());
+    }
+    const gemma4::PromptText prompt = gemma4::render_prompt(chat_template, parsed, read_tools(tools),
+                                                            {.thinking = thinking, .add_generation_prompt = !no_generation_prompt});
+    if (ids) {
+      fmt::print("{}\n", fmt::join(prompt.ids(gemma4::load_tokenizer(model)), ","));
+    } else {
+      print_stdout(prompt.str());
+    }
+    return 0;
+  }
+};
+
 struct DetokenizeCommand {
   std::string model;
   bool skip_special = false;
@@ -389,7 +448,7 @@ gemma4::Model<V> load_model(const std::filesystem::path& dir, gemma4::LoadOption
 }
 
 struct RunCommand {
-  std::string model, prompt, system, weights, draft;
+  std::string model, prompt, system, weights, draft, tools;
   bool chat = false, raw = false, think = false, show_thoughts = false, greedy = false;
   int max_tokens = 512, max_context = 4096, draft_max = 3;
   Threads threads;
@@ -409,6 +468,7 @@ struct RunCommand {
     app.add_option("--system", system, "system prompt");
     app.add_flag("--think", think, "thinking mode: the model reasons first");
     app.add_flag("--show-thoughts", show_thoughts, "print the thought channel to stderr");
+    app.add_option("--tools", tools, "tools the model may call (JSON array, OpenAI form); each call is shown on stderr and its result read as a line of stdin");
     app.add_option("--max-tokens", max_tokens, "tokens to generate at most per answer")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     app.add_option("--max-context", max_context, "context size in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
@@ -441,19 +501,35 @@ struct RunCommand {
   }
 
   template <typename V, typename Drafts>
-  void chat_loop(gemma4::Session<V>& session, Drafts& drafts, const gemma4::Tokenizer& tokenizer, const gemma4::GenerationConfig& generation,
-                 std::size_t weight_bytes_per_token) const {
-    gemma4::Conversation<V> conversation(session, tokenizer, generation,
-                                         {.system = system, .thinking = think, .max_new_tokens = max_tokens});
+  void chat_loop(gemma4::Session<V>& session, Drafts& drafts, const gemma4::Model<V>& loaded, const gemma4::GenerationConfig& generation) const {
+    gemma4::Conversation<V> conversation(session, loaded.tokenizer, generation,
+                                         {.system = system, .thinking = think, .max_new_tokens = max_tokens, .tools = read_tools(tools),
+                                          .chat_template = loaded.chat_template});  // generation: the command line's sampling
+    if (!loaded.chat_template.warning.empty()) fmt::print(stderr, "warning: {}\n", loaded.chat_template.warning);
     const auto on_text = [&](std::string_view text, bool thought) {
       if (!thought) return print_stdout(text);
       if (show_thoughts) fmt::print(stderr, "{}", text);
     };
-    if (!chat) {
-      print_summary(conversation.ask(prompt, drafts, on_text).generation, weight_bytes_per_token);
-      return;
-    }
     const bool terminal = ::isatty(STDIN_FILENO) == 1;
+    // A reply and, while it calls tools, each call shown on stderr and its result read as
+    // one line of stdin (a script can pipe them in), then the model's continuation.
+    const auto answer = [&](gemma4::Reply reply) {
+      while (true) {
+        for (const gemma4::MalformedToolCall& bad : reply.malformed_calls) fmt::print(stderr, "\n[malformed tool call: {}] {}\n", bad.reason, bad.raw);
+        print_summary(reply.generation, loaded.weights.report().bytes_per_token);
+        if (reply.tool_calls.empty()) return;
+        std::vector<gemma4::ToolResult> results;
+        for (const gemma4::ToolCall& call : reply.tool_calls) {
+          fmt::print(stderr, "[tool call {}] {} {}\n", call.id, call.name, call.arguments.dump());
+          if (terminal) fmt::print(stderr, "result of {}> ", call.name);
+          std::string line;
+          if (!std::getline(std::cin, line)) fail(ErrorKind::kInvalidArgument, "stdin ended before the result of tool call {} ({})", call.id, call.name);
+          results.push_back({.call_id = call.id, .content = line});
+        }
+        reply = conversation.send_tool_results(results, drafts, on_text);
+      }
+    };
+    if (!chat) return answer(conversation.ask(prompt, drafts, on_text));
     if (terminal) fmt::print(stderr, "chat: an empty line is ignored, /reset starts over, /exit or Ctrl-D ends\n");
     for (std::string line;;) {
       if (terminal) fmt::print(stderr, "> ");
@@ -464,7 +540,7 @@ struct RunCommand {
         continue;
       }
       try {
-        print_summary(conversation.ask(line, drafts, on_text).generation, weight_bytes_per_token);
+        answer(conversation.ask(line, drafts, on_text));
       } catch (const gemma4::Error& e) {  // a bad line (invalid UTF-8, too long) does not end the chat
         fmt::print(stderr, "error: {}\n", e.what());
       }
@@ -489,10 +565,10 @@ struct RunCommand {
                                                   .pool = &pool});
       const std::size_t bytes_per_token = loaded.weights.report().bytes_per_token;
       with_drafts<V>(draft, session, {.max_drafts = draft_max}, [&](auto& drafts) {
-        if (!raw) return chat_loop(session, drafts, loaded.tokenizer, generation, bytes_per_token);
+        if (!raw) return chat_loop(session, drafts, loaded, generation);
 
         // Exactly one <bos>, whether or not tokenizer.json's post-processor adds it (spec section 6).
-        std::vector<int> ids = {gemma4::chat_token_ids(loaded.tokenizer).bos};
+        std::vector<int> ids = {gemma4::control_token_id(loaded.tokenizer, gemma4::control_token::kBos)};
         const std::vector<int> text = loaded.tokenizer.encode(prompt, {.add_bos = false});
         ids.insert(ids.end(), text.begin(), text.end());
         gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);
@@ -521,6 +597,7 @@ int main(int argc, char** argv) {
   SynthCommand synth;
   InfoCommand info;
   LogitsCommand logits;
+  TemplateCommand template_command;
   std::function<int()> chosen;
   const auto add = [&](const char* name, const char* description, auto& command) {
     CLI::App* sub = app.add_subcommand(name, description);
@@ -534,6 +611,7 @@ int main(int argc, char** argv) {
   add("synth", "write a synthetic checkpoint in the Hugging Face layout", synth);
   add("info", "load and validate a checkpoint, print its config and tensors", info);
   add("logits", "logits of every position: float32 [T, vocab] to --out, or each argmax", logits);
+  add("template", "print the chat prompt the model sees for a list of messages (and tools)", template_command);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

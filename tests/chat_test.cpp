@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "gemma4/chat/conversation.hpp"
+#include "gemma4/chat/prompt_renderer.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/testing/synthetic.hpp"
 #include "support.hpp"
@@ -32,7 +33,7 @@ TinyChatModel& model() {
 
 const std::vector<int> kStops = {1, 106, 50};
 // Gemma 4's control token ids (spec section 6), which the demo tokenizer keeps.
-constexpr ChatTokenIds kIds{.bos = 2, .turn_start = 105, .turn_end = 106, .think = 98, .channel_start = 100, .channel_end = 101};
+constexpr int kTurnEnd = 106, kChannelStart = 100;
 
 std::vector<int> prompt_ids(const std::string& text) { return model().tokenizer.encode(text); }
 
@@ -96,23 +97,11 @@ TEST_CASE("Sampled generation repeats with its seed") {
   CHECK(run(3) != run(4));
 }
 
-TEST_CASE("The chat prompt is Gemma 4's format") {
-  const Tokenizer& tok = model().tokenizer;
-  ChatFormat format(tok);
-  std::vector<int> ids;
-  format.append_start(ids, "Be brief.", /*thinking=*/true);
-  format.append_turn(ids, Role::kUser, "Hi <turn|> there");
-  format.append_generation_prompt(ids);
-  CHECK(tok.decode(ids) == "<bos><|turn>system\n<|think|>Be brief.<turn|>\n<|turn>user\nHi <turn|> there<turn|>\n<|turn>model\n");
-  // The typed "<turn|>" is text: the only turn ends are the two the format placed.
-  CHECK(std::count(ids.begin(), ids.end(), kIds.turn_end) == 2);
-
-  std::vector<int> plain;
-  format.append_start(plain, "", /*thinking=*/false);
-  CHECK(plain == std::vector<int>{kIds.bos});
-
-  const std::vector<int> answer = {10, 100, 11, 12, 101, 13, 100, 14};
-  CHECK(format.without_thoughts(answer) == std::vector<int>{10, 13});
+TEST_CASE("The chat prompt is Gemma 4's current format") {
+  const std::vector<Message> messages = {{.role = Role::kSystem, .content = "Be brief."}, {.role = Role::kUser, .content = "Hi"}};
+  const PromptText prompt = render_prompt({}, messages, {}, {.thinking = true});
+  CHECK(prompt.str() == "<bos><|turn>system\n<|think|>\nBe brief.<turn|>\n<|turn>user\nHi<turn|>\n<|turn>model\n");
+  CHECK(model().tokenizer.decode(prompt.ids(model().tokenizer)) == prompt.str());
 }
 
 TEST_CASE("A tokenizer without Gemma 4's control tokens cannot drive the chat") {
@@ -124,13 +113,29 @@ TEST_CASE("A tokenizer without Gemma 4's control tokens cannot drive the chat") 
   const auto special = unspecial.find("\"special\": true", at);
   unspecial.replace(special, 15, "\"special\": false");
   const Tokenizer tok = Tokenizer::from_json_text(unspecial);
-  CHECK_THROWS_WITH(ChatFormat(tok), Contains("106") && Contains("not marked special"));
-  const ChatTokenIds ids = chat_token_ids(model().tokenizer);
-  CHECK((ids.bos == kIds.bos && ids.turn_start == kIds.turn_start && ids.turn_end == kIds.turn_end && ids.think == kIds.think &&
-         ids.channel_start == kIds.channel_start && ids.channel_end == kIds.channel_end));
+  CHECK_THROWS_WITH(control_token_id(tok, control_token::kTurnEnd), Contains("106") && Contains("not marked special"));
+  Session<TinyE2B> session(model().weights);
+  CHECK_THROWS_WITH(Conversation<TinyE2B>(session, tok, {}, {}), Contains("106") && Contains("not marked special"));
+  CHECK(control_token_id(model().tokenizer, control_token::kTurnEnd) == kTurnEnd);
 }
 
-TEST_CASE("A conversation keeps its cache between turns and its history in Gemma 4's format") {
+namespace {
+
+// The prompt the next turn feeds after `messages` and a user turn: what the session holds
+// when the conversation and its cache are in step.
+std::vector<int> with_user_turn(std::vector<Message> messages, std::string_view text, const ConversationOptions& options = {}) {
+  messages.push_back({.role = Role::kUser, .content = std::string(text)});
+  return render_prompt(options.chat_template.value_or(ChatTemplate{}), messages, options.tools, {.thinking = options.thinking}).ids(model().tokenizer);
+}
+
+bool session_holds(const Session<TinyE2B>& session, const std::vector<int>& expected) {
+  const auto held = session.tokens();
+  return held.size() >= expected.size() && std::equal(expected.begin(), expected.end(), held.begin());
+}
+
+}  // namespace
+
+TEST_CASE("A conversation keeps its cache between turns and its history as the template renders it") {
   Session<TinyE2B> session(model().weights);
   const GenerationConfig generation{.sampling = {.temperature = 0.0f}, .stop_ids = kStops};
   Conversation<TinyE2B> chat(session, model().tokenizer, generation, {.max_new_tokens = 6});
@@ -142,18 +147,16 @@ TEST_CASE("A conversation keeps its cache between turns and its history in Gemma
   const std::string after_first = model().tokenizer.decode(chat.history());
   CHECK(after_first.starts_with("<bos><|turn>user\nHi<turn|>\n<|turn>model\n"));
   CHECK(after_first.ends_with("<turn|>\n"));
+  REQUIRE(chat.messages().size() == 2);
+  CHECK(chat.messages()[1].role == Role::kAssistant);
 
-  const std::size_t history_before = chat.history().size();
+  const std::vector<int> wanted = with_user_turn(chat.messages(), "More");
   const Reply second = chat.ask("More", [](std::string_view, bool) {});
-  // Only the new turn is fed when the cache holds the conversation so far. The cache
-  // lacks the last sampled token, which the history closes with <turn|>\n instead.
-  std::vector<int> new_turn;
-  ChatFormat(model().tokenizer).append_turn(new_turn, Role::kUser, "More");
-  std::vector<int> generation_prompt;
-  ChatFormat(model().tokenizer).append_generation_prompt(generation_prompt);
-  const int not_yet_fed = first.generation.stop == StopReason::kStopToken ? 2 : 3;
-  CHECK(second.generation.stats.prompt_tokens == not_yet_fed + static_cast<int>(new_turn.size() + generation_prompt.size()));
-  CHECK(chat.history().size() > history_before);
+  // The cache held the first turn's prompt, which is not fed again. (The answer is, where
+  // its text encodes to other tokens than the random model sampled.)
+  const std::size_t first_prompt = with_user_turn({}, "Hi").size();
+  CHECK(second.generation.stats.prompt_tokens <= static_cast<int>(wanted.size() - first_prompt));
+  CHECK(session_holds(session, wanted));
 
   // Invalid UTF-8 is refused and changes nothing.
   const std::vector<int> history = chat.history();
@@ -169,28 +172,24 @@ TEST_CASE("Thought blocks are hidden, reported apart, and dropped from the histo
     GenerationConfig generation = base;
     generation.sampling.seed = seed;
     Session<TinyE2B> session(model().weights);
-    Conversation<TinyE2B> chat(session, model().tokenizer, generation, {.thinking = true, .max_new_tokens = 40});
+    const ConversationOptions options{.thinking = true, .max_new_tokens = 40};
+    Conversation<TinyE2B> chat(session, model().tokenizer, generation, options);
     std::string visible, hidden;
     const Reply reply = chat.ask("Think first.", [&](std::string_view text, bool thought) { (thought ? hidden : visible) += text; });
     // The channel must open before the last sampled token, which is never fed to the cache.
     const auto& tokens = reply.generation.tokens;
-    if (std::find(tokens.begin(), tokens.end() - 1, kIds.channel_start) == tokens.end() - 1) continue;
+    if (std::find(tokens.begin(), tokens.end() - 1, kChannelStart) == tokens.end() - 1) continue;
+    if (!reply.tool_calls.empty() || !reply.malformed_calls.empty()) continue;
 
     CHECK(visible == reply.answer);
     CHECK(hidden == reply.thought);
-    const std::vector<int> history = chat.history();
-    CHECK(std::find(history.begin(), history.end(), kIds.channel_start) == history.end());
-    // The cache held the thought, the history does not: the next turn rewinds the
-    // session past it, and the session then holds exactly what the history says.
+    // The next user turn drops the thought: the session rewinds past it and then holds
+    // exactly what the template renders.
+    const std::vector<int> expected = with_user_turn(chat.messages(), "Go on.", options);
+    CHECK(std::find(expected.begin(), expected.end(), kChannelStart) == expected.end());
     const Reply next = chat.ask("Go on.", [](std::string_view, bool) {});
-    std::vector<int> expected = history;
-    ChatFormat format(model().tokenizer);
-    format.append_turn(expected, Role::kUser, "Go on.");
-    format.append_generation_prompt(expected);
     CHECK(next.generation.stats.prompt_tokens < static_cast<int>(expected.size()));
-    const auto held = session.tokens();
-    REQUIRE(held.size() >= expected.size());
-    CHECK(std::equal(expected.begin(), expected.end(), held.begin()));
+    CHECK(session_holds(session, expected));
     return;
   }
   FAIL("no seed below 400 opened the thought channel");
@@ -200,17 +199,10 @@ namespace {
 
 // What a fresh session generates greedily after `prompt`: what a conversation's next
 // reply must be when its session is in step with its history.
-std::vector<int> fresh_greedy_reply(const std::vector<int>& prompt, int max_new_tokens) {
+std::vector<int> fresh_greedy_reply(const std::vector<int>& prompt, int max_new_tokens, std::vector<int> stops = kStops) {
   Session<TinyE2B> session(model().weights);
-  Generator<TinyE2B> generator(session, {.temperature = 0.0f}, kStops);
+  Generator<TinyE2B> generator(session, {.temperature = 0.0f}, std::move(stops));
   return generator.generate(prompt, max_new_tokens, [](int) { return true; }).tokens;
-}
-
-std::vector<int> with_user_turn(std::vector<int> history, std::string_view text) {
-  const ChatFormat format(model().tokenizer);
-  format.append_turn(history, Role::kUser, text);
-  format.append_generation_prompt(history);
-  return history;
 }
 
 }  // namespace
@@ -238,14 +230,14 @@ TEST_CASE("A reply cut by an exception, a cancel or a full context leaves the co
     CHECK(cut.generation.stop == StopReason::kCaller);
     CHECK(chat.history().size() > before.size());  // the reply so far stays in the history
   }
-  const std::vector<int> history = chat.history();
   const Reply next = chat.ask("Again", [](std::string_view, bool) {});
-  CHECK(next.generation.tokens == fresh_greedy_reply(with_user_turn(history, "Again"), kMaxNew));
+  const std::vector<Message> asked(chat.messages().begin(), chat.messages().end() - 2);
+  CHECK(next.generation.tokens == fresh_greedy_reply(with_user_turn(asked, "Again"), kMaxNew));
 }
 
 TEST_CASE("A reply that fills the context ends the conversation cleanly; a restart is a fresh conversation") {
   const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = {}};  // only <turn|> stops
-  const int prompt_size = static_cast<int>(with_user_turn({2}, "Hi").size());
+  const int prompt_size = static_cast<int>(with_user_turn({}, "Hi").size());
   Session<TinyE2B> session(model().weights, {.max_context = prompt_size + 4});
   Conversation<TinyE2B> chat(session, model().tokenizer, greedy, {.max_new_tokens = 64});
   const Reply full = chat.ask("Hi", [](std::string_view, bool) {});
@@ -261,6 +253,66 @@ TEST_CASE("A reply that fills the context ends the conversation cleanly; a resta
   CHECK(again.generation.tokens == full.generation.tokens);
 }
 
+namespace {
+
+const Tool kWeatherTool{JsonValue::parse(R"({"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",
+  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}})")};
+
+}  // namespace
+
+TEST_CASE("A chat whose history holds tool turns renders them and keeps its cache in step") {
+  const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = kStops};
+  const ConversationOptions options{.max_new_tokens = 6, .tools = {kWeatherTool}};
+  Session<TinyE2B> session(model().weights);
+  Conversation<TinyE2B> chat(session, model().tokenizer, greedy, options);
+  const Reply first = chat.ask("Weather in Paris?", [](std::string_view, bool) {});
+  CHECK_THROWS_WITH(chat.send_tool_results({}, [](std::string_view, bool) {}), Contains("no tool calls"));
+
+  // Random weights call no tools: a conversation restored from messages that hold a call
+  // and its result goes on from them exactly as the template renders them.
+  std::vector<Message> history = {{.role = Role::kUser, .content = "Weather in Paris?"},
+                                  {.role = Role::kAssistant, .tool_calls = {{.id = "c1", .name = "get_weather", .arguments = {{"city", "Paris"}}}}},
+                                  {.role = Role::kTool, .content = "18 degrees", .tool_call_id = "c1"},
+                                  {.role = Role::kAssistant, .content = "It is 18 degrees."}};
+  const std::vector<int> wanted = with_user_turn(history, "And Rome?", options);
+  const std::string text = model().tokenizer.decode(wanted);
+  CHECK(text.find("<|tool>declaration:get_weather{") != std::string::npos);
+  CHECK(text.find("<|turn>model\n<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>}<tool_call|><|tool_response>response:get_weather{value:<|\"|>18 "
+                  "degrees<|\"|>}<tool_response|>It is 18 degrees.<turn|>\n<|turn>user\nAnd Rome?<turn|>\n<|turn>model\n") != std::string::npos);
+  Conversation<TinyE2B> restored(session, model().tokenizer, greedy, options);
+  restored.restore(history);
+  const Reply reply = restored.ask("And Rome?", [](std::string_view, bool) {});
+  CHECK(session_holds(session, wanted));
+  CHECK(reply.generation.tokens == fresh_greedy_reply(wanted, 6, {1, 106, 50}));
+  (void)first;
+}
+
+TEST_CASE("Tool results answer the last reply's calls and the model goes on in the same turn") {
+  const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = kStops};
+  const ConversationOptions options{.thinking = true, .max_new_tokens = 5, .tools = {kWeatherTool}};
+  Session<TinyE2B> session(model().weights);
+  Conversation<TinyE2B> chat(session, model().tokenizer, greedy, options);
+  const std::vector<Message> history = {
+      {.role = Role::kUser, .content = "Weather?"},
+      {.role = Role::kAssistant, .reasoning = "Call it.", .tool_calls = {{.id = "c7", .name = "get_weather", .arguments = {{"city", "Oslo"}}}}}};
+  chat.restore(history);
+  const std::vector<ToolResult> wrong = {{.call_id = "c8", .content = "x"}};
+  CHECK_THROWS_WITH(chat.send_tool_results(wrong, [](std::string_view, bool) {}), Contains("\"c8\""));
+  const std::vector<ToolResult> bad_utf8 = {{.call_id = "c7", .content = "\xC3"}};
+  CHECK_THROWS_WITH(chat.send_tool_results(bad_utf8, [](std::string_view, bool) {}), Contains("not valid UTF-8"));
+  CHECK(chat.messages().size() == 2);
+
+  const std::vector<ToolResult> results = {{.call_id = "c7", .content = "-2 degrees"}};
+  chat.send_tool_results(results, [](std::string_view, bool) {});
+  // No new turn after a tool result; with thinking on, the July 2026 template cues a thought.
+  const std::string held = model().tokenizer.decode(session.tokens());
+  CHECK(held.find("<|channel>thought\nCall it.\n<channel|><|tool_call>call:get_weather{city:<|\"|>Oslo<|\"|>}<tool_call|><|tool_response>response:"
+                  "get_weather{value:<|\"|>-2 degrees<|\"|>}<tool_response|><|channel>thought\n") != std::string::npos);
+  REQUIRE(chat.messages().size() == 4);
+  CHECK(chat.messages()[2].role == Role::kTool);
+  CHECK(chat.messages()[3].role == Role::kAssistant);
+}
+
 TEST_CASE("Objects that keep a reference refuse temporaries") {
   STATIC_REQUIRE_FALSE(std::is_constructible_v<Session<TinyE2B>, Weights<TinyE2B>>);
   STATIC_REQUIRE(std::is_constructible_v<Session<TinyE2B>, const Weights<TinyE2B>&>);
@@ -270,25 +322,4 @@ TEST_CASE("Objects that keep a reference refuse temporaries") {
                                                ConversationOptions>);
   STATIC_REQUIRE_FALSE(std::is_constructible_v<Generator<TinyE2B>, Session<TinyE2B>, const SamplingOptions&, std::vector<int>>);
   STATIC_REQUIRE_FALSE(std::is_constructible_v<StreamDecoder, Tokenizer>);
-  STATIC_REQUIRE_FALSE(std::is_constructible_v<ChatFormat, Tokenizer>);
-}
-
-TEST_CASE("A model directory loads in one call, its tokenizer checked against its vocabulary") {
-  test::TempDir dir;
-  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 2});
-  const std::filesystem::path demo = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json";
-  std::filesystem::copy_file(demo, dir / "tokenizer.json");
-  const Model<TinyE2B> model(dir.path(), {.format = WeightFormat::kInt8});
-  CHECK(model.weights.report().format == WeightFormat::kInt8);
-  CHECK(model.generation.stop_ids == std::vector<int>{1, 106, 50});
-  CHECK(model.tokenizer.vocab_size() == 1024);
-
-  // An added token beyond the model's vocabulary (as <image_soft_token>, id 262144, of the
-  // Gemma 3 tokenizer is beyond Gemma 4's) is refused at load, not mid-run.
-  nlohmann::json json = nlohmann::json::parse(test::read_file(demo));
-  json["added_tokens"].push_back({{"id", 1024}, {"content", "<image_soft_token>"}, {"special", true}, {"normalized", false},
-                                  {"lstrip", false}, {"rstrip", false}, {"single_word", false}});
-  test::write_file(dir / "tokenizer.json", json.dump());
-  CHECK_THROWS_WITH(Model<TinyE2B>(dir.path()),
-                    Contains("added token 1024 \"<image_soft_token>\" lies outside the model's vocabulary of 1024 ids"));
 }

@@ -90,6 +90,44 @@ check_error "unknown weight format" "--weights: q4_0 not in {bf16,int4,int8}" "$
 check_error "negative thread count" "--threads: Value -2 not in range 0 to 1024" "$gemma4" run --model "$dir/chat" --prompt hi --threads -2
 check_error "a token limit past int" "--max-tokens" "$gemma4" run --model "$dir/chat" --prompt hi --max-tokens 4294967297
 check_error "no prompt and no chat" "give one of --prompt TEXT and --chat" "$gemma4" run --model "$dir/chat"
+
+# The chat template: the prompt of a list of messages, as text and as ids.
+cat > "$dir/messages.json" << 'JSON'
+[{"role": "system", "content": "Be brief."},
+ {"role": "user", "content": "Weather in Paris?"},
+ {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+ {"role": "tool", "tool_call_id": "c1", "content": "18 degrees"}]
+JSON
+cat > "$dir/tools.json" << 'JSON'
+[{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.",
+  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+JSON
+printf '%s\n%s\n%s\n%s\n%s' '<bos><|turn>system' '<|think|>' \
+  'Be brief.<|tool>declaration:get_weather{description:<|"|>Weather in a city.<|"|>,parameters:{properties:{city:{type:<|"|>STRING<|"|>}},required:[<|"|>city<|"|>],type:<|"|>OBJECT<|"|>}}<tool|><turn|>' \
+  '<|turn>user' 'Weather in Paris?<turn|>' > "$dir/template.expected"
+printf '\n%s\n%s\n' '<|turn>model' '<|tool_call>call:get_weather{city:<|"|>Paris<|"|>}<tool_call|><|tool_response>response:get_weather{value:<|"|>18 degrees<|"|>}<tool_response|><|channel>thought' >> "$dir/template.expected"
+check "template" bash -c "'$gemma4' template --model '$dir/chat' --messages '$dir/messages.json' --tools '$dir/tools.json' --thinking > '$dir/template.txt'"
+check "template renders the current E2B template's prompt" cmp "$dir/template.txt" "$dir/template.expected"
+check "template --ids" bash -c "'$gemma4' template --model '$dir/chat' --messages '$dir/messages.json' --tools '$dir/tools.json' --thinking --ids > '$dir/template.ids'"
+check "the ids decode to the text" bash -c "'$gemma4' detokenize --model '$dir/chat' < '$dir/template.ids' | cmp - '$dir/template.expected'"
+check "template --no-generation-prompt" bash -c "'$gemma4' template --model '$dir/chat' --messages '$dir/messages.json' --tools '$dir/tools.json' --no-generation-prompt | tail -c 17 | grep -qF '<tool_response|>'"
+mkdir -p "$dir/first-release"
+cp "$dir/chat"/* "$dir/first-release/"
+cp "$(dirname "$0")/data/chat_templates/gemma-4-first-release.jinja" "$dir/first-release/chat_template.jinja"
+printf '[{"role": "user", "content": "Hi"}]' > "$dir/hi.json"
+check "a directory's own template: the first release writes no newline after <|think|>" bash -c \
+  "'$gemma4' template --model '$dir/first-release' --messages '$dir/hi.json' --thinking | grep -qxF '<|think|><turn|>'"
+check_error "the first release's tool format is refused" "first-release chat template's tool format" "$gemma4" template --model "$dir/first-release" --messages "$dir/messages.json"
+{ printf '{# edited #}'; cat "$(dirname "$0")/data/chat_templates/gemma-4-E2B-it-2026-07-09.jinja"; } > "$dir/first-release/chat_template.jinja"
+check "an unknown template is rendered as the closest revision, with a warning" bash -c \
+  "'$gemma4' template --model '$dir/first-release' --messages '$dir/hi.json' 2>&1 >/dev/null | grep -q 'unrecognised chat template.*2026-07-09'"
+printf '[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "cat.png"}}]}]' > "$dir/image.json"
+check_error "template: an image is refused" "image_url part: this library runs the text model only" "$gemma4" template --model "$dir/chat" --messages "$dir/image.json"
+printf '[{"role": "user", ' > "$dir/broken.json"
+check_error "template: broken JSON" "broken.json: not valid JSON" "$gemma4" template --model "$dir/chat" --messages "$dir/broken.json"
+printf '[{"name": "f"}]' > "$dir/bad-tools.json"
+check_error "run: a tools file in the wrong form" "bad-tools.json: tool 0" "$gemma4" run --model "$dir/chat" --prompt hi --tools "$dir/bad-tools.json"
+check "run with tools" run_to "$dir/tools-run" --prompt "Weather in Paris?" --tools "$dir/tools.json" --max-tokens 8 --seed 3
 check "chat on stdin, with /reset" bash -c "printf 'Hi\n\n/reset\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 4 2> '$dir/chat.err'"
 check "two chat turns answered" test "$(grep -c 'prompt tokens' "$dir/chat.err")" -eq 2
 check "bad chat line reported, chat goes on" bash -c "printf 'ok\n\xff\xfe\nok\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 2 2> '$dir/chat.err'; grep -q 'not valid UTF-8' '$dir/chat.err' && test \$(grep -c 'prompt tokens' '$dir/chat.err') -eq 2"

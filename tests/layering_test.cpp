@@ -1,11 +1,12 @@
-// What needs only a variant's config, the tokenizer, sampling or the chat format compiles
+// What needs only a variant's config, the tokenizer, sampling, the chat template or the tool-call parser compiles
 // without Highway or the forward pass: nothing in this file may pull them in. Nor may a
 // session's target-independent state, which a runtime-dispatch build includes before
 // Highway's foreach_target (model/session.hpp).
 
 #include <catch2/catch.hpp>
 
-#include "gemma4/chat/chat_format.hpp"
+#include "gemma4/chat/prompt_renderer.hpp"
+#include "gemma4/chat/tool_call_parser.hpp"
 #include "gemma4/config/config_json.hpp"
 #include "gemma4/config/e2b.hpp"
 #include "gemma4/config/tiny.hpp"

@@ -1,16 +1,18 @@
 #pragma once
 // Everything an application needs from one model directory, loaded in one call:
-// the weights, the tokenizer and the generation defaults, checked against each other.
+// the weights, the tokenizer, the generation defaults and the chat template's revision,
+// checked against each other.
 //
 //   const gemma4::Model<gemma4::E2B> model(dir, {.format = gemma4::WeightFormat::kInt8});
 //   gemma4::Session<gemma4::E2B> session(model.weights);
-//   gemma4::Conversation<gemma4::E2B> chat(session, model.tokenizer, model.generation, {});
+//   gemma4::Conversation<gemma4::E2B> chat(session, model, {});
 //
 // Errors: gemma4::Error from each part (see Weights, Tokenizer, read_generation_config),
 // and for a tokenizer that can produce an id the model has no embedding for.
 
 #include <filesystem>
 
+#include "gemma4/chat/chat_template.hpp"
 #include "gemma4/error.hpp"
 #include "gemma4/sampling/sampling_options.hpp"
 #include "gemma4/tokenizer/tokenizer.hpp"
@@ -39,9 +41,10 @@ struct Model {
   Weights<V> weights;
   Tokenizer tokenizer;
   GenerationConfig generation;  // generation_config.json's sampling defaults and stop ids
+  ChatTemplate chat_template;   // which revision of the chat template the directory carries (warning set if unknown)
 
   explicit Model(const std::filesystem::path& dir, const LoadOptions& options = {})
-      : weights(dir, options), tokenizer(load_tokenizer(dir)), generation(read_generation_config(dir)) {
+      : weights(dir, options), tokenizer(load_tokenizer(dir)), generation(read_generation_config(dir)), chat_template(chat_template_of(dir)) {
     check_vocabulary(tokenizer, V::config.vocab_size, dir / "tokenizer.json");
   }
 };
