@@ -127,7 +127,7 @@ inline double f32_fma_rate(ThreadPool& pool, int runs) {
 }
 
 // `steps` rounds of kChains int8 dot products, as the quantized kernels multiply.
-template <bool kVnni>
+template <ops::IntDot kDot>
 void int8_dots(std::size_t steps) {
   const ops::DQ d;
   // Each chain has its own activations and the weights change every step (one add per
@@ -145,7 +145,7 @@ void int8_dots(std::size_t steps) {
   for (std::size_t s = 0; s < steps; ++s) {
     w = hn::Add(w, w_step);
     HWY_UNROLL(16)
-    for (int c = 0; c < kChains; ++c) acc[c] = ops::DotQuads<kVnni>(acc[c], hn::BitCast(d, w), x[c]);
+    for (int c = 0; c < kChains; ++c) acc[c] = ops::DotQuads<kDot>(acc[c], hn::BitCast(d, w), x[c]);
   }
   auto total = acc[0];
   HWY_UNROLL(16)
@@ -158,7 +158,11 @@ void int8_dots(std::size_t steps) {
 inline double int8_dot_rate(ThreadPool& pool, int runs) {
   const ops::DQ dq;
   return peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(dq) * 4), [](std::size_t steps) {
-    ops::HaveVnni() ? int8_dots<true>(steps) : int8_dots<false>(steps);
+    switch (ops::ChosenIntDot()) {
+      case ops::IntDot::kVnni: return int8_dots<ops::IntDot::kVnni>(steps);
+      case ops::IntDot::kPairs: return int8_dots<ops::IntDot::kPairs>(steps);
+      case ops::IntDot::kPortable: return int8_dots<ops::IntDot::kPortable>(steps);
+    }
   });
 }
 

@@ -344,7 +344,7 @@ int main(int argc, char** argv) {
     fmt::print("machine ({} threads, medians of 5): read bandwidth {:.1f} GB/s | f32 FMA {:.1f} G/s | int8 dot {:.1f} G/s"
                " multiply-adds ({})\n",
                pool.size(), limits.read_bytes_per_s / 1e9, limits.f32_fma_per_s / 1e9, limits.int8_dot_per_s / 1e9,
-               bench::ops::HaveVnni() ? "AVX-512 VNNI" : "portable");
+               bench::ops::IntDotName(bench::ops::ChosenIntDot()));
 
     for (WeightFormat f : chosen) {
       if (f == WeightFormat::kBF16) continue;

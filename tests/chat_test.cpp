@@ -313,6 +313,34 @@ TEST_CASE("Tool results answer the last reply's calls and the model goes on in t
   CHECK(chat.messages()[3].role == Role::kAssistant);
 }
 
+TEST_CASE("Tool-call output in a live reply goes to the parser: reported, not shown", "[slow-emulated]") {
+  // As with thoughts: find a seed whose near-uniform sampling writes <|tool_call>; what
+  // follows is random, so the call is malformed, and must come back as such.
+  constexpr int kToolCallStart = 48;
+  const GenerationConfig base{.sampling = {.temperature = 50.0f, .top_k = 0, .top_p = 1.0f}, .stop_ids = kStops};
+  for (std::uint64_t seed = 1; seed < 400; ++seed) {
+    GenerationConfig generation = base;
+    generation.sampling.seed = seed;
+    Session<TinyE2B> session(model().weights);
+    Conversation<TinyE2B> chat(session, model().tokenizer, generation, {.max_new_tokens = 24, .tools = {kWeatherTool}});
+    std::string shown;
+    const Reply reply = chat.ask("Weather?", [&](std::string_view text, bool thought) {
+      if (!thought) shown += text;
+    });
+    const auto& tokens = reply.generation.tokens;
+    const auto call = std::find(tokens.begin(), tokens.end(), kToolCallStart);
+    if (call == tokens.end() || std::find(tokens.begin(), call, kChannelStart) != call) continue;
+
+    CHECK(reply.tool_calls.empty());
+    REQUIRE(reply.malformed_calls.size() >= 1);
+    CHECK(reply.malformed_calls[0].raw.starts_with("<|tool_call>"));
+    CHECK(shown == reply.answer);
+    CHECK(shown.find("<|tool_call>") == std::string::npos);
+    return;
+  }
+  FAIL("no seed below 400 wrote <|tool_call>");
+}
+
 TEST_CASE("Objects that keep a reference refuse temporaries") {
   STATIC_REQUIRE_FALSE(std::is_constructible_v<Session<TinyE2B>, Weights<TinyE2B>>);
   STATIC_REQUIRE(std::is_constructible_v<Session<TinyE2B>, const Weights<TinyE2B>&>);

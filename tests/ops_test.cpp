@@ -232,6 +232,10 @@ void TestScaledRow() {
 // Highway's target choice once left Zen 4's VNNI unused, prefill five times slower,
 // with every other test passing.
 void TestVnniChoice() {
+  CHECK(ChosenIntDot() == (HaveVnni() ? IntDot::kVnni : kPairsTarget ? IntDot::kPairs : IntDot::kPortable));
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4
+  CHECK(ChosenIntDot() == IntDot::kPairs);
+#endif
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   CHECK(HaveVnni() == static_cast<bool>(__builtin_cpu_supports("avx512vnni")));
 #else
@@ -263,8 +267,8 @@ void TestQuantizedMatMul(std::size_t tokens) {
     QuantizedMatrix q(f, rows, cols);
     q.quantize_blocks(w.data(), 0, rows / kRowBlock);
     std::vector<float> chosen(tokens * rows, -1.0f), portable(tokens * rows, -2.0f), split(tokens * rows, -3.0f);
-    QuantizedMatMul(q, a, 0, rows / kRowBlock, chosen.data());  // VNNI where the CPU has it
-    QuantizedMatMul<false>(q, a, 0, rows / kRowBlock, portable.data());
+    QuantizedMatMul(q, a, 0, rows / kRowBlock, chosen.data());  // VNNI or 16-bit pairs where the target has them
+    QuantizedMatMul<IntDot::kPortable>(q, a, 0, rows / kRowBlock, portable.data());
     for (std::size_t b = 0; b < rows / kRowBlock; ++b) QuantizedMatMul(q, a, b, b + 1, split.data());
     INFO(weight_format_name(f) << ", " << tokens << " tokens");
     CHECK(first_difference(chosen, portable) == "");

@@ -297,8 +297,14 @@ TEST_CASE("a packed model converted on another machine gives its logits here", "
   REQUIRE(packed.report().packed_model);
   const auto logits = all_logits(packed, tokens);
   REQUIRE(logits.size() == expected.size());
-  // Other SIMD widths sum in another order: float rounding apart, the same numbers.
+  // Other SIMD widths sum floats in another order, and where an activation lies within
+  // that rounding of a half step of its int8 quantization, it rounds the other way:
+  // measured between AVX-512 and AVX2 on this model, mean KL 1e-4..6e-4 and logits up
+  // to 0.2 apart, argmaxes equal. A file read wrongly gives unrelated logits (KL ~ 1).
+  const LogitAgreement agreement = compare_logits(expected, logits, TinyE2B::config.vocab_size);
   float largest = 0;
   for (std::size_t i = 0; i < logits.size(); ++i) largest = std::max(largest, std::fabs(logits[i] - expected[i]));
-  CHECK(largest <= 1e-4f);
+  INFO("largest difference " << largest << ", rms " << agreement.rms_error << ", top-1 " << agreement.top1);
+  CHECK(agreement.mean_kl < 5e-3);
+  CHECK(agreement.rms_error < 0.1);
 }

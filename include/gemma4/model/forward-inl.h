@@ -243,7 +243,7 @@ class Forward {
 
 template <Variant V>
 ForwardPass<V> ForwardPassHere() {
-  return {&Forward<V>::RunChunk, &Forward<V>::FinalLogits, hwy::TargetName(HWY_TARGET), HaveVnni() ? "AVX-512 VNNI" : "portable"};
+  return {&Forward<V>::RunChunk, &Forward<V>::FinalLogits, hwy::TargetName(HWY_TARGET), IntDotName(ChosenIntDot())};
 }
 
 }  // namespace HWY_NAMESPACE

@@ -1,8 +1,8 @@
 // Matrix products with int8 / int4 weights (layouts in weights/quantize.hpp) and
 // activations quantized on the fly to int8, one scale per token. All integer sums are
-// exact, so the AVX-512 VNNI path and the portable path give the same bits; the
-// portable one (plain shifts and multiplies) runs on every other target and is tested
-// against VNNI on machines that have it.
+// exact, so every way of multiplying the bytes (IntDot) gives the same bits: AVX-512
+// VNNI where the CPU has it, 16-bit pairs (PMADDWD) on other x86 targets, and plain
+// shifts and multiplies everywhere else; the tests hold the chosen one to the last.
 //
 // For a token t with activations x ~ q_t * s_t and a row with weights w ~ (u - o) * d,
 // u the stored unsigned value and o its offset (128 for int8, 8 for int4):
@@ -55,6 +55,13 @@ using VQ = hn::Vec<DQ>;
 using DQF = hn::Rebind<float, DQ>;
 using VQF = hn::Vec<DQF>;
 
+// How the kernels multiply a lane's 4 unsigned weight bytes by 4 signed activation bytes.
+enum class IntDot {
+  kPortable,  // shifts and 32-bit multiplies, on every target
+  kPairs,     // bytes widened to 16 bits, multiplied and added in pairs (PMADDWD on x86)
+  kVnni,      // VPDPBUSD (AVX-512 VNNI)
+};
+
 // Whether the CPU has AVX-512 VNNI (VPDPBUSD). Highway 1.0.3 chooses its AVX3_DL target
 // only when the CPU also has the VEX-coded AVX-VNNI, which Zen 4 lacks: there
 // -march=native gives the AVX3 target with __AVX512VNNI__ defined, and a runtime-dispatch
@@ -70,6 +77,32 @@ HWY_INLINE bool HaveVnni() {
 #else
 HWY_INLINE bool HaveVnni() { return false; }
 #endif
+
+// x86 has no 8-bit multiply but a fast 16-bit multiply-add of pairs, which beats 32-bit
+// multiplies by far (gemma4_bench_model's kernel/read column). The scalar and emulated
+// targets keep the portable path, and ARM does until it gets its own dot product.
+#undef GEMMA4_INT_DOT_PAIRS  // set again for each target this file is compiled for
+#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#define GEMMA4_INT_DOT_PAIRS 1
+inline constexpr bool kPairsTarget = true;
+#else
+#define GEMMA4_INT_DOT_PAIRS 0
+inline constexpr bool kPairsTarget = false;
+#endif
+
+HWY_INLINE IntDot ChosenIntDot() {
+  if (HaveVnni()) return IntDot::kVnni;
+  return kPairsTarget ? IntDot::kPairs : IntDot::kPortable;
+}
+
+inline const char* IntDotName(IntDot dot) {
+  switch (dot) {
+    case IntDot::kVnni: return "AVX-512 VNNI";
+    case IntDot::kPairs: return "16-bit pairs";
+    case IntDot::kPortable: return "portable";
+  }
+  return "?";
+}
 
 HWY_INLINE std::int32_t LoadQuad(const std::int8_t* p) {
   std::int32_t v;
@@ -88,10 +121,13 @@ HWY_INLINE void ZeroAll(D d, hn::Vec<D> (&tile)[kR][kT]) {
 }
 
 // acc[i] += sum over j < 4 of byte j of w[i] (unsigned) * byte j of x[i] (signed).
-template <bool kVnni>
+template <IntDot kDot>
 HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
+  const DQ d;
+  const hn::RebindToUnsigned<DQ> du;
+  const auto wu = hn::BitCast(du, w);
 #if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3
-  if constexpr (kVnni) {
+  if constexpr (kDot == IntDot::kVnni) {
     // Inline asm, not _mm512_dpbusd_epi32: with the intrinsic GCC 12 copies every
     // accumulator to a new register around each VPDPBUSD and spills a tile's worth of
     // them, which halves the kernels' speed; "+v" updates the accumulator in place.
@@ -99,9 +135,23 @@ HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
     return acc;
   }
 #endif
-  const DQ d;
-  const hn::RebindToUnsigned<DQ> du;
-  const auto wu = hn::BitCast(du, w);
+#if GEMMA4_INT_DOT_PAIRS
+  if constexpr (kDot == IntDot::kPairs) {
+    // Bytes 0 and 2 of each lane as two 16-bit values, then bytes 1 and 3: weights zero-
+    // and activations sign-extended; each product fits 16 x 16 -> 32 bits exactly.
+    const hn::Repartition<std::int16_t, DQ> d16;
+    const auto even_bytes = hn::Set(du, 0x00FF00FFu);
+    const auto w_even = hn::BitCast(d16, hn::And(wu, even_bytes));
+    const auto w_odd = hn::BitCast(d16, hn::And(hn::ShiftRight<8>(wu), even_bytes));
+    const auto x16 = hn::BitCast(d16, x);
+    const auto x_even = hn::ShiftRight<8>(hn::ShiftLeft<8>(x16));
+    const auto x_odd = hn::ShiftRight<8>(x16);
+    VQ sum0 = hn::Zero(d), sum1 = hn::Zero(d);
+    sum0 = hn::ReorderWidenMulAccumulate(d, w_even, x_even, sum0, sum1);
+    sum0 = hn::ReorderWidenMulAccumulate(d, w_odd, x_odd, sum0, sum1);
+    return hn::Add(acc, hn::RearrangeToOddPlusEven(sum0, sum1));
+  }
+#endif
   const auto byte = hn::Set(du, 0xFFu);
   acc = hn::Add(acc, hn::Mul(hn::BitCast(d, hn::And(wu, byte)), hn::ShiftRight<24>(hn::ShiftLeft<24>(x))));
   acc = hn::Add(acc, hn::Mul(hn::BitCast(d, hn::And(hn::ShiftRight<8>(wu), byte)), hn::ShiftRight<24>(hn::ShiftLeft<16>(x))));
@@ -152,7 +202,7 @@ inline void QuantizeActivations(const float* HWY_RESTRICT x, std::size_t tokens,
 }
 
 // out[t, 16b + r] for kR row blocks from `block` and kT tokens from `token`; int8 weights.
-template <std::size_t kR, std::size_t kT, bool kVnni>
+template <std::size_t kR, std::size_t kT, IntDot kDot>
 HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
                          float* HWY_RESTRICT out) {
   const DQ d;
@@ -173,7 +223,7 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       for (std::size_t t = 0; t < kT; ++t) {
         const VQ xq = hn::Set(d, LoadQuad(x[t] + 4 * q));
         HWY_UNROLL(16)
-        for (std::size_t r = 0; r < kR; ++r) acc[r][t] = DotQuads<kVnni>(acc[r][t], weights[r], xq);
+        for (std::size_t r = 0; r < kR; ++r) acc[r][t] = DotQuads<kDot>(acc[r][t], weights[r], xq);
       }
     }
     HWY_UNROLL(16)
@@ -206,7 +256,7 @@ HWY_INLINE VQF Int4GroupScales(const std::uint8_t* block, std::size_t g, std::si
 // streams closer to a plain read than two or four blocks at once or software
 // prefetching (gemma4_bench_model's kernel/read column; bench/README.md has the runs).
 // A token gets the same bits in a prefill tile and alone.
-template <std::size_t kR, std::size_t kT, bool kVnni>
+template <std::size_t kR, std::size_t kT, IntDot kDot>
 HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
                          float* HWY_RESTRICT out) {
   const DQ d;
@@ -248,8 +298,8 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
           const VQ xh = hn::Set(d, LoadQuad(x + t * a.cols + 8 * o + 4));
           HWY_UNROLL(16)
           for (std::size_t r = 0; r < kR; ++r) {
-            low_acc[r][t] = DotQuads<kVnni>(low_acc[r][t], low[r], xl);
-            high_acc[r][t] = DotQuads<kVnni>(high_acc[r][t], high[r], xh);
+            low_acc[r][t] = DotQuads<kDot>(low_acc[r][t], low[r], xl);
+            high_acc[r][t] = DotQuads<kDot>(high_acc[r][t], high[r], xh);
           }
         }
       }
@@ -277,7 +327,7 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
 
 // Row blocks kR at a time, each block's weights reused by tokens kT at a time while
 // they are in cache.
-template <std::size_t kR, std::size_t kT, bool kVnni, typename Tile>
+template <std::size_t kR, std::size_t kT, typename Tile>
 HWY_INLINE void QuantizedBlocks(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t block,
                                 float* HWY_RESTRICT out, Tile tile) {
   std::size_t t = 0;
@@ -287,40 +337,40 @@ HWY_INLINE void QuantizedBlocks(const QuantizedMatrix& w, const QuantizedActivat
 
 // Tile shapes: accumulators kR * kT (int8) or 2 * kR * kT (int4) plus kR weight
 // vectors must fit the 32 vector registers of AVX-512, or the compiler spills.
-template <bool kVnni, std::size_t kR, std::size_t kT, typename Tile>
+template <std::size_t kR, std::size_t kT, typename Tile>
 HWY_INLINE void QuantizedPanels(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                 std::size_t end_block, float* HWY_RESTRICT out, Tile tile) {
   std::size_t b = first_block;
-  for (; b + kR <= end_block; b += kR) QuantizedBlocks<kR, kT, kVnni>(w, a, b, out, tile);
-  for (; b < end_block; ++b) QuantizedBlocks<1, kT, kVnni>(w, a, b, out, tile);
+  for (; b + kR <= end_block; b += kR) QuantizedBlocks<kR, kT>(w, a, b, out, tile);
+  for (; b < end_block; ++b) QuantizedBlocks<1, kT>(w, a, b, out, tile);
 }
 
 // out[t, r] = sum_c w[r, c] x[t, c] for the rows of blocks [first_block, end_block) and
 // every token of a; out is [tokens, rows]. The result of a row does not depend on the
 // block range, so threads may split the blocks any way.
-template <bool kVnni>
+template <IntDot kDot>
 HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                   std::size_t end_block, float* HWY_RESTRICT out) {
   if (w.format() == WeightFormat::kInt8) {
     // Decode (one token) takes four row blocks per pass: four read streams per thread,
     // which memory serves faster than one (gemma4_bench_model's kernel/read column).
-    const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int8Tile<kR, kT, kVnni>(args...); };
-    a.tokens == 1 ? QuantizedPanels<kVnni, kInt8DecodePass, 1>(w, a, first_block, end_block, out, tile)
-                  : QuantizedPanels<kVnni, kInt8PrefillPass, kInt8PrefillTokens>(w, a, first_block, end_block, out, tile);
+    const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int8Tile<kR, kT, kDot>(args...); };
+    a.tokens == 1 ? QuantizedPanels<kInt8DecodePass, 1>(w, a, first_block, end_block, out, tile)
+                  : QuantizedPanels<kInt8PrefillPass, kInt8PrefillTokens>(w, a, first_block, end_block, out, tile);
   } else {
-    const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int4Tile<kR, kT, kVnni>(args...); };
-    a.tokens == 1 ? QuantizedPanels<kVnni, kInt4DecodePass, 1>(w, a, first_block, end_block, out, tile)
-                  : QuantizedPanels<kVnni, kInt4PrefillPass, kInt4PrefillTokens>(w, a, first_block, end_block, out, tile);
+    const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int4Tile<kR, kT, kDot>(args...); };
+    a.tokens == 1 ? QuantizedPanels<kInt4DecodePass, 1>(w, a, first_block, end_block, out, tile)
+                  : QuantizedPanels<kInt4PrefillPass, kInt4PrefillTokens>(w, a, first_block, end_block, out, tile);
   }
 }
 
-// The same with VNNI where the CPU has it.
+// The same with the dot product the target and CPU do best (ChosenIntDot).
 HWY_INLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                 std::size_t end_block, float* HWY_RESTRICT out) {
 #if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3
-  if (HaveVnni()) return QuantizedMatMul<true>(w, a, first_block, end_block, out);
+  if (HaveVnni()) return QuantizedMatMul<IntDot::kVnni>(w, a, first_block, end_block, out);
 #endif
-  QuantizedMatMul<false>(w, a, first_block, end_block, out);
+  QuantizedMatMul<kPairsTarget ? IntDot::kPairs : IntDot::kPortable>(w, a, first_block, end_block, out);
 }
 
 }  // namespace HWY_NAMESPACE
