@@ -147,7 +147,7 @@ struct ForwardPass {
   // and their final-normed hidden rows into hidden [count, hidden_size] unless it is null.
   void (*final_logits)(ForwardState<V>& state, std::size_t first, std::size_t count, std::span<float> out, float* hidden);
   const char* simd_target;  // Highway's name of the target, e.g. "AVX2"
-  const char* integer_dot;  // how int8/int4 matmuls multiply: "AVX-512 VNNI" or "portable"
+  const char* integer_dot;  // how int8/int4 matmuls multiply: "AVX-512 VNNI", "16-bit pairs" or "portable"
 };
 
 }  // namespace gemma4

@@ -135,7 +135,7 @@ class Session {
   }
 
   // The Highway target the forward pass runs on (e.g. "AVX2") and how its int8/int4
-  // matmuls multiply ("AVX-512 VNNI" or "portable").
+  // matmuls multiply ("AVX-512 VNNI", "16-bit pairs" or "portable").
   const char* simd_target() const { return pass_.simd_target; }
   const char* integer_dot() const { return pass_.integer_dot; }
 
