@@ -68,16 +68,15 @@ struct KnownTemplate {
   std::uint64_t hash;
   TemplateRevision revision;
   bool large_model;
-  std::string_view name;
 };
 inline constexpr KnownTemplate kKnownTemplates[] = {
-    {0xf8853f5ee4557739u, TemplateRevision::kFirstRelease, false, "gemma-4-first-release"},
-    {0x9c363b945b2badb4u, TemplateRevision::kToolTurns, false, "gemma-4-E2B-it-2026-04-13"},
-    {0xfd2eff67701906ebu, TemplateRevision::kNestedSchemas, false, "gemma-4-E2B-it-2026-04-29"},
-    {0xb5a7c4713578081cu, TemplateRevision::kJuly2026, false, "gemma-4-E2B-it-2026-07-09"},
-    {0xecf8ed96903a3852u, TemplateRevision::kToolTurns, true, "gemma-4-31B-it-2026-04-10"},
-    {0x42c43f5ac13ede11u, TemplateRevision::kNestedSchemas, true, "gemma-4-31B-it-2026-04-29"},
-    {0x49328c5f218b677fu, TemplateRevision::kJuly2026, true, "gemma-4-31B-it-2026-07-09"},
+    {0xf8853f5ee4557739u, TemplateRevision::kFirstRelease, false},  // gemma-4-first-release.jinja
+    {0x9c363b945b2badb4u, TemplateRevision::kToolTurns, false},  // gemma-4-E2B-it-2026-04-13.jinja
+    {0xfd2eff67701906ebu, TemplateRevision::kNestedSchemas, false},  // gemma-4-E2B-it-2026-04-29.jinja
+    {0xb5a7c4713578081cu, TemplateRevision::kJuly2026, false},  // gemma-4-E2B-it-2026-07-09.jinja
+    {0xecf8ed96903a3852u, TemplateRevision::kToolTurns, true},  // gemma-4-31B-it-2026-04-10.jinja
+    {0x42c43f5ac13ede11u, TemplateRevision::kNestedSchemas, true},  // gemma-4-31B-it-2026-04-29.jinja
+    {0x49328c5f218b677fu, TemplateRevision::kJuly2026, true},  // gemma-4-31B-it-2026-07-09.jinja
 };
 
 inline std::string_view without_trailing_space(std::string_view text) {

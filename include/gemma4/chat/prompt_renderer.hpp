@@ -382,7 +382,6 @@ class Renderer {
       if (options_.thinking) {
         out_.control(control_token::kThink);
         if (at_least(TemplateRevision::kToolTurns)) out_.text("\n");
-        previous_ = Written::kOther;
       }
       if (leading_system) {
         out_.text(trim_whitespace(text_of(messages[0], 0)));
@@ -392,7 +391,6 @@ class Renderer {
         out_.control(control_token::kToolStart);
         declaration(tool);
         out_.control(control_token::kToolEnd);
-        previous_ = Written::kOther;
       }
       close_turn();
     }
@@ -412,7 +410,8 @@ class Renderer {
   }
 
  private:
-  enum class Written { kNone, kOther, kToolCall, kToolResponse };  // ns.prev_message_type
+  // ns.prev_message_type, as far as the generation prompt looks at it.
+  enum class Written { kNone, kToolCall, kToolResponse };
 
   static std::string_view text_of(const Message& message, std::size_t index) {
     if (message.content.is_null()) return {};

@@ -56,9 +56,6 @@ class PromptText {
     segments_.back().text += s;
   }
   void control(std::string_view token) { segments_.push_back({true, std::string(token)}); }
-  void append(const PromptText& other) {
-    for (const Segment& s : other.segments_) s.control ? control(s.text) : text(s.text);
-  }
 
   const std::vector<Segment>& segments() const { return segments_; }
 

@@ -167,15 +167,20 @@ class ToolValueReader {
     return true;
   }
 
+  // A function name: letters, digits, '_', '-', '.' (possibly none).
+  std::string_view take_name() {
+    const std::size_t begin = at_;
+    while (at_ < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[at_])) || std::string_view("_-.").find(text_[at_]) != std::string_view::npos)) ++at_;
+    return text_.substr(begin, at_ - begin);
+  }
+
   // A value; nullopt with reason_ set on error. `depth` bounds nesting (no stack overflow).
   std::optional<JsonValue> value(int depth = 0) {
     if (depth > kMaxDepth) return error("nested deeper than 64 levels");
     if (take(control_token::kQuote)) {
-      const std::size_t end = text_.find(control_token::kQuote, at_);
-      if (end == std::string_view::npos) return error("a string without its closing <|\"|>");
-      JsonValue s = std::string(text_.substr(at_, end - at_));
-      at_ = end + control_token::kQuote.size();
-      return s;
+      std::optional<std::string> s = rest_of_quoted("a string");
+      if (!s) return std::nullopt;
+      return JsonValue(std::move(*s));
     }
     if (take("{")) return object(depth);
     if (take("[")) return list(depth);
@@ -211,14 +216,17 @@ class ToolValueReader {
     return std::nullopt;
   }
 
+  // The text up to the closing <|"|> of a string or key whose opening one was taken.
+  std::optional<std::string> rest_of_quoted(std::string_view what) {
+    const std::size_t end = text_.find(control_token::kQuote, at_);
+    if (end == std::string_view::npos) return error(fmt::format("{} without its closing <|\"|>", what));
+    std::string text(text_.substr(at_, end - at_));
+    at_ = end + control_token::kQuote.size();
+    return text;
+  }
+
   std::optional<std::string> key() {
-    if (take(control_token::kQuote)) {
-      const std::size_t end = text_.find(control_token::kQuote, at_);
-      if (end == std::string_view::npos) return error("a key without its closing <|\"|>");
-      std::string k(text_.substr(at_, end - at_));
-      at_ = end + control_token::kQuote.size();
-      return k;
-    }
+    if (take(control_token::kQuote)) return rest_of_quoted("a key");
     const std::size_t begin = at_;
     while (at_ < text_.size() && std::string_view(":,{}[]<").find(text_[at_]) == std::string_view::npos) ++at_;
     if (at_ == begin) return error("an empty key");
@@ -263,19 +271,11 @@ inline std::optional<ToolCall> parse_tool_call_body(std::string_view body, std::
     reason = "does not start with \"call:\"";
     return std::nullopt;
   }
-  const std::size_t name_begin = reader.position();
-  std::size_t name_end = name_begin;
-  while (name_end < body.size() && (std::isalnum(static_cast<unsigned char>(body[name_end])) || body[name_end] == '_' ||
-                                    body[name_end] == '-' || body[name_end] == '.')) {
-    ++name_end;
-  }
-  ToolCall call{.name = std::string(body.substr(name_begin, name_end - name_begin))};
+  ToolCall call{.name = std::string(reader.take_name())};
   if (call.name.empty()) {
     reason = "no function name after \"call:\"";
     return std::nullopt;
   }
-  reader = detail::ToolValueReader(body);
-  reader.take(body.substr(0, name_end));
   if (!reader.take("{")) {
     reason = fmt::format("expected '{{' after the function name \"{}\"", call.name);
     return std::nullopt;
