@@ -161,6 +161,13 @@ inline double int8_dot_rate(ThreadPool& pool, int runs) {
     switch (ops::ChosenIntDot()) {
       case ops::IntDot::kVnni: return int8_dots<ops::IntDot::kVnni>(steps);
       case ops::IntDot::kPairs: return int8_dots<ops::IntDot::kPairs>(steps);
+#if GEMMA4_ARM_DOT
+      case ops::IntDot::kSdot: return int8_dots<ops::IntDot::kSdot>(steps);
+      case ops::IntDot::kI8mm: return int8_dots<ops::IntDot::kI8mm>(steps);
+#else
+      case ops::IntDot::kSdot:
+      case ops::IntDot::kI8mm:
+#endif
       case ops::IntDot::kPortable: return int8_dots<ops::IntDot::kPortable>(steps);
     }
   });

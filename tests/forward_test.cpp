@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 
 #include "gemma4/tiny.hpp"
@@ -114,8 +115,9 @@ TEST_CASE("a session runs on the SIMD target the build was made for", "[forward]
 #if HWY_ARCH_X86
   const bool vnni = (targets.front() & (HWY_AVX3 | HWY_AVX3_DL)) != 0 && __builtin_cpu_supports("avx512vnni");
   const bool pairs = (targets.front() & (HWY_SSE4 | HWY_AVX2 | HWY_AVX3 | HWY_AVX3_DL)) != 0;  // x86 without VNNI
-#else
-  const bool vnni = false, pairs = false;
-#endif
   CHECK(std::string(session.integer_dot()) == (vnni ? "AVX-512 VNNI" : pairs ? "16-bit pairs" : "portable"));
+#else
+  // CI runs the aarch64 suite on three emulated CPUs and says which dot product each has.
+  if (const char* expected = std::getenv("GEMMA4_EXPECT_INT_DOT")) CHECK(std::string(session.integer_dot()) == expected);
+#endif
 }

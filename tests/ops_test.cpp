@@ -231,8 +231,13 @@ void TestScaledRow() {
 
 // Highway's target choice once left Zen 4's VNNI unused, prefill five times slower,
 // with every other test passing.
-void TestVnniChoice() {
+void TestIntDotChoice() {
+#if GEMMA4_ARM_DOT
+  const ArmFeatures& arm = arm_features();
+  CHECK(ChosenIntDot() == (arm.i8mm ? IntDot::kI8mm : arm.dotprod ? IntDot::kSdot : IntDot::kPortable));
+#else
   CHECK(ChosenIntDot() == (HaveVnni() ? IntDot::kVnni : kPairsTarget ? IntDot::kPairs : IntDot::kPortable));
+#endif
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4
   CHECK(ChosenIntDot() == IntDot::kPairs);
 #endif
@@ -246,9 +251,21 @@ void TestVnniChoice() {
 #endif
 }
 
-void TestQuantizedMatMul(std::size_t tokens) {
+// Every integer dot of an ARM CPU, not only its best (qemu's -cpu max has them all).
+template <IntDot kDot>
+void CheckArmIntDot(bool cpu_has_it, const QuantizedMatrix& q, const QuantizedActivations& a,
+                    const std::vector<float>& portable) {
+  if (!cpu_has_it) return;
+  std::vector<float> out(portable.size(), -4.0f);
+  QuantizedMatMul<kDot>(q, a, 0, q.rows() / kRowBlock, out.data());
+  INFO(IntDotName(kDot));
+  CHECK(test::first_difference(out, portable) == "");
+}
+
+// cols 100: an odd number of int8 quads, which ARM's matrix tiles leave to USDOT.
+void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
   using test::first_difference;
-  const std::size_t rows = 80, cols = 160;  // 5 row blocks: the kernels' 3- and 2-block panels plus tails
+  const std::size_t rows = 80;  // 5 row blocks: the kernels' 3- and 2-block panels plus tails
   const auto w = test::normal_values(rows * cols, 2, 0.05f);
   auto x = test::normal_values(tokens * cols, 3);
   x[7] = 9.0f;  // an outlier sets token 0's scale
@@ -264,6 +281,7 @@ void TestQuantizedMatMul(std::size_t tokens) {
     CHECK(a.sum[t] == sum);
   }
   for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    if (!packable(f, rows, cols)) continue;
     QuantizedMatrix q(f, rows, cols);
     q.quantize_blocks(w.data(), 0, rows / kRowBlock);
     std::vector<float> chosen(tokens * rows, -1.0f), portable(tokens * rows, -2.0f), split(tokens * rows, -3.0f);
@@ -273,6 +291,10 @@ void TestQuantizedMatMul(std::size_t tokens) {
     INFO(weight_format_name(f) << ", " << tokens << " tokens");
     CHECK(first_difference(chosen, portable) == "");
     CHECK(first_difference(chosen, split) == "");  // a row's result does not depend on how blocks are split
+#if GEMMA4_ARM_DOT
+    CheckArmIntDot<IntDot::kSdot>(arm_features().dotprod, q, a, portable);
+    CheckArmIntDot<IntDot::kI8mm>(arm_features().i8mm, q, a, portable);
+#endif
     for (std::size_t t = 0; t < tokens; ++t) {
       for (std::size_t r = 0; r < rows; ++r) {
         double expected = 0;
@@ -303,11 +325,11 @@ GEMMA4_TARGET_TEST(TestRope, "rotate-half RoPE, including unrotated pairs, match
 GEMMA4_TARGET_TEST(TestSoftmax, "softmax matches scalar and sums to 1", "[ops]")
 GEMMA4_TARGET_TEST(TestGroupedAttention, "grouped attention over a ring of cached positions matches scalar, for any head grouping", "[ops]")
 GEMMA4_TARGET_TEST(TestScaledRow, "embedding rows widen to f32 from every stored layout", "[ops]")
-GEMMA4_TARGET_TEST(TestVnniChoice, "a target uses AVX-512 VNNI exactly when it and the CPU have it", "[ops][quantized]")
+GEMMA4_TARGET_TEST(TestIntDotChoice, "a target uses the best integer dot it and the CPU have (VNNI, SDOT, i8mm)", "[ops][quantized]")
 
 HWY_EXPORT(TestQuantizedMatMul);
-TEST_CASE("quantized matmul: VNNI and portable paths agree exactly and match the reference", "[ops][quantized]") {
-  HWY_DYNAMIC_DISPATCH(TestQuantizedMatMul)(GENERATE(1u, 2u, 6u, 7u, 13u));
+TEST_CASE("quantized matmul: every integer dot agrees exactly with the portable path and matches the reference", "[ops][quantized]") {
+  HWY_DYNAMIC_DISPATCH(TestQuantizedMatMul)(GENERATE(1u, 2u, 6u, 7u, 13u), GENERATE(160u, 100u));
 }
 
 TEST_CASE("a KV cache needs head dims in whole value chunks", "[ops]") {

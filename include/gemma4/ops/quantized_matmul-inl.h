@@ -1,8 +1,9 @@
 // Matrix products with int8 / int4 weights (layouts in weights/quantize.hpp) and
 // activations quantized on the fly to int8, one scale per token. All integer sums are
 // exact, so every way of multiplying the bytes (IntDot) gives the same bits: AVX-512
-// VNNI where the CPU has it, 16-bit pairs (PMADDWD) on other x86 targets, and plain
-// shifts and multiplies everywhere else; the tests hold the chosen one to the last.
+// VNNI where the CPU has it, 16-bit pairs (PMADDWD) on other x86 targets, SDOT or the
+// i8mm instructions (USDOT, USMMLA) on ARM cores that have them, and plain shifts and
+// multiplies everywhere else; the tests hold the chosen one to the last.
 //
 // For a token t with activations x ~ q_t * s_t and a row with weights w ~ (u - o) * d,
 // u the stored unsigned value and o its offset (128 for int8, 8 for int4):
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "gemma4/base/cpu_features.hpp"
 #include "gemma4/ops/packed_matrix.hpp"
 #include "gemma4/ops/quantized_activations.hpp"
 
@@ -25,8 +27,9 @@ namespace gemma4 {
 // A thread's range of blocks in whole passes runs no narrower pass.
 inline constexpr std::size_t kInt8DecodePass = 4, kInt8PrefillPass = 3, kInt4DecodePass = 1, kInt4PrefillPass = 2;
 // Tokens per prefill tile: with the pass above, the accumulators and weight vectors of a
-// tile fill AVX-512's 32 registers without spilling.
-inline constexpr std::size_t kInt8PrefillTokens = 6, kInt4PrefillTokens = 3;
+// tile fill AVX-512's 32 registers without spilling. ARM's matrix tiles (USMMLA) take
+// tokens in pairs.
+inline constexpr std::size_t kInt8PrefillTokens = 6, kInt4PrefillTokens = 3, kInt4MatrixTokens = 4;
 constexpr std::size_t quantized_pass_blocks(WeightFormat format, std::size_t tokens) {
   if (format == WeightFormat::kInt8) return tokens == 1 ? kInt8DecodePass : kInt8PrefillPass;
   return tokens == 1 ? kInt4DecodePass : kInt4PrefillPass;
@@ -60,6 +63,8 @@ enum class IntDot {
   kPortable,  // shifts and 32-bit multiplies, on every target
   kPairs,     // bytes widened to 16 bits, multiplied and added in pairs (PMADDWD on x86)
   kVnni,      // VPDPBUSD (AVX-512 VNNI)
+  kSdot,      // SDOT (Armv8.2 dotprod), signed bytes: the weights' offset is taken out first
+  kI8mm,      // USDOT, and USMMLA's 2 x 2 matrix tiles for prefill (Armv8.6 i8mm)
 };
 
 // Whether the CPU has AVX-512 VNNI (VPDPBUSD). Highway 1.0.3 chooses its AVX3_DL target
@@ -90,8 +95,43 @@ inline constexpr bool kPairsTarget = true;
 inline constexpr bool kPairsTarget = false;
 #endif
 
+// ARM's dot-product instructions are inline asm, like VPDPBUSD: one aarch64 binary
+// built for plain Armv8.0 uses what the CPU reports at run time (cpu_features.hpp), with
+// no -march flag and no per-function target attributes.
+#undef GEMMA4_ARM_DOT  // set again for each target this file is compiled for
+#if HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64
+#define GEMMA4_ARM_DOT 1
+
+// One of ARM's "Vd.4S += Vn.16B op Vm.16B" instructions, or with kLane >= 0 its "by
+// element" form, which takes the 4 bytes of lane kLane of Vm for every lane. The
+// assembler takes their mnemonics only if -march names the extension (SDOT only from
+// Armv8.2 on, whatever .arch_extension says), so they are written as encodings, the
+// register fields filled in from symbols numbering v0..v31 (bench/mca turns them back
+// into mnemonics).
+enum class ArmDot : std::uint32_t { kSdot = 0x4e809400, kUsdot = 0x4e809c00, kUsmmla = 0x4e80ac00 };
+template <ArmDot kOp, int kLane = -1>
+HWY_INLINE VQ ArmDotAccumulate(VQ acc, VQ n, VQ m) {
+  static_assert(kLane < 4 && (kLane < 0 || kOp != ArmDot::kUsmmla));
+  constexpr std::uint32_t kByElement = kOp == ArmDot::kSdot ? 0x4f80e000 : 0x4f80f000;
+  constexpr std::uint32_t kEncoding =
+      kLane < 0 ? static_cast<std::uint32_t>(kOp) : kByElement | (kLane & 1) << 21 | (kLane >> 1) << 11;
+  asm(".irp n,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31\n\t"
+      ".set .Lgemma4_v\\n, \\n\n\t.endr\n\t"
+      ".inst %c3 | (.Lgemma4_%2 << 16) | (.Lgemma4_%1 << 5) | .Lgemma4_%0"
+      : "+w"(acc.raw)
+      : "w"(n.raw), "w"(m.raw), "i"(kEncoding));
+  return acc;
+}
+#else
+#define GEMMA4_ARM_DOT 0
+#endif
+
 HWY_INLINE IntDot ChosenIntDot() {
   if (HaveVnni()) return IntDot::kVnni;
+#if GEMMA4_ARM_DOT
+  if (arm_features().i8mm) return IntDot::kI8mm;
+  if (arm_features().dotprod) return IntDot::kSdot;
+#endif
   return kPairsTarget ? IntDot::kPairs : IntDot::kPortable;
 }
 
@@ -99,10 +139,17 @@ inline const char* IntDotName(IntDot dot) {
   switch (dot) {
     case IntDot::kVnni: return "AVX-512 VNNI";
     case IntDot::kPairs: return "16-bit pairs";
+    case IntDot::kSdot: return "SDOT";
+    case IntDot::kI8mm: return "USDOT+USMMLA";
     case IntDot::kPortable: return "portable";
   }
   return "?";
 }
+
+// SDOT multiplies signed bytes by signed bytes: int8 weights flip their top bit (u - 128)
+// and int4 nibbles (0..15) are taken as they are, so no offset is subtracted afterwards.
+template <IntDot kDot>
+inline constexpr bool kSignedWeights = kDot == IntDot::kSdot;
 
 HWY_INLINE std::int32_t LoadQuad(const std::int8_t* p) {
   std::int32_t v;
@@ -123,6 +170,7 @@ HWY_INLINE void ZeroAll(D d, hn::Vec<D> (&tile)[kR][kT]) {
 // acc[i] += sum over j < 4 of byte j of w[i] (unsigned) * byte j of x[i] (signed).
 template <IntDot kDot>
 HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
+  static_assert(GEMMA4_ARM_DOT || (kDot != IntDot::kSdot && kDot != IntDot::kI8mm), "ARM instructions on another target");
   const DQ d;
   const hn::RebindToUnsigned<DQ> du;
   const auto wu = hn::BitCast(du, w);
@@ -134,6 +182,10 @@ HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
     asm("vpdpbusd %2, %1, %0" : "+v"(acc.raw) : "v"(w.raw), "v"(x.raw));
     return acc;
   }
+#endif
+#if GEMMA4_ARM_DOT
+  if constexpr (kDot == IntDot::kSdot) return ArmDotAccumulate<ArmDot::kSdot>(acc, w, x);
+  if constexpr (kDot == IntDot::kI8mm) return ArmDotAccumulate<ArmDot::kUsdot>(acc, w, x);
 #endif
 #if GEMMA4_INT_DOT_PAIRS
   if constexpr (kDot == IntDot::kPairs) {
@@ -201,12 +253,22 @@ inline void QuantizeActivations(const float* HWY_RESTRICT x, std::size_t tokens,
   QuantizeActivationRows(x, 0, tokens, a);
 }
 
+// Writes out[token, row + i] for the N rows from `row`, from their integer sums.
+template <bool kSigned>
+HWY_INLINE void StoreInt8Sums(const QuantizedMatrix& w, std::size_t row, const QuantizedActivations& a, std::size_t token,
+                              VQ sums, float* HWY_RESTRICT out) {
+  const DQ d;
+  const DQF df;
+  const VQ exact = kSigned ? sums : hn::Sub(sums, hn::Set(d, 128 * a.sum[token]));
+  const VQF scale = hn::Mul(hn::LoadU(df, w.row_scales() + row), hn::Set(df, a.scale[token]));
+  hn::StoreU(hn::Mul(hn::ConvertTo(df, exact), scale), df, out + token * w.rows() + row);
+}
+
 // out[t, 16b + r] for kR row blocks from `block` and kT tokens from `token`; int8 weights.
 template <std::size_t kR, std::size_t kT, IntDot kDot>
 HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
                          float* HWY_RESTRICT out) {
   const DQ d;
-  const DQF df;
   const std::size_t N = hn::Lanes(d), quads = w.cols() / 4;
   const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights()) + block * quads * kRowBlock;
   const std::int8_t* x[kT];
@@ -218,7 +280,10 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
     for (std::size_t q = 0; q < quads; ++q) {
       VQ weights[kR];
       HWY_UNROLL(16)
-      for (std::size_t r = 0; r < kR; ++r) weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
+      for (std::size_t r = 0; r < kR; ++r) {
+        weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
+        if constexpr (kSignedWeights<kDot>) weights[r] = hn::Xor(weights[r], hn::Set(d, static_cast<std::int32_t>(0x80808080u)));
+      }
       HWY_UNROLL(16)
       for (std::size_t t = 0; t < kT; ++t) {
         const VQ xq = hn::Set(d, LoadQuad(x[t] + 4 * q));
@@ -228,13 +293,9 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
     }
     HWY_UNROLL(16)
     for (std::size_t r = 0; r < kR; ++r) {
-      const std::size_t row = (block + r) * kRowBlock + lane;
-      const VQF row_scale = hn::LoadU(df, w.row_scales() + row);
       HWY_UNROLL(16)
       for (std::size_t t = 0; t < kT; ++t) {
-        const VQ exact = hn::Sub(acc[r][t], hn::Set(d, 128 * a.sum[token + t]));
-        const VQF scale = hn::Mul(row_scale, hn::Set(df, a.scale[token + t]));
-        hn::StoreU(hn::Mul(hn::ConvertTo(df, exact), scale), df, out + (token + t) * w.rows() + row);
+        StoreInt8Sums<kSignedWeights<kDot>>(w, (block + r) * kRowBlock + lane, a, token + t, acc[r][t], out);
       }
     }
   }
@@ -247,6 +308,82 @@ HWY_INLINE VQF Int4GroupScales(const std::uint8_t* block, std::size_t g, std::si
   const VQ words = hn::LoadU(d, reinterpret_cast<const std::int32_t*>(block + Int4Layout::scale_pairs(g)) + lane);
   const VQ bits = g % 2 == 0 ? hn::ShiftLeft<16>(words) : hn::And(words, hn::Set(d, static_cast<std::int32_t>(0xFFFF0000u)));
   return hn::BitCast(DQF(), bits);
+}
+
+// Writes the f32 sums of an int4 tile, scaled by their tokens' scales.
+template <std::size_t kR, std::size_t kT>
+HWY_INLINE void StoreInt4Sums(const QuantizedMatrix& w, std::size_t block, std::size_t lane, const QuantizedActivations& a,
+                              std::size_t token, const VQF (&sum)[kR][kT], float* HWY_RESTRICT out) {
+  const DQF df;
+  HWY_UNROLL(16)
+  for (std::size_t r = 0; r < kR; ++r) {
+    const std::size_t row = (block + r) * kRowBlock + lane;
+    HWY_UNROLL(16)
+    for (std::size_t t = 0; t < kT; ++t) {
+      hn::StoreU(hn::Mul(sum[r][t], hn::Set(df, a.scale[token + t])), df, out + (token + t) * w.rows() + row);
+    }
+  }
+}
+
+// Each byte's high nibble, 0..15.
+HWY_INLINE VQ HighNibbles(VQ packed) {
+  const hn::RebindToUnsigned<DQ> du;
+  return hn::BitCast(DQ(), hn::And(hn::ShiftRight<4>(hn::BitCast(du, packed)), hn::Set(du, 0x0F0F0F0Fu)));
+}
+
+// A token's activations for one int4 group, as the kernels multiply them: generic dots
+// broadcast each quad from memory as it is needed; ARM's dot products pick a quad out of
+// a vector by lane (SDOT/USDOT by element), so the group's 32 bytes are loaded once, not
+// as 8 separate broadcasts.
+template <IntDot kDot>
+inline constexpr bool kDotByLane = GEMMA4_ARM_DOT && (kDot == IntDot::kSdot || kDot == IntDot::kI8mm);
+struct GroupActivations {
+  const std::int8_t* x;
+  VQ quads[2];  // with kDotByLane: the group's quads 0-3 and 4-7
+};
+template <IntDot kDot>
+HWY_INLINE GroupActivations LoadGroupActivations(const std::int8_t* x) {
+  const DQ d;
+  static_assert(!kDotByLane<kDot> || kInt4Group == 2 * 4 * hn::MaxLanes(d));
+  if constexpr (kDotByLane<kDot>) {
+    const auto* quads = reinterpret_cast<const std::int32_t*>(x);
+    return {x, {hn::LoadU(d, quads), hn::LoadU(d, quads + 4)}};
+  }
+  return {x, {hn::Zero(d), hn::Zero(d)}};
+}
+// acc += w times quad kQuad of the group.
+template <std::size_t kQuad, IntDot kDot>
+HWY_INLINE VQ DotGroupQuad(VQ acc, VQ w, const GroupActivations& x) {
+#if GEMMA4_ARM_DOT
+  if constexpr (kDotByLane<kDot>) {
+    constexpr ArmDot kOp = kDot == IntDot::kSdot ? ArmDot::kSdot : ArmDot::kUsdot;
+    return ArmDotAccumulate<kOp, kQuad % 4>(acc, w, x.quads[kQuad / 4]);
+  }
+#endif
+  return DotQuads<kDot>(acc, w, hn::Set(DQ(), LoadQuad(x.x + 4 * kQuad)));
+}
+
+// Tile i of an int4 group for kR row blocks and kT tokens: the low nibbles hold the
+// tile's quad 2i, the high ones quad 2i + 1.
+template <std::size_t i, IntDot kDot, std::size_t kR, std::size_t kT>
+HWY_INLINE void Int4GroupTile(const std::int32_t* tiles, std::size_t block_stride, const GroupActivations (&xs)[kT],
+                              VQ (&low_acc)[kR][kT], VQ (&high_acc)[kR][kT]) {
+  const DQ d;
+  VQ low[kR], high[kR];
+  HWY_UNROLL(16)
+  for (std::size_t r = 0; r < kR; ++r) {
+    const VQ packed = hn::LoadU(d, tiles + r * block_stride + i * kRowBlock);
+    low[r] = hn::And(packed, hn::Set(d, 0x0F0F0F0F));
+    high[r] = kSignedWeights<kDot> ? HighNibbles(packed) : hn::And(packed, hn::Set(d, static_cast<std::int32_t>(0xF0F0F0F0u)));
+  }
+  HWY_UNROLL(16)
+  for (std::size_t t = 0; t < kT; ++t) {
+    HWY_UNROLL(16)
+    for (std::size_t r = 0; r < kR; ++r) {
+      low_acc[r][t] = DotGroupQuad<2 * i, kDot>(low_acc[r][t], low[r], xs[t]);
+      high_acc[r][t] = DotGroupQuad<2 * i + 1, kDot>(high_acc[r][t], high[r], xs[t]);
+    }
+  }
 }
 
 // Int8Tile for int4 weights: an exact integer sum per 32-column group, scaled by the
@@ -266,64 +403,164 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
   const std::size_t block_stride = block_bytes / sizeof(std::int32_t);  // in tiles' int32 units
   const std::int8_t* x = a.q.data() + token * a.cols;
   const std::int32_t* group_offset = a.group_offset.data() + token * groups;
-  const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
-  const VQ high_nibbles = hn::Set(d, static_cast<std::int32_t>(0xF0F0F0F0u));
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
     VQF sum[kR][kT];
     ZeroAll(df, sum);
     for (std::size_t g = 0; g < groups; ++g) {
       VQ low_acc[kR][kT], high_acc[kR][kT];
-      HWY_UNROLL(16)
-      for (std::size_t r = 0; r < kR; ++r) {
-        HWY_UNROLL(16)
-        for (std::size_t t = 0; t < kT; ++t) {
-          low_acc[r][t] = hn::Set(d, group_offset[t * groups + g]);
-          high_acc[r][t] = hn::Zero(d);
-        }
-      }
+      ZeroAll(d, low_acc);
+      ZeroAll(d, high_acc);
       const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
+      GroupActivations xs[kT];
       HWY_UNROLL(16)
-      for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
-        const std::size_t o = g * Int4Layout::kTilesPerGroup + i;  // the tile's 8 columns start at 8 * o
-        VQ low[kR], high[kR];
-        HWY_UNROLL(16)
-        for (std::size_t r = 0; r < kR; ++r) {
-          const VQ packed = hn::LoadU(d, tiles + r * block_stride + i * kRowBlock);
-          low[r] = hn::And(packed, low_nibbles);
-          high[r] = hn::And(packed, high_nibbles);
-        }
-        HWY_UNROLL(16)
-        for (std::size_t t = 0; t < kT; ++t) {
-          const VQ xl = hn::Set(d, LoadQuad(x + t * a.cols + 8 * o));
-          const VQ xh = hn::Set(d, LoadQuad(x + t * a.cols + 8 * o + 4));
-          HWY_UNROLL(16)
-          for (std::size_t r = 0; r < kR; ++r) {
-            low_acc[r][t] = DotQuads<kDot>(low_acc[r][t], low[r], xl);
-            high_acc[r][t] = DotQuads<kDot>(high_acc[r][t], high[r], xh);
-          }
-        }
-      }
+      for (std::size_t t = 0; t < kT; ++t) xs[t] = LoadGroupActivations<kDot>(x + t * a.cols + g * kInt4Group);
+      static_assert(Int4Layout::kTilesPerGroup == 4);
+      Int4GroupTile<0, kDot>(tiles, block_stride, xs, low_acc, high_acc);
+      Int4GroupTile<1, kDot>(tiles, block_stride, xs, low_acc, high_acc);
+      Int4GroupTile<2, kDot>(tiles, block_stride, xs, low_acc, high_acc);
+      Int4GroupTile<3, kDot>(tiles, block_stride, xs, low_acc, high_acc);
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
         const VQF group_scale = Int4GroupScales(blocks + r * block_bytes, g, lane);
         HWY_UNROLL(16)
         for (std::size_t t = 0; t < kT; ++t) {
-          // The high chain is an exact multiple of 16, so the arithmetic shift is exact.
-          const VQ exact = hn::Add(low_acc[r][t], hn::ShiftRight<4>(high_acc[r][t]));
+          // The high chain is an exact multiple of 16 (unless shifted down for SDOT), so the
+          // arithmetic shift is exact.
+          const VQ high_sum = kSignedWeights<kDot> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
+          const VQ exact = hn::Add(hn::Add(low_acc[r][t], high_sum), hn::Set(d, group_offset[t * groups + g]));
           sum[r][t] = hn::MulAdd(hn::ConvertTo(df, exact), group_scale, sum[r][t]);
         }
       }
+    }
+    StoreInt4Sums(w, block, lane, a, token, sum, out);
+  }
+}
+
+#if GEMMA4_ARM_DOT
+// USMMLA multiplies 2 rows x 8 columns of unsigned weights by 2 tokens x 8 columns of
+// signed activations into a 2 x 2 block of sums: twice USDOT's products per instruction.
+// Two vectors of 4 rows' quads interleave into 2 rows x 8 columns; the sums unzip back
+// into one vector of rows per token, where the kernels' epilogues take over unchanged.
+using D64 = hn::Repartition<std::int64_t, DQ>;
+
+HWY_INLINE VQ MatrixMulAdd(VQ acc, VQ w, VQ x) { return ArmDotAccumulate<ArmDot::kUsmmla>(acc, w, x); }
+
+// Columns [c, c + 8) of tokens t and t + 1, as USMMLA's second operand.
+HWY_INLINE VQ TokenPair(const QuantizedActivations& a, std::size_t t, std::size_t c) {
+  const D64 d64;
+  std::int64_t first, second;
+  std::memcpy(&first, a.q.data() + t * a.cols + c, 8);
+  std::memcpy(&second, a.q.data() + (t + 1) * a.cols + c, 8);
+  return hn::BitCast(DQ(), hn::InterleaveLower(d64, hn::Set(d64, first), hn::Set(d64, second)));
+}
+
+// Rows [0, 4) of sums for the tokens of a pair: from {rows 0-1, rows 2-3} x {t, t + 1}.
+HWY_INLINE VQ FirstOfPair(VQ rows01, VQ rows23) { return hn::ConcatEven(DQ(), rows23, rows01); }
+HWY_INLINE VQ SecondOfPair(VQ rows01, VQ rows23) { return hn::ConcatOdd(DQ(), rows23, rows01); }
+
+// acc[r][h][p] += rows[r][h] (rows 0-1 or 2-3 of block r, 8 columns from c) times the
+// same columns of tokens token + 2p and token + 2p + 1.
+template <std::size_t kR, std::size_t kPairs>
+HWY_INLINE void MatrixStep(const VQ (&rows)[kR][2], const QuantizedActivations& a, std::size_t token, std::size_t c,
+                           VQ (&acc)[kR][2][kPairs]) {
+  HWY_UNROLL(16)
+  for (std::size_t p = 0; p < kPairs; ++p) {
+    const VQ x = TokenPair(a, token + 2 * p, c);
+    HWY_UNROLL(16)
+    for (std::size_t r = 0; r < kR; ++r) {
+      acc[r][0][p] = MatrixMulAdd(acc[r][0][p], rows[r][0], x);
+      acc[r][1][p] = MatrixMulAdd(acc[r][1][p], rows[r][1], x);
+    }
+  }
+}
+
+// Int8Tile with USMMLA for an even kT; the quads come in pairs (w.cols() % 8 == 0).
+template <std::size_t kR, std::size_t kT>
+HWY_INLINE void Int8MatrixTile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a,
+                               std::size_t token, float* HWY_RESTRICT out) {
+  static_assert(kT % 2 == 0);
+  const DQ d;
+  const std::size_t N = hn::Lanes(d), quads = w.cols() / 4;
+  const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights()) + block * quads * kRowBlock;
+  for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
+    VQ acc[kR][2][kT / 2];  // [block][rows 0-1 or 2-3][token pair]
+    HWY_UNROLL(16)
+    for (auto& halves : acc) ZeroAll(d, halves);
+    for (std::size_t q = 0; q < quads; q += 2) {
+      VQ rows[kR][2];
+      HWY_UNROLL(16)
+      for (std::size_t r = 0; r < kR; ++r) {
+        const VQ first = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
+        const VQ second = hn::LoadU(d, tiles + (r * quads + q + 1) * kRowBlock + lane);
+        rows[r][0] = hn::InterleaveLower(d, first, second);
+        rows[r][1] = hn::InterleaveUpper(d, first, second);
+      }
+      MatrixStep(rows, a, token, 4 * q, acc);
     }
     HWY_UNROLL(16)
     for (std::size_t r = 0; r < kR; ++r) {
       const std::size_t row = (block + r) * kRowBlock + lane;
       HWY_UNROLL(16)
-      for (std::size_t t = 0; t < kT; ++t) {
-        hn::StoreU(hn::Mul(sum[r][t], hn::Set(df, a.scale[token + t])), df, out + (token + t) * w.rows() + row);
+      for (std::size_t p = 0; p < kT / 2; ++p) {
+        const std::size_t t = token + 2 * p;
+        StoreInt8Sums<false>(w, row, a, t, FirstOfPair(acc[r][0][p], acc[r][1][p]), out);
+        StoreInt8Sums<false>(w, row, a, t + 1, SecondOfPair(acc[r][0][p], acc[r][1][p]), out);
       }
     }
   }
 }
+
+// Int4Tile with USMMLA for an even kT. A tile's low nibbles hold columns 8o..8o+3 and its
+// high ones 8o+4..8o+7, so interleaving them gives each row 8 consecutive columns.
+template <std::size_t kR, std::size_t kT>
+HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a,
+                               std::size_t token, float* HWY_RESTRICT out) {
+  static_assert(kT % 2 == 0);
+  const DQ d;
+  const DQF df;
+  const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group, block_bytes = Int4Layout::block_bytes(w.cols());
+  const std::uint8_t* blocks = w.weights() + block * block_bytes;
+  const std::size_t block_stride = block_bytes / sizeof(std::int32_t);
+  const std::int32_t* group_offset = a.group_offset.data() + token * groups;
+  const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
+  for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
+    VQF sum[kR][kT];
+    ZeroAll(df, sum);
+    for (std::size_t g = 0; g < groups; ++g) {
+      VQ acc[kR][2][kT / 2];
+      HWY_UNROLL(16)
+      for (auto& halves : acc) ZeroAll(d, halves);
+      const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
+      HWY_UNROLL(16)
+      for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
+        const std::size_t o = g * Int4Layout::kTilesPerGroup + i;
+        VQ rows[kR][2];
+        HWY_UNROLL(16)
+        for (std::size_t r = 0; r < kR; ++r) {
+          const VQ packed = hn::LoadU(d, tiles + r * block_stride + i * kRowBlock);
+          const VQ low = hn::And(packed, low_nibbles), high = HighNibbles(packed);
+          rows[r][0] = hn::InterleaveLower(d, low, high);
+          rows[r][1] = hn::InterleaveUpper(d, low, high);
+        }
+        MatrixStep(rows, a, token, 8 * o, acc);
+      }
+      HWY_UNROLL(16)
+      for (std::size_t r = 0; r < kR; ++r) {
+        const VQF group_scale = Int4GroupScales(blocks + r * block_bytes, g, lane);
+        HWY_UNROLL(16)
+        for (std::size_t p = 0; p < kT / 2; ++p) {
+          const std::size_t t = 2 * p;
+          const VQ first = hn::Add(FirstOfPair(acc[r][0][p], acc[r][1][p]), hn::Set(d, group_offset[t * groups + g]));
+          const VQ second = hn::Add(SecondOfPair(acc[r][0][p], acc[r][1][p]), hn::Set(d, group_offset[(t + 1) * groups + g]));
+          sum[r][t] = hn::MulAdd(hn::ConvertTo(df, first), group_scale, sum[r][t]);
+          sum[r][t + 1] = hn::MulAdd(hn::ConvertTo(df, second), group_scale, sum[r][t + 1]);
+        }
+      }
+    }
+    StoreInt4Sums(w, block, lane, a, token, sum, out);
+  }
+}
+#endif  // GEMMA4_ARM_DOT
 
 // Row blocks kR at a time, each block's weights reused by tokens kT at a time while
 // they are in cache.
@@ -351,6 +588,25 @@ HWY_INLINE void QuantizedPanels(const QuantizedMatrix& w, const QuantizedActivat
 template <IntDot kDot>
 HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                   std::size_t end_block, float* HWY_RESTRICT out) {
+#if GEMMA4_ARM_DOT
+  if constexpr (kDot == IntDot::kI8mm) {
+    // Prefill in matrix tiles, a token left over and decode with USDOT.
+    if (a.tokens > 1 && w.format() == WeightFormat::kInt8 && w.cols() % 8 == 0) {
+      const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) {
+        if constexpr (kT % 2 == 0) Int8MatrixTile<kR, kT>(args...);
+        else Int8Tile<kR, kT, kDot>(args...);
+      };
+      return QuantizedPanels<kInt8PrefillPass, kInt8PrefillTokens>(w, a, first_block, end_block, out, tile);
+    }
+    if (a.tokens > 1 && w.format() == WeightFormat::kInt4) {
+      const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) {
+        if constexpr (kT % 2 == 0) Int4MatrixTile<kR, kT>(args...);
+        else Int4Tile<kR, kT, kDot>(args...);
+      };
+      return QuantizedPanels<kInt4PrefillPass, kInt4MatrixTokens>(w, a, first_block, end_block, out, tile);
+    }
+  }
+#endif
   if (w.format() == WeightFormat::kInt8) {
     // Decode (one token) takes four row blocks per pass: four read streams per thread,
     // which memory serves faster than one (gemma4_bench_model's kernel/read column).
@@ -369,6 +625,10 @@ HWY_INLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivat
                                 std::size_t end_block, float* HWY_RESTRICT out) {
 #if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3
   if (HaveVnni()) return QuantizedMatMul<IntDot::kVnni>(w, a, first_block, end_block, out);
+#endif
+#if GEMMA4_ARM_DOT
+  if (arm_features().i8mm) return QuantizedMatMul<IntDot::kI8mm>(w, a, first_block, end_block, out);
+  if (arm_features().dotprod) return QuantizedMatMul<IntDot::kSdot>(w, a, first_block, end_block, out);
 #endif
   QuantizedMatMul<kPairsTarget ? IntDot::kPairs : IntDot::kPortable>(w, a, first_block, end_block, out);
 }
