@@ -218,14 +218,15 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     fmt::print("  {} {}: prefill {} tokens {:.2f} tok/s (peak measured before: {:.1f} G multiply-adds/s)\n", V::name, row.format,
                n, median(rates), row.peak_macs_per_s / 1e9);
   }
-  // int8/int4: the assistant next to the checkpoint (DIR/e2b-assistant), synthesized when missing.
+  // int8/int4: the assistant next to the checkpoint (DIR/e2b-assistant), synthesized when
+  // missing, converted to the target's format.
   using A = typename AssistantOf<V>::type;
   std::optional<Assistant<A>> assistant;
   std::optional<Drafter<A>> drafter;
   if (format != WeightFormat::kBF16) {
     const auto assistant_dir = dir.parent_path() / std::string(A::name);
     if (!std::filesystem::exists(assistant_dir / "config.json")) write_synthetic_assistant<A>(assistant_dir, {.seed = 2});
-    assistant.emplace(assistant_dir);
+    assistant.emplace(assistant_dir, AssistantOptions{.format = format, .pool = &pool});
     drafter.emplace(*assistant, session);
   }
   session.reset();
@@ -260,7 +261,8 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     row.oracle_speedup = oracle_speedup(weights, all.first(16), 8 * decode_steps + 1, pool);
     fmt::print("  {} {}: measured decode speed-up with every draft accepted (k = 3): {:.2f}x\n", V::name, row.format, row.oracle_speedup);
   }
-  row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6;
+  row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6 +
+                  (assistant ? static_cast<double>(assistant->report().quantized_bytes) : 0.0);
   if (format != WeightFormat::kBF16) {
     const auto matrices = quantized_matrices(weights);
     const bench::KernelStreaming k = bench::kernel_streaming(matrices, pool, 9);
@@ -416,7 +418,7 @@ int main(int argc, char** argv) {
                " that depth's steps; prefill ="
                " multiply-adds/s / the peak of the instruction used (f32 FMA for bf16, int8 dot for int8/int4) measured right"
                " before the row's prefills. kernel/read = time of a plain read of all int8/int4 matrices / time of the matmul kernels over them"
-               " for one token. limit = weights in the format + KV cache + 300 MB.\n");
+               " for one token. limit = weights in the format + KV cache + the assistant's matrices (int8/int4) + 300 MB.\n");
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "gemma4_bench_model: error: {}\n", e.what());

@@ -205,8 +205,8 @@ struct InfoCommand {
   }
 };
 
-// Calls f(drafts) with the drafter of the assistant in `dir` for `session`, or with no
-// drafts when dir is empty.
+// Calls f(drafts) with the drafter of the assistant in `dir` for `session`, its
+// matrices in the target's format, or with no drafts when dir is empty.
 template <typename V, typename F>
 void with_drafts(const std::string& dir, const gemma4::Session<V>& session, const gemma4::DrafterOptions& options, F&& f) {
   if (dir.empty()) {
@@ -214,7 +214,7 @@ void with_drafts(const std::string& dir, const gemma4::Session<V>& session, cons
     return f(none);
   }
   gemma4::CompiledAssistants::with_matching<V>(gemma4::read_model_config(dir), [&]<typename A>() {
-    const gemma4::Assistant<A> assistant(dir);
+    const gemma4::Assistant<A> assistant(dir, {.format = session.weights().report().format, .pool = &session.pool()});
     gemma4::Drafter<A> drafter(assistant, session, options);
     f(drafter);
   });

@@ -329,7 +329,7 @@ GEMMA4_TARGET_TEST(TestIntDotChoice, "a target uses the best integer dot it and 
 
 HWY_EXPORT(TestQuantizedMatMul);
 TEST_CASE("quantized matmul: every integer dot agrees exactly with the portable path and matches the reference", "[ops][quantized]") {
-  HWY_DYNAMIC_DISPATCH(TestQuantizedMatMul)(GENERATE(1u, 2u, 6u, 7u, 13u), GENERATE(160u, 100u));
+  HWY_DYNAMIC_DISPATCH(TestQuantizedMatMul)(GENERATE(1u, 2u, 3u, 4u, 5u, 6u, 7u, 11u, 13u), GENERATE(160u, 100u));
 }
 
 TEST_CASE("a KV cache needs head dims in whole value chunks", "[ops]") {

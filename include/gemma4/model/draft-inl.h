@@ -115,20 +115,24 @@ class Draft {
     // Ties go to the lower centroid, so the choice does not depend on the sort.
     std::partial_sort(s_.ranked.begin(), kept, s_.ranked.end(),
                       [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
-    const std::vector<int>& ordering = s_.assistant.token_ordering;
-    auto out = s_.candidates.begin();
-    for (auto it = s_.ranked.begin(); it != kept; ++it) {
-      const auto first = ordering.begin() + static_cast<std::ptrdiff_t>(it->second) * State::kIdsPerCentroid;
-      out = std::copy(first, first + State::kIdsPerCentroid, out);
-    }
-    WithElements(s_.assistant.global.embed_tokens, [&](const auto* table) {
-      for (std::size_t i = 0; i < s_.candidates.size(); ++i) {
-        RowTimesTokens<1>(table + static_cast<std::size_t>(s_.candidates[i]) * kHidden, kHidden, s_.y.data(), 0, &s_.candidate_logits[i], 0);
+    // A kept centroid's ids are one block of rows of the ordered table.
+    const auto first_row = [&](std::size_t i) { return static_cast<std::size_t>(s_.ranked[i].second) * State::kIdsPerCentroid; };
+    const WeightMatrix& table = s_.assistant.ordered_embeddings.linear;
+    if (packed_matrix(table) != nullptr) QuantizeInput(s_.pool, s_.y.data(), 1, kHidden, s_.activations);
+    s_.pool.parallel_for(static_cast<std::size_t>(s_.centroids_kept), [&](int, std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) {
+        MatMulRows(table, first_row(i), first_row(i) + State::kIdsPerCentroid, s_.y.data(), 1, s_.activations, s_.ordered_logits.data());
       }
     });
-    const float lowest = *std::min_element(s_.candidate_logits.begin(), s_.candidate_logits.end());
+    float lowest = s_.ordered_logits[first_row(0)];
+    for (int i = 0; i < s_.centroids_kept; ++i) {
+      const auto block = s_.ordered_logits.begin() + static_cast<std::ptrdiff_t>(first_row(i));
+      lowest = std::min(lowest, *std::min_element(block, block + State::kIdsPerCentroid));
+    }
     std::fill(s_.logits.begin(), s_.logits.end(), lowest - 1.0f);
-    for (std::size_t i = 0; i < s_.candidates.size(); ++i) s_.logits[s_.candidates[i]] = s_.candidate_logits[i];
+    for (int i = 0; i < s_.centroids_kept; ++i) {
+      for (std::size_t r = first_row(i); r < first_row(i) + State::kIdsPerCentroid; ++r) s_.logits[s_.assistant.token_ordering[r]] = s_.ordered_logits[r];
+    }
   }
 
   void matmul(const WeightMatrix& w, const float* x, float* out) { ParallelMatMul<1>(s_.pool, {&w}, x, 1, {out}, s_.activations); }

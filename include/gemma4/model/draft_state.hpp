@@ -31,6 +31,7 @@ struct DraftState {
   static constexpr int kMaxHeadDim = std::max(kC.head_dim.value, kC.global_head_dim.value);
   static constexpr int kCentroids = A::head.num_centroids;
   static constexpr int kIdsPerCentroid = kVocab / kCentroids;
+  static_assert(kIdsPerCentroid % kRowBlock == 0, "gemma4: a centroid's ids are whole row blocks of a packed head table");
   static_assert(kPairs<A>, "gemma4: this assistant does not fit its target");
   static_assert(kC.head_dim % kValueChunk == 0 && kC.global_head_dim % kValueChunk == 0,
                 "gemma4: the attention kernel needs head dims that are multiples of 32");
@@ -55,8 +56,7 @@ struct DraftState {
     up.resize(kC.intermediate_size);
     centroid_scores.resize(kCentroids);
     ranked.resize(kCentroids);
-    candidates.resize(static_cast<std::size_t>(centroids_kept) * kIdsPerCentroid);
-    candidate_logits.resize(candidates.size());
+    ordered_logits.resize(kVocab);
     logits.resize(kVocab);
     scores_per_thread = attention_score_span(0, max_context - 1);
     scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
@@ -86,13 +86,12 @@ struct DraftState {
   std::vector<float> gate, up;      // [intermediate]
   std::vector<float> centroid_scores;           // [num_centroids]
   std::vector<std::pair<float, int>> ranked;    // [num_centroids]: (score, centroid)
-  std::vector<int> candidates;                  // [centroids kept * ids per centroid]
-  std::vector<float> candidate_logits;          // [centroids kept * ids per centroid]
+  std::vector<float> ordered_logits;            // [vocab] in token_ordering's order; the kept centroids' blocks only
   std::vector<float> logits;                    // [vocab]
   std::vector<float> scores;                    // [threads, scores_per_thread]
   std::size_t scores_per_thread = 0;
   RopeTable rope[2];                            // by AttentionType
-  QuantizedActivations activations;             // ParallelMatMul's scratch, unused by the dense layers here
+  QuantizedActivations activations;             // the quantized input of packed matrices
 };
 
 // The draft step as compiled for one SIMD target.

@@ -44,6 +44,28 @@ HWY_BEFORE_NAMESPACE();
 namespace gemma4 {
 namespace HWY_NAMESPACE {
 
+// x [n, cols] quantized into `activations` (scratch reserved for n x cols) for packed
+// matmuls, the rows split between the threads.
+inline void QuantizeInput(ThreadPool& pool, const float* x, std::size_t n, std::size_t cols, QuantizedActivations& activations) {
+  if (activations.q.size() < n * cols || activations.scale.size() < n) {
+    fail(ErrorKind::kInvalidArgument, "matmul: activation scratch reserved for fewer than {} x {} values", n, cols);
+  }
+  activations.tokens = n;
+  activations.cols = cols;
+  for_rows(pool, n, cols, [&](std::size_t first, std::size_t end) { QuantizeActivationRows(x, first, end, activations); });
+}
+
+// Rows [first_row, end_row) of out [n, rows of w] = x [n, cols] times w: from x for
+// dense weights, from x as QuantizeInput left it in `activations` for packed ones,
+// whose row range must be whole row blocks.
+HWY_INLINE void MatMulRows(const WeightMatrix& w, std::size_t first_row, std::size_t end_row, const float* x, std::size_t n,
+                           const QuantizedActivations& activations, float* out) {
+  if (const QuantizedMatrix* packed = packed_matrix(w)) {
+    return QuantizedMatMul(*packed, activations, first_row / kRowBlock, end_row / kRowBlock, out);
+  }
+  MatMul(std::get<TensorView>(w), first_row, end_row, x, n, out);
+}
+
 // outs[i] [n, rows of ws[i]] = x [n, cols] times ws[i] for layers with the same cols.
 // activations: scratch for the quantized input, reserved for n tokens of cols columns.
 // Dense and packed layers may be mixed; a packed one sets the pass width of the split.
@@ -51,7 +73,8 @@ template <std::size_t kCount>
 void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
                     const std::array<float*, kCount>& outs, QuantizedActivations& activations) {
   const std::size_t cols = matrix_cols(*ws[0]);
-  std::array<std::size_t, kCount + 1> stack{};  // stack[i]: the first unit of ws[i]
+  std::array<std::size_t, kCount + 1> stack{};  // stack[i]: the first unit (row block, or row if dense) of ws[i]
+  std::array<std::size_t, kCount> unit_rows{};
   const QuantizedMatrix* first_packed = nullptr;
   for (std::size_t i = 0; i < kCount; ++i) {
     if (matrix_cols(*ws[i]) != cols) {
@@ -59,26 +82,15 @@ void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCou
     }
     const QuantizedMatrix* packed = packed_matrix(*ws[i]);
     if (first_packed == nullptr) first_packed = packed;
-    stack[i + 1] = stack[i] + (packed != nullptr ? packed->rows() / kRowBlock : matrix_rows(*ws[i]));
+    unit_rows[i] = packed != nullptr ? kRowBlock : 1;
+    stack[i + 1] = stack[i] + matrix_rows(*ws[i]) / unit_rows[i];
   }
-  if (first_packed != nullptr) {
-    if (activations.q.size() < n * cols || activations.scale.size() < n) {
-      fail(ErrorKind::kInvalidArgument, "matmul: activation scratch reserved for fewer than {} x {} values", n, cols);
-    }
-    activations.tokens = n;
-    activations.cols = cols;
-    for_rows(pool, n, cols, [&](std::size_t first, std::size_t end) { QuantizeActivationRows(x, first, end, activations); });
-  }
+  if (first_packed != nullptr) QuantizeInput(pool, x, n, cols, activations);
   const std::size_t grain = first_packed != nullptr ? quantized_pass_blocks(first_packed->format(), n) : 1;
   pool.parallel_for(stack[kCount], [&](int, std::size_t begin, std::size_t end) {
     for (std::size_t i = 0; i < kCount; ++i) {
       const std::size_t first = std::max(begin, stack[i]), last = std::min(end, stack[i + 1]);
-      if (first >= last) continue;
-      if (const QuantizedMatrix* packed = packed_matrix(*ws[i])) {
-        QuantizedMatMul(*packed, activations, first - stack[i], last - stack[i], outs[i]);
-      } else {
-        MatMul(std::get<TensorView>(*ws[i]), first - stack[i], last - stack[i], x, n, outs[i]);
-      }
+      if (first < last) MatMulRows(*ws[i], (first - stack[i]) * unit_rows[i], (last - stack[i]) * unit_rows[i], x, n, activations, outs[i]);
     }
   }, grain);
 }

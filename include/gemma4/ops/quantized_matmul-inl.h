@@ -30,9 +30,13 @@ inline constexpr std::size_t kInt8DecodePass = 4, kInt8PrefillPass = 3, kInt4Dec
 // tile fill AVX-512's 32 registers without spilling. ARM's matrix tiles (USMMLA) take
 // tokens in pairs.
 inline constexpr std::size_t kInt8PrefillTokens = 6, kInt4PrefillTokens = 3, kInt4MatrixTokens = 4;
+// Passes of up to kShortPassTokens tokens (decode, and verifying up to 4 drafts) are
+// bound by memory like decode: they take decode's row blocks per pass, and all their
+// tokens in one tile.
+inline constexpr std::size_t kShortPassTokens = 5;
 constexpr std::size_t quantized_pass_blocks(WeightFormat format, std::size_t tokens) {
-  if (format == WeightFormat::kInt8) return tokens == 1 ? kInt8DecodePass : kInt8PrefillPass;
-  return tokens == 1 ? kInt4DecodePass : kInt4PrefillPass;
+  if (format == WeightFormat::kInt8) return tokens <= kShortPassTokens ? kInt8DecodePass : kInt8PrefillPass;
+  return tokens <= kShortPassTokens ? kInt4DecodePass : kInt4PrefillPass;
 }
 
 }  // namespace gemma4
@@ -562,6 +566,17 @@ HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
 }
 #endif  // GEMMA4_ARM_DOT
 
+// The last n < kT tokens of row blocks kR in one tile of n, so a short pass (verifying
+// a few drafts) multiplies each weight vector it loads by all of its tokens.
+template <std::size_t kR, std::size_t kT, typename Tile>
+HWY_INLINE void LeftoverTokens(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t block, std::size_t token,
+                               std::size_t n, float* HWY_RESTRICT out, Tile tile) {
+  if constexpr (kT > 1) {
+    if (n == kT - 1) return tile.template operator()<kR, kT - 1>(w, block, a, token, out);
+    LeftoverTokens<kR, kT - 1>(w, a, block, token, n, out, tile);
+  }
+}
+
 // Row blocks kR at a time, each block's weights reused by tokens kT at a time while
 // they are in cache.
 template <std::size_t kR, std::size_t kT, typename Tile>
@@ -569,7 +584,7 @@ HWY_INLINE void QuantizedBlocks(const QuantizedMatrix& w, const QuantizedActivat
                                 float* HWY_RESTRICT out, Tile tile) {
   std::size_t t = 0;
   for (; t + kT <= a.tokens; t += kT) tile.template operator()<kR, kT>(w, block, a, t, out);
-  for (; t < a.tokens; ++t) tile.template operator()<kR, 1>(w, block, a, t, out);
+  LeftoverTokens<kR, kT>(w, a, block, t, a.tokens - t, out, tile);
 }
 
 // Tile shapes: accumulators kR * kT (int8) or 2 * kR * kT (int4) plus kR weight
@@ -608,15 +623,15 @@ HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActiv
   }
 #endif
   if (w.format() == WeightFormat::kInt8) {
-    // Decode (one token) takes four row blocks per pass: four read streams per thread,
-    // which memory serves faster than one (gemma4_bench_model's kernel/read column).
+    // Short passes take four row blocks at a time: four read streams per thread, which
+    // memory serves faster than one (gemma4_bench_model's kernel/read column).
     const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int8Tile<kR, kT, kDot>(args...); };
-    a.tokens == 1 ? QuantizedPanels<kInt8DecodePass, 1>(w, a, first_block, end_block, out, tile)
-                  : QuantizedPanels<kInt8PrefillPass, kInt8PrefillTokens>(w, a, first_block, end_block, out, tile);
+    a.tokens <= kShortPassTokens ? QuantizedPanels<kInt8DecodePass, kShortPassTokens>(w, a, first_block, end_block, out, tile)
+                                 : QuantizedPanels<kInt8PrefillPass, kInt8PrefillTokens>(w, a, first_block, end_block, out, tile);
   } else {
     const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int4Tile<kR, kT, kDot>(args...); };
-    a.tokens == 1 ? QuantizedPanels<kInt4DecodePass, 1>(w, a, first_block, end_block, out, tile)
-                  : QuantizedPanels<kInt4PrefillPass, kInt4PrefillTokens>(w, a, first_block, end_block, out, tile);
+    a.tokens <= kShortPassTokens ? QuantizedPanels<kInt4DecodePass, kShortPassTokens>(w, a, first_block, end_block, out, tile)
+                                 : QuantizedPanels<kInt4PrefillPass, kInt4PrefillTokens>(w, a, first_block, end_block, out, tile);
   }
 }
 

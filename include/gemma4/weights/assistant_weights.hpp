@@ -4,7 +4,10 @@
 // and 50 tensors: the decoder under "model." (its layers query only: no k/v
 // projections), the pre/post projections and the centroid head at the top level, and
 // the int64 token ordering, checked to be a permutation of the vocabulary. Held as
-// stored (bf16 in the published files), memory-mapped.
+// stored (bf16 in the published files), memory-mapped, or converted to int8/int4 at
+// load; the head's table is copied into centroid order either way.
+
+#include <sys/mman.h>
 
 #include <array>
 #include <cstdint>
@@ -15,6 +18,7 @@
 
 #include <boost/pfr.hpp>
 
+#include "gemma4/base/mapped_file.hpp"
 #include "gemma4/config/assistant.hpp"
 #include "gemma4/config/config_json.hpp"
 #include "gemma4/error.hpp"
@@ -22,6 +26,7 @@
 #include "gemma4/weights/checkpoint.hpp"
 #include "gemma4/weights/model_weights.hpp"
 #include "gemma4/weights/packed_model.hpp"
+#include "gemma4/weights/packed_store.hpp"
 
 namespace gemma4 {
 
@@ -78,6 +83,14 @@ std::vector<FieldMismatch> compare_assistant_config(const nlohmann::json& config
   return mismatches;
 }
 
+// How an assistant's matrices are held: as stored (bf16 in the published files), or
+// converted at load to int8/int4 like its target's (gemma4 run uses the target's
+// format). The centroid head's table is int8 for int4 too, as a target's embedding is.
+struct AssistantOptions {
+  WeightFormat format = WeightFormat::kBF16;
+  ThreadPool* pool = nullptr;  // threads converting; null: the process-wide default_pool()
+};
+
 // The weights of assistant A from its directory. Owns the mapping; read-only after
 // construction, shareable by any number of drafters.
 // Errors: gemma4::Error listing every mismatching config field or every missing,
@@ -94,8 +107,12 @@ class Assistant {
   HeadMatrix<"post_projection.weight"> post_projection;           // [backbone, hidden]
   HeadMatrix<"masked_embedding.centroids.weight"> centroids;      // [num_centroids, hidden]
   std::vector<int> token_ordering;                                // [vocab]: centroid c's ids at [c * vocab / num_centroids, ...)
+  // embed_tokens' rows in token_ordering's order: the centroid head reads a chosen
+  // centroid's ids as one block of rows instead of rows scattered over the whole table,
+  // which cost most of a draft step (a memory and TLB miss per row).
+  MatrixView ordered_embeddings;                                  // [vocab, hidden]
 
-  explicit Assistant(const std::filesystem::path& dir) : checkpoint_(dir) {
+  explicit Assistant(const std::filesystem::path& dir, const AssistantOptions& options = {}) : checkpoint_(dir) {
     const std::string config_file = (dir / "config.json").string();
     const auto mismatches = compare_assistant_config<A>(checkpoint_.config());
     if (!mismatches.empty()) {
@@ -127,6 +144,9 @@ class Assistant {
       }
     }
     binder.finish(A::name);
+    order_embeddings();
+    report_.format = options.format;
+    if (options.format != WeightFormat::kBF16) quantize(options.pool != nullptr ? *options.pool : default_pool());
   }
 
   const LoadReport& report() const { return report_; }
@@ -156,10 +176,55 @@ class Assistant {
     ++report_.tensors_used;
   }
 
+  // The copy is the only table the centroid head reads, so the mapped table's pages are
+  // dropped from this process (the dense head, for tests, refaults them).
+  void order_embeddings() {
+    const TensorView& table = global.embed_tokens;
+    const std::size_t row_bytes = static_cast<std::size_t>(table.shape[1]) * dtype_size(table.dtype);
+    ordered_bytes_.resize(table.bytes().size());
+    for (std::size_t i = 0; i < token_ordering.size(); ++i) {
+      std::memcpy(ordered_bytes_.data() + i * row_bytes, table.data + static_cast<std::size_t>(token_ordering[i]) * row_bytes, row_bytes);
+    }
+    static_cast<TensorView&>(ordered_embeddings) = {ordered_bytes_.data(), table.dtype, table.shape};
+    ordered_embeddings.linear = static_cast<const TensorView&>(ordered_embeddings);
+    if (!copies_.is_copy(table)) advise(table.bytes(), MADV_DONTNEED);
+  }
+
+  // Every matrix a draft step multiplies by, packed in report_.format; the dense head's
+  // table (tests) stays as stored, and the ordered copy is freed once packed.
+  void quantize(ThreadPool& pool) {
+    std::vector<MatrixView*> slots;
+    std::vector<PackedMatrices::Source> sources;
+    const auto add = [&](MatrixView& slot, std::string_view name, WeightFormat format, bool mapped) {
+      const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
+      sources.push_back({{std::string(name), format, rows, cols}, slot, mapped && !copies_.is_copy(slot)});
+      slots.push_back(&slot);
+    };
+    for_each_slot<A>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts&) {
+      using S = std::remove_cvref_t<decltype(slot)>;
+      if constexpr (std::is_base_of_v<MatrixView, S> && !std::is_same_v<S, decltype(AssistantGlobalWeights::embed_tokens)>) {
+        add(slot, name, report_.format, true);
+      }
+    });
+    add(pre_projection, pre_projection.name, report_.format, true);
+    add(post_projection, post_projection.name, report_.format, true);
+    add(centroids, centroids.name, report_.format, true);
+    add(ordered_embeddings, "ordered embed_tokens", WeightFormat::kInt8, false);
+    packed_.convert(sources, pool);
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+      slots[i]->linear = packed_.matrices()[i].second.get();
+      report_.quantized_bytes += packed_.matrices()[i].second->bytes();
+    }
+    ordered_embeddings.data = nullptr;
+    ordered_bytes_ = {};
+  }
+
   Checkpoint checkpoint_;
   LoadReport report_;
   WidenedCopies copies_;
   PageResidency residency_;
+  std::vector<std::byte> ordered_bytes_;
+  PackedMatrices packed_;
 };
 
 }  // namespace gemma4
