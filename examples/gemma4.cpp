@@ -302,16 +302,26 @@ struct ConvertCommand {
   }
 
   int operator()() {
-    with_model_variant(model, [&]<typename V>() {
-      const auto start = std::chrono::steady_clock::now();
-      const bool terminal = ::isatty(STDERR_FILENO) == 1;
-      gemma4::ConvertOptions options{.format = kWeightFormats.at(weights), .pool = &threads.pool()};
-      if (terminal) options.on_progress = progress_line(fmt::format("converting {} ({}) to {}", model, V::name, weights));
-      const gemma4::ConvertReport report = gemma4::convert_checkpoint<V>(model, out, options);
+    const auto start = std::chrono::steady_clock::now();
+    const bool terminal = ::isatty(STDERR_FILENO) == 1;
+    gemma4::ConvertOptions options{.format = kWeightFormats.at(weights), .pool = &threads.pool()};
+    const auto report = [&](std::string_view name, const gemma4::ConvertReport& report, std::string_view use) {
       const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
       if (terminal) fmt::print(stderr, "\n");
-      fmt::print("wrote {} ({} {}, {:.2f} GB, with {}) in {:.1f} s; run it with: gemma4 run --model {}\n", out, V::name, weights,
-                 report.bytes / 1e9, fmt::join(report.copied, ", "), took.count(), out);
+      fmt::print("wrote {} ({} {}, {:.2f} GB, with {}) in {:.1f} s; {} {}\n", out, name, weights, report.bytes / 1e9,
+                 fmt::join(report.copied, ", "), took.count(), use, out);
+    };
+    const nlohmann::json config = gemma4::read_model_config(model);
+    if (config.value("model_type", "") == gemma4::kAssistantModelType) {
+      gemma4::CompiledAssistants::with_any_matching(config, [&]<typename A>() {
+        if (terminal) options.on_progress = progress_line(fmt::format("converting {} ({}) to {}", model, A::name, weights));
+        report(A::name, gemma4::convert_assistant<A>(model, out, options), "draft with it: gemma4 run --draft");
+      });
+      return 0;
+    }
+    with_model_variant(model, [&]<typename V>() {
+      if (terminal) options.on_progress = progress_line(fmt::format("converting {} ({}) to {}", model, V::name, weights));
+      report(V::name, gemma4::convert_checkpoint<V>(model, out, options), "run it with: gemma4 run --model");
     });
     return 0;
   }

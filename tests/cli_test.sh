@@ -81,6 +81,10 @@ check "run --draft" run_to "$dir/d" --raw --prompt "Once upon a time" --max-toke
 check "--draft gives the same text" cmp "$dir/c" "$dir/d"
 check "summary gives the acceptance" grep -qE "drafts: [0-9]+ of [0-9]+ accepted \([0-9]+%\) \| [0-9.]+ tokens per target pass" "$dir/d.err"
 check "chat with --draft" bash -c "printf 'Hi\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 6 --draft '$dir/draft' 2> '$dir/dchat.err'"
+check "convert an assistant to a packed int4 one" "$gemma4" convert --model "$dir/draft" --weights int4 "$dir/draft-int4"
+check "run --draft with the packed assistant" run_to "$dir/d4" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --draft "$dir/draft-int4" --draft-max 4
+check "--draft with a packed assistant gives the same text" cmp "$dir/c" "$dir/d4"
+check_error "re-quantizing a packed assistant" "already a packed int4 assistant" "$gemma4" convert --model "$dir/draft-int4" --weights int8 "$dir/again"
 check "draft logits" "$gemma4" logits --model "$dir/chat" --draft "$dir/draft" --tokens 2,17,900,5 --out "$dir/draft.f32"
 check "draft logits file is [T - 1, vocab] float32" test "$(stat -c %s "$dir/draft.f32")" -eq $((3 * 1024 * 4))
 check_error "an assistant of another target" "this is the tiny-e4b-assistant assistant, which drafts for tiny-e4b; the model is tiny-e2b" "$gemma4" run --model "$dir/chat" --prompt hi --draft "$dir/draft4"

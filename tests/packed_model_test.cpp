@@ -23,16 +23,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// `path` with the first occurrence of `from` replaced by `to`, of the same length.
-void patch_file(const std::filesystem::path& path, const std::string& from, const std::string& to) {
-  REQUIRE(from.size() == to.size());
-  std::string bytes = read_file(path);
-  const std::size_t at = bytes.find(from);
-  REQUIRE(at != std::string::npos);
-  bytes.replace(at, from.size(), to);
-  write_file(path, bytes);
-}
-
 // A safetensors file's header, and where tensor `name`'s bytes start in it.
 nlohmann::json header_of(const std::filesystem::path& path) {
   const std::string bytes = read_file(path);

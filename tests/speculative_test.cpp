@@ -11,6 +11,7 @@
 
 #include "gemma4/chat/conversation.hpp"
 #include "gemma4/model/drafter.hpp"
+#include "gemma4/weights/convert.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/testing/replay_drafts.hpp"
 #include "gemma4/testing/synthetic.hpp"
@@ -233,6 +234,47 @@ TEMPLATE_TEST_CASE("an int8/int4 assistant drafts what the bf16 one does, within
     CHECK(relative <= (format == WeightFormat::kInt8 ? 0.03 : 0.2));
     CHECK(agreement >= (format == WeightFormat::kInt8 ? 0.85 : 0.5));
   }
+}
+
+TEST_CASE("a packed assistant drafts exactly as one converted at load, from a directory of its own", "[assistant][quantized]") {
+  using A = TinyE2BAssistant;
+  TinyPair<A>& p = pair<A>();
+  const std::vector<int> tokens = random_tokens(24, 1024, 10);
+  for (const WeightFormat format : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    INFO(weight_format_name(format));
+    TempDir out;
+    const ConvertReport report = convert_assistant<A>(p.assistant_dir.path(), out.path(), {.format = format});
+    CHECK(std::find(report.copied.begin(), report.copied.end(), "config.json") != report.copied.end());
+    const Assistant<A> packed(out.path(), {.format = WeightFormat::kBF16});  // a packed assistant runs as packed
+    CHECK(packed.report().packed_model);
+    CHECK(packed.report().format == format);
+    CHECK(packed.report().unknown.empty());
+    CHECK(packed.token_ordering == p.assistant.token_ordering);
+    const Assistant<A> at_load(p.assistant_dir.path(), {.format = format});
+    CHECK(packed.report().quantized_bytes == at_load.report().quantized_bytes);
+    Session<TinyE2B> session(p.target, {.max_context = 32});
+    std::vector<float> logits(1024), hidden(TinyE2B::config.hidden_size);
+    for (const DraftHead head : {DraftHead::kCentroids, DraftHead::kDense}) {
+      session.reset();
+      Drafter<A> from_file(packed, session, {.head = head}), converted(at_load, session, {.head = head});
+      for (int position = 1; position < 20; ++position) {
+        session.forward(std::span(tokens).subspan(position - 1, 1), Logits::kLast, logits, hidden);
+        const auto a = from_file.first_step(tokens[position], hidden);
+        const std::vector<float> want(a.begin(), a.end());
+        const auto b = converted.first_step(tokens[position], hidden);
+        REQUIRE(std::equal(b.begin(), b.end(), want.begin()));
+      }
+    }
+    CHECK_THROWS_WITH(convert_assistant<A>(out.path(), out.path() / "again", {.format = format}), Contains("already a packed"));
+    CHECK_THROWS_WITH(Assistant<TinyE4BAssistant>(out.path()), Contains("text_config.num_key_value_heads"));
+    const auto file = out.path() / "model.safetensors";
+    std::filesystem::resize_file(file, std::filesystem::file_size(file) - 64);
+    CHECK_THROWS_WITH(Assistant<A>(out.path()), Contains("lie outside the data section"));
+  }
+  TempDir moved;
+  convert_assistant<A>(p.assistant_dir.path(), moved.path(), {.format = WeightFormat::kInt8});
+  patch_file(moved.path() / "model.safetensors", "layers.2.mlp.up_proj", "layers.2.mlp.uq_proj");
+  CHECK_THROWS_WITH(Assistant<A>(moved.path()), Contains("model.layers.2.mlp.up_proj.weight: missing"));
 }
 
 TEST_CASE("a draft reads only the donor caches, and only positions before its own", "[assistant]") {

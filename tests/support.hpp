@@ -8,6 +8,7 @@
 #include <fstream>
 #include <random>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -48,6 +49,17 @@ inline void write_file(const std::filesystem::path& path, const std::string& byt
 inline std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// `path` with the first occurrence of `from` replaced by `to`, of the same length.
+inline void patch_file(const std::filesystem::path& path, const std::string& from, const std::string& to) {
+  std::string bytes = read_file(path);
+  const std::size_t at = bytes.find(from);
+  if (from.size() != to.size() || at == std::string::npos) {
+    throw std::invalid_argument(fmt::format("patch_file: '{}' is not in {}, or '{}' is not of its length", from, path.string(), to));
+  }
+  bytes.replace(at, from.size(), to);
+  write_file(path, bytes);
 }
 
 // A safetensors file from a header text and a data section, with a given header length field.

@@ -40,29 +40,33 @@ template <AssistantVariant... As>
 struct AssistantSet {
   static constexpr std::array<std::string_view, sizeof...(As)> names = {As::name...};
 
-  // Calls f.template operator()<A>() for the assistant of target V that config.json (an
-  // assistant's) describes. An assistant of another target is an error naming both.
+  // Calls f.template operator()<A>() for the assistant that config.json (an assistant's)
+  // describes; if none, the error lists for each assistant the fields that differ.
+  template <typename F>
+  static void with_any_matching(const nlohmann::json& config_json, F&& f) {
+    std::string differences;
+    const bool found = ([&] {
+      const auto mismatches = compare_assistant_config<As>(config_json);
+      if (mismatches.empty()) {
+        f.template operator()<As>();
+        return true;
+      }
+      differences += fmt::format("  {}:\n{}", As::name, format_mismatches(mismatches));
+      return false;
+    }() || ...);
+    if (!found) fail(ErrorKind::kConfigMismatch, "config.json describes none of the compiled assistants; fields that differ:\n{}", differences);
+  }
+
+  // The same for an assistant of target V: one of another target is an error naming both.
   template <Variant V, typename F>
   static void with_matching(const nlohmann::json& config_json, F&& f) {
-    bool found = false;
-    std::string differences;
-    (
-        [&] {
-          if (found) return;
-          const auto mismatches = compare_assistant_config<As>(config_json);
-          if (!mismatches.empty()) {
-            if constexpr (std::is_same_v<typename As::Target, V>) differences += fmt::format("  {}:\n{}", As::name, format_mismatches(mismatches));
-            return;
-          }
-          found = true;
-          if constexpr (std::is_same_v<typename As::Target, V>) {
-            f.template operator()<As>();
-          } else {
-            fail(ErrorKind::kConfigMismatch, "this is the {} assistant, which drafts for {}; the model is {}", As::name, As::Target::name, V::name);
-          }
-        }(),
-        ...);
-    if (!found) fail(ErrorKind::kConfigMismatch, "config.json describes no assistant for {}; fields that differ:\n{}", V::name, differences);
+    with_any_matching(config_json, [&]<AssistantVariant A>() {
+      if constexpr (std::is_same_v<typename A::Target, V>) {
+        f.template operator()<A>();
+      } else {
+        fail(ErrorKind::kConfigMismatch, "this is the {} assistant, which drafts for {}; the model is {}", A::name, A::Target::name, V::name);
+      }
+    });
   }
 };
 

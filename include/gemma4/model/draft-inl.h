@@ -57,7 +57,8 @@ class Draft {
     std::copy(s_.x.begin(), s_.x.end(), s_.y.begin());
     RMSNormRows(s_.y.data(), 1, kHidden, s_.assistant.global.norm, kC.rms_norm_eps);
     if (head == DraftHead::kDense) {
-      matmul(s_.assistant.global.embed_tokens.linear, s_.y.data(), s_.logits.data());
+      matmul(s_.assistant.ordered_embeddings.linear, s_.y.data(), s_.ordered_logits.data());
+      scatter_logits(0, State::kVocab);
     } else {
       centroid_logits();
     }
@@ -130,9 +131,12 @@ class Draft {
       lowest = std::min(lowest, *std::min_element(block, block + State::kIdsPerCentroid));
     }
     std::fill(s_.logits.begin(), s_.logits.end(), lowest - 1.0f);
-    for (int i = 0; i < s_.centroids_kept; ++i) {
-      for (std::size_t r = first_row(i); r < first_row(i) + State::kIdsPerCentroid; ++r) s_.logits[s_.assistant.token_ordering[r]] = s_.ordered_logits[r];
-    }
+    for (int i = 0; i < s_.centroids_kept; ++i) scatter_logits(first_row(i), first_row(i) + State::kIdsPerCentroid);
+  }
+
+  // Logits of ordered rows [first, end) to their ids.
+  void scatter_logits(std::size_t first, std::size_t end) {
+    for (std::size_t r = first; r < end; ++r) s_.logits[s_.assistant.token_ordering[r]] = s_.ordered_logits[r];
   }
 
   void matmul(const WeightMatrix& w, const float* x, float* out) { ParallelMatMul<1>(s_.pool, {&w}, x, 1, {out}, s_.activations); }

@@ -5,7 +5,8 @@
 // projections), the pre/post projections and the centroid head at the top level, and
 // the int64 token ordering, checked to be a permutation of the vocabulary. Held as
 // stored (bf16 in the published files), memory-mapped, or converted to int8/int4 at
-// load; the head's table is copied into centroid order either way.
+// load, the head's table copied into centroid order; or a packed assistant (gemma4
+// convert, weights/convert.hpp) used in place.
 
 #include <sys/mman.h>
 
@@ -13,7 +14,9 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/pfr.hpp>
@@ -87,9 +90,16 @@ std::vector<FieldMismatch> compare_assistant_config(const nlohmann::json& config
 // converted at load to int8/int4 like its target's (gemma4 run uses the target's
 // format). The centroid head's table is int8 for int4 too, as a target's embedding is.
 struct AssistantOptions {
+  // What a published assistant's matrices are converted to; a packed assistant runs in
+  // the format it was packed in, whatever this says (a drafter's format changes only
+  // which drafts it proposes, never the output).
   WeightFormat format = WeightFormat::kBF16;
   ThreadPool* pool = nullptr;  // threads converting; null: the process-wide default_pool()
 };
+
+// A packed assistant (gemma4 convert) holds the head's table in centroid order under
+// this name, and no model.embed_tokens.weight.
+inline constexpr std::string_view kOrderedTableName = "masked_embedding.ordered_embed_tokens";
 
 // The weights of assistant A from its directory. Owns the mapping; read-only after
 // construction, shareable by any number of drafters.
@@ -107,9 +117,10 @@ class Assistant {
   HeadMatrix<"post_projection.weight"> post_projection;           // [backbone, hidden]
   HeadMatrix<"masked_embedding.centroids.weight"> centroids;      // [num_centroids, hidden]
   std::vector<int> token_ordering;                                // [vocab]: centroid c's ids at [c * vocab / num_centroids, ...)
-  // embed_tokens' rows in token_ordering's order: the centroid head reads a chosen
-  // centroid's ids as one block of rows instead of rows scattered over the whole table,
-  // which cost most of a draft step (a memory and TLB miss per row).
+  // embed_tokens' rows in token_ordering's order, the only form of the table a draft step
+  // reads: the centroid head reads a chosen centroid's ids as one block of rows instead
+  // of rows scattered over the whole table, which cost most of a draft step (a memory
+  // and TLB miss per row). A packed assistant stores it so, and no embed_tokens.
   MatrixView ordered_embeddings;                                  // [vocab, hidden]
 
   explicit Assistant(const std::filesystem::path& dir, const AssistantOptions& options = {}) : checkpoint_(dir) {
@@ -119,23 +130,28 @@ class Assistant {
       fail(ErrorKind::kConfigMismatch, "{}: config.json does not describe {}; mismatching fields:\n{}", config_file, A::name,
            format_mismatches(mismatches));
     }
-    if (packed_model_info(checkpoint_)) {
-      fail(ErrorKind::kUnsupported, "{}: a packed assistant: assistants are loaded as published (bf16) for now", dir.string());
+    const std::optional<PackedModelInfo> packed = packed_model_info(checkpoint_);
+    if (packed && packed->variant != A::name) {
+      fail(ErrorKind::kConfigMismatch, "{}: packed for {}, but config.json describes {}", checkpoint_.files().front().path().string(),
+           packed->variant, A::name);
     }
+    report_.packed_model = packed.has_value();
+    report_.format = packed ? packed->format : options.format;
     report_.prefix = std::string(kTextOnlyPrefix);
     SlotBinder binder(checkpoint_, copies_, residency_, report_);
     for_each_slot<A>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts& facts) {
       using S = std::remove_cvref_t<decltype(slot)>;
-      binder.bind(slot, report_.prefix + name, expected_shape<S>(A::config, facts), false);
+      binder.bind(slot, report_.prefix + name, expected_shape<S>(A::config, facts), packed.has_value());
     });
     const std::int64_t hidden = A::config.hidden_size, backbone = A::head.backbone_hidden_size;
-    binder.bind(pre_projection, std::string(pre_projection.name), {hidden, 2 * backbone}, false);
-    binder.bind(post_projection, std::string(post_projection.name), {backbone, hidden}, false);
-    binder.bind(centroids, std::string(centroids.name), {A::head.num_centroids, hidden}, false);
+    binder.bind(pre_projection, std::string(pre_projection.name), {hidden, 2 * backbone}, packed.has_value());
+    binder.bind(post_projection, std::string(post_projection.name), {backbone, hidden}, packed.has_value());
+    binder.bind(centroids, std::string(centroids.name), {A::head.num_centroids, hidden}, packed.has_value());
+    static_cast<TensorView&>(ordered_embeddings) = {nullptr, DType::kF32, {A::config.vocab_size, hidden}};
     read_token_ordering(binder);
     for (const SafetensorsFile& file : checkpoint_.files()) {
       for (const TensorInfo& t : file.tensors()) {
-        if (binder.used(t.name) || t.name == kTokenOrderingName) continue;
+        if (binder.used(t.name) || t.name == kTokenOrderingName || (packed && t.name == kOrderedTableName)) continue;
         if (t.name.find("k_proj") != std::string::npos || t.name.find("v_proj") != std::string::npos) {
           binder.add_problem(fmt::format("{}: an assistant's layers only query (no k/v projections): is this a target model?", t.name));
         } else {
@@ -144,9 +160,32 @@ class Assistant {
       }
     }
     binder.finish(A::name);
-    order_embeddings();
-    report_.format = options.format;
-    if (options.format != WeightFormat::kBF16) quantize(options.pool != nullptr ? *options.pool : default_pool());
+    if (packed) {
+      view_packed();
+    } else {
+      order_embeddings();
+      if (report_.format != WeightFormat::kBF16) quantize(options.pool != nullptr ? *options.pool : default_pool());
+    }
+  }
+
+  // The matrices a draft step multiplies by, in the order a packed assistant stores them,
+  // with their shapes in `format` (full names; the head's table in int8).
+  std::vector<std::pair<MatrixView*, PackedMatrixShape>> matrices_to_pack(WeightFormat format) {
+    std::vector<std::pair<MatrixView*, PackedMatrixShape>> planned;
+    const auto add = [&](MatrixView& slot, std::string name, WeightFormat f) {
+      planned.push_back({&slot, {std::move(name), f, static_cast<std::size_t>(slot.shape[0]), static_cast<std::size_t>(slot.shape[1])}});
+    };
+    for_each_slot<A>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts&) {
+      using S = std::remove_cvref_t<decltype(slot)>;
+      if constexpr (std::is_base_of_v<MatrixView, S> && !std::is_same_v<S, decltype(AssistantGlobalWeights::embed_tokens)>) {
+        add(slot, std::string(kTextOnlyPrefix) + name, format);
+      }
+    });
+    add(pre_projection, std::string(pre_projection.name), format);
+    add(post_projection, std::string(post_projection.name), format);
+    add(centroids, std::string(centroids.name), format);
+    add(ordered_embeddings, std::string(kOrderedTableName), WeightFormat::kInt8);
+    return planned;
   }
 
   const LoadReport& report() const { return report_; }
@@ -176,8 +215,8 @@ class Assistant {
     ++report_.tensors_used;
   }
 
-  // The copy is the only table the centroid head reads, so the mapped table's pages are
-  // dropped from this process (the dense head, for tests, refaults them).
+  // The copy is the only table a draft step reads, so the mapped table's pages are
+  // dropped from this process.
   void order_embeddings() {
     const TensorView& table = global.embed_tokens;
     const std::size_t row_bytes = static_cast<std::size_t>(table.shape[1]) * dtype_size(table.dtype);
@@ -190,33 +229,42 @@ class Assistant {
     if (!copies_.is_copy(table)) advise(table.bytes(), MADV_DONTNEED);
   }
 
-  // Every matrix a draft step multiplies by, packed in report_.format; the dense head's
-  // table (tests) stays as stored, and the ordered copy is freed once packed.
+  // Every matrix, the head's table included, used in place from the mapping.
+  void view_packed() {
+    const auto planned = matrices_to_pack(report_.format);
+    std::vector<PackedMatrixShape> shapes;
+    for (const auto& [slot, shape] : planned) shapes.push_back(shape);
+    packed_.view(checkpoint_, shapes, "");
+    attach(planned, /*check_scales=*/true);
+    if (const TensorInfo* t = checkpoint_.find(std::string(kOrderedTableName))) report_.weight_bytes += t->bytes.size();
+  }
+
+  // Every matrix a draft step multiplies by, packed in report_.format; the ordered copy is
+  // freed once packed.
   void quantize(ThreadPool& pool) {
-    std::vector<MatrixView*> slots;
+    const auto planned = matrices_to_pack(report_.format);
     std::vector<PackedMatrices::Source> sources;
-    const auto add = [&](MatrixView& slot, std::string_view name, WeightFormat format, bool mapped) {
-      const auto rows = static_cast<std::size_t>(slot.shape[0]), cols = static_cast<std::size_t>(slot.shape[1]);
-      sources.push_back({{std::string(name), format, rows, cols}, slot, mapped && !copies_.is_copy(slot)});
-      slots.push_back(&slot);
-    };
-    for_each_slot<A>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts&) {
-      using S = std::remove_cvref_t<decltype(slot)>;
-      if constexpr (std::is_base_of_v<MatrixView, S> && !std::is_same_v<S, decltype(AssistantGlobalWeights::embed_tokens)>) {
-        add(slot, name, report_.format, true);
-      }
-    });
-    add(pre_projection, pre_projection.name, report_.format, true);
-    add(post_projection, post_projection.name, report_.format, true);
-    add(centroids, centroids.name, report_.format, true);
-    add(ordered_embeddings, "ordered embed_tokens", WeightFormat::kInt8, false);
+    for (const auto& [slot, shape] : planned) sources.push_back({shape, *slot, slot != &ordered_embeddings && !copies_.is_copy(*slot)});
     packed_.convert(sources, pool);
-    for (std::size_t i = 0; i < slots.size(); ++i) {
-      slots[i]->linear = packed_.matrices()[i].second.get();
-      report_.quantized_bytes += packed_.matrices()[i].second->bytes();
-    }
+    attach(planned, /*check_scales=*/false);
     ordered_embeddings.data = nullptr;
     ordered_bytes_ = {};
+  }
+
+  // Matmuls read the packed matrices, in the order of `planned`, from now on. A packed
+  // file's scales are checked: a corrupt one would make every draft NaN.
+  void attach(const std::vector<std::pair<MatrixView*, PackedMatrixShape>>& planned, bool check_scales) {
+    for (std::size_t i = 0; i < planned.size(); ++i) {
+      const QuantizedMatrix* matrix = packed_.matrices()[i].second.get();
+      if (check_scales) {
+        if (const auto row = matrix->first_invalid_scale()) {
+          fail(ErrorKind::kBadFile, "{}: {}: row {} has an invalid scale (corrupt file)", checkpoint_.files().front().path().string(),
+               planned[i].second.name, *row);
+        }
+      }
+      planned[i].first->linear = matrix;
+      report_.quantized_bytes += matrix->bytes();
+    }
   }
 
   Checkpoint checkpoint_;

@@ -1,6 +1,7 @@
 #pragma once
-// Converting a checkpoint into a packed model directory (weights/packed_model.hpp): the
-// deployment step, run once on a workstation; the directory is then all a device needs.
+// Converting a checkpoint, or an assistant, into a packed model directory
+// (weights/packed_model.hpp): the deployment step, run once on a workstation; the
+// directory is then all a device needs.
 //
 // It streams: each matrix is packed a slice of row blocks at a time and written at
 // once, the source pages of each slice dropped again, so converting E2B holds a few
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "gemma4/error.hpp"
+#include "gemma4/weights/assistant_weights.hpp"
 #include "gemma4/weights/load.hpp"
 #include "gemma4/weights/packed_model.hpp"
 #include "gemma4/weights/packed_store.hpp"
@@ -38,69 +40,69 @@ struct ConvertReport {
 inline constexpr std::string_view kModelSideFiles[] = {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                                                        "special_tokens_map.json", "chat_template.jinja"};
 
-// Writes the packed model of the checkpoint in `source` to the directory `out` (created
-// if needed; it must not hold a model already). Errors: a source that is not a
-// checkpoint of V (or is packed already), bf16 asked, an unwritable `out`.
-template <Variant V>
-ConvertReport convert_checkpoint(const std::filesystem::path& source, const std::filesystem::path& out, const ConvertOptions& options) {
+// A tensor a packed model stores as it is, after the packed matrices: norms and scalars
+// as F32, an assistant's token ordering as I64.
+struct PlainTensor {
+  std::string name;  // full name in the file
+  std::string dtype;
+  std::vector<std::int64_t> shape;
+  std::vector<std::byte> bytes;
+};
+
+// The F32 tensor of a vector's values, whatever its stored dtype.
+inline PlainTensor f32_tensor(std::string name, const TensorView& view, std::vector<std::int64_t> shape) {
+  std::vector<float> values(view.size());
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = view.at(i);
+  const auto bytes = std::as_bytes(std::span(values));
+  return {std::move(name), "F32", std::move(shape), {bytes.begin(), bytes.end()}};
+}
+
+namespace detail {
+
+// Refuses an `out` that is the source or holds a model already; creates `out` and copies
+// the source's side files into it.
+inline void prepare_packed_dir(const std::filesystem::path& source, const std::filesystem::path& out, ConvertReport& report) {
   namespace fs = std::filesystem;
-  if (options.format == WeightFormat::kBF16) fail(ErrorKind::kInvalidArgument, "convert to int8 or int4: bf16 is the checkpoint as stored");
-  const Weights<V> weights(source, {.prefault = false});
-  if (weights.report().packed_model) {
-    fail(ErrorKind::kInvalidArgument, "{}: already a packed {} model; re-quantizing would compound the rounding: convert the original checkpoint",
-         source.string(), weight_format_name(weights.report().format));
-  }
   fs::create_directories(out);
   if (fs::equivalent(source, out)) fail(ErrorKind::kInvalidArgument, "{}: the output directory is the checkpoint's own", out.string());
   for (std::string_view name : {kSingleFileName, kIndexFileName}) {
     if (fs::exists(out / name)) fail(ErrorKind::kInvalidArgument, "{}: already holds a model ({}); choose a new directory", out.string(), name);
   }
-
-  const auto planned = plan_packed<V>(weights.global, weights.layers, options.format, /*packed_model=*/true);
-  const std::string prefix = weights.report().prefix;
-  std::vector<SafetensorsEntry> entries;
-  std::vector<std::string> names;
-  std::size_t total = 0;
-  ConvertReport report;
-  for (const auto& m : planned) {
-    const std::size_t bytes = QuantizedMatrix::storage_bytes(m.shape.format, m.shape.rows, m.shape.cols);
-    entries.push_back({prefix + m.shape.name, "U8", {static_cast<std::int64_t>(bytes)}, bytes});
-    names.push_back(m.shape.name);
-    total += m.slot->bytes().size();
-    if (m.shape.format != options.format) report.kept_int8.push_back(m.shape.name);
-  }
-  // Vectors after the matrices, which thus all start on 64-byte lines.
-  std::vector<std::pair<std::string, const TensorView*>> vectors;
-  for_each_slot<V>(weights.global, weights.layers, [&](const auto& slot, const std::string& name, const LayerFacts& facts) {
-    using S = std::remove_cvref_t<decltype(slot)>;
-    if constexpr (!std::is_base_of_v<MatrixView, S>) {
-      entries.push_back({prefix + name, "F32", expected_shape<S>(V::config, facts), slot.size() * sizeof(float)});
-      vectors.emplace_back(name, &slot);
-    }
-  });
-  const PackedModelInfo info{.variant = std::string(V::name),
-                             .format = options.format,
-                             .source = source_fingerprint(weights.checkpoint(), names),
-                             .embedding_dtype = weights.global.embed_tokens.dtype};
-
   for (std::string_view name : kModelSideFiles) {
     if (!fs::exists(source / name)) continue;
     fs::copy_file(source / name, out / name, fs::copy_options::overwrite_existing);
     report.copied.emplace_back(name);
   }
+}
+
+// Writes out/model.safetensors: `matrices` packed, named `prefix` + their name, then the
+// plain tensors. Under a temporary name renamed at the end.
+inline void write_packed_model(const std::filesystem::path& out, const PackedModelInfo& info, std::string_view prefix,
+                               const std::vector<PackedMatrices::Source>& matrices, const std::vector<PlainTensor>& plain,
+                               const ConvertOptions& options, ConvertReport& report) {
+  namespace fs = std::filesystem;
+  std::vector<SafetensorsEntry> entries;
+  std::size_t total = 0;
+  for (const auto& m : matrices) {
+    const std::size_t bytes = QuantizedMatrix::storage_bytes(m.shape.format, m.shape.rows, m.shape.cols);
+    entries.push_back({std::string(prefix) + m.shape.name, "U8", {static_cast<std::int64_t>(bytes)}, bytes});
+    total += m.elements.bytes().size();
+    if (m.shape.format != options.format) report.kept_int8.push_back(m.shape.name);
+  }
+  // Plain tensors after the matrices, which thus all start on 64-byte lines.
+  for (const PlainTensor& t : plain) entries.push_back({t.name, t.dtype, t.shape, t.bytes.size()});
   const fs::path partial = out / (std::string(kSingleFileName) + ".partial");
   try {
     SafetensorsWriter file(partial, packed_model_metadata(info), entries, kPackedAlignment);
     ThreadPool& pool = options.pool != nullptr ? *options.pool : default_pool();
     std::size_t done = 0;
-    for (const auto& m : planned) {
+    for (const auto& m : matrices) {
       const PackedMatrixShape& shape = m.shape;
-      const TensorView& elements = *m.slot;
       std::vector<float> int8_scales;
-      const std::size_t block_bytes = elements.bytes().size() / (shape.rows / kRowBlock);
-      PackedMatrices::for_each_slice(shape.rows, elements, !weights.is_copy(elements), [&](std::size_t first, std::size_t end) {
+      const std::size_t block_bytes = m.elements.bytes().size() / (shape.rows / kRowBlock);
+      PackedMatrices::for_each_slice(shape.rows, m.elements, m.source_mapped, [&](std::size_t first, std::size_t end) {
         QuantizedMatrix slice(shape.format, (end - first) * kRowBlock, shape.cols);
-        TensorView rows = elements;
+        TensorView rows = m.elements;
         rows.data += first * block_bytes;
         PackedMatrices::quantize_blocks(slice, rows, 0, end - first, pool);
         if (shape.format == WeightFormat::kInt4) {
@@ -118,11 +120,7 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
         file.write(int8_scales.data(), int8_scales.size() * sizeof(float));
       }
     }
-    for (const auto& [name, view] : vectors) {
-      std::vector<float> values(view->size());
-      for (std::size_t i = 0; i < values.size(); ++i) values[i] = view->at(i);
-      file.write(values.data(), values.size() * sizeof(float));
-    }
+    for (const PlainTensor& t : plain) file.write(t.bytes.data(), t.bytes.size());
     file.finish(/*durable=*/true);
     fs::rename(partial, out / kSingleFileName);
   } catch (...) {
@@ -131,6 +129,74 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
     throw;
   }
   report.bytes = fs::file_size(out / kSingleFileName);
+}
+
+}  // namespace detail
+
+// Writes the packed model of the checkpoint in `source` to the directory `out` (created
+// if needed; it must not hold a model already). Errors: a source that is not a
+// checkpoint of V (or is packed already), bf16 asked, an unwritable `out`.
+template <Variant V>
+ConvertReport convert_checkpoint(const std::filesystem::path& source, const std::filesystem::path& out, const ConvertOptions& options) {
+  if (options.format == WeightFormat::kBF16) fail(ErrorKind::kInvalidArgument, "convert to int8 or int4: bf16 is the checkpoint as stored");
+  const Weights<V> weights(source, {.prefault = false});
+  if (weights.report().packed_model) {
+    fail(ErrorKind::kInvalidArgument, "{}: already a packed {} model; re-quantizing would compound the rounding: convert the original checkpoint",
+         source.string(), weight_format_name(weights.report().format));
+  }
+  ConvertReport report;
+  detail::prepare_packed_dir(source, out, report);
+  const std::string prefix = weights.report().prefix;
+  std::vector<PackedMatrices::Source> matrices;
+  std::vector<std::string> names;
+  for (const auto& m : plan_packed<V>(weights.global, weights.layers, options.format, /*packed_model=*/true)) {
+    matrices.push_back({m.shape, *m.slot, !weights.is_copy(*m.slot)});
+    names.push_back(m.shape.name);
+  }
+  std::vector<PlainTensor> vectors;
+  for_each_slot<V>(weights.global, weights.layers, [&](const auto& slot, const std::string& name, const LayerFacts& facts) {
+    using S = std::remove_cvref_t<decltype(slot)>;
+    if constexpr (!std::is_base_of_v<MatrixView, S>) vectors.push_back(f32_tensor(prefix + name, slot, expected_shape<S>(V::config, facts)));
+  });
+  const PackedModelInfo info{.variant = std::string(V::name),
+                             .format = options.format,
+                             .source = source_fingerprint(weights.checkpoint(), names, prefix),
+                             .embedding_dtype = weights.global.embed_tokens.dtype};
+  detail::write_packed_model(out, info, prefix, matrices, vectors, options, report);
+  return report;
+}
+
+// The same for an assistant directory: its matrices in the format asked, the head's
+// table in centroid order (int8), norms as F32 and the token ordering as it was.
+template <AssistantVariant A>
+ConvertReport convert_assistant(const std::filesystem::path& source, const std::filesystem::path& out, const ConvertOptions& options) {
+  if (options.format == WeightFormat::kBF16) fail(ErrorKind::kInvalidArgument, "convert to int8 or int4: bf16 is the checkpoint as stored");
+  Assistant<A> assistant(source);
+  if (assistant.report().packed_model) {
+    fail(ErrorKind::kInvalidArgument, "{}: already a packed {} assistant; re-quantizing would compound the rounding: convert the original",
+         source.string(), weight_format_name(assistant.report().format));
+  }
+  ConvertReport report;
+  detail::prepare_packed_dir(source, out, report);
+  std::vector<PackedMatrices::Source> matrices;
+  std::vector<std::string> names;
+  for (const auto& [slot, shape] : assistant.matrices_to_pack(options.format)) {
+    matrices.push_back({shape, *slot, false});  // 12 M weights besides the copied table: no pages dropped as it goes
+    names.push_back(slot == &assistant.ordered_embeddings ? std::string(kTextOnlyPrefix) + "embed_tokens.weight" : shape.name);
+  }
+  std::vector<PlainTensor> plain;
+  for_each_slot<A>(assistant.global, assistant.layers, [&](const auto& slot, const std::string& name, const LayerFacts& facts) {
+    using S = std::remove_cvref_t<decltype(slot)>;
+    if constexpr (!std::is_base_of_v<MatrixView, S>) plain.push_back(f32_tensor(std::string(kTextOnlyPrefix) + name, slot, expected_shape<S>(A::config, facts)));
+  });
+  std::vector<std::int64_t> ordering(assistant.token_ordering.begin(), assistant.token_ordering.end());
+  const auto ordering_bytes = std::as_bytes(std::span(ordering));
+  plain.push_back({std::string(kTokenOrderingName), "I64", {static_cast<std::int64_t>(ordering.size())}, {ordering_bytes.begin(), ordering_bytes.end()}});
+  const PackedModelInfo info{.variant = std::string(A::name),
+                             .format = options.format,
+                             .source = source_fingerprint(assistant.checkpoint(), names, ""),
+                             .embedding_dtype = assistant.global.embed_tokens.dtype};
+  detail::write_packed_model(out, info, "", matrices, plain, options, report);
   return report;
 }
 

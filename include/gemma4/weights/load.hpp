@@ -67,7 +67,7 @@ class Weights {
     std::vector<PackedMatrixShape> shapes;
     for (const Planned& m : planned) shapes.push_back(m.shape);
     if (packed) {
-      packed_.view(checkpoint_, shapes);
+      packed_.view(checkpoint_, shapes, checkpoint_.prefix());
     } else if (!planned.empty()) {
       std::vector<PackedMatrices::Source> sources;
       for (const Planned& m : planned) sources.push_back({m.shape, *m.slot, !copies_.is_copy(*m.slot)});

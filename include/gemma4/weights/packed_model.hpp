@@ -156,14 +156,14 @@ auto plan_packed(Global& global, Layers& layers, WeightFormat format, bool packe
 // and eight 4 KiB windows spread over their bytes. Hashing every byte would cost about
 // what converting does; a different checkpoint of the same shape (another fine-tune)
 // differs in every window.
-inline std::string source_fingerprint(const Checkpoint& checkpoint, const std::vector<std::string>& names) {
+inline std::string source_fingerprint(const Checkpoint& checkpoint, const std::vector<std::string>& names, std::string_view name_prefix) {
   std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a
   const auto mix = [&h](std::span<const std::byte> bytes) {
     for (std::byte b : bytes) h = (h ^ static_cast<std::uint8_t>(b)) * 0x100000001b3ull;
   };
   const auto mix_text = [&](std::string_view text) { mix(std::as_bytes(std::span(text.data(), text.size() + 1))); };
   for (const auto& name : names) {
-    const std::string full = std::string(checkpoint.prefix()) + name;
+    const std::string full = std::string(name_prefix) + name;
     const TensorInfo* t = checkpoint.find(full);
     if (t == nullptr) fail(ErrorKind::kInvalidArgument, "{}: no tensor {} to fingerprint", checkpoint.dir().string(), full);
     mix_text(full);
@@ -185,9 +185,10 @@ inline std::string source_fingerprint(const Checkpoint& checkpoint, const std::v
 // line; one error lists every problem. A tensor of whole row blocks but the wrong count
 // (an embedding or PLE table of another vocabulary) says how many rows it holds.
 inline std::vector<std::unique_ptr<QuantizedMatrix>> packed_matrix_views(const Checkpoint& checkpoint,
-                                                                          const std::vector<PackedMatrixShape>& wanted) {
+                                                                          const std::vector<PackedMatrixShape>& wanted,
+                                                                          std::string_view name_prefix) {
   std::vector<std::string> problems;
-  const std::string prefix(checkpoint.prefix());
+  const std::string prefix(name_prefix);
   for (const auto& m : wanted) {
     const TensorInfo* t = checkpoint.find(prefix + m.name);
     if (t == nullptr) {

@@ -51,9 +51,10 @@ class PackedMatrices {
     }
   }
 
-  // Uses `shapes` in place from a packed model, after checking their sizes.
-  void view(const Checkpoint& packed_model, const std::vector<PackedMatrixShape>& shapes) {
-    auto views = packed_matrix_views(packed_model, shapes);
+  // Uses `shapes` in place from a packed model, after checking their sizes; their names
+  // are under `name_prefix` there (a model's checkpoint prefix; "" for an assistant's).
+  void view(const Checkpoint& packed_model, const std::vector<PackedMatrixShape>& shapes, std::string_view name_prefix) {
+    auto views = packed_matrix_views(packed_model, shapes, name_prefix);
     for (std::size_t i = 0; i < shapes.size(); ++i) matrices_.emplace_back(shapes[i].name, std::move(views[i]));
   }
 
