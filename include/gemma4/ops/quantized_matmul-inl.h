@@ -638,14 +638,16 @@ HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActiv
 // The same with the dot product the target and CPU do best (ChosenIntDot).
 HWY_INLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                 std::size_t end_block, float* HWY_RESTRICT out) {
+  switch (ChosenIntDot()) {
 #if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3
-  if (HaveVnni()) return QuantizedMatMul<IntDot::kVnni>(w, a, first_block, end_block, out);
+    case IntDot::kVnni: return QuantizedMatMul<IntDot::kVnni>(w, a, first_block, end_block, out);
 #endif
 #if GEMMA4_ARM_DOT
-  if (arm_features().i8mm) return QuantizedMatMul<IntDot::kI8mm>(w, a, first_block, end_block, out);
-  if (arm_features().dotprod) return QuantizedMatMul<IntDot::kSdot>(w, a, first_block, end_block, out);
+    case IntDot::kI8mm: return QuantizedMatMul<IntDot::kI8mm>(w, a, first_block, end_block, out);
+    case IntDot::kSdot: return QuantizedMatMul<IntDot::kSdot>(w, a, first_block, end_block, out);
 #endif
-  QuantizedMatMul<kPairsTarget ? IntDot::kPairs : IntDot::kPortable>(w, a, first_block, end_block, out);
+    default: return QuantizedMatMul<kPairsTarget ? IntDot::kPairs : IntDot::kPortable>(w, a, first_block, end_block, out);
+  }
 }
 
 }  // namespace HWY_NAMESPACE
