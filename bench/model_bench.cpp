@@ -11,17 +11,20 @@
 // of the instruction the format's matmuls use, each limit measured again right before
 // the measurement it divides (this machine drifts), and how fast the int8/int4 matmul
 // kernels alone stream all of the model's matrices for one token, against a plain read
-// of the same bytes (bench/kernel_streaming.hpp). Also prints the quality of each format
-// on tiny-e2b and tiny-e4b (top-1 agreement and KL divergence against f32 weights).
+// of the same bytes (bench/kernel_streaming.hpp). Also prints, on the trained toy pair of
+// examples/data, the quality of each format (top-1 agreement and KL divergence against
+// its bf16 checkpoint over held-out text) and its assistant's real acceptance rate.
 // For int8/int4 it also measures speculative decoding with the variant's assistant
 // (synthesized into DIR/<variant>-assistant when missing): what a target pass over 2..5
 // tokens and a draft step cost in plain decode steps at each depth, the speed-up those
 // costs give as a function of the acceptance rate, and the speed-up measured with an
-// oracle drafter whose drafts are all accepted.
+// oracle drafter whose drafts are all accepted, and an estimate at the toy pair's rate.
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
@@ -41,6 +44,7 @@
 #include "gemma4/testing/replay_drafts.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/testing/synthetic.hpp"
+#include "gemma4/tokenizer/tokenizer.hpp"
 #include "machine_limits.hpp"
 
 namespace {
@@ -60,8 +64,10 @@ struct SpeculativeCosts {
   double speedup(double a, int k) const {
     double tokens = 0;
     for (int i = 0; i <= k; ++i) tokens += std::pow(a, i);
-    return tokens / (verify[k - 1] + k * draft);
+    return speedup_at(tokens, k);
   }
+  // ... and at a measured number of tokens per target pass.
+  double speedup_at(double tokens_per_pass, int k) const { return tokens_per_pass / (verify[k - 1] + k * draft); }
 };
 
 struct Row {
@@ -289,25 +295,87 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   return row;
 }
 
-template <Variant V>
-void quality(WeightFormat format) {
-  const auto dir = std::filesystem::temp_directory_path() / fmt::format("gemma4-bench-{}", V::name);
-  if (!std::filesystem::exists(dir / "config.json")) {
-    write_synthetic_checkpoint(V::config, dir, {.dtype = DType::kF32, .seed = 3, .trained_like = true});
+// The trained toy pair (examples/data/toy-e2b and toy-e2b-assistant, trained by
+// examples/train/train_toy_pair.py) and its held-out chats (tests/data/toy-heldout.txt).
+struct ToyPair {
+  std::filesystem::path target, assistant;
+  std::vector<int> heldout;                  // every held-out chat, as one token sequence
+  std::vector<std::vector<int>> prompts;     // each chat up to the model's turn
+};
+
+ToyPair load_toy_pair(const std::filesystem::path& data, const std::filesystem::path& heldout_file) {
+  ToyPair toy{data / "toy-e2b", data / "toy-e2b-assistant", {}, {}};
+  std::ifstream in(heldout_file, std::ios::binary);
+  if (!in) fail(ErrorKind::kIo, "cannot read the toy pair's held-out text {}", heldout_file.string());
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  const Tokenizer tokenizer = Tokenizer::from_file(toy.target / "tokenizer.json");
+  toy.heldout = tokenizer.encode(text, {.add_bos = false});
+  constexpr std::string_view kModelTurn = "<|turn>model\n";
+  for (std::size_t start = text.find("<bos>"); start != std::string::npos; start = text.find("<bos>", start + 1)) {
+    const std::size_t end = text.find(kModelTurn, start);
+    if (end == std::string::npos) break;
+    toy.prompts.push_back(tokenizer.encode(std::string_view(text).substr(start, end + kModelTurn.size() - start), {.add_bos = false}));
   }
-  const auto tokens = random_tokens(512, V::config.vocab_size, 5);
-  const auto logits = [&](WeightFormat f) {
-    const Weights<V> w(dir, {.format = f});
-    Session<V> s(w);
-    std::vector<float> out(tokens.size() * V::config.vocab_size);
-    s.forward(tokens, Logits::kAll, out);
+  return toy;
+}
+
+// Top-1 agreement and KL of a format against the bf16 checkpoint over the held-out text.
+void toy_quality(const ToyPair& toy, WeightFormat format) {
+  const auto logits = [&](std::optional<WeightFormat> f) {
+    const Weights<TinyE2B> w(toy.target, {.format = f});
+    Session<TinyE2B> s(w, {.max_context = static_cast<int>(toy.heldout.size())});
+    std::vector<float> out(toy.heldout.size() * TinyE2B::config.vocab_size);
+    s.forward(toy.heldout, Logits::kAll, out);
     return out;
   };
-  const auto agreement = compare_logits(logits(WeightFormat::kBF16), logits(format), V::config.vocab_size);
-  fmt::print("quality {:<9} {}: top-1 agreement {:6.2f}% | mean KL {:.5f} nats | rms logit error {:.3f} | top-1 moved only"
-             " where the reference led by <= {:.3f} (median lead {:.3f}) | {} positions, vs f32 weights\n",
-             V::name, weight_format_name(format), 100 * agreement.top1, agreement.mean_kl, agreement.rms_error,
-             agreement.largest_flipped_lead, agreement.median_lead, agreement.positions);
+  const auto agreement = compare_logits(logits(std::nullopt), logits(format), TinyE2B::config.vocab_size);
+  fmt::print("quality of {} on the trained toy-e2b: top-1 agreement {:6.2f}% | mean KL {:.5f} nats | rms logit error {:.3f} | top-1"
+             " moved only where the reference led by <= {:.3f} (median lead {:.3f}) | {} held-out positions, vs bf16 weights\n",
+             weight_format_name(format), 100 * agreement.top1, agreement.mean_kl, agreement.rms_error, agreement.largest_flipped_lead,
+             agreement.median_lead, agreement.positions);
+}
+
+// The toy assistant's real acceptance over the held-out prompts, greedy and sampled at
+// temperature 1 (no top-k/top-p), and the measured greedy decode speed-up (median of
+// `runs`). Returns the greedy tokens per target pass.
+double toy_speculation(const ToyPair& toy, int runs, ThreadPool& pool) {
+  const Weights<TinyE2B> weights(toy.target);
+  const Assistant<TinyE2BAssistant> assistant(toy.assistant);
+  const SessionOptions options{.max_context = 512, .pool = &pool};
+  const std::vector<int> stops{1, 106, 50};
+  double tokens_per_pass = 0;
+  for (const SamplingOptions sampling : {SamplingOptions{.temperature = 0.0f}, SamplingOptions{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f}}) {
+    GenerationStats total;
+    std::vector<double> speedups;
+    for (int run = 0; run < runs; ++run) {
+      double plain_seconds = 0, fast_seconds = 0;
+      for (std::size_t i = 0; i < toy.prompts.size(); ++i) {
+        SamplingOptions seeded = sampling;
+        seeded.seed = i;
+        Session<TinyE2B> plain_session(weights, options), session(weights, options);
+        const GenerationResult plain = Generator<TinyE2B>(plain_session, seeded, stops).generate(toy.prompts[i], 256, [](int) { return true; });
+        Drafter<TinyE2BAssistant> drafter(assistant, session);
+        const GenerationResult fast = Generator<TinyE2B>(session, seeded, stops).generate(toy.prompts[i], 256, drafter, [](int) { return true; });
+        if (fast.tokens != plain.tokens) fail(ErrorKind::kInvalidArgument, "speculative decoding changed the toy pair's output");
+        plain_seconds += plain.stats.decode_seconds;
+        fast_seconds += fast.stats.decode_seconds;
+        if (run == 0) {
+          total.generated_tokens += fast.stats.generated_tokens - 1;
+          total.target_passes += fast.stats.target_passes;
+          total.drafted += fast.stats.drafted;
+          total.accepted += fast.stats.accepted;
+        }
+      }
+      speedups.push_back(plain_seconds / fast_seconds);
+    }
+    const double per_pass = static_cast<double>(total.generated_tokens) / total.target_passes;
+    fmt::print("toy pair, {} over {} held-out prompts (k = 3): {} of {} drafts accepted ({:.1f}%) | {:.2f} tokens per target pass |"
+               " measured decode speed-up {:.2f}x (tiny model: bound by per-pass overheads, not by reading weights)\n",
+               sampling.greedy() ? "greedy" : "sampled at temperature 1", toy.prompts.size(), total.accepted, total.drafted,
+               100.0 * total.acceptance_rate(), per_pass, median(speedups));
+    if (sampling.greedy()) tokens_per_pass = per_pass;
+  }
+  return tokens_per_pass;
 }
 
 std::vector<std::string> split(const std::string& s) {
@@ -324,9 +392,12 @@ std::vector<std::string> split(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string dir, variants = "e2b,e4b", formats = "bf16,int8,int4";
+  std::string toy_dir = GEMMA4_SOURCE_DIR "/examples/data", heldout_file = GEMMA4_SOURCE_DIR "/tests/data/toy-heldout.txt";
   int runs = 3, threads = 0, decode_steps = 5;
   CLI::App app("gemma4_bench_model: speed and memory of full-size models against the machine's measured limits");
-  app.add_option("--variants", variants, "comma-separated: e2b, e4b")->capture_default_str();
+  app.add_option("--variants", variants, "comma-separated: e2b, e4b, or none (the toy pair only)")->capture_default_str();
+  app.add_option("--toy", toy_dir, "where the trained toy pair is (toy-e2b, toy-e2b-assistant)")->capture_default_str();
+  app.add_option("--heldout", heldout_file, "the toy pair's held-out chats")->capture_default_str();
   app.add_option("--formats", formats, "comma-separated: bf16, int8, int4")->capture_default_str();
   app.add_option("--runs", runs, "runs to take medians of")->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_option("--threads", threads, "threads, 0 = all usable CPUs")->check(CLI::Range(0, 1024))->capture_default_str();
@@ -348,11 +419,11 @@ int main(int argc, char** argv) {
                pool.size(), limits.read_bytes_per_s / 1e9, limits.f32_fma_per_s / 1e9, limits.int8_dot_per_s / 1e9,
                bench::ops::IntDotName(bench::ops::ChosenIntDot()));
 
+    const ToyPair toy = load_toy_pair(toy_dir, heldout_file);
     for (WeightFormat f : chosen) {
-      if (f == WeightFormat::kBF16) continue;
-      quality<TinyE2B>(f);
-      quality<TinyE4B>(f);
+      if (f != WeightFormat::kBF16) toy_quality(toy, f);
     }
+    const double toy_tokens_per_pass = toy_speculation(toy, runs, pool);
 
     std::vector<Row> rows;
     const auto bench_variant = [&]<Variant V>() {
@@ -364,15 +435,18 @@ int main(int argc, char** argv) {
       for (WeightFormat f : chosen) rows.push_back(run_format<V>(path, f, runs, decode_steps, pool));
     };
     for (const std::string& v : split(variants)) {
-      if (v == "e2b") {
+      if (v == "none") {
+        continue;
+      } else if (v == "e2b") {
         bench_variant.operator()<E2B>();
       } else if (v == "e4b") {
         bench_variant.operator()<E4B>();
       } else {
-        fail(ErrorKind::kInvalidArgument, "unknown variant '{}': expected e2b or e4b", v);
+        fail(ErrorKind::kInvalidArgument, "unknown variant '{}': expected e2b, e4b or none", v);
       }
     }
 
+    if (rows.empty()) return 0;  // --variants none: the toy pair only
     fmt::print("\n{:<4} {:<5} {:>6} {:>6} {:>6} | {:>9} {:>9} {:>5} {:>6} | {:>8} {:>5} {:>8} {:>5} {:>8} {:>5} {:>9} {:>6} | {:>7} | {:>7} {:>7}\n", "", "",
                "load", "load", "d0 t/s", "prefill", "prefill", "eff", "peak", "decode", "eff", "decode", "eff", "decode", "eff", "bandwidth", "kernel",
                "GB/tok", "peakRSS", "limit");
@@ -398,11 +472,12 @@ int main(int argc, char** argv) {
       fmt::print("\nspeculative {} {} (oracle, k = 3, measured: {:.2f}x)\n{:<6} {:>7} {:>6} | speed-up at acceptance", r.variant, r.format,
                  r.oracle_speedup, "depth", "verify4", "draft");
       for (double a : kRates) fmt::print(" {:>5.1f}", a);
-      fmt::print("\n");
+      fmt::print(" | toy's {:.2f} tokens/pass\n", toy_tokens_per_pass);
       for (int d = 0; d < 3; ++d) {
         const SpeculativeCosts& c = r.speculative[d];
         fmt::print("{:<6} {:>7.2f} {:>6.3f} | k = 3                 ", kDepths[d], c.verify[2], c.draft);
         for (double a : kRates) fmt::print(" {:>5.2f}", c.speedup(a, 3));
+        fmt::print(" | {:>5.2f}", c.speedup_at(toy_tokens_per_pass, 3));
         fmt::print("{}{}{}\n", c.verify[2] <= 1.25 ? "" : "  verify over 1.25", c.draft <= 0.05 ? "" : "  draft over 0.05",
                    c.speedup(0.6, 3) >= 1.6 ? "" : "  under 1.6x at 0.6");
       }
@@ -410,7 +485,7 @@ int main(int argc, char** argv) {
     if (std::any_of(rows.begin(), rows.end(), [](const Row& r) { return r.oracle_speedup > 0; })) {
       fmt::print("speculative: verify4 = a target pass over k + 1 = 4 tokens and draft = one draft step (centroid head), each in"
                  " plain decode steps measured in alternation; speed-up = (1 + a + a^2 + a^3) / (verify4 + 3 draft) at per-draft"
-                 " acceptance a.\n");
+                 " acceptance a; the last column estimates it at the tokens per target pass the trained toy pair reached greedily.\n");
     }
     fmt::print("load: converting (int8/int4) at load time; packed: loading the packed model of the same checkpoint"
                " (gemma4 convert), and decode at depth 0 from it (in steps alternating with the converted weights' own, printed above).\n");
