@@ -336,7 +336,7 @@ void toy_quality(const ToyPair& toy, WeightFormat format) {
 }
 
 // The toy assistant's real acceptance over the held-out prompts, greedy and sampled at
-// temperature 1 (no top-k/top-p), and the measured greedy decode speed-up (median of
+// temperature 1 (no top-k/top-p), and the decode speed-up measured for each (median of
 // `runs`). Returns the greedy tokens per target pass.
 double toy_speculation(const ToyPair& toy, int runs, ThreadPool& pool) {
   const Weights<TinyE2B> weights(toy.target);
