@@ -460,11 +460,12 @@ def export(args, tmp, target, assistant, t_shapes, prefix):
         if model is assistant:
             tensors["masked_embedding.token_ordering"] = assistant.token_ordering.clone()
         write_safetensors(os.path.join(out, "model.safetensors"), tensors)
-        src = f"{tmp}/t" if model is target else f"{tmp}/a"
-        for f in ("config.json", "generation_config.json", "tokenizer.json"):
-            if os.path.exists(os.path.join(src, f)):
-                with open(os.path.join(src, f)) as i, open(os.path.join(out, f), "w") as o:
-                    o.write(i.read())
+        # Each directory its own config; both the target's generation config and tokenizer,
+        # which the assistant shares (its vocabulary is the target's).
+        for f, src in (("config.json", f"{tmp}/t" if model is target else f"{tmp}/a"),
+                       ("generation_config.json", f"{tmp}/t"), ("tokenizer.json", f"{tmp}/t")):
+            with open(os.path.join(src, f)) as i, open(os.path.join(out, f), "w") as o:
+                o.write(i.read())
         print(f"wrote {out}", flush=True)
 
 
