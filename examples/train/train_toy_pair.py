@@ -9,7 +9,7 @@ layout the library loads. Run by hand with Debian's torch (the build never needs
 
     OPENBLAS_CORETYPE= OPENBLAS_L2_SIZE= /usr/bin/python3 examples/train/train_toy_pair.py --gemma4 build/gemma4
 
-(Debian's python3 with python3-torch and libopenblas0-pthread; about 70 minutes on 2 cores.)
+(Debian's python3 with python3-torch and libopenblas0-pthread; about 80 minutes on 2 cores.)
 It writes examples/data/toy-e2b{,-assistant}/ (bf16 safetensors, config, tokenizer) and
 tests/data/toy_pair_logits.bin, the trainer's own logits that the C++ test must reproduce.
 The target learns the corpus (examples/train/corpus.py, seed 1) by next-token cross
