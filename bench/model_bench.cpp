@@ -319,16 +319,18 @@ ToyPair load_toy_pair(const std::filesystem::path& data, const std::filesystem::
   return toy;
 }
 
-// Top-1 agreement and KL of a format against the bf16 checkpoint over the held-out text.
-void toy_quality(const ToyPair& toy, WeightFormat format) {
-  const auto logits = [&](std::optional<WeightFormat> f) {
-    const Weights<TinyE2B> w(toy.target, {.format = f});
-    Session<TinyE2B> s(w, {.max_context = static_cast<int>(toy.heldout.size())});
-    std::vector<float> out(toy.heldout.size() * TinyE2B::config.vocab_size);
-    s.forward(toy.heldout, Logits::kAll, out);
-    return out;
-  };
-  const auto agreement = compare_logits(logits(std::nullopt), logits(format), TinyE2B::config.vocab_size);
+// The toy target's logits over the held-out text in a format (unset: its bf16 as stored).
+std::vector<float> toy_logits(const ToyPair& toy, std::optional<WeightFormat> format) {
+  const Weights<TinyE2B> w(toy.target, {.format = format});
+  Session<TinyE2B> s(w, {.max_context = static_cast<int>(toy.heldout.size())});
+  std::vector<float> out(toy.heldout.size() * TinyE2B::config.vocab_size);
+  s.forward(toy.heldout, Logits::kAll, out);
+  return out;
+}
+
+// Top-1 agreement and KL of a format against the bf16 checkpoint's logits over the held-out text.
+void toy_quality(const ToyPair& toy, std::span<const float> reference, WeightFormat format) {
+  const auto agreement = compare_logits(reference, toy_logits(toy, format), TinyE2B::config.vocab_size);
   fmt::print("quality of {} on the trained toy-e2b: top-1 agreement {:6.2f}% | mean KL {:.5f} nats | rms logit error {:.3f} | top-1"
              " moved only where the reference led by <= {:.3f} (median lead {:.3f}) | {} held-out positions, vs bf16 weights\n",
              weight_format_name(format), 100 * agreement.top1, agreement.mean_kl, agreement.rms_error, agreement.largest_flipped_lead,
@@ -342,7 +344,7 @@ double toy_speculation(const ToyPair& toy, int runs, ThreadPool& pool) {
   const Weights<TinyE2B> weights(toy.target);
   const Assistant<TinyE2BAssistant> assistant(toy.assistant);
   const SessionOptions options{.max_context = 512, .pool = &pool};
-  const std::vector<int> stops{1, 106, 50};
+  const std::vector<int> stops = read_generation_config(toy.target).stop_ids;
   double tokens_per_pass = 0;
   for (const SamplingOptions sampling : {SamplingOptions{.temperature = 0.0f}, SamplingOptions{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f}}) {
     GenerationStats total;
@@ -420,8 +422,9 @@ int main(int argc, char** argv) {
                bench::ops::IntDotName(bench::ops::ChosenIntDot()));
 
     const ToyPair toy = load_toy_pair(toy_dir, heldout_file);
+    const std::vector<float> toy_reference = toy_logits(toy, std::nullopt);
     for (WeightFormat f : chosen) {
-      if (f != WeightFormat::kBF16) toy_quality(toy, f);
+      if (f != WeightFormat::kBF16) toy_quality(toy, toy_reference, f);
     }
     const double toy_tokens_per_pass = toy_speculation(toy, runs, pool);
 

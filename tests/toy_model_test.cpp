@@ -126,11 +126,12 @@ TEST_CASE("the trained assistant's drafts are accepted", "[toy][assistant]") {
   const Assistant<TinyE2BAssistant> assistant(kToyAssistant);
   const Tokenizer tokenizer = Tokenizer::from_file(kToyTarget / "tokenizer.json");
   const std::vector<int> prompt = tokenizer.encode("<bos><|turn>user\nTell me a story about the owl.<turn|>\n<|turn>model\n", {.add_bos = false});
+  const std::vector<int> stops = read_generation_config(kToyTarget).stop_ids;
   Session<TinyE2B> plain_session(target, {.max_context = 256});
-  const GenerationResult plain = Generator<TinyE2B>(plain_session, {.temperature = 0.0f}, {1, 106, 50}).generate(prompt, 120, [](int) { return true; });
+  const GenerationResult plain = Generator<TinyE2B>(plain_session, {.temperature = 0.0f}, stops).generate(prompt, 120, [](int) { return true; });
   Session<TinyE2B> session(target, {.max_context = 256});
   Drafter<TinyE2BAssistant> drafter(assistant, session);
-  const GenerationResult fast = Generator<TinyE2B>(session, {.temperature = 0.0f}, {1, 106, 50}).generate(prompt, 120, drafter, [](int) { return true; });
+  const GenerationResult fast = Generator<TinyE2B>(session, {.temperature = 0.0f}, stops).generate(prompt, 120, drafter, [](int) { return true; });
   CHECK(fast.tokens == plain.tokens);
   WARN("toy pair, greedy: " << fast.stats.accepted << " of " << fast.stats.drafted << " drafts accepted, "
                             << fast.stats.tokens_per_target_pass() << " tokens per target pass: " << tokenizer.decode(fast.tokens));

@@ -448,12 +448,12 @@ def main():
           args.assistant_steps, 3e-3)
     round_to_bf16_(assistant)
 
-    export(args, tmp, target, assistant, t_shapes, prefix)
+    export(args, tmp, target, assistant, prefix)
     write_reference(args, target, assistant, tmp)
 
 
-def export(args, tmp, target, assistant, t_shapes, prefix):
-    for sub, model, names, pre in (("toy-e2b", target, t_shapes, prefix), ("toy-e2b-assistant", assistant, None, "")):
+def export(args, tmp, target, assistant, prefix):
+    for sub, model, pre in (("toy-e2b", target, prefix), ("toy-e2b-assistant", assistant, "")):
         out = os.path.join(args.out, sub)
         os.makedirs(out, exist_ok=True)
         tensors = {pre + n.replace("__", "."): p.detach().to(torch.bfloat16) for n, p in model.params.items()}

@@ -34,6 +34,13 @@ inline constexpr std::size_t kInt8PrefillTokens = 6, kInt4PrefillTokens = 3, kIn
 // bound by memory like decode: they take decode's row blocks per pass, and all their
 // tokens in one tile.
 inline constexpr std::size_t kShortPassTokens = 5;
+// A tile of several tokens does so much arithmetic per weight line that the core no
+// longer runs far enough ahead of its loads for the hardware prefetchers to hide memory
+// latency: a pass over 4 tokens streamed its weights at the speed of reading them plus
+// computing, 1.2-1.8 times a decode step's time. Such tiles fetch their lines this far
+// ahead of each read stream themselves (int8 short passes read four streams per thread,
+// int4 one); decode, one token, streams as fast without (bench/README.md).
+inline constexpr std::size_t kInt8PrefetchBytes = 1024, kInt4PrefetchBytes = 8192;
 constexpr std::size_t quantized_pass_blocks(WeightFormat format, std::size_t tokens) {
   if (format == WeightFormat::kInt8) return tokens <= kShortPassTokens ? kInt8DecodePass : kInt8PrefillPass;
   return tokens <= kShortPassTokens ? kInt4DecodePass : kInt4PrefillPass;
@@ -49,6 +56,7 @@ constexpr std::size_t quantized_pass_blocks(WeightFormat format, std::size_t tok
 #define GEMMA4_OPS_QUANTIZED_MATMUL_TOGGLE
 #endif
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -268,6 +276,19 @@ HWY_INLINE void StoreInt8Sums(const QuantizedMatrix& w, std::size_t row, const Q
   hn::StoreU(hn::Mul(hn::ConvertTo(df, exact), scale), df, out + token * w.rows() + row);
 }
 
+// Prefetches `lines` cache lines from `first` + kDistance, those that lie before the end of
+// w's bytes, when a tile has kT > 1 tokens (kInt8PrefetchBytes).
+template <std::size_t kT, std::size_t kDistance>
+HWY_INLINE void PrefetchAhead(const QuantizedMatrix& w, const void* first, std::size_t lines) {
+  if constexpr (kT > 1) {
+    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(w.packed().data() + w.packed().size());
+    const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(first) + kDistance;
+    for (std::size_t i = 0; i < lines; ++i) {
+      if (ahead + 64 * i < end) hwy::Prefetch(reinterpret_cast<const std::uint8_t*>(ahead + 64 * i));
+    }
+  }
+}
+
 // out[t, 16b + r] for kR row blocks from `block` and kT tokens from `token`; int8 weights.
 template <std::size_t kR, std::size_t kT, IntDot kDot>
 HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
@@ -285,6 +306,7 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       VQ weights[kR];
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
+        PrefetchAhead<kT, kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 1);
         weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
         if constexpr (kSignedWeights<kDot>) weights[r] = hn::Xor(weights[r], hn::Set(d, static_cast<std::int32_t>(0x80808080u)));
       }
@@ -312,6 +334,13 @@ HWY_INLINE VQF Int4GroupScales(const std::uint8_t* block, std::size_t g, std::si
   const VQ words = hn::LoadU(d, reinterpret_cast<const std::int32_t*>(block + Int4Layout::scale_pairs(g)) + lane);
   const VQ bits = g % 2 == 0 ? hn::ShiftLeft<16>(words) : hn::And(words, hn::Set(d, static_cast<std::int32_t>(0xFFFF0000u)));
   return hn::BitCast(DQF(), bits);
+}
+
+// PrefetchAhead for group g of a row block: its scale line (g even) and its tiles.
+template <std::size_t kT>
+HWY_INLINE void PrefetchInt4Group(const QuantizedMatrix& w, const std::uint8_t* block, std::size_t g) {
+  if (g % 2 == 0) return PrefetchAhead<kT, kInt4PrefetchBytes>(w, block + Int4Layout::scale_pairs(g), 1 + Int4Layout::kTilesPerGroup);
+  PrefetchAhead<kT, kInt4PrefetchBytes>(w, block + Int4Layout::tiles(g), Int4Layout::kTilesPerGroup);
 }
 
 // Writes the f32 sums of an int4 tile, scaled by their tokens' scales.
@@ -415,6 +444,8 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       ZeroAll(d, low_acc);
       ZeroAll(d, high_acc);
       const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
+      HWY_UNROLL(16)
+      for (std::size_t r = 0; r < kR; ++r) PrefetchInt4Group<kT>(w, blocks + r * block_bytes, g);
       GroupActivations xs[kT];
       HWY_UNROLL(16)
       for (std::size_t t = 0; t < kT; ++t) xs[t] = LoadGroupActivations<kDot>(x + t * a.cols + g * kInt4Group);
@@ -494,6 +525,7 @@ HWY_INLINE void Int8MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
       VQ rows[kR][2];
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
+        PrefetchAhead<kT, kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 2);
         const VQ first = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
         const VQ second = hn::LoadU(d, tiles + (r * quads + q + 1) * kRowBlock + lane);
         rows[r][0] = hn::InterleaveLower(d, first, second);
@@ -535,6 +567,8 @@ HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
       HWY_UNROLL(16)
       for (auto& halves : acc) ZeroAll(d, halves);
       const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
+      HWY_UNROLL(16)
+      for (std::size_t r = 0; r < kR; ++r) PrefetchInt4Group<kT>(w, blocks + r * block_bytes, g);
       HWY_UNROLL(16)
       for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
         const std::size_t o = g * Int4Layout::kTilesPerGroup + i;
