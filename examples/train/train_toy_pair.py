@@ -243,7 +243,7 @@ class Assistant(torch.nn.Module):
         """One draft step for every round position p = 0..T-1 at once: e = the scaled target embedding
         of x_s [B, T, Bk], g = the carried state [B, T, Bk]. Returns (y [B, T, hidden], next g)."""
         cfg = self.cfg
-        H, hidden = cfg["num_attention_heads"], cfg["hidden_size"]
+        H = cfg["num_attention_heads"]
         x = torch.cat([e, g], dim=-1) @ self.p("pre_projection.weight").T
         B = x.shape[0]
         positions = torch.arange(T)
