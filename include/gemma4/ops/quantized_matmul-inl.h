@@ -396,39 +396,51 @@ HWY_INLINE VQ DotGroupQuad(VQ acc, VQ w, const GroupActivations& x) {
   return DotQuads<kDot>(acc, w, hn::Set(DQ(), LoadQuad(x.x + 4 * kQuad)));
 }
 
+// How an int4 tile sums a group's high nibbles. Most dots multiply them in place (16 times
+// their value, no shift per tile) in a chain of their own, divided by 16 once per group.
+// With VNNI, a tile of several rows or tokens shifts them down into the low nibbles'
+// chain instead, which starts at the group's offset: half the accumulators and no
+// per-group reduction: passes over 4 tokens 3-11% faster, prefill 2.5-4.5% (bench/README.md).
+// Decode keeps two chains: its one chain per group, 8 VPDPBUSD in series, was slower.
+template <IntDot kDot, std::size_t kR, std::size_t kT>
+inline constexpr bool kOneInt4Chain = kDot == IntDot::kVnni && kR * kT > 1;
+
 // Tile i of an int4 group for kR row blocks and kT tokens: the low nibbles hold the
 // tile's quad 2i, the high ones quad 2i + 1.
 template <std::size_t i, IntDot kDot, std::size_t kR, std::size_t kT>
 HWY_INLINE void Int4GroupTile(const std::int32_t* tiles, std::size_t block_stride, const GroupActivations (&xs)[kT],
                               VQ (&low_acc)[kR][kT], VQ (&high_acc)[kR][kT]) {
+  constexpr bool kOneChain = kOneInt4Chain<kDot, kR, kT>;
   const DQ d;
   VQ low[kR], high[kR];
   HWY_UNROLL(16)
   for (std::size_t r = 0; r < kR; ++r) {
     const VQ packed = hn::LoadU(d, tiles + r * block_stride + i * kRowBlock);
     low[r] = hn::And(packed, hn::Set(d, 0x0F0F0F0F));
-    high[r] = kSignedWeights<kDot> ? HighNibbles(packed) : hn::And(packed, hn::Set(d, static_cast<std::int32_t>(0xF0F0F0F0u)));
+    high[r] = kSignedWeights<kDot> || kOneChain ? HighNibbles(packed)
+                                                : hn::And(packed, hn::Set(d, static_cast<std::int32_t>(0xF0F0F0F0u)));
   }
   HWY_UNROLL(16)
   for (std::size_t t = 0; t < kT; ++t) {
     HWY_UNROLL(16)
     for (std::size_t r = 0; r < kR; ++r) {
       low_acc[r][t] = DotGroupQuad<2 * i, kDot>(low_acc[r][t], low[r], xs[t]);
-      high_acc[r][t] = DotGroupQuad<2 * i + 1, kDot>(high_acc[r][t], high[r], xs[t]);
+      VQ& high_chain = kOneChain ? low_acc[r][t] : high_acc[r][t];
+      high_chain = DotGroupQuad<2 * i + 1, kDot>(high_chain, high[r], xs[t]);
     }
   }
 }
 
-// Int8Tile for int4 weights: an exact integer sum per 32-column group, scaled by the
-// group's scale into an f32 sum per row. The high nibbles are multiplied in place (16
-// times their value, no shift per tile) in a chain of their own, divided by 16 once
-// per group. Decode runs this with one block and one token, one sequential stream: it
-// streams closer to a plain read than two or four blocks at once or software
-// prefetching (gemma4_bench_model's kernel/read column; bench/README.md has the runs).
-// A token gets the same bits in a prefill tile and alone.
+// Int8Tile for int4 weights: an exact integer sum per 32-column group (kOneInt4Chain says
+// how), scaled by the group's scale into an f32 sum per row. Decode runs this with one
+// block and one token, one sequential stream: it streams closer to a plain read than two
+// or four blocks at once or software prefetching (gemma4_bench_model's kernel/read
+// column; bench/README.md has the runs). A token gets the same bits in a prefill tile and
+// alone.
 template <std::size_t kR, std::size_t kT, IntDot kDot>
 HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
                          float* HWY_RESTRICT out) {
+  constexpr bool kOneChain = kOneInt4Chain<kDot, kR, kT>;
   const DQ d;
   const DQF df;
   const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group, block_bytes = Int4Layout::block_bytes(w.cols());
@@ -441,8 +453,12 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
     ZeroAll(df, sum);
     for (std::size_t g = 0; g < groups; ++g) {
       VQ low_acc[kR][kT], high_acc[kR][kT];
-      ZeroAll(d, low_acc);
       ZeroAll(d, high_acc);
+      HWY_UNROLL(16)
+      for (std::size_t r = 0; r < kR; ++r) {
+        HWY_UNROLL(16)
+        for (std::size_t t = 0; t < kT; ++t) low_acc[r][t] = kOneChain ? hn::Set(d, group_offset[t * groups + g]) : hn::Zero(d);
+      }
       const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) PrefetchInt4Group<kT>(w, blocks + r * block_bytes, g);
@@ -459,10 +475,13 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
         const VQF group_scale = Int4GroupScales(blocks + r * block_bytes, g, lane);
         HWY_UNROLL(16)
         for (std::size_t t = 0; t < kT; ++t) {
-          // The high chain is an exact multiple of 16 (unless shifted down for SDOT), so the
-          // arithmetic shift is exact.
-          const VQ high_sum = kSignedWeights<kDot> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
-          const VQ exact = hn::Add(hn::Add(low_acc[r][t], high_sum), hn::Set(d, group_offset[t * groups + g]));
+          VQ exact = low_acc[r][t];
+          if constexpr (!kOneChain) {
+            // The high chain is an exact multiple of 16 (unless shifted down for SDOT), so
+            // the arithmetic shift is exact.
+            const VQ high_sum = kSignedWeights<kDot> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
+            exact = hn::Add(hn::Add(exact, high_sum), hn::Set(d, group_offset[t * groups + g]));
+          }
           sum[r][t] = hn::MulAdd(hn::ConvertTo(df, exact), group_scale, sum[r][t]);
         }
       }
