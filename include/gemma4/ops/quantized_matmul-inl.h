@@ -277,7 +277,7 @@ HWY_INLINE void StoreInt8Sums(const QuantizedMatrix& w, std::size_t row, const Q
 }
 
 // Prefetches `lines` cache lines from `first` + kDistance, those that lie before the end of
-// w's bytes, when a tile has kT > 1 tokens (kInt8PrefetchBytes).
+// w's bytes, when a tile has kT > 1 tokens (why: see kInt8PrefetchBytes).
 template <std::size_t kT, std::size_t kDistance>
 HWY_INLINE void PrefetchAhead(const QuantizedMatrix& w, const void* first, std::size_t lines) {
   if constexpr (kT > 1) {
@@ -399,9 +399,10 @@ HWY_INLINE VQ DotGroupQuad(VQ acc, VQ w, const GroupActivations& x) {
 // How an int4 tile sums a group's high nibbles. Most dots multiply them in place (16 times
 // their value, no shift per tile) in a chain of their own, divided by 16 once per group.
 // With VNNI, a tile of several rows or tokens shifts them down into the low nibbles'
-// chain instead, which starts at the group's offset: half the accumulators and no
-// per-group reduction: passes over 4 tokens 3-11% faster, prefill 2.5-4.5% (bench/README.md).
-// Decode keeps two chains: its one chain per group, 8 VPDPBUSD in series, was slower.
+// chain instead, which starts at the group's offset. That halves the accumulators and
+// drops the per-group reduction: passes over 4 tokens 3-11% faster, prefill 2.5-4.5%
+// (bench/README.md). Decode keeps two chains: its one chain per group, 8 VPDPBUSD in
+// series, was slower.
 template <IntDot kDot, std::size_t kR, std::size_t kT>
 inline constexpr bool kOneInt4Chain = kDot == IntDot::kVnni && kR * kT > 1;
 
