@@ -174,13 +174,12 @@ void TestGroupedAttention() {
     INFO("positions " << first << ".." << last);
     std::vector<float> scores(heads_per_kv * attention_score_span(first, last));
     std::vector<float> grouped(std::size_t(heads_per_kv) * D), alone(grouped.size()), pairs(grouped.size());
-    AttendGroup<4>(q.data, cache, kv_head, first, last, scores.data(), grouped.data());
-    for (int h = 0; h < heads_per_kv; ++h) {
-      AttendGroup<1>(q.data + h * D, cache, kv_head, first, last, scores.data(), alone.data() + h * D);
-    }
-    for (int h = 0; h < heads_per_kv; h += 2) {
-      AttendGroup<2>(q.data + h * D, cache, kv_head, first, last, scores.data(), pairs.data() + h * D);
-    }
+    const auto heads = [&](int h, std::vector<float>& out) {
+      return QueryBlock{.q = q.data + h * D, .out = out.data() + h * D, .first = {first}, .last = last};
+    };
+    AttendGroup<4>(heads(0, grouped), cache, kv_head, scores.data());
+    for (int h = 0; h < heads_per_kv; ++h) AttendGroup<1>(heads(h, alone), cache, kv_head, scores.data());
+    for (int h = 0; h < heads_per_kv; h += 2) AttendGroup<2>(heads(h, pairs), cache, kv_head, scores.data());
     CHECK(grouped == alone);
     CHECK(grouped == pairs);
     for (int h = 0; h < heads_per_kv; ++h) {
@@ -200,6 +199,36 @@ void TestGroupedAttention() {
         }
         CHECK(grouped[h * D + i] == Approx(want).margin(1e-5));
       }
+    }
+  }
+}
+
+// A block of consecutive query positions, each with its own sliding window, gives the
+// same bits as the positions one at a time: while the windows start at 0, once they
+// slide, and across the ring's wrap (a ring just big enough for the block).
+void TestAttentionBlock() {
+  const int D = 2 * kPositionTile, kv_heads = 2, heads = 2, window = 12, positions = 60;
+  const std::size_t stride = 3 * heads * D;  // rows of other heads lie between tokens
+  KvCache cache(window + kQueryBlock - 1, kv_heads, D);
+  Buffer keys(std::size_t(positions) * kv_heads * D, 15), values(std::size_t(positions) * kv_heads * D, 16);
+  Buffer q(kQueryBlock * stride, 17, -1.0f, 1.0f);
+  const int kv_head = 1;
+  std::vector<float> scores(heads * kQueryBlock * attention_score_span(0, positions - 1));
+  for (int newest = 0; newest < positions; ++newest) {
+    cache.store(newest, keys.data + std::size_t(newest) * kv_heads * D, values.data + std::size_t(newest) * kv_heads * D);
+    for (int tokens = 1; tokens <= std::min(kQueryBlock, newest + 1); ++tokens) {
+      INFO("tokens " << tokens << " up to position " << newest);
+      QueryBlock block{.tokens = tokens, .stride = stride, .last = newest - tokens + 1};
+      for (int t = 0; t < tokens; ++t) block.first[t] = first_visible_position(block.last + t, AttentionType::kSliding, window);
+      std::vector<float> together(kQueryBlock * stride), alone(together.size());
+      block.q = q.data;
+      block.out = together.data();
+      AttendGroup<heads>(block, cache, kv_head, scores.data());
+      for (int t = 0; t < tokens; ++t) {
+        const QueryBlock one{.q = q.data + t * stride, .out = alone.data() + t * stride, .first = {block.first[t]}, .last = block.last + t};
+        AttendGroup<heads>(one, cache, kv_head, scores.data());
+      }
+      CHECK(together == alone);
     }
   }
 }
@@ -324,6 +353,7 @@ GEMMA4_TARGET_TEST(TestGeluAndSoftcap, "gelu_tanh and softcap match scalar", "[o
 GEMMA4_TARGET_TEST(TestRope, "rotate-half RoPE, including unrotated pairs, matches scalar", "[ops]")
 GEMMA4_TARGET_TEST(TestSoftmax, "softmax matches scalar and sums to 1", "[ops]")
 GEMMA4_TARGET_TEST(TestGroupedAttention, "grouped attention over a ring of cached positions matches scalar, for any head grouping", "[ops]")
+GEMMA4_TARGET_TEST(TestAttentionBlock, "attention of a block of positions gives the bits of one position at a time", "[ops]")
 GEMMA4_TARGET_TEST(TestScaledRow, "embedding rows widen to f32 from every stored layout", "[ops]")
 GEMMA4_TARGET_TEST(TestIntDotChoice, "a target uses the best integer dot it and the CPU have (VNNI, SDOT, i8mm)", "[ops][quantized]")
 

@@ -89,8 +89,8 @@ class Draft {
     s_.pool.parallel_for(kHeads, [&](int thread, std::size_t begin, std::size_t end) {
       float* scores = s_.scores.data() + static_cast<std::size_t>(thread) * s_.scores_per_thread;
       for (std::size_t h = begin; h < end; ++h) {
-        AttendGroup<1>(s_.q.data() + h * D, cache, kv_head_of(static_cast<int>(h), kHeads, kKvHeads), first, position - 1, scores,
-                       s_.attn.data() + h * D);
+        const QueryBlock block{.q = s_.q.data() + h * D, .out = s_.attn.data() + h * D, .first = {first}, .last = position - 1};
+        AttendGroup<1>(block, cache, kv_head_of(static_cast<int>(h), kHeads, kKvHeads), scores);
       }
     });
     matmul(w.o_proj.linear, s_.attn.data(), s_.normed.data());

@@ -198,35 +198,40 @@ class Forward {
   }
 
   // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see. The query
-  // heads of one kv head run together (one pass over its keys and values for all of
-  // them); when that leaves fewer work items than threads (decode), the group is split.
+  // heads of one kv head run together for up to kQueryBlock consecutive tokens (one pass
+  // over its keys and values for all of them); when that leaves fewer work items than
+  // threads (decode, verification), the heads are split.
   template <int D, AttentionType kType>
   void attend(const KvCache& cache, int n) {
+    const int blocks = (n + kQueryBlock - 1) / kQueryBlock;
     int split = 1;
-    while (split < kGroupHeads && n * kKvHeads * split < s_.pool.size()) split *= 2;
+    while (split < kGroupHeads && blocks * kKvHeads * split < s_.pool.size()) split *= 2;
     const int group = kGroupHeads / split;
-    s_.pool.parallel_for(static_cast<std::size_t>(n) * kKvHeads * split, [&](int thread, std::size_t begin, std::size_t end) {
+    s_.pool.parallel_for(static_cast<std::size_t>(blocks) * kKvHeads * split, [&](int thread, std::size_t begin, std::size_t end) {
       float* scores = s_.scores.data() + static_cast<std::size_t>(thread) * s_.scores_per_thread;
       for (std::size_t item = begin; item < end; ++item) {
-        const int t = static_cast<int>(item / (kKvHeads * split));
+        const int first_token = static_cast<int>(item / (kKvHeads * split)) * kQueryBlock;
         const int kv_head = static_cast<int>(item % (kKvHeads * split)) / split;
         const int first_head = kv_head * kGroupHeads + static_cast<int>(item % split) * group;
-        const int query_pos = s_.position() + t;
-        const std::size_t offset = (static_cast<std::size_t>(t) * kHeads + first_head) * D;
-        attend_heads<kGroupHeads>(group, s_.q.data() + offset, cache, kv_head, first_visible_position(query_pos, kType, kWindow),
-                                  query_pos, scores, s_.attn.data() + offset);
+        const std::size_t offset = (static_cast<std::size_t>(first_token) * kHeads + first_head) * D;
+        QueryBlock block{.q = s_.q.data() + offset,
+                         .out = s_.attn.data() + offset,
+                         .tokens = std::min(kQueryBlock, n - first_token),
+                         .stride = std::size_t{kHeads} * D,
+                         .last = s_.position() + first_token};
+        for (int t = 0; t < block.tokens; ++t) block.first[t] = first_visible_position(block.last + t, kType, kWindow);
+        attend_heads<kGroupHeads>(group, block, cache, kv_head, scores);
       }
     });
   }
 
   // AttendGroup for `group` heads (a power of two up to kMax), chosen at run time.
   template <int kMax>
-  static void attend_heads(int group, const float* q, const KvCache& cache, int kv_head, int first, int last, float* scores,
-                           float* out) {
+  static void attend_heads(int group, const QueryBlock& block, const KvCache& cache, int kv_head, float* scores) {
     if constexpr (kMax > 1) {
-      if (group < kMax) return attend_heads<kMax / 2>(group, q, cache, kv_head, first, last, scores, out);
+      if (group < kMax) return attend_heads<kMax / 2>(group, block, cache, kv_head, scores);
     }
-    AttendGroup<kMax>(q, cache, kv_head, first, last, scores, out);
+    AttendGroup<kMax>(block, cache, kv_head, scores);
   }
 
   // logits of `count` chunk tokens from `first`: softcap(E . RMSNorm(x, norm)).

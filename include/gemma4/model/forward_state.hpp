@@ -100,7 +100,8 @@ struct ForwardState {
     ple.resize(chunk * kNumLayers * kPle);
     ple_gate.resize(chunk * kPle);
     ple_row.resize(static_cast<std::size_t>(kNumLayers) * kPle);
-    scores_per_thread = kGroupHeads * attention_score_span(0, options.max_context - 1);
+    // Every query row of a block of tokens sees positions below max_context.
+    scores_per_thread = kGroupHeads * std::min<std::size_t>(kQueryBlock, chunk) * attention_score_span(0, options.max_context - 1);
     scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
     activations.reserve(chunk, std::max<std::size_t>({kHidden, std::size_t{kHeads} * kMaxHeadDim, kMaxFfn, kPle}));
     for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {

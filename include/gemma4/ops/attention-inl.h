@@ -1,17 +1,36 @@
-// Attention of one query position over a layer's KV cache (ops/kv_cache.hpp), for a
-// group of query heads that share one kv head (GQA): each key tile and value row is
-// loaded once for the whole group instead of once per head.
+// Attention of a few consecutive query positions over a layer's KV cache
+// (ops/kv_cache.hpp), for a group of query heads that share one kv head (GQA): each key
+// tile and value row is loaded once for the whole group and all the positions, instead
+// of once per head and position.
 //
 // Every (head, position) score is one pair of FMA chains over d, in order, and every
-// output element one FMA chain over positions, in order: a head's result does not
-// depend on the group size or on which heads run together, so any split of the heads
-// between threads gives the same bits.
+// output element one FMA chain over positions, in order: a row's result does not depend
+// on the group size, on the other positions or on which rows run together, so any split
+// of the heads and positions between threads gives the same bits.
 
 #ifndef GEMMA4_OPS_ATTENTION_INL_H_
 #define GEMMA4_OPS_ATTENTION_INL_H_
+#include <algorithm>
+#include <array>
 #include <cstddef>
 
 #include "gemma4/ops/kv_cache.hpp"
+
+namespace gemma4 {
+
+// The query rows of one AttendGroup call: `tokens` consecutive query positions, token t
+// seeing keys [first[t], last + t] (first never decreasing), with its group of query
+// heads at q + t * stride and its output at out + t * stride.
+struct QueryBlock {
+  const float* q = nullptr;
+  float* out = nullptr;
+  int tokens = 1;
+  std::size_t stride = 0;
+  std::array<int, kQueryBlock> first{};
+  int last = 0;
+};
+
+}  // namespace gemma4
 #endif  // GEMMA4_OPS_ATTENTION_INL_H_
 
 #if defined(GEMMA4_OPS_ATTENTION_TOGGLE) == defined(HWY_TARGET_TOGGLE)
@@ -22,6 +41,7 @@
 #endif
 
 #include "gemma4/ops/ops-inl.h"
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -33,71 +53,159 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DT = hn::CappedTag<float, kPositionTile>;
 using VT = hn::Vec<DT>;
 
-// For the kGroup query heads q [kGroup, head_dim] that share kv head `kv_head`, at a
-// query position that sees keys [first, last]:
-//   out[g] = sum_p softmax_p(q[g] . k_p) v_p   (scale 1.0: Gemma 4 normalises q and k).
-// scores needs kGroup * attention_score_span(first, last) floats. The head dim must be
-// a multiple of kValueChunk (a Session checks this for its variant).
+// Query tokens per register pass for kGroup heads: at most 8 rows, two accumulators each;
+// being 1 or 2, it leaves at most one token of a block for a pass of its own.
 template <size_t kGroup>
-HWY_NOINLINE void AttendGroup(const float* HWY_RESTRICT q, const KvCache& cache, int kv_head, int first, int last,
-                              float* HWY_RESTRICT scores, float* HWY_RESTRICT out) {
-  const size_t D = static_cast<size_t>(cache.head_dim());
-  const int base = first - first % kPositionTile;
-  const size_t span = attention_score_span(first, last);
+inline constexpr size_t kTokensPerPass = kGroup <= 4 ? 2 : 1;
 
-  // Scores, a tile of positions at a time; even and odd d in separate chains so that a
-  // lone head still has two FMAs in flight. Lanes outside [first, last] are computed
-  // and never read.
+// One core's own prefetchers stream the cache at about 19 GB/s, and a pass over several
+// tokens stalls its arithmetic on them; with these hints a row block reads at 24-32 GB/s
+// and overlaps the arithmetic with the reads (bench/README.md).
+inline constexpr size_t kValuePrefetchRows = 64;
+
+// Scores of tokens [t0, t0 + kT) of `block` for the key tile `keys`, into row (t, g) of
+// `scores` at `tile_offset`; prefetches `next_keys`, the next tile, unless null.
+template <size_t kGroup, size_t kT>
+HWY_INLINE void TileScores(const QueryBlock& block, size_t t0, size_t D, const float* HWY_RESTRICT keys, const float* next_keys,
+                           float* HWY_RESTRICT scores, size_t span, size_t tile_offset) {
   const DT dt;
   const size_t NT = hn::Lanes(dt);
-  for (int tile = base; tile <= last; tile += kPositionTile) {
-    const float* HWY_RESTRICT keys = cache.key_tile(tile, kv_head);
-    for (size_t lane = 0; lane < kPositionTile; lane += NT) {
-      VT even[kGroup], odd[kGroup];
+  const float* HWY_RESTRICT q[kT];
+  HWY_UNROLL(2)
+  for (size_t t = 0; t < kT; ++t) q[t] = block.q + (t0 + t) * block.stride;
+  // Even and odd d in separate chains, so that a lone head still has two FMAs in flight.
+  for (size_t lane = 0; lane < kPositionTile; lane += NT) {
+    VT even[kT][kGroup], odd[kT][kGroup];
+    HWY_UNROLL(2)
+    for (size_t t = 0; t < kT; ++t) {
       HWY_UNROLL(8)
-      for (size_t g = 0; g < kGroup; ++g) even[g] = odd[g] = hn::Zero(dt);
-      for (size_t d = 0; d < D; d += 2) {
-        const VT k0 = hn::LoadU(dt, keys + d * kPositionTile + lane);
-        const VT k1 = hn::LoadU(dt, keys + (d + 1) * kPositionTile + lane);
+      for (size_t g = 0; g < kGroup; ++g) even[t][g] = odd[t][g] = hn::Zero(dt);
+    }
+    for (size_t d = 0; d < D; d += 2) {
+      const VT k0 = hn::LoadU(dt, keys + d * kPositionTile + lane);
+      const VT k1 = hn::LoadU(dt, keys + (d + 1) * kPositionTile + lane);
+      if (next_keys != nullptr && lane == 0) {
+        hwy::Prefetch(next_keys + d * kPositionTile);
+        hwy::Prefetch(next_keys + (d + 1) * kPositionTile);
+      }
+      HWY_UNROLL(2)
+      for (size_t t = 0; t < kT; ++t) {
         HWY_UNROLL(8)
         for (size_t g = 0; g < kGroup; ++g) {
-          even[g] = hn::MulAdd(hn::Set(dt, q[g * D + d]), k0, even[g]);
-          odd[g] = hn::MulAdd(hn::Set(dt, q[g * D + d + 1]), k1, odd[g]);
+          even[t][g] = hn::MulAdd(hn::Set(dt, q[t][g * D + d]), k0, even[t][g]);
+          odd[t][g] = hn::MulAdd(hn::Set(dt, q[t][g * D + d + 1]), k1, odd[t][g]);
         }
       }
+    }
+    HWY_UNROLL(2)
+    for (size_t t = 0; t < kT; ++t) {
       HWY_UNROLL(8)
       for (size_t g = 0; g < kGroup; ++g) {
-        hn::StoreU(hn::Add(even[g], odd[g]), dt, scores + g * span + static_cast<size_t>(tile - base) + lane);
+        hn::StoreU(hn::Add(even[t][g], odd[t][g]), dt, scores + ((t0 + t) * kGroup + g) * span + tile_offset + lane);
       }
     }
   }
-  const size_t count = static_cast<size_t>(last - first + 1);
-  for (size_t g = 0; g < kGroup; ++g) Softmax(scores + g * span + static_cast<size_t>(first - base), count);
+}
 
-  // out[g] = sum_p scores[g][p] v_p, two vectors of each head's output at a time kept in
-  // registers over all positions, which are consecutive rows of the values' column chunk.
-  const int first_slot = cache.slot(first);
-  for (size_t i = 0; i < D; i += 2 * NT) {
-    const float* HWY_RESTRICT chunk = cache.value_chunk(kv_head, static_cast<int>(i / kValueChunk)) + i % kValueChunk;
-    VT lo[kGroup], hi[kGroup];
+// out[t, g] columns [i, i + 2 NT) = sum_p weight[t, g][p] v_p for tokens [t0, t0 + kT)
+// of `block`, over positions [first, last] (weight row (t, g) of `weights` at p - base),
+// two vectors per row kept in registers over consecutive rows of the values' column
+// chunk; prefetches that chunk's rows ahead when `prefetch`.
+template <size_t kGroup, size_t kT>
+HWY_INLINE void WeightedValues(const QueryBlock& block, size_t t0, size_t D, const KvCache& cache, int kv_head, size_t i, int base,
+                               int first, int last, const float* HWY_RESTRICT weights, size_t span, bool prefetch) {
+  const DT dt;
+  const size_t NT = hn::Lanes(dt);
+  const float* HWY_RESTRICT chunk = cache.value_chunk(kv_head, static_cast<int>(i / kValueChunk)) + i % kValueChunk;
+  VT lo[kT][kGroup], hi[kT][kGroup];
+  HWY_UNROLL(2)
+  for (size_t t = 0; t < kT; ++t) {
     HWY_UNROLL(8)
-    for (size_t g = 0; g < kGroup; ++g) lo[g] = hi[g] = hn::Zero(dt);
-    int slot = first_slot;
-    for (size_t p = static_cast<size_t>(first - base); p < static_cast<size_t>(last - base) + 1; ++p) {
-      const float* HWY_RESTRICT row = chunk + static_cast<size_t>(slot) * kValueChunk;
-      const VT v0 = hn::LoadU(dt, row), v1 = hn::LoadU(dt, row + NT);
+    for (size_t g = 0; g < kGroup; ++g) lo[t][g] = hi[t][g] = hn::Zero(dt);
+  }
+  int slot = cache.slot(first);
+  const size_t end = static_cast<size_t>(last - base) + 1;
+  for (size_t p = static_cast<size_t>(first - base); p < end; ++p) {
+    const float* HWY_RESTRICT row = chunk + static_cast<size_t>(slot) * kValueChunk;
+    const VT v0 = hn::LoadU(dt, row), v1 = hn::LoadU(dt, row + NT);
+    if (prefetch && p + kValuePrefetchRows < end) {
+      hwy::Prefetch(row + kValuePrefetchRows * kValueChunk);
+      hwy::Prefetch(row + kValuePrefetchRows * kValueChunk + kValueChunk / 2);
+    }
+    HWY_UNROLL(2)
+    for (size_t t = 0; t < kT; ++t) {
       HWY_UNROLL(8)
       for (size_t g = 0; g < kGroup; ++g) {
-        const VT weight = hn::Set(dt, scores[g * span + p]);
-        lo[g] = hn::MulAdd(weight, v0, lo[g]);
-        hi[g] = hn::MulAdd(weight, v1, hi[g]);
+        const VT weight = hn::Set(dt, weights[((t0 + t) * kGroup + g) * span + p]);
+        lo[t][g] = hn::MulAdd(weight, v0, lo[t][g]);
+        hi[t][g] = hn::MulAdd(weight, v1, hi[t][g]);
       }
-      if (++slot == cache.capacity()) slot = 0;
     }
+    if (++slot == cache.capacity()) slot = 0;
+  }
+  HWY_UNROLL(2)
+  for (size_t t = 0; t < kT; ++t) {
+    float* HWY_RESTRICT out = block.out + (t0 + t) * block.stride;
     HWY_UNROLL(8)
     for (size_t g = 0; g < kGroup; ++g) {
-      hn::StoreU(lo[g], dt, out + g * D + i);
-      hn::StoreU(hi[g], dt, out + g * D + i + NT);
+      hn::StoreU(lo[t][g], dt, out + g * D + i);
+      hn::StoreU(hi[t][g], dt, out + g * D + i + NT);
+    }
+  }
+}
+
+// For each token t of `block` and its kGroup query heads q [kGroup, head_dim], which
+// share kv head `kv_head`:
+//   out[g] = sum_p softmax_p(q[g] . k_p) v_p over p in [first[t], last + t]
+// (scale 1.0: Gemma 4 normalises q and k). scores needs kGroup * block.tokens *
+// attention_score_span(first[0], last + tokens - 1) floats. The head dim must be a
+// multiple of kValueChunk (a Session checks this for its variant).
+//
+// Tokens go through the kernels kT at a time, over the positions any of them sees; a
+// row's weights outside its own positions are zero, and adding 0 * v to a sum leaves
+// it unchanged (v finite), so a row gets the bits it would get alone.
+template <size_t kGroup>
+HWY_NOINLINE void AttendGroup(const QueryBlock& block, const KvCache& cache, int kv_head, float* HWY_RESTRICT scores) {
+  constexpr size_t kT = kTokensPerPass<kGroup>;
+  const size_t D = static_cast<size_t>(cache.head_dim());
+  const size_t tokens = static_cast<size_t>(block.tokens);
+  const size_t paired_tokens = tokens - tokens % kT;
+  const int newest = block.last + block.tokens - 1;
+  const int base = block.first[0] - block.first[0] % kPositionTile;
+  const size_t span = attention_score_span(block.first[0], newest);
+
+  // Scores, a key tile at a time for all the tokens, while the next tile is fetched.
+  // Lanes outside a token's positions are computed and then zeroed or never read.
+  for (int tile = base; tile <= newest; tile += kPositionTile) {
+    const float* HWY_RESTRICT keys = cache.key_tile(tile, kv_head);
+    const float* next_keys = tile + kPositionTile <= newest ? cache.key_tile(tile + kPositionTile, kv_head) : nullptr;
+    const size_t offset = static_cast<size_t>(tile - base);
+    for (size_t t0 = 0; t0 < tokens; t0 += kT) {
+      if (t0 < paired_tokens) {
+        TileScores<kGroup, kT>(block, t0, D, keys, t0 == 0 ? next_keys : nullptr, scores, span, offset);
+      } else {
+        TileScores<kGroup, 1>(block, t0, D, keys, t0 == 0 ? next_keys : nullptr, scores, span, offset);
+      }
+    }
+  }
+  for (size_t t = 0; t < tokens; ++t) {
+    const size_t first = static_cast<size_t>(block.first[t] - base), end = static_cast<size_t>(block.last + static_cast<int>(t) - base) + 1;
+    for (size_t g = 0; g < kGroup; ++g) {
+      float* HWY_RESTRICT row = scores + (t * kGroup + g) * span;
+      Softmax(row + first, end - first);
+      std::fill(row, row + first, 0.0f);
+      std::fill(row + end, row + span, 0.0f);
+    }
+  }
+
+  for (size_t i = 0; i < D; i += 2 * hn::Lanes(DT())) {
+    for (size_t t0 = 0; t0 < tokens; t0 += kT) {
+      const int first = block.first[t0], last = block.last + static_cast<int>(std::min(t0 + kT, tokens)) - 1;
+      if (t0 < paired_tokens) {
+        WeightedValues<kGroup, kT>(block, t0, D, cache, kv_head, i, base, first, last, scores, span, t0 == 0);
+      } else {
+        WeightedValues<kGroup, 1>(block, t0, D, cache, kv_head, i, base, first, last, scores, span, t0 == 0);
+      }
     }
   }
 }

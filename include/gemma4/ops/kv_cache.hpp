@@ -24,6 +24,10 @@ inline constexpr int kValueChunk = 32;  // floats; head dims are multiples of it
 
 constexpr int round_up_to_tile(int positions) { return (positions + kPositionTile - 1) / kPositionTile * kPositionTile; }
 
+// Query tokens whose attention runs together (ops/attention-inl.h): each key tile and
+// value row is loaded once for all of them. Four covers a verification pass of three drafts.
+inline constexpr int kQueryBlock = 4;
+
 // Floats of scores one query head needs for keys [first, last]: whole tiles.
 constexpr std::size_t attention_score_span(int first, int last) {
   return static_cast<std::size_t>(round_up_to_tile(last + 1) - (first - first % kPositionTile));
