@@ -5,8 +5,8 @@
 //
 // Every (head, position) score is one pair of FMA chains over d, in order, and every
 // output element one FMA chain over positions, in order: a row's result does not depend
-// on the group size, on the other positions or on which rows run together, so any split
-// of the heads and positions between threads gives the same bits.
+// on the group size, on the other query positions or on which rows run together, so any
+// split of the heads and query positions between threads gives the same bits.
 
 #ifndef GEMMA4_OPS_ATTENTION_INL_H_
 #define GEMMA4_OPS_ATTENTION_INL_H_
@@ -58,9 +58,9 @@ using VT = hn::Vec<DT>;
 template <size_t kGroup>
 inline constexpr size_t kTokensPerPass = kGroup <= 4 ? 2 : 1;
 
-// One core's own prefetchers stream the cache at about 19 GB/s, and a pass over several
-// tokens stalls its arithmetic on them; with these hints a row block reads at 24-32 GB/s
-// and overlaps the arithmetic with the reads (bench/README.md).
+// Value rows fetched ahead (the keys: one tile ahead). One core's own prefetchers stream a
+// cache at 12-19 GB/s here, and a pass over several tokens waited on the read, then
+// computed; fetching ahead overlaps the two (bench/README.md).
 inline constexpr size_t kValuePrefetchRows = 64;
 
 // Scores of tokens [t0, t0 + kT) of `block` for the key tile `keys`, into row (t, g) of
@@ -129,8 +129,11 @@ HWY_INLINE void WeightedValues(const QueryBlock& block, size_t t0, size_t D, con
     const float* HWY_RESTRICT row = chunk + static_cast<size_t>(slot) * kValueChunk;
     const VT v0 = hn::LoadU(dt, row), v1 = hn::LoadU(dt, row + NT);
     if (prefetch && p + kValuePrefetchRows < end) {
-      hwy::Prefetch(row + kValuePrefetchRows * kValueChunk);
-      hwy::Prefetch(row + kValuePrefetchRows * kValueChunk + kValueChunk / 2);
+      int ahead = slot + static_cast<int>(kValuePrefetchRows);
+      if (ahead >= cache.capacity()) ahead -= cache.capacity();
+      const float* row_ahead = chunk + static_cast<size_t>(ahead) * kValueChunk;
+      hwy::Prefetch(row_ahead);
+      hwy::Prefetch(row_ahead + kValueChunk / 2);
     }
     HWY_UNROLL(2)
     for (size_t t = 0; t < kT; ++t) {
