@@ -1,21 +1,24 @@
 #pragma once
-// Small helpers shared by the benchmarks: timing, medians, resident memory.
+// Small helpers shared by the benchmarks: timing, medians and quantiles, resident memory.
 
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gemma4/error.hpp"
 
 namespace gemma4::bench {
 
-inline double median(std::vector<double> v) {
-  if (v.empty()) fail(ErrorKind::kInvalidArgument, "median of no values");
+// The value a fraction q of the way up v sorted (0.5: the median).
+inline double quantile(std::vector<double> v, double q) {
+  if (v.empty()) fail(ErrorKind::kInvalidArgument, "quantile of no values");
   std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
+  return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5)];
 }
+inline double median(std::vector<double> v) { return quantile(std::move(v), 0.5); }
 
 template <typename F>
 double seconds_of(F&& f) {

@@ -157,6 +157,15 @@ HWY_INLINE void WeightedValues(const QueryBlock& block, size_t t0, size_t D, con
   }
 }
 
+// Calls pass.operator()<kN>(t0) for tokens [t0, t0 + kN) of `tokens`: kN = kT while
+// kT tokens are left, then 1.
+template <size_t kT, class Pass>
+HWY_INLINE void ForEachPass(size_t tokens, Pass&& pass) {
+  size_t t0 = 0;
+  for (; t0 + kT <= tokens; t0 += kT) pass.template operator()<kT>(t0);
+  for (; t0 < tokens; ++t0) pass.template operator()<1>(t0);
+}
+
 // For each token t of `block` and its kGroup query heads q [kGroup, head_dim], which
 // share kv head `kv_head`:
 //   out[g] = sum_p softmax_p(q[g] . k_p) v_p over p in [first[t], last + t]
@@ -172,24 +181,19 @@ HWY_NOINLINE void AttendGroup(const QueryBlock& block, const KvCache& cache, int
   constexpr size_t kT = kTokensPerPass<kGroup>;
   const size_t D = static_cast<size_t>(cache.head_dim());
   const size_t tokens = static_cast<size_t>(block.tokens);
-  const size_t paired_tokens = tokens - tokens % kT;
   const int newest = block.last + block.tokens - 1;
   const int base = block.first[0] - block.first[0] % kPositionTile;
   const size_t span = attention_score_span(block.first[0], newest);
 
   // Scores, a key tile at a time for all the tokens, while the next tile is fetched.
-  // Lanes outside a token's positions are computed and then zeroed or never read.
+  // Lanes outside a token's positions are computed, then zeroed below.
   for (int tile = base; tile <= newest; tile += kPositionTile) {
     const float* HWY_RESTRICT keys = cache.key_tile(tile, kv_head);
     const float* next_keys = tile + kPositionTile <= newest ? cache.key_tile(tile + kPositionTile, kv_head) : nullptr;
     const size_t offset = static_cast<size_t>(tile - base);
-    for (size_t t0 = 0; t0 < tokens; t0 += kT) {
-      if (t0 < paired_tokens) {
-        TileScores<kGroup, kT>(block, t0, D, keys, t0 == 0 ? next_keys : nullptr, scores, span, offset);
-      } else {
-        TileScores<kGroup, 1>(block, t0, D, keys, t0 == 0 ? next_keys : nullptr, scores, span, offset);
-      }
-    }
+    ForEachPass<kT>(tokens, [&]<size_t kN>(size_t t0) {
+      TileScores<kGroup, kN>(block, t0, D, keys, t0 == 0 ? next_keys : nullptr, scores, span, offset);
+    });
   }
   for (size_t t = 0; t < tokens; ++t) {
     const size_t first = static_cast<size_t>(block.first[t] - base), end = static_cast<size_t>(block.last + static_cast<int>(t) - base) + 1;
@@ -202,14 +206,10 @@ HWY_NOINLINE void AttendGroup(const QueryBlock& block, const KvCache& cache, int
   }
 
   for (size_t i = 0; i < D; i += 2 * hn::Lanes(DT())) {
-    for (size_t t0 = 0; t0 < tokens; t0 += kT) {
-      const int first = block.first[t0], last = block.last + static_cast<int>(std::min(t0 + kT, tokens)) - 1;
-      if (t0 < paired_tokens) {
-        WeightedValues<kGroup, kT>(block, t0, D, cache, kv_head, i, base, first, last, scores, span, t0 == 0);
-      } else {
-        WeightedValues<kGroup, 1>(block, t0, D, cache, kv_head, i, base, first, last, scores, span, t0 == 0);
-      }
-    }
+    ForEachPass<kT>(tokens, [&]<size_t kN>(size_t t0) {
+      const int first = block.first[t0], last = block.last + static_cast<int>(t0 + kN) - 1;
+      WeightedValues<kGroup, kN>(block, t0, D, cache, kv_head, i, base, first, last, scores, span, t0 == 0);
+    });
   }
 }
 
