@@ -36,7 +36,7 @@ struct Kernels {
     all_tiles<kInt8DecodePass, 1>(w, a, out, []<std::size_t kR, std::size_t kT>(auto&&... args) { ops::Int8Tile<kR, kT, kDot>(args...); });
   }
   static void int4_decode(const QuantizedMatrix& w, const QuantizedActivations& a, float* out) {
-    all_tiles<kInt4DecodePass, 1>(w, a, out, []<std::size_t kR, std::size_t kT>(auto&&... args) { ops::Int4Tile<kR, kT, kDot>(args...); });
+    all_tiles<kInt4Pass, 1>(w, a, out, []<std::size_t kR, std::size_t kT>(auto&&... args) { ops::Int4Tile<kR, kT, kDot>(args...); });
   }
   static void int8_prefill(const QuantizedMatrix& w, const QuantizedActivations& a, float* out) {
     all_tiles<kInt8PrefillPass, kInt8PrefillTokens>(w, a, out, []<std::size_t kR, std::size_t kT>(auto&&... args) {
@@ -47,7 +47,7 @@ struct Kernels {
     });
   }
   static void int4_prefill(const QuantizedMatrix& w, const QuantizedActivations& a, float* out) {
-    all_tiles<kInt4PrefillPass, kInt4PrefillTokens>(w, a, out, []<std::size_t kR, std::size_t kT>(auto&&... args) {
+    all_tiles<kInt4Pass, kInt4PrefillTokens>(w, a, out, []<std::size_t kR, std::size_t kT>(auto&&... args) {
 #if GEMMA4_ARM_DOT
       if constexpr (kMatrixTiles) return ops::Int4MatrixTile<kR, kT>(args...);
 #endif

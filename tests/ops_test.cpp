@@ -313,13 +313,17 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
     if (!packable(f, rows, cols)) continue;
     QuantizedMatrix q(f, rows, cols);
     q.quantize_blocks(w.data(), 0, rows / kRowBlock);
-    std::vector<float> chosen(tokens * rows, -1.0f), portable(tokens * rows, -2.0f), split(tokens * rows, -3.0f);
+    std::vector<float> chosen(tokens * rows, -1.0f), portable(tokens * rows, -2.0f), split(tokens * rows, -3.0f),
+        odd_split(tokens * rows, -4.0f);
     QuantizedMatMul(q, a, 0, rows / kRowBlock, chosen.data());  // VNNI or 16-bit pairs where the target has them
     QuantizedMatMul<IntDot::kPortable>(q, a, 0, rows / kRowBlock, portable.data());
     for (std::size_t b = 0; b < rows / kRowBlock; ++b) QuantizedMatMul(q, a, b, b + 1, split.data());
+    QuantizedMatMul(q, a, 0, 1, odd_split.data());  // the rest starts inside an int4 panel
+    QuantizedMatMul(q, a, 1, rows / kRowBlock, odd_split.data());
     INFO(weight_format_name(f) << ", " << tokens << " tokens");
     CHECK(first_difference(chosen, portable) == "");
     CHECK(first_difference(chosen, split) == "");  // a row's result does not depend on how blocks are split
+    CHECK(first_difference(chosen, odd_split) == "");
 #if GEMMA4_ARM_DOT
     CheckArmIntDot<IntDot::kSdot>(arm_features().dotprod, q, a, portable);
     CheckArmIntDot<IntDot::kI8mm>(arm_features().i8mm, q, a, portable);

@@ -199,11 +199,11 @@ TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the
     CHECK_THROWS_WITH(load8(), Contains("packed for variant tiny-e4b, but config.json describes tiny-e2b"));
   }
   SECTION("a layout version from the future, or the past") {
-    patch_file(file8, R"("layout":"1")", R"("layout":"7")");
-    CHECK_THROWS_WITH(load8(), Contains(file8.string()) && Contains("written by a newer gemma4 (packed layout version 7, this build reads version 1)"));
-    patch_file(file8, R"("layout":"7")", R"("layout":"0")");
-    CHECK_THROWS_WITH(load8(), Contains("older layout version 0") && Contains("convert the checkpoint again"));
-    patch_file(file8, R"("layout":"0")", R"("layout":"x")");
+    patch_file(file8, R"("layout":"2")", R"("layout":"7")");
+    CHECK_THROWS_WITH(load8(), Contains(file8.string()) && Contains("written by a newer gemma4 (packed layout version 7, this build reads version 2)"));
+    patch_file(file8, R"("layout":"7")", R"("layout":"1")");
+    CHECK_THROWS_WITH(load8(), Contains("older layout version 1") && Contains("convert the checkpoint again"));
+    patch_file(file8, R"("layout":"1")", R"("layout":"x")");
     CHECK_THROWS_WITH(load8(), Contains("packed layout version 'x' is not a number"));
   }
   SECTION("metadata lacking a field, or with a bad one") {
@@ -250,7 +250,8 @@ TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the
     // The PLE projection's second row block, group 1's scale of lane 3: an infinite bf16.
     const std::string projection = "model.language_model.per_layer_model_projection.weight";
     std::string bytes = read_file(file4);
-    const std::size_t at = tensor_offset(file4, projection) + Int4Layout::block_bytes(128) + Int4Layout::scale(1, 3);
+    constexpr std::size_t kBlocks = static_cast<std::size_t>(TinyE2B::config.num_hidden_layers) * TinyE2B::config.hidden_size_per_layer_input / kRowBlock;
+    const std::size_t at = tensor_offset(file4, projection) + Int4Layout::place(1, kBlocks, TinyE2B::config.hidden_size).scale(1, 3);
     bytes[at] = '\x80';
     bytes[at + 1] = '\x7f';
     write_file(file4, bytes);
@@ -259,7 +260,8 @@ TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the
   SECTION("a PLE row's scale is not finite: refused when the token comes, the session unchanged") {
     // Token 7's rows are 7 * 35 .. 7 * 35 + 34; row 250 is in row block 15, lane 10.
     std::string bytes = read_file(file4);
-    const std::size_t at = tensor_offset(file4, ple) + 15 * Int4Layout::block_bytes(32) + Int4Layout::scale(0, 10);
+    constexpr std::size_t kBlocks = static_cast<std::size_t>(TinyE2B::config.vocab_size_per_layer_input) * TinyE2B::config.num_hidden_layers / kRowBlock;
+    const std::size_t at = tensor_offset(file4, ple) + Int4Layout::place(15, kBlocks, 32).scale(0, 10);
     bytes[at] = '\xc0';
     bytes[at + 1] = '\x7f';  // a NaN
     write_file(file4, bytes);

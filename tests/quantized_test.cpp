@@ -3,6 +3,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -11,6 +12,7 @@
 #include "gemma4/tiny.hpp"
 #include "gemma4/testing/synthetic.hpp"
 #include "gemma4/weights/convert.hpp"
+#include "gemma4/weights/packed_store.hpp"
 #include "session_support.hpp"
 #include "support.hpp"
 
@@ -62,6 +64,35 @@ TEST_CASE("packing keeps every weight within half a step of its value", "[quanti
       }
     }
     CHECK(q.dequantized(1, 7) == 0.0f);
+  }
+}
+
+TEST_CASE("a matrix packed a slice at a time, as a packed model is written, has the bytes of the whole", "[quantized]") {
+  const std::size_t rows = 112, cols = 64;  // 7 row blocks: three int4 panels and a block alone
+  const auto w = normal_values(rows * cols, 4, 0.05f);
+  const TensorView elements{reinterpret_cast<const std::byte*>(w.data()), DType::kF32,
+                            {static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols)}};
+  ThreadPool pool(2);
+  for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    QuantizedMatrix whole(f, rows, cols);
+    PackedMatrices::quantize_blocks(whole, elements, 0, rows / kRowBlock, pool);
+    // About 3 blocks' elements per slice: rounded to whole panels.
+    std::vector<std::size_t> firsts;
+    std::vector<std::byte> int4_bytes;
+    PackedMatrices::for_each_slice(rows, elements, false, [&](std::size_t first, std::size_t end) {
+      firsts.push_back(first);
+      QuantizedMatrix slice(f, (end - first) * kRowBlock, cols);
+      TensorView part = elements;
+      part.data += first * kRowBlock * cols * sizeof(float);
+      PackedMatrices::quantize_blocks(slice, part, 0, end - first, pool);
+      if (f == WeightFormat::kInt4) int4_bytes.insert(int4_bytes.end(), slice.packed().begin(), slice.packed().end());
+      for (std::size_t r = 0; r < slice.rows(); ++r) {
+        for (std::size_t c = 0; c < cols; ++c) REQUIRE(slice.dequantized(r, c) == whole.dequantized(first * kRowBlock + r, c));
+      }
+    }, 3 * kRowBlock * cols * sizeof(float));
+    INFO(weight_format_name(f));
+    CHECK(firsts == std::vector<std::size_t>{0, 2, 4, 6});
+    if (f == WeightFormat::kInt4) CHECK(std::ranges::equal(int4_bytes, whole.packed()));
   }
 }
 

@@ -30,7 +30,7 @@ def loop_shape(kernel, dot, vector_bytes):
     matrix = dot == "I8mm"
     return {
         "int8_decode": (4 * vector_bytes, 1),
-        "int4_decode": (4 * vector_bytes, 1),
+        "int4_decode": (2 * 4 * vector_bytes, 1),
         "int8_prefill": (3 * vector_bytes * (2 if matrix else 1), 6),
         "int4_prefill": (2 * 4 * vector_bytes, 4 if matrix else 3),
     }[kernel]

@@ -13,10 +13,15 @@
 //   int4: nibble = q + 8 (q in [-8, 7]), a bf16 scale per row per 32-column group:
 //         w = q * scale. A tile (columns 8c..8c+7 of a block) is 64 bytes; byte 4r + j
 //         holds column 8c + j in its low nibble and column 8c + 4 + j in its high one.
-//         A block is a run of units, one per two groups: a 64-byte line of their
-//         scales, then their 4 + 4 tiles (Int4Layout). Decode thus reads one
-//         sequential stream; scales in an array of their own were a second stream,
-//         which cost a quarter of the decode speed. The scale line holds a 32-bit word
+//         Row blocks are stored in panels of two (the last one alone if their count
+//         is odd), a panel as a run of units, one per two groups: each block's 64-byte
+//         line of their scales, then the even group's 4 tiles of each block, then the
+//         odd group's (Int4Layout). The kernels take a panel's two blocks at a time and
+//         so read one sequential stream, and use each activation they load for both
+//         blocks: a pass over 4 tokens has half the broadcasts per weight byte. (Scales
+//         in an array of their own were a second stream, which cost a quarter of the
+//         decode speed; two blocks stored one after the other were two streams, which
+//         lost what the shared broadcasts saved.) The scale line holds a 32-bit word
 //         per row, the even group's bf16 in its low half and the odd group's in its
 //         high half: one shift or one mask turns a word into an f32 scale.
 
@@ -70,24 +75,39 @@ constexpr bool packable(WeightFormat f, std::size_t rows, std::size_t cols) {
   return rows % kRowBlock == 0 && cols % (f == WeightFormat::kInt4 ? kInt4Group : 4) == 0;
 }
 
-// Byte offsets inside an int4 row block (layout above).
+// Byte offsets of an int4 matrix's parts (layout above).
 struct Int4Layout {
   static constexpr std::size_t kTileBytes = 64;
   static constexpr std::size_t kTilesPerGroup = kInt4Group / 8;
   static constexpr std::size_t kGroupBytes = kTilesPerGroup * kTileBytes;
-  static constexpr std::size_t kUnitBytes = kTileBytes + 2 * kGroupBytes;  // scales + two groups
+  static constexpr std::size_t kUnitBytes = kTileBytes + 2 * kGroupBytes;  // per block: scales + two groups
+  static constexpr std::size_t kPanelBlocks = 2;
 
+  // A row block's bytes; a panel holds its blocks' bytes.
   static constexpr std::size_t block_bytes(std::size_t cols) {
     const std::size_t groups = cols / kInt4Group;
     return groups * kGroupBytes + (groups + 1) / 2 * kTileBytes;
   }
-  // The scale line of groups g and g + 1 (g even); the bf16 scale of group g, row lane
-  // (the low half of a word comes first in memory, as on every target gemma4 runs on).
+
+  // Where one row block's parts are: `blocks` blocks in its panel (2, or 1 for an odd
+  // count's last), `index` its place there, `panel` the panel's first byte.
+  struct Place {
+    std::size_t panel, blocks, index;
+    // The scale line of groups g and g + 1 (g even); the bf16 scale of group g, row lane
+    // (the low half of a word comes first in memory, as on every target gemma4 runs on).
+    constexpr std::size_t scale_pairs(std::size_t g) const { return unit(g) + index * kTileBytes; }
+    constexpr std::size_t scale(std::size_t g, std::size_t lane) const { return scale_pairs(g) + lane * 4 + g % 2 * 2; }
+    // Group g's first tile; the panel's next block has its tiles kGroupBytes further.
+    constexpr std::size_t tiles(std::size_t g) const { return unit(g) + blocks * kTileBytes + (g % 2 * blocks + index) * kGroupBytes; }
+    // The unit of groups g and g + 1 (g even) of the whole panel.
+    constexpr std::size_t unit(std::size_t g) const { return panel + g / 2 * blocks * kUnitBytes; }
+  };
   static_assert(std::endian::native == std::endian::little);
-  static constexpr std::size_t scale_pairs(std::size_t g) { return g / 2 * kUnitBytes; }
-  static constexpr std::size_t scale(std::size_t g, std::size_t lane) { return scale_pairs(g) + lane * 4 + g % 2 * 2; }
-  // Group g's first tile.
-  static constexpr std::size_t tiles(std::size_t g) { return g / 2 * kUnitBytes + kTileBytes + g % 2 * kGroupBytes; }
+  // Row block b of a matrix of `blocks` row blocks and `cols` columns.
+  static constexpr Place place(std::size_t b, std::size_t blocks, std::size_t cols) {
+    const std::size_t first = b - b % kPanelBlocks;
+    return {first * block_bytes(cols), std::min(kPanelBlocks, blocks - first), b % kPanelBlocks};
+  }
 };
 
 namespace detail {
@@ -149,6 +169,8 @@ class QuantizedMatrix {
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }
   const std::uint8_t* weights() const { return weights_; }  // int4: weights and scales
+  // Where row block b's int4 weights and scales are, from weights().
+  Int4Layout::Place int4_place(std::size_t block) const { return Int4Layout::place(block, rows_ / kRowBlock, cols_); }
   const float* row_scales() const { return row_scales_; }      // int8
   // All its storage_bytes(), as a packed model holds them.
   std::span<const std::byte> packed() const {
@@ -184,10 +206,10 @@ class QuantizedMatrix {
         if (!(std::isfinite(row_scales_[row]) && row_scales_[row] >= 0.0f)) return row;
         continue;
       }
-      const std::uint8_t* block = weights_ + row / kRowBlock * Int4Layout::block_bytes(cols_);
+      const Int4Layout::Place block = int4_place(row / kRowBlock);
       for (std::size_t g = 0; g < cols_ / kInt4Group; ++g) {
         std::uint16_t scale;
-        std::memcpy(&scale, block + Int4Layout::scale(g, row % kRowBlock), 2);
+        std::memcpy(&scale, weights_ + block.scale(g, row % kRowBlock), 2);
         if ((scale & 0x7f80) == 0x7f80) return row;  // exponent all ones: inf or NaN
       }
     }
@@ -205,12 +227,12 @@ class QuantizedMatrix {
         for (std::size_t c = 0; c < cols_; ++c) out[c] = static_cast<float>(int{tiles[c / 4 * 64 + c % 4]} - 128) * scale;
         continue;
       }
-      const std::uint8_t* block = weights_ + row / kRowBlock * Int4Layout::block_bytes(cols_);
+      const Int4Layout::Place block = int4_place(row / kRowBlock);
       for (std::size_t g = 0; g < cols_ / kInt4Group; ++g) {
         std::uint16_t scale_bits;
-        std::memcpy(&scale_bits, block + Int4Layout::scale(g, lane), 2);
+        std::memcpy(&scale_bits, weights_ + block.scale(g, lane), 2);
         const float scale = bf16_to_f32(scale_bits);
-        const std::uint8_t* tiles = block + Int4Layout::tiles(g) + lane * 4;
+        const std::uint8_t* tiles = weights_ + block.tiles(g) + lane * 4;
         float* group = out + g * kInt4Group;
         for (std::size_t c = 0; c < kInt4Group; ++c) {
           const std::uint8_t byte = tiles[c / 8 * Int4Layout::kTileBytes + c % 4];
@@ -227,12 +249,12 @@ class QuantizedMatrix {
       const std::uint8_t byte = weights_[(block * (cols_ / 4) + col / 4) * 64 + lane * 4 + col % 4];
       return static_cast<float>(int{byte} - 128) * row_scales_[row];
     }
-    const std::uint8_t* packed = weights_ + block * Int4Layout::block_bytes(cols_);
+    const Int4Layout::Place place = int4_place(block);
     const std::size_t g = col / kInt4Group, c = col % kInt4Group;
-    const std::uint8_t byte = packed[Int4Layout::tiles(g) + c / 8 * Int4Layout::kTileBytes + lane * 4 + c % 4];
+    const std::uint8_t byte = weights_[place.tiles(g) + c / 8 * Int4Layout::kTileBytes + lane * 4 + c % 4];
     const int nibble = c % 8 < 4 ? byte & 0xf : byte >> 4;
     std::uint16_t scale;
-    std::memcpy(&scale, packed + Int4Layout::scale(g, lane), 2);
+    std::memcpy(&scale, weights_ + place.scale(g, lane), 2);
     return static_cast<float>(nibble - 8) * bf16_to_f32(scale);
   }
 
@@ -281,12 +303,13 @@ class QuantizedMatrix {
     const float scale = bf16_to_f32(scale_bits);
     const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
     const std::size_t lane = r % kRowBlock;
-    std::uint8_t* block = reinterpret_cast<std::uint8_t*>(writable_) + r / kRowBlock * Int4Layout::block_bytes(cols_);
-    std::memcpy(block + Int4Layout::scale(g, lane), &scale_bits, 2);
+    std::uint8_t* bytes = reinterpret_cast<std::uint8_t*>(writable_);
+    const Int4Layout::Place block = int4_place(r / kRowBlock);
+    std::memcpy(bytes + block.scale(g, lane), &scale_bits, 2);
     // An odd group count leaves the last scale word's high half unused: zero, so that
     // packing the same weights always gives the same bytes.
-    if (g % 2 == 0 && g + 1 == cols_ / kInt4Group) std::memset(block + Int4Layout::scale(g + 1, lane), 0, 2);
-    std::uint8_t* tiles = block + Int4Layout::tiles(g) + lane * 4;
+    if (g % 2 == 0 && g + 1 == cols_ / kInt4Group) std::memset(bytes + block.scale(g + 1, lane), 0, 2);
+    std::uint8_t* tiles = bytes + block.tiles(g) + lane * 4;
     for (std::size_t c = 0; c < kInt4Group; c += 8) {
       std::uint8_t quad[4];
       for (std::size_t j = 0; j < 4; ++j) {

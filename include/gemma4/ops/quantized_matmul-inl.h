@@ -25,7 +25,8 @@ namespace gemma4 {
 
 // Row blocks per pass of QuantizedMatMul's kernels, for a weight format and token count.
 // A thread's range of blocks in whole passes runs no narrower pass.
-inline constexpr std::size_t kInt8DecodePass = 4, kInt8PrefillPass = 3, kInt4DecodePass = 1, kInt4PrefillPass = 2;
+// int4 tiles take a panel (packed_matrix.hpp), whatever the tokens.
+inline constexpr std::size_t kInt8DecodePass = 4, kInt8PrefillPass = 3, kInt4Pass = Int4Layout::kPanelBlocks;
 // Tokens per prefill tile: with the pass above, the accumulators and weight vectors of a
 // tile fill AVX-512's 32 registers without spilling. ARM's matrix tiles (USMMLA) take
 // tokens in pairs.
@@ -39,11 +40,12 @@ inline constexpr std::size_t kShortPassTokens = 5;
 // latency: a pass over 4 tokens streamed its weights at the speed of reading them plus
 // computing, 1.2-1.8 times a decode step's time. Such tiles fetch their lines this far
 // ahead of each read stream themselves (int8 short passes read four streams per thread,
-// int4 one); decode, one token, streams as fast without (bench/README.md).
-inline constexpr std::size_t kInt8PrefetchBytes = 1024, kInt4PrefetchBytes = 8192;
+// int4 one). int8 decode, one token, streams as fast without; int4 decode, two blocks
+// of a panel per tile, streams faster with it (bench/README.md).
+inline constexpr std::size_t kInt8PrefetchBytes = 1024, kInt4PrefetchBytes = 4096;
 constexpr std::size_t quantized_pass_blocks(WeightFormat format, std::size_t tokens) {
   if (format == WeightFormat::kInt8) return tokens <= kShortPassTokens ? kInt8DecodePass : kInt8PrefillPass;
-  return tokens <= kShortPassTokens ? kInt4DecodePass : kInt4PrefillPass;
+  return kInt4Pass;
 }
 
 }  // namespace gemma4
@@ -277,15 +279,13 @@ HWY_INLINE void StoreInt8Sums(const QuantizedMatrix& w, std::size_t row, const Q
 }
 
 // Prefetches `lines` cache lines from `first` + kDistance, those that lie before the end of
-// w's bytes, when a tile has kT > 1 tokens (why: see kInt8PrefetchBytes).
-template <std::size_t kT, std::size_t kDistance>
+// w's bytes (why: see kInt8PrefetchBytes).
+template <std::size_t kDistance>
 HWY_INLINE void PrefetchAhead(const QuantizedMatrix& w, const void* first, std::size_t lines) {
-  if constexpr (kT > 1) {
-    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(w.packed().data() + w.packed().size());
-    const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(first) + kDistance;
-    for (std::size_t i = 0; i < lines; ++i) {
-      if (ahead + 64 * i < end) hwy::Prefetch(reinterpret_cast<const std::uint8_t*>(ahead + 64 * i));
-    }
+  const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(w.packed().data() + w.packed().size());
+  const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(first) + kDistance;
+  for (std::size_t i = 0; i < lines; ++i) {
+    if (ahead + 64 * i < end) hwy::Prefetch(reinterpret_cast<const std::uint8_t*>(ahead + 64 * i));
   }
 }
 
@@ -306,7 +306,7 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       VQ weights[kR];
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
-        PrefetchAhead<kT, kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 1);
+        if constexpr (kT > 1) PrefetchAhead<kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 1);
         weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
         if constexpr (kSignedWeights<kDot>) weights[r] = hn::Xor(weights[r], hn::Set(d, static_cast<std::int32_t>(0x80808080u)));
       }
@@ -327,20 +327,25 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
   }
 }
 
-// Group g's scales for the rows from `lane` as f32: the low (g even) or high (g odd)
-// bf16 halves of the scale words (Int4Layout).
-HWY_INLINE VQF Int4GroupScales(const std::uint8_t* block, std::size_t g, std::size_t lane) {
+// Group g's scales for the rows from `lane` of block r of a panel as f32: the low (g
+// even) or high (g odd) bf16 halves of the scale words (Int4Layout).
+HWY_INLINE VQF Int4GroupScales(const QuantizedMatrix& w, const Int4Layout::Place& place, std::size_t r, std::size_t g,
+                               std::size_t lane) {
   const DQ d;
-  const VQ words = hn::LoadU(d, reinterpret_cast<const std::int32_t*>(block + Int4Layout::scale_pairs(g)) + lane);
+  const auto* line = w.weights() + place.scale_pairs(g) + r * Int4Layout::kTileBytes;
+  const VQ words = hn::LoadU(d, reinterpret_cast<const std::int32_t*>(line) + lane);
   const VQ bits = g % 2 == 0 ? hn::ShiftLeft<16>(words) : hn::And(words, hn::Set(d, static_cast<std::int32_t>(0xFFFF0000u)));
   return hn::BitCast(DQF(), bits);
 }
 
-// PrefetchAhead for group g of a row block: its scale line (g even) and its tiles.
-template <std::size_t kT>
-HWY_INLINE void PrefetchInt4Group(const QuantizedMatrix& w, const std::uint8_t* block, std::size_t g) {
-  if (g % 2 == 0) return PrefetchAhead<kT, kInt4PrefetchBytes>(w, block + Int4Layout::scale_pairs(g), 1 + Int4Layout::kTilesPerGroup);
-  PrefetchAhead<kT, kInt4PrefetchBytes>(w, block + Int4Layout::tiles(g), Int4Layout::kTilesPerGroup);
+// PrefetchAhead for group g of a panel: its scale lines (g even) and its tiles. Tiles call
+// it in their first pass over the lanes only (the one pass of AVX-512): later passes
+// (4 on NEON) read lines the first brought in.
+HWY_INLINE void PrefetchInt4Group(const QuantizedMatrix& w, const Int4Layout::Place& place, std::size_t g) {
+  using L = Int4Layout;
+  const std::size_t skipped = g % 2 * place.blocks * (L::kTileBytes + L::kGroupBytes);  // the even group's part
+  const std::size_t lines = place.blocks * (g % 2 == 0 ? 1 + L::kTilesPerGroup : L::kTilesPerGroup);
+  PrefetchAhead<kInt4PrefetchBytes>(w, w.weights() + place.unit(g) + skipped, lines);
 }
 
 // Writes the f32 sums of an int4 tile, scaled by their tokens' scales.
@@ -401,22 +406,25 @@ HWY_INLINE VQ DotGroupQuad(VQ acc, VQ w, const GroupActivations& x) {
 // With VNNI, a tile of several rows or tokens shifts them down into the low nibbles'
 // chain instead, which starts at the group's offset. That halves the accumulators and
 // drops the per-group reduction: passes over 4 tokens 3-11% faster, prefill 2.5-4.5%
-// (bench/README.md). Decode keeps two chains: its one chain per group, 8 VPDPBUSD in
-// series, was slower.
+// (bench/README.md). Decode too, with a panel's two blocks: two chains of 8 VPDPBUSD
+// per group (one block's, alone, was slower than two chains).
 template <IntDot kDot, std::size_t kR, std::size_t kT>
 inline constexpr bool kOneInt4Chain = kDot == IntDot::kVnni && kR * kT > 1;
 
-// Tile i of an int4 group for kR row blocks and kT tokens: the low nibbles hold the
-// tile's quad 2i, the high ones quad 2i + 1.
+// A panel's next block's tiles, from one block's, in the int32 units of a tile.
+inline constexpr std::size_t kInt4BlockStride = Int4Layout::kGroupBytes / sizeof(std::int32_t);
+
+// Tile i of an int4 group for kR row blocks of a panel and kT tokens: the low nibbles
+// hold the tile's quad 2i, the high ones quad 2i + 1.
 template <std::size_t i, IntDot kDot, std::size_t kR, std::size_t kT>
-HWY_INLINE void Int4GroupTile(const std::int32_t* tiles, std::size_t block_stride, const GroupActivations (&xs)[kT],
-                              VQ (&low_acc)[kR][kT], VQ (&high_acc)[kR][kT]) {
+HWY_INLINE void Int4GroupTile(const std::int32_t* tiles, const GroupActivations (&xs)[kT], VQ (&low_acc)[kR][kT],
+                              VQ (&high_acc)[kR][kT]) {
   constexpr bool kOneChain = kOneInt4Chain<kDot, kR, kT>;
   const DQ d;
   VQ low[kR], high[kR];
   HWY_UNROLL(16)
   for (std::size_t r = 0; r < kR; ++r) {
-    const VQ packed = hn::LoadU(d, tiles + r * block_stride + i * kRowBlock);
+    const VQ packed = hn::LoadU(d, tiles + r * kInt4BlockStride + i * kRowBlock);
     low[r] = hn::And(packed, hn::Set(d, 0x0F0F0F0F));
     high[r] = kSignedWeights<kDot> || kOneChain ? HighNibbles(packed)
                                                 : hn::And(packed, hn::Set(d, static_cast<std::int32_t>(0xF0F0F0F0u)));
@@ -433,20 +441,18 @@ HWY_INLINE void Int4GroupTile(const std::int32_t* tiles, std::size_t block_strid
 }
 
 // Int8Tile for int4 weights: an exact integer sum per 32-column group (kOneInt4Chain says
-// how), scaled by the group's scale into an f32 sum per row. Decode runs this with one
-// block and one token, one sequential stream: it streams closer to a plain read than two
-// or four blocks at once or software prefetching (gemma4_bench_model's kernel/read
-// column; bench/README.md has the runs). A token gets the same bits in a prefill tile and
-// alone.
+// how), scaled by the group's scale into an f32 sum per row. kR is 1 or a whole panel
+// from its first block: decode and short passes then read one sequential stream, and
+// each broadcast activation serves both blocks (packed_matrix.hpp). A token gets the
+// same bits in a prefill tile and alone.
 template <std::size_t kR, std::size_t kT, IntDot kDot>
 HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
                          float* HWY_RESTRICT out) {
   constexpr bool kOneChain = kOneInt4Chain<kDot, kR, kT>;
   const DQ d;
   const DQF df;
-  const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group, block_bytes = Int4Layout::block_bytes(w.cols());
-  const std::uint8_t* blocks = w.weights() + block * block_bytes;
-  const std::size_t block_stride = block_bytes / sizeof(std::int32_t);  // in tiles' int32 units
+  const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group;
+  const Int4Layout::Place place = w.int4_place(block);
   const std::int8_t* x = a.q.data() + token * a.cols;
   const std::int32_t* group_offset = a.group_offset.data() + token * groups;
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
@@ -460,20 +466,19 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
         HWY_UNROLL(16)
         for (std::size_t t = 0; t < kT; ++t) low_acc[r][t] = kOneChain ? hn::Set(d, group_offset[t * groups + g]) : hn::Zero(d);
       }
-      const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
-      HWY_UNROLL(16)
-      for (std::size_t r = 0; r < kR; ++r) PrefetchInt4Group<kT>(w, blocks + r * block_bytes, g);
+      const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights() + place.tiles(g)) + lane;
+      if (lane == 0) PrefetchInt4Group(w, place, g);
       GroupActivations xs[kT];
       HWY_UNROLL(16)
       for (std::size_t t = 0; t < kT; ++t) xs[t] = LoadGroupActivations<kDot>(x + t * a.cols + g * kInt4Group);
       static_assert(Int4Layout::kTilesPerGroup == 4);
-      Int4GroupTile<0, kDot>(tiles, block_stride, xs, low_acc, high_acc);
-      Int4GroupTile<1, kDot>(tiles, block_stride, xs, low_acc, high_acc);
-      Int4GroupTile<2, kDot>(tiles, block_stride, xs, low_acc, high_acc);
-      Int4GroupTile<3, kDot>(tiles, block_stride, xs, low_acc, high_acc);
+      Int4GroupTile<0, kDot>(tiles, xs, low_acc, high_acc);
+      Int4GroupTile<1, kDot>(tiles, xs, low_acc, high_acc);
+      Int4GroupTile<2, kDot>(tiles, xs, low_acc, high_acc);
+      Int4GroupTile<3, kDot>(tiles, xs, low_acc, high_acc);
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
-        const VQF group_scale = Int4GroupScales(blocks + r * block_bytes, g, lane);
+        const VQF group_scale = Int4GroupScales(w, place, r, g, lane);
         HWY_UNROLL(16)
         for (std::size_t t = 0; t < kT; ++t) {
           VQ exact = low_acc[r][t];
@@ -545,7 +550,7 @@ HWY_INLINE void Int8MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
       VQ rows[kR][2];
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
-        PrefetchAhead<kT, kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 2);
+        PrefetchAhead<kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 2);
         const VQ first = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
         const VQ second = hn::LoadU(d, tiles + (r * quads + q + 1) * kRowBlock + lane);
         rows[r][0] = hn::InterleaveLower(d, first, second);
@@ -574,9 +579,8 @@ HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
   static_assert(kT % 2 == 0);
   const DQ d;
   const DQF df;
-  const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group, block_bytes = Int4Layout::block_bytes(w.cols());
-  const std::uint8_t* blocks = w.weights() + block * block_bytes;
-  const std::size_t block_stride = block_bytes / sizeof(std::int32_t);
+  const std::size_t N = hn::Lanes(d), groups = w.cols() / kInt4Group;
+  const Int4Layout::Place place = w.int4_place(block);
   const std::int32_t* group_offset = a.group_offset.data() + token * groups;
   const VQ low_nibbles = hn::Set(d, 0x0F0F0F0F);
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
@@ -586,16 +590,15 @@ HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
       VQ acc[kR][2][kT / 2];
       HWY_UNROLL(16)
       for (auto& halves : acc) ZeroAll(d, halves);
-      const auto* tiles = reinterpret_cast<const std::int32_t*>(blocks + Int4Layout::tiles(g)) + lane;
-      HWY_UNROLL(16)
-      for (std::size_t r = 0; r < kR; ++r) PrefetchInt4Group<kT>(w, blocks + r * block_bytes, g);
+      const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights() + place.tiles(g)) + lane;
+      if (lane == 0) PrefetchInt4Group(w, place, g);
       HWY_UNROLL(16)
       for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
         const std::size_t o = g * Int4Layout::kTilesPerGroup + i;
         VQ rows[kR][2];
         HWY_UNROLL(16)
         for (std::size_t r = 0; r < kR; ++r) {
-          const VQ packed = hn::LoadU(d, tiles + r * block_stride + i * kRowBlock);
+          const VQ packed = hn::LoadU(d, tiles + r * kInt4BlockStride + i * kRowBlock);
           const VQ low = hn::And(packed, low_nibbles), high = HighNibbles(packed);
           rows[r][0] = hn::InterleaveLower(d, low, high);
           rows[r][1] = hn::InterleaveUpper(d, low, high);
@@ -604,7 +607,7 @@ HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
       }
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
-        const VQF group_scale = Int4GroupScales(blocks + r * block_bytes, g, lane);
+        const VQF group_scale = Int4GroupScales(w, place, r, g, lane);
         HWY_UNROLL(16)
         for (std::size_t p = 0; p < kT / 2; ++p) {
           const std::size_t t = 2 * p;
@@ -651,6 +654,16 @@ HWY_INLINE void QuantizedPanels(const QuantizedMatrix& w, const QuantizedActivat
   for (; b < end_block; ++b) QuantizedBlocks<1, kT>(w, a, b, out, tile);
 }
 
+// QuantizedPanels for int4, whose tiles of two blocks must start a panel: a range that
+// starts inside one takes its second block alone first.
+template <std::size_t kT, typename Tile>
+HWY_INLINE void Int4Panels(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
+                           std::size_t end_block, float* HWY_RESTRICT out, Tile tile) {
+  static_assert(kInt4Pass == 2);
+  if (first_block % 2 != 0 && first_block < end_block) QuantizedBlocks<1, kT>(w, a, first_block++, out, tile);
+  QuantizedPanels<kInt4Pass, kT>(w, a, first_block, end_block, out, tile);
+}
+
 // out[t, r] = sum_c w[r, c] x[t, c] for the rows of blocks [first_block, end_block) and
 // every token of a; out is [tokens, rows]. The result of a row does not depend on the
 // block range, so threads may split the blocks any way.
@@ -672,7 +685,7 @@ HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActiv
         if constexpr (kT % 2 == 0) Int4MatrixTile<kR, kT>(args...);
         else Int4Tile<kR, kT, kDot>(args...);
       };
-      return QuantizedPanels<kInt4PrefillPass, kInt4MatrixTokens>(w, a, first_block, end_block, out, tile);
+      return Int4Panels<kInt4MatrixTokens>(w, a, first_block, end_block, out, tile);
     }
   }
 #endif
@@ -684,8 +697,8 @@ HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActiv
                                  : QuantizedPanels<kInt8PrefillPass, kInt8PrefillTokens>(w, a, first_block, end_block, out, tile);
   } else {
     const auto tile = []<std::size_t kR, std::size_t kT>(auto&&... args) { Int4Tile<kR, kT, kDot>(args...); };
-    a.tokens <= kShortPassTokens ? QuantizedPanels<kInt4DecodePass, kShortPassTokens>(w, a, first_block, end_block, out, tile)
-                                 : QuantizedPanels<kInt4PrefillPass, kInt4PrefillTokens>(w, a, first_block, end_block, out, tile);
+    a.tokens <= kShortPassTokens ? Int4Panels<kShortPassTokens>(w, a, first_block, end_block, out, tile)
+                                 : Int4Panels<kInt4PrefillTokens>(w, a, first_block, end_block, out, tile);
   }
 }
 

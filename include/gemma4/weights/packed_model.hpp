@@ -42,7 +42,7 @@ namespace gemma4 {
 
 inline constexpr std::string_view kPackedFormat = "gemma4-packed";
 // Bump whenever packed_matrix.hpp's layouts or rounding, or what a packed model holds, change.
-inline constexpr int kPackedLayout = 1;
+inline constexpr int kPackedLayout = 2;  // 2: int4 row blocks in panels of two
 // The data section starts on a page, so every matrix (64-byte multiples) starts on a line.
 inline constexpr std::size_t kPackedAlignment = 4096;
 

@@ -59,14 +59,17 @@ class PackedMatrices {
   }
 
   // Calls f(first, end) for slices of row blocks of a [rows, ...] matrix whose dense
-  // elements are `elements`, about kConversionSliceBytes of them each, dropping each
-  // slice's source pages once f is done with it when `source_mapped` (in the
-  // checkpoint's mapping, not a widened copy).
+  // elements are `elements`, about `slice_bytes` of them each, dropping each slice's
+  // source pages once f is done with it when `source_mapped` (in the checkpoint's
+  // mapping, not a widened copy). Slices hold whole int4 panels, so a slice packed as a
+  // matrix of its own has the bytes it has in the whole (a packed model is written so).
   template <typename F>
-  static void for_each_slice(std::size_t rows, const TensorView& elements, bool source_mapped, F&& f) {
+  static void for_each_slice(std::size_t rows, const TensorView& elements, bool source_mapped, F&& f,
+                             std::size_t slice_bytes = kConversionSliceBytes) {
+    constexpr std::size_t kPanel = Int4Layout::kPanelBlocks;
     const std::size_t block_bytes = elements.bytes().size() / rows * kRowBlock;
     const std::size_t blocks = rows / kRowBlock;
-    const std::size_t slice = std::max<std::size_t>(1, kConversionSliceBytes / block_bytes);
+    const std::size_t slice = std::max(kPanel, slice_bytes / block_bytes / kPanel * kPanel);
     for (std::size_t first = 0; first < blocks; first += slice) {
       const std::size_t end = std::min(blocks, first + slice);
       f(first, end);
@@ -98,9 +101,10 @@ class PackedMatrices {
   const std::vector<std::pair<std::string, std::unique_ptr<QuantizedMatrix>>>& matrices() const { return matrices_; }
   bool in_place() const { return arena_ == nullptr; }
 
- private:
   // Conversion reads about this many source bytes between two page drops.
   static constexpr std::size_t kConversionSliceBytes = std::size_t{16} << 20;
+
+ private:
 
   std::unique_ptr<std::byte[], detail::FreeDeleter> arena_;  // converted matrices' bytes, or null: in place
   std::vector<std::pair<std::string, std::unique_ptr<QuantizedMatrix>>> matrices_;
