@@ -170,7 +170,8 @@ void TestGroupedAttention() {
   }
   Buffer q(std::size_t(heads_per_kv) * D, 13, -1.0f, 1.0f);
   const int kv_head = 1;
-  for (auto [first, last] : {std::pair{50, 69}, std::pair{64, 69}, std::pair{69, 69}, std::pair{41, 60}}) {
+  for (const std::pair<int, int>& positions : {std::pair{50, 69}, std::pair{64, 69}, std::pair{69, 69}, std::pair{41, 60}}) {
+    const int first = positions.first, last = positions.second;  // the lambda below captures them: no structured binding (C++20 allows it, clang 14 does not)
     INFO("positions " << first << ".." << last);
     std::vector<float> scores(heads_per_kv * attention_score_span(first, last));
     std::vector<float> grouped(std::size_t(heads_per_kv) * D), alone(grouped.size()), pairs(grouped.size());

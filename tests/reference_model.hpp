@@ -77,7 +77,7 @@ ReferenceRun reference_run(const Weights<V>& w, const std::vector<int>& tokens) 
   const double eps = c.rms_norm_eps;
 
   auto rms_norm = [eps](Vec& x, std::size_t offset, std::size_t n, const TensorView* weight) { test::rms_norm(x, offset, n, weight, eps); };
-  auto rope = [&c](Vec& x, std::size_t offset, int D, bool full, int pos) { test::rope(c, x, offset, D, full, pos); };
+  auto rope = [](Vec& x, std::size_t offset, int D, bool full, int pos) { test::rope(V::config, x, offset, D, full, pos); };
 
   // Embedding, scaled by sqrt(hidden) rounded to the stored weight dtype.
   const TensorView& E = w.global.embed_tokens;

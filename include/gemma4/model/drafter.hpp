@@ -16,6 +16,7 @@
 #include <span>
 
 #include "gemma4/error.hpp"
+#include "gemma4/model/draft_state.hpp"
 #include "gemma4/model/session.hpp"
 
 namespace gemma4 {
@@ -27,17 +28,10 @@ struct DrafterOptions {
   int centroids_kept = 0;        // centroids the head keeps; 0: the config's top k (32)
 };
 
+// The draft step of the SIMD target the session's forward pass runs on (defined in
+// model/passes.hpp).
 template <AssistantVariant A>
-DraftPass<A> choose_draft_pass() {
-#if GEMMA4_DYNAMIC_DISPATCH
-  static constexpr DraftPass<A> (*kByTarget[])() = {nullptr, HWY_CHOOSE_TARGET_LIST(DraftPassHere<A>), HWY_CHOOSE_FALLBACK(DraftPassHere<A>)};
-  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
-  chosen.Update(hwy::SupportedTargets());
-  return kByTarget[chosen.GetIndex()]();
-#else
-  return HWY_STATIC_DISPATCH(DraftPassHere<A>)();
-#endif
-}
+DraftPass<A> choose_draft_pass();
 
 template <AssistantVariant A>
 class Drafter {

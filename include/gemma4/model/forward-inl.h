@@ -1,6 +1,6 @@
 // The forward pass of a session (spec sections 3-4) over a chunk of tokens, written
 // once with Highway and compiled per SIMD target: for the one target of the compiler's
-// flags, or, with GEMMA4_DYNAMIC_DISPATCH, for each target model/session.hpp builds in
+// flags, or, with GEMMA4_DYNAMIC_DISPATCH, for each target model/passes.hpp builds in
 // (Highway's foreach_target), the best of which a Session chooses at run time. What it
 // works on, the caches and scratch, is target-independent (model/forward_state.hpp).
 // Prompts run as matrix-matrix products; decoding is the same path with one token.

@@ -4,13 +4,9 @@
 // (the code, per SIMD target). Everything is sized when the session is created;
 // running tokens allocates nothing.
 //
-// SIMD target. By default the forward pass is compiled for the one Highway target the
-// compiler's flags give (-march=...). With GEMMA4_DYNAMIC_DISPATCH defined (to 1, in
-// every translation unit, with no -march beyond the baseline) it is compiled for every
-// target Highway attains (HWY_DISABLED_TARGETS trims the list) and each session runs
-// the best one the CPU has: one binary for every x86 CPU. A translation unit that
-// includes this header then gets its foreach_target pass from here, so it must include
-// it before any ops/-inl.h header and cannot run a foreach_target pass of its own.
+// SIMD target: the passes are compiled for the one Highway target the compiler's flags
+// give (-march=...), or for several chosen at run time (GEMMA4_DYNAMIC_DISPATCH), here
+// or once for the whole program (GEMMA4_EXTERN_PASSES): model/passes.hpp.
 
 #include <algorithm>
 #include <span>
@@ -21,15 +17,12 @@
 #ifndef GEMMA4_DYNAMIC_DISPATCH
 #define GEMMA4_DYNAMIC_DISPATCH 0
 #endif
-#if GEMMA4_DYNAMIC_DISPATCH
-#if defined(HIGHWAY_HWY_FOREACH_TARGET_H_) || defined(GEMMA4_OPS_OPS_INL_H_)
-#error "gemma4: with GEMMA4_DYNAMIC_DISPATCH, include gemma4/model/session.hpp before foreach_target.h and any ops/-inl.h header"
+#ifndef GEMMA4_EXTERN_PASSES
+#define GEMMA4_EXTERN_PASSES 0
 #endif
-#define HWY_TARGET_INCLUDE "gemma4/model/forward-inl.h"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
-#undef HWY_TARGET_INCLUDE
+#if !GEMMA4_EXTERN_PASSES
+#include "gemma4/model/passes.hpp"
 #endif
-#include "gemma4/model/forward-inl.h"
 
 namespace gemma4 {
 
@@ -37,21 +30,10 @@ enum class Logits { kAll, kLast };
 
 inline constexpr bool kDynamicDispatch = GEMMA4_DYNAMIC_DISPATCH;
 
-// The forward pass of the best SIMD target this program was built for and the CPU has.
+// The forward pass of the best SIMD target this program was built for and the CPU has
+// (defined in model/passes.hpp).
 template <Variant V>
-ForwardPass<V> choose_forward_pass() {
-#if GEMMA4_DYNAMIC_DISPATCH
-  // Laid out as Highway's HWY_EXPORT tables, indexed by its chosen target, which keeps
-  // to the targets compiled here (and honours hwy::SetSupportedTargetsForTest).
-  static constexpr ForwardPass<V> (*kByTarget[])() = {nullptr, HWY_CHOOSE_TARGET_LIST(ForwardPassHere<V>),
-                                                        HWY_CHOOSE_FALLBACK(ForwardPassHere<V>)};
-  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
-  chosen.Update(hwy::SupportedTargets());
-  return kByTarget[chosen.GetIndex()]();
-#else
-  return HWY_STATIC_DISPATCH(ForwardPassHere<V>)();
-#endif
-}
+ForwardPass<V> choose_forward_pass();
 
 template <Variant V>
 class Session {
