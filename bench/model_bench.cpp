@@ -23,8 +23,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <random>
 #include <string>
@@ -44,6 +42,7 @@
 #include "gemma4/testing/replay_drafts.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/testing/synthetic.hpp"
+#include "gemma4/testing/toy_heldout.hpp"
 #include "gemma4/tokenizer/tokenizer.hpp"
 #include "machine_limits.hpp"
 
@@ -304,32 +303,20 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
 // examples/train/train_toy_pair.py) and its held-out chats (tests/data/toy-heldout.txt).
 struct ToyPair {
   std::filesystem::path target, assistant;
-  std::vector<int> heldout;                  // every held-out chat, as one token sequence
-  std::vector<std::vector<int>> prompts;     // each chat up to the model's turn
+  ToyHeldout heldout;
 };
 
 ToyPair load_toy_pair(const std::filesystem::path& data, const std::filesystem::path& heldout_file) {
-  ToyPair toy{data / "toy-e2b", data / "toy-e2b-assistant", {}, {}};
-  std::ifstream in(heldout_file, std::ios::binary);
-  if (!in) fail(ErrorKind::kIo, "cannot read the toy pair's held-out text {}", heldout_file.string());
-  const std::string text(std::istreambuf_iterator<char>(in), {});
-  const Tokenizer tokenizer = Tokenizer::from_file(toy.target / "tokenizer.json");
-  toy.heldout = tokenizer.encode(text, {.add_bos = false});
-  constexpr std::string_view kModelTurn = "<|turn>model\n";
-  for (std::size_t start = text.find("<bos>"); start != std::string::npos; start = text.find("<bos>", start + 1)) {
-    const std::size_t end = text.find(kModelTurn, start);
-    if (end == std::string::npos) break;
-    toy.prompts.push_back(tokenizer.encode(std::string_view(text).substr(start, end + kModelTurn.size() - start), {.add_bos = false}));
-  }
-  return toy;
+  const std::filesystem::path target = data / "toy-e2b";
+  return {target, data / "toy-e2b-assistant", read_toy_heldout(heldout_file, Tokenizer::from_file(target / "tokenizer.json"))};
 }
 
 // The toy target's logits over the held-out text in a format (unset: its bf16 as stored).
 std::vector<float> toy_logits(const ToyPair& toy, std::optional<WeightFormat> format) {
   const Weights<TinyE2B> w(toy.target, {.format = format});
-  Session<TinyE2B> s(w, {.max_context = static_cast<int>(toy.heldout.size())});
-  std::vector<float> out(toy.heldout.size() * TinyE2B::config.vocab_size);
-  s.forward(toy.heldout, Logits::kAll, out);
+  Session<TinyE2B> s(w, {.max_context = static_cast<int>(toy.heldout.tokens.size())});
+  std::vector<float> out(toy.heldout.tokens.size() * TinyE2B::config.vocab_size);
+  s.forward(toy.heldout.tokens, Logits::kAll, out);
   return out;
 }
 
@@ -356,13 +343,13 @@ double toy_speculation(const ToyPair& toy, int runs, ThreadPool& pool) {
     std::vector<double> speedups;
     for (int run = 0; run < runs; ++run) {
       double plain_seconds = 0, fast_seconds = 0;
-      for (std::size_t i = 0; i < toy.prompts.size(); ++i) {
+      for (std::size_t i = 0; i < toy.heldout.prompts.size(); ++i) {
         SamplingOptions seeded = sampling;
         seeded.seed = i;
         Session<TinyE2B> plain_session(weights, options), session(weights, options);
-        const GenerationResult plain = Generator<TinyE2B>(plain_session, seeded, stops).generate(toy.prompts[i], 256, [](int) { return true; });
+        const GenerationResult plain = Generator<TinyE2B>(plain_session, seeded, stops).generate(toy.heldout.prompts[i], 256, [](int) { return true; });
         Drafter<TinyE2BAssistant> drafter(assistant, session);
-        const GenerationResult fast = Generator<TinyE2B>(session, seeded, stops).generate(toy.prompts[i], 256, drafter, [](int) { return true; });
+        const GenerationResult fast = Generator<TinyE2B>(session, seeded, stops).generate(toy.heldout.prompts[i], 256, drafter, [](int) { return true; });
         if (fast.tokens != plain.tokens) fail(ErrorKind::kInvalidArgument, "speculative decoding changed the toy pair's output");
         plain_seconds += plain.stats.decode_seconds;
         fast_seconds += fast.stats.decode_seconds;
@@ -378,7 +365,7 @@ double toy_speculation(const ToyPair& toy, int runs, ThreadPool& pool) {
     const double per_pass = static_cast<double>(total.generated_tokens) / total.target_passes;
     fmt::print("toy pair, {} over {} held-out prompts (k = 3): {} of {} drafts accepted ({:.1f}%) | {:.2f} tokens per target pass |"
                " measured decode speed-up {:.2f}x (tiny model: bound by per-pass overheads, not by reading weights)\n",
-               sampling.greedy() ? "greedy" : "sampled at temperature 1", toy.prompts.size(), total.accepted, total.drafted,
+               sampling.greedy() ? "greedy" : "sampled at temperature 1", toy.heldout.prompts.size(), total.accepted, total.drafted,
                100.0 * total.acceptance_rate(), per_pass, median(speedups));
     if (sampling.greedy()) tokens_per_pass = per_pass;
   }

@@ -48,7 +48,9 @@ TEST_CASE("packing keeps every weight within half a step of its value", "[quanti
   for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
     QuantizedMatrix q(f, rows, cols);
     q.quantize_blocks(w.data(), 0, rows / kRowBlock);
+    std::vector<float> row(cols);
     for (std::size_t r = 0; r < rows; ++r) {
+      q.dequantize_rows(r, 1, row.data());
       const std::size_t group = f == WeightFormat::kInt8 ? cols : kInt4Group;
       for (std::size_t g = 0; g < cols; g += group) {
         float absmax = 0;
@@ -59,11 +61,12 @@ TEST_CASE("packing keeps every weight within half a step of its value", "[quanti
         for (std::size_t c = g; c < g + group; ++c) {
           INFO(weight_format_name(f) << " row " << r << " col " << c);
           const float allowed = std::max(step / 2, std::fabs(w[r * cols + c]) - top);
-          REQUIRE(std::fabs(q.dequantized(r, c) - w[r * cols + c]) <= allowed * 1.0001f + 1e-9f);
+          REQUIRE(std::fabs(row[c] - w[r * cols + c]) <= allowed * 1.0001f + 1e-9f);
         }
       }
     }
-    CHECK(q.dequantized(1, 7) == 0.0f);
+    q.dequantize_rows(1, 1, row.data());
+    CHECK(row[7] == 0.0f);
   }
 }
 
@@ -79,16 +82,17 @@ TEST_CASE("a matrix packed a slice at a time, as a packed model is written, has 
     // About 3 blocks' elements per slice: rounded to whole panels.
     std::vector<std::size_t> firsts;
     std::vector<std::byte> int4_bytes;
-    PackedMatrices::for_each_slice(rows, elements, false, [&](std::size_t first, std::size_t end) {
+    PackedMatrices::for_each_slice(rows, elements, false, [&](std::size_t first, std::size_t end, const TensorView& part) {
       firsts.push_back(first);
+      REQUIRE(part.data == elements.data + first * kRowBlock * cols * sizeof(float));
+      REQUIRE(part.size() == (end - first) * kRowBlock * cols);
       QuantizedMatrix slice(f, (end - first) * kRowBlock, cols);
-      TensorView part = elements;
-      part.data += first * kRowBlock * cols * sizeof(float);
       PackedMatrices::quantize_blocks(slice, part, 0, end - first, pool);
       if (f == WeightFormat::kInt4) int4_bytes.insert(int4_bytes.end(), slice.packed().begin(), slice.packed().end());
-      for (std::size_t r = 0; r < slice.rows(); ++r) {
-        for (std::size_t c = 0; c < cols; ++c) REQUIRE(slice.dequantized(r, c) == whole.dequantized(first * kRowBlock + r, c));
-      }
+      std::vector<float> slice_rows(slice.rows() * cols), whole_rows(slice_rows.size());
+      slice.dequantize_rows(0, slice.rows(), slice_rows.data());
+      whole.dequantize_rows(first * kRowBlock, slice.rows(), whole_rows.data());
+      REQUIRE(slice_rows == whole_rows);
     }, 3 * kRowBlock * cols * sizeof(float));
     INFO(weight_format_name(f));
     CHECK(firsts == std::vector<std::size_t>{0, 2, 4, 6});

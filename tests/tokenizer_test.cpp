@@ -80,7 +80,7 @@ const Tokenizer* real_tokenizer() {
   return tokenizer.get();
 }
 
-json parity_fixture() { return json::parse(gemma4::test::read_file(std::filesystem::path(GEMMA4_TEST_DATA) / "tokenizer_parity.json")); }
+json tokenizer_parity_fixture() { return json::parse(gemma4::test::read_file(std::filesystem::path(GEMMA4_TEST_DATA) / "tokenizer_parity.json")); }
 
 }  // namespace
 
@@ -216,7 +216,7 @@ TEST_CASE("A truncated or missing tokenizer.json is an error, never a crash") {
 TEST_CASE("Real Gemma vocabulary: ids equal Hugging Face's on the parity fixture") {
   const Tokenizer* tok = real_tokenizer();
   if (tok == nullptr) return;
-  const json fixture = parity_fixture();
+  const json fixture = tokenizer_parity_fixture();
   REQUIRE(fixture["cases"].size() >= 300);
   CHECK(std::filesystem::file_size(real_tokenizer_path()) == fixture["tokenizer_bytes"].get<std::uintmax_t>());
   for (const json& c : fixture["cases"]) {

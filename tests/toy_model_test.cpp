@@ -5,11 +5,11 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
 #include "gemma4/model/drafter.hpp"
 #include "gemma4/model/generate.hpp"
 #include "gemma4/testing/logit_agreement.hpp"
+#include "gemma4/testing/toy_heldout.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/tokenizer/tokenizer.hpp"
 #include "gemma4/weights/convert.hpp"
@@ -52,12 +52,8 @@ TrainerLogits read_trainer_logits() {
   return r;
 }
 
-// Held-out chats from the corpus generator (a seed the training text did not use).
 std::vector<int> heldout_tokens() {
-  std::ifstream in(std::filesystem::path(GEMMA4_TEST_DATA) / "toy-heldout.txt", std::ios::binary);
-  REQUIRE(in);
-  const std::string text(std::istreambuf_iterator<char>(in), {});
-  return Tokenizer::from_file(kToyTarget / "tokenizer.json").encode(text, {.add_bos = false});
+  return read_toy_heldout(std::filesystem::path(GEMMA4_TEST_DATA) / "toy-heldout.txt", Tokenizer::from_file(kToyTarget / "tokenizer.json")).tokens;
 }
 
 double worst_difference(std::span<const float> a, std::span<const float> b) {

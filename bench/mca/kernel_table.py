@@ -20,20 +20,17 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "bench" / "kernel_cycles.cpp"
-KERNELS = ["int8_decode", "int4_decode", "int8_prefill", "int4_prefill"]
+KERNELS = ["int8_decode", "int4_decode", "int8_prefill", "int4_prefill", "int4_verify"]
 
-# Weight bytes one inner-loop iteration reads, and tokens it serves, from the kernels'
-# constants (ops/quantized_matmul-inl.h): passes of row blocks, one vector (16 bytes on
-# NEON, 64 on AVX-512) per block and quad (int8; the matrix tiles take two quads per
-# iteration) or per 8-column tile, 4 tiles to an int4 group.
-def loop_shape(kernel, dot, vector_bytes):
-    matrix = dot == "I8mm"
-    return {
-        "int8_decode": (4 * vector_bytes, 1),
-        "int4_decode": (2 * 4 * vector_bytes, 1),
-        "int8_prefill": (3 * vector_bytes * (2 if matrix else 1), 6),
-        "int4_prefill": (2 * 4 * vector_bytes, 4 if matrix else 3),
-    }[kernel]
+
+def loop_shape(lines, kernel, dot, vector_bytes):
+    """Weight bytes one iteration of the kernel's inner loop reads, and tokens it serves:
+    the gemma4_loop_<kernel>_<dot> constants kernel_cycles.cpp derives from the kernels'
+    own, read from the same assembly."""
+    start = lines.index(f"gemma4_loop_{kernel}_{dot}:")
+    vectors, tokens = (int(re.match(r"^\s*\.(?:quad|xword|8byte)\s+(\d+)$", line).group(1)) for line in lines[start + 1:start + 3])
+    return vectors * vector_bytes, tokens
+
 
 ARCHES = {
     "aarch64": {
@@ -80,15 +77,16 @@ def function_body(lines, name):
 
 
 def kernel_loop(lines, name, arch):
-    """The kernel's innermost loop, in its own body or in a function it calls (GCC leaves
-    the larger tiles' lambdas out of line)."""
+    """The kernel's innermost loop, in its own body or in a function it calls or jumps to
+    (GCC leaves the larger tiles' lambdas out of line, and kernels with the same tiles
+    share one all_tiles)."""
     body = function_body(lines, name)
     loop = innermost_loop(body, arch)
     if loop:
         return loop
     for line in body:
-        call = re.match(r"^\s*(?:bl|call)\s+([\w.$]+)$", line)
-        if call and f"{call.group(1)}:" in lines:
+        call = re.match(r"^\s*(?:bl|call|b|jmp)\s+([\w.$]+)$", line)
+        if call and not call.group(1).startswith(".L") and f"{call.group(1)}:" in lines:
             loop = kernel_loop(lines, call.group(1), arch)
             if loop:
                 return loop
@@ -155,11 +153,11 @@ def main():
         for kernel in KERNELS:
             for dot in spec["dots"]:
                 loop = kernel_loop(lines, f"gemma4_kernel_{kernel}_{dot}", arch)
-                weight_bytes, tokens = loop_shape(kernel, dot, spec["vector_bytes"])
+                weight_bytes, tokens = loop_shape(lines, kernel, dot, spec["vector_bytes"])
                 for cpu in spec["cpus"]:
                     estimates[arch, cpu, dot, kernel] = mca_cycles(arch, cpu, loop) * 64 / weight_bytes / tokens
 
-    print("Estimated cycles per 64 bytes of weights (prefill: per token), llvm-mca 14, weights in L1:\n")
+    print("Estimated cycles per 64 bytes of weights (tiles of several tokens: per token), llvm-mca 14, weights in L1:\n")
     for arch, spec in ARCHES.items():
         for cpu, what in spec["cpus"].items():
             print(f"{arch} -mcpu={cpu}: {what}")

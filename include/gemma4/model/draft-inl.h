@@ -86,13 +86,8 @@ class Draft {
     // Keys 0..position-1, and for a sliding layer the target's window at query `position`.
     const KvCache& cache = *s_.caches[static_cast<int>(kType)];
     const int first = first_visible_position(position, kType, kC.sliding_window);
-    s_.pool.parallel_for(kHeads, [&](int thread, std::size_t begin, std::size_t end) {
-      float* scores = s_.scores.data() + static_cast<std::size_t>(thread) * s_.scores_per_thread;
-      for (std::size_t h = begin; h < end; ++h) {
-        const QueryBlock block{.q = s_.q.data() + h * D, .out = s_.attn.data() + h * D, .first = {first}, .last = position - 1};
-        AttendGroup<1>(block, cache, kv_head_of(static_cast<int>(h), kHeads, kKvHeads), scores);
-      }
-    });
+    AttendAllHeads<kHeads, kKvHeads>(s_.pool, cache, s_.q.data(), s_.attn.data(), 1, position - 1, [first](int) { return first; },
+                                     s_.scores.data(), s_.scores_per_thread);
     matmul(w.o_proj.linear, s_.attn.data(), s_.normed.data());
     RMSNormRows(s_.normed.data(), 1, kHidden, w.post_attention_layernorm, eps);
     AddTo(s_.normed.data(), s_.x.data(), kHidden);

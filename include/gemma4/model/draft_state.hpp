@@ -58,7 +58,7 @@ struct DraftState {
     ranked.resize(kCentroids);
     ordered_logits.resize(kVocab);
     logits.resize(kVocab);
-    scores_per_thread = attention_score_span(0, max_context - 1);
+    scores_per_thread = std::size_t{kHeads / kKvHeads} * attention_score_span(0, max_context - 1);
     scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
     activations.reserve(1, std::max<std::size_t>({2 * kBackbone, std::size_t{kHeads} * kMaxHeadDim, std::size_t(kC.intermediate_size)}));
     for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {

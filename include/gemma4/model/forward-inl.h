@@ -49,7 +49,7 @@ class Forward {
   using State = ForwardState<V>;
   static constexpr const ModelConfig& kC = V::config;
   static constexpr int kHidden = State::kHidden, kHeads = State::kHeads, kKvHeads = State::kKvHeads, kPle = State::kPle,
-                       kNumLayers = State::kNumLayers, kWindow = State::kWindow, kGroupHeads = State::kGroupHeads;
+                       kNumLayers = State::kNumLayers, kWindow = State::kWindow;
   // Dropping the table pages costs a TLB shootdown on every core: do it every
   // kReleaseEvery tokens, which bounds what the tables add to the resident size.
   static constexpr int kReleaseEvery = 32;
@@ -143,7 +143,7 @@ class Forward {
       const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
       for (int t = 0; t < n; ++t) cache.store(s_.position() + t, s_.k.data() + t * row, s_.v.data() + t * row);
     }
-    attend<D, kKind.attention>(cache, n);
+    attend<kKind.attention>(cache, n);
     matmul(w.o_proj.linear, s_.attn.data(), n, s_.normed.data());
     norm_rows(s_.normed.data(), n, kHidden, w.post_attention_layernorm);
     AddTo(s_.normed.data(), s_.x.data(), hidden_floats);
@@ -197,41 +197,12 @@ class Forward {
     }
   }
 
-  // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see. The query
-  // heads of one kv head run together for up to kQueryBlock consecutive tokens (one pass
-  // over its keys and values for all of them); when that leaves fewer work items than
-  // threads (decode, verification), the heads are split.
-  template <int D, AttentionType kType>
+  // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see.
+  template <AttentionType kType>
   void attend(const KvCache& cache, int n) {
-    const int blocks = (n + kQueryBlock - 1) / kQueryBlock;
-    int split = 1;
-    while (split < kGroupHeads && blocks * kKvHeads * split < s_.pool.size()) split *= 2;
-    const int group = kGroupHeads / split;
-    s_.pool.parallel_for(static_cast<std::size_t>(blocks) * kKvHeads * split, [&](int thread, std::size_t begin, std::size_t end) {
-      float* scores = s_.scores.data() + static_cast<std::size_t>(thread) * s_.scores_per_thread;
-      for (std::size_t item = begin; item < end; ++item) {
-        const int first_token = static_cast<int>(item / (kKvHeads * split)) * kQueryBlock;
-        const int kv_head = static_cast<int>(item % (kKvHeads * split)) / split;
-        const int first_head = kv_head * kGroupHeads + static_cast<int>(item % split) * group;
-        const std::size_t offset = (static_cast<std::size_t>(first_token) * kHeads + first_head) * D;
-        QueryBlock block{.q = s_.q.data() + offset,
-                         .out = s_.attn.data() + offset,
-                         .tokens = std::min(kQueryBlock, n - first_token),
-                         .stride = std::size_t{kHeads} * D,
-                         .last = s_.position() + first_token};
-        for (int t = 0; t < block.tokens; ++t) block.first[t] = first_visible_position(block.last + t, kType, kWindow);
-        attend_heads<kGroupHeads>(group, block, cache, kv_head, scores);
-      }
-    });
-  }
-
-  // AttendGroup for `group` heads (a power of two up to kMax), chosen at run time.
-  template <int kMax>
-  static void attend_heads(int group, const QueryBlock& block, const KvCache& cache, int kv_head, float* scores) {
-    if constexpr (kMax > 1) {
-      if (group < kMax) return attend_heads<kMax / 2>(group, block, cache, kv_head, scores);
-    }
-    AttendGroup<kMax>(block, cache, kv_head, scores);
+    AttendAllHeads<kHeads, kKvHeads>(s_.pool, cache, s_.q.data(), s_.attn.data(), n, s_.position(),
+                                     [](int position) { return first_visible_position(position, kType, kWindow); },
+                                     s_.scores.data(), s_.scores_per_thread);
   }
 
   // logits of `count` chunk tokens from `first`: softcap(E . RMSNorm(x, norm)).

@@ -15,6 +15,7 @@
 #include <cstddef>
 
 #include "gemma4/ops/kv_cache.hpp"
+#include "gemma4/parallel/thread_pool.hpp"
 
 namespace gemma4 {
 
@@ -211,6 +212,49 @@ HWY_NOINLINE void AttendGroup(const QueryBlock& block, const KvCache& cache, int
       WeightedValues<kGroup, kN>(block, t0, D, cache, kv_head, i, base, first, last, scores, span, t0 == 0);
     });
   }
+}
+
+// AttendGroup for `group` heads (a power of two up to kMax), chosen at run time.
+template <int kMax>
+HWY_INLINE void AttendHeads(int group, const QueryBlock& block, const KvCache& cache, int kv_head, float* HWY_RESTRICT scores) {
+  if constexpr (kMax > 1) {
+    if (group < kMax) return AttendHeads<kMax / 2>(group, block, cache, kv_head, scores);
+  }
+  AttendGroup<kMax>(block, cache, kv_head, scores);
+}
+
+// Attention of n consecutive query tokens for all kHeads heads of a layer: q and out are
+// [n, kHeads, head_dim], token t's newest key is at position last + t and its first
+// first_visible(last + t). The query heads of one kv head run together for up to
+// kQueryBlock consecutive tokens (one pass over its keys and values for all of them);
+// when that leaves fewer work items than threads (decode, verification, a draft step),
+// the heads are split. Each thread's scores hold kHeads / kKvHeads * min(n, kQueryBlock)
+// * attention_score_span(first, newest) floats, from scores + thread * scores_per_thread.
+template <int kHeads, int kKvHeads, class FirstVisible>
+void AttendAllHeads(ThreadPool& pool, const KvCache& cache, const float* q, float* out, int n, int last,
+                    const FirstVisible& first_visible, float* scores, std::size_t scores_per_thread) {
+  constexpr int kGroupHeads = kHeads / kKvHeads;
+  const std::size_t D = static_cast<std::size_t>(cache.head_dim());
+  const int blocks = (n + kQueryBlock - 1) / kQueryBlock;
+  int split = 1;
+  while (split < kGroupHeads && blocks * kKvHeads * split < pool.size()) split *= 2;
+  const int group = kGroupHeads / split;
+  pool.parallel_for(static_cast<std::size_t>(blocks) * kKvHeads * split, [&](int thread, std::size_t begin, std::size_t end) {
+    float* thread_scores = scores + static_cast<std::size_t>(thread) * scores_per_thread;
+    for (std::size_t item = begin; item < end; ++item) {
+      const int first_token = static_cast<int>(item / (kKvHeads * split)) * kQueryBlock;
+      const int kv_head = static_cast<int>(item % (kKvHeads * split)) / split;
+      const int first_head = kv_head * kGroupHeads + static_cast<int>(item % split) * group;
+      const std::size_t offset = (static_cast<std::size_t>(first_token) * kHeads + first_head) * D;
+      QueryBlock block{.q = q + offset,
+                       .out = out + offset,
+                       .tokens = std::min(kQueryBlock, n - first_token),
+                       .stride = std::size_t{kHeads} * D,
+                       .last = last + first_token};
+      for (int t = 0; t < block.tokens; ++t) block.first[t] = first_visible(block.last + t);
+      AttendHeads<kGroupHeads>(group, block, cache, kv_head, thread_scores);
+    }
+  });
 }
 
 }  // namespace HWY_NAMESPACE

@@ -216,8 +216,9 @@ class QuantizedMatrix {
     return std::nullopt;
   }
 
-  // Rows [first_row, first_row + count) as floats, row after row: a table lookup (the
-  // embedding or the PLE table of a packed model).
+  // Rows [first_row, first_row + count) as floats, row after row, the values the kernels
+  // multiply by: a table lookup (the embedding or the PLE table of a packed model), and
+  // the tests' reference.
   void dequantize_rows(std::size_t first_row, std::size_t count, float* out) const {
     for (std::size_t row = first_row; row < first_row + count; ++row, out += cols_) {
       const std::size_t lane = row % kRowBlock;
@@ -240,22 +241,6 @@ class QuantizedMatrix {
         }
       }
     }
-  }
-
-  // The value the kernels use for weight (row, col): for tests and references.
-  float dequantized(std::size_t row, std::size_t col) const {
-    const std::size_t block = row / kRowBlock, lane = row % kRowBlock;
-    if (format_ == WeightFormat::kInt8) {
-      const std::uint8_t byte = weights_[(block * (cols_ / 4) + col / 4) * 64 + lane * 4 + col % 4];
-      return static_cast<float>(int{byte} - 128) * row_scales_[row];
-    }
-    const Int4Layout::Place place = int4_place(block);
-    const std::size_t g = col / kInt4Group, c = col % kInt4Group;
-    const std::uint8_t byte = weights_[place.tiles(g) + c / 8 * Int4Layout::kTileBytes + lane * 4 + c % 4];
-    const int nibble = c % 8 < 4 ? byte & 0xf : byte >> 4;
-    std::uint16_t scale;
-    std::memcpy(&scale, weights_ + place.scale(g, lane), 2);
-    return static_cast<float>(nibble - 8) * bf16_to_f32(scale);
   }
 
  private:

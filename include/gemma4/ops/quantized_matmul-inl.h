@@ -348,6 +348,20 @@ HWY_INLINE void PrefetchInt4Group(const QuantizedMatrix& w, const Int4Layout::Pl
   PrefetchAhead<kInt4PrefetchBytes>(w, w.weights() + place.unit(g) + skipped, lines);
 }
 
+// sum[r][t] += exact(r, t) times group g's scales, exact(r, t) being the group's exact
+// integer sum for block r of a panel and token t: every int4 tile's epilogue of a group.
+template <std::size_t kR, std::size_t kT, class Exact>
+HWY_INLINE void AddScaledGroup(const QuantizedMatrix& w, const Int4Layout::Place& place, std::size_t g, std::size_t lane,
+                               const Exact& exact, VQF (&sum)[kR][kT]) {
+  const DQF df;
+  HWY_UNROLL(16)
+  for (std::size_t r = 0; r < kR; ++r) {
+    const VQF group_scale = Int4GroupScales(w, place, r, g, lane);
+    HWY_UNROLL(16)
+    for (std::size_t t = 0; t < kT; ++t) sum[r][t] = hn::MulAdd(hn::ConvertTo(df, exact(r, t)), group_scale, sum[r][t]);
+  }
+}
+
 // Writes the f32 sums of an int4 tile, scaled by their tokens' scales.
 template <std::size_t kR, std::size_t kT>
 HWY_INLINE void StoreInt4Sums(const QuantizedMatrix& w, std::size_t block, std::size_t lane, const QuantizedActivations& a,
@@ -476,21 +490,13 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       Int4GroupTile<1, kDot>(tiles, xs, low_acc, high_acc);
       Int4GroupTile<2, kDot>(tiles, xs, low_acc, high_acc);
       Int4GroupTile<3, kDot>(tiles, xs, low_acc, high_acc);
-      HWY_UNROLL(16)
-      for (std::size_t r = 0; r < kR; ++r) {
-        const VQF group_scale = Int4GroupScales(w, place, r, g, lane);
-        HWY_UNROLL(16)
-        for (std::size_t t = 0; t < kT; ++t) {
-          VQ exact = low_acc[r][t];
-          if constexpr (!kOneChain) {
-            // The high chain is an exact multiple of 16 (unless shifted down for SDOT), so
-            // the arithmetic shift is exact.
-            const VQ high_sum = kSignedWeights<kDot> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
-            exact = hn::Add(hn::Add(exact, high_sum), hn::Set(d, group_offset[t * groups + g]));
-          }
-          sum[r][t] = hn::MulAdd(hn::ConvertTo(df, exact), group_scale, sum[r][t]);
-        }
-      }
+      AddScaledGroup(w, place, g, lane, [&](std::size_t r, std::size_t t) {
+        if constexpr (kOneChain) return low_acc[r][t];
+        // The high chain is an exact multiple of 16 (unless shifted down for SDOT), so the
+        // arithmetic shift is exact.
+        const VQ high_sum = kSignedWeights<kDot> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
+        return hn::Add(hn::Add(low_acc[r][t], high_sum), hn::Set(d, group_offset[t * groups + g]));
+      }, sum);
     }
     StoreInt4Sums(w, block, lane, a, token, sum, out);
   }
@@ -605,18 +611,11 @@ HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
         }
         MatrixStep(rows, a, token, 8 * o, acc);
       }
-      HWY_UNROLL(16)
-      for (std::size_t r = 0; r < kR; ++r) {
-        const VQF group_scale = Int4GroupScales(w, place, r, g, lane);
-        HWY_UNROLL(16)
-        for (std::size_t p = 0; p < kT / 2; ++p) {
-          const std::size_t t = 2 * p;
-          const VQ first = hn::Add(FirstOfPair(acc[r][0][p], acc[r][1][p]), hn::Set(d, group_offset[t * groups + g]));
-          const VQ second = hn::Add(SecondOfPair(acc[r][0][p], acc[r][1][p]), hn::Set(d, group_offset[(t + 1) * groups + g]));
-          sum[r][t] = hn::MulAdd(hn::ConvertTo(df, first), group_scale, sum[r][t]);
-          sum[r][t + 1] = hn::MulAdd(hn::ConvertTo(df, second), group_scale, sum[r][t + 1]);
-        }
-      }
+      AddScaledGroup(w, place, g, lane, [&](std::size_t r, std::size_t t) {
+        const std::size_t p = t / 2;
+        const VQ pair_sum = t % 2 == 0 ? FirstOfPair(acc[r][0][p], acc[r][1][p]) : SecondOfPair(acc[r][0][p], acc[r][1][p]);
+        return hn::Add(pair_sum, hn::Set(d, group_offset[t * groups + g]));
+      }, sum);
     }
     StoreInt4Sums(w, block, lane, a, token, sum, out);
   }

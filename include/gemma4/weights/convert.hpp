@@ -99,11 +99,8 @@ inline void write_packed_model(const std::filesystem::path& out, const PackedMod
     for (const auto& m : matrices) {
       const PackedMatrixShape& shape = m.shape;
       std::vector<float> int8_scales;
-      const std::size_t block_bytes = m.elements.bytes().size() / (shape.rows / kRowBlock);
-      PackedMatrices::for_each_slice(shape.rows, m.elements, m.source_mapped, [&](std::size_t first, std::size_t end) {
+      PackedMatrices::for_each_slice(shape.rows, m.elements, m.source_mapped, [&](std::size_t first, std::size_t end, const TensorView& rows) {
         QuantizedMatrix slice(shape.format, (end - first) * kRowBlock, shape.cols);
-        TensorView rows = m.elements;
-        rows.data += first * block_bytes;
         PackedMatrices::quantize_blocks(slice, rows, 0, end - first, pool);
         if (shape.format == WeightFormat::kInt4) {
           file.write(slice.packed().data(), slice.packed().size());
@@ -111,7 +108,7 @@ inline void write_packed_model(const std::filesystem::path& out, const PackedMod
           file.write(slice.weights(), slice.rows() * slice.cols());
           int8_scales.insert(int8_scales.end(), slice.row_scales(), slice.row_scales() + slice.rows());
         }
-        done += (end - first) * block_bytes;
+        done += rows.bytes().size();
         if (options.on_progress) options.on_progress(done, total);
       });
       if (shape.format == WeightFormat::kInt8) {
@@ -153,16 +150,16 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
     matrices.push_back({m.shape, *m.slot, !weights.is_copy(*m.slot)});
     names.push_back(m.shape.name);
   }
-  std::vector<PlainTensor> vectors;
+  std::vector<PlainTensor> plain;
   for_each_slot<V>(weights.global, weights.layers, [&](const auto& slot, const std::string& name, const LayerFacts& facts) {
     using S = std::remove_cvref_t<decltype(slot)>;
-    if constexpr (!std::is_base_of_v<MatrixView, S>) vectors.push_back(f32_tensor(prefix + name, slot, expected_shape<S>(V::config, facts)));
+    if constexpr (!std::is_base_of_v<MatrixView, S>) plain.push_back(f32_tensor(prefix + name, slot, expected_shape<S>(V::config, facts)));
   });
   const PackedModelInfo info{.variant = std::string(V::name),
                              .format = options.format,
                              .source = source_fingerprint(weights.checkpoint(), names, prefix),
                              .embedding_dtype = weights.global.embed_tokens.dtype};
-  detail::write_packed_model(out, info, prefix, matrices, vectors, options, report);
+  detail::write_packed_model(out, info, prefix, matrices, plain, options, report);
   return report;
 }
 

@@ -44,7 +44,7 @@ class PackedMatrices {
       const PackedMatrixShape& m = s.shape;
       auto matrix = std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, next);
       next += QuantizedMatrix::storage_bytes(m.format, m.rows, m.cols);
-      for_each_slice(m.rows, s.elements, s.source_mapped, [&](std::size_t first, std::size_t end) {
+      for_each_slice(m.rows, s.elements, s.source_mapped, [&](std::size_t first, std::size_t end, const TensorView&) {
         quantize_blocks(*matrix, s.elements, first, end, pool);
       });
       matrices_.emplace_back(m.name, std::move(matrix));
@@ -58,22 +58,25 @@ class PackedMatrices {
     for (std::size_t i = 0; i < shapes.size(); ++i) matrices_.emplace_back(shapes[i].name, std::move(views[i]));
   }
 
-  // Calls f(first, end) for slices of row blocks of a [rows, ...] matrix whose dense
-  // elements are `elements`, about `slice_bytes` of them each, dropping each slice's
-  // source pages once f is done with it when `source_mapped` (in the checkpoint's
-  // mapping, not a widened copy). Slices hold whole int4 panels, so a slice packed as a
-  // matrix of its own has the bytes it has in the whole (a packed model is written so).
+  // Calls f(first, end, slice) for slices [first, end) of the row blocks of a [rows, ...]
+  // matrix whose dense elements are `elements`, `slice` being the slice's elements, about
+  // `slice_bytes` of them each; drops each slice's source pages once f is done with it
+  // when `source_mapped` (in the checkpoint's mapping, not a widened copy). Slices hold
+  // whole int4 panels, so a slice packed as a matrix of its own has the bytes it has in
+  // the whole (a packed model is written so).
   template <typename F>
   static void for_each_slice(std::size_t rows, const TensorView& elements, bool source_mapped, F&& f,
                              std::size_t slice_bytes = kConversionSliceBytes) {
     constexpr std::size_t kPanel = Int4Layout::kPanelBlocks;
-    const std::size_t block_bytes = elements.bytes().size() / rows * kRowBlock;
+    const std::size_t cols = elements.size() / rows, block_bytes = elements.bytes().size() / rows * kRowBlock;
     const std::size_t blocks = rows / kRowBlock;
     const std::size_t slice = std::max(kPanel, slice_bytes / block_bytes / kPanel * kPanel);
     for (std::size_t first = 0; first < blocks; first += slice) {
       const std::size_t end = std::min(blocks, first + slice);
-      f(first, end);
-      if (source_mapped) advise(elements.bytes().subspan(first * block_bytes, (end - first) * block_bytes), MADV_DONTNEED);
+      const TensorView part{elements.data + first * block_bytes, elements.dtype,
+                            {static_cast<std::int64_t>((end - first) * kRowBlock), static_cast<std::int64_t>(cols)}};
+      f(first, end, part);
+      if (source_mapped) advise(part.bytes(), MADV_DONTNEED);
     }
   }
 
@@ -105,7 +108,6 @@ class PackedMatrices {
   static constexpr std::size_t kConversionSliceBytes = std::size_t{16} << 20;
 
  private:
-
   std::unique_ptr<std::byte[], detail::FreeDeleter> arena_;  // converted matrices' bytes, or null: in place
   std::vector<std::pair<std::string, std::unique_ptr<QuantizedMatrix>>> matrices_;
 };
