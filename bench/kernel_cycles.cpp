@@ -32,7 +32,7 @@ void all_tiles(const QuantizedMatrix& w, const QuantizedActivations& a, float* o
 template <IntDot kDot>
 struct Kernels {
   static constexpr bool kMatrixTiles = kDot == IntDot::kI8mm;
-  static constexpr std::size_t kInt4PrefillTokens = kMatrixTiles ? kInt4MatrixTokens : gemma4::kInt4PrefillTokens;
+  static constexpr std::size_t kInt4PrefillTokens = kMatrixTiles ? kInt4MatrixTokens : ops::kInt4PrefillTokens<kDot>;
   static constexpr std::size_t kVerifyTokens = 4;  // verifying 3 drafts
 
   // The tile of a format, as QuantizedMatMul<kDot> picks it: USMMLA's matrix tiles for an

@@ -19,6 +19,9 @@
 // tokens and a draft step cost in plain decode steps at each depth, the speed-up those
 // costs give as a function of the acceptance rate, and the speed-up measured with an
 // oracle drafter whose drafts are all accepted, and an estimate at the toy pair's rate.
+// Batched decoding (model/batch.hpp): what a step of 2, 4 and 8 sequences costs in plain
+// decode steps at each depth, the tokens/s that gives over one sequence, the memory an
+// added sequence holds, and whether a prompt chunk should share the decoding rows' pass.
 
 #include <algorithm>
 #include <cmath>
@@ -70,6 +73,21 @@ struct SpeculativeCosts {
   double speedup_at(double tokens_per_pass, int k) const { return tokens_per_pass / (verify[k - 1] + k * draft); }
 };
 
+// Batched decoding at one depth (model/batch.hpp): N sequences advanced by one token each
+// in one pass, against one sequence's plain decode step measured in alternation with it.
+inline constexpr int kBatchSizes[3] = {2, 4, 8};
+struct BatchCosts {
+  double step[3] = {};      // [kBatchSizes index]: a batched step in plain decode steps
+  double verify4[2] = {};   // [0]: 2 sequences, [1]: 4, each running 4 tokens (verifying 3 drafts)
+  double aggregate(int i) const { return kBatchSizes[i] / step[i]; }  // tokens/s over one sequence's
+  // Tokens/s over one sequence's plain decode if 2 or 4 sequences each drafted 3 tokens a
+  // round at per-draft acceptance a (the draft steps run one sequence after another).
+  double speculative(int i, double a, double draft) const {
+    const int n = i == 0 ? 2 : 4;
+    return n * (1 + a + a * a + a * a * a) / (verify4[i] + n * 3 * draft);
+  }
+};
+
 struct Row {
   std::string variant, format;
   double load_s = 0, load_packed_s = 0, decode_packed = 0, prefill128 = 0, prefill512 = 0, decode[3] = {};
@@ -81,6 +99,9 @@ struct Row {
   double kernel_vs_read = 0;  // plain read time / matmul kernel time, same bytes (int8/int4)
   SpeculativeCosts speculative[3] = {};  // by depth (int8/int4)
   double oracle_speedup = 0;        // measured decode speed-up with every draft accepted, k = 3, depth 0
+  BatchCosts batch[3] = {};         // by depth
+  double shared_prefill = 0;        // one pass of a 64-token prompt chunk and 3 decode rows / the two passes apart
+  double sequence_bytes = 0, batch_scratch_bytes = 0;  // an added sequence's KV cache and prefill scratch; the batch's scratch
 };
 
 template <Variant V>
@@ -122,6 +143,76 @@ SpeculativeCosts speculative_costs(Session<V>& session, Drafter<A>& drafter, std
   for (int k = 1; k <= 4; ++k) costs.verify[k - 1] = quantile(verify[k - 1], 0.25) / step;
   costs.draft = quantile(draft, 0.25) / step;
   return costs;
+}
+
+// The costs at the session's position: a plain decode step and batched steps of 2, 4 and
+// 8 sequences (the session and copies of it, at the same depth), each rolled back, in
+// alternation, `steps` times; lower quartiles as for the speculative costs.
+template <Variant V>
+BatchCosts batch_costs(Session<V>& session, Batch<V>& batch, std::span<const int> next, int steps) {
+  const int position = session.position();
+  const std::size_t vocab = V::config.vocab_size;
+  std::vector<Session<V>> others(kBatchSizes[2] - 1, session);
+  std::vector<BatchEntry<V>> entries{{&session, next.first(1)}};
+  for (std::size_t i = 0; i < others.size(); ++i) entries.push_back({&others[i], next.subspan(i + 1, 1)});
+  std::vector<BatchEntry<V>> verifying;  // 4 sequences, 4 tokens each
+  for (std::size_t i = 0; i < 4; ++i) verifying.push_back({entries[i].session, next.subspan(i, 4)});
+  std::vector<float> logits(16 * vocab);
+  std::vector<double> decode, batched[3], verify[2];
+  const auto timed = [&](std::span<const BatchEntry<V>> part, Logits which, std::size_t rows) {
+    const double seconds = seconds_of([&] { batch.forward(part, which, std::span(logits).first(rows * vocab)); });
+    for (const BatchEntry<V>& e : part) e.session->rewind(position);
+    return seconds;
+  };
+  for (int s = 0; s < steps; ++s) {
+    decode.push_back(seconds_of([&] { session.forward(next.first(1), Logits::kLast, std::span(logits).first(vocab)); }));
+    session.rewind(position);
+    for (int i = 0; i < 3; ++i) {
+      const auto n = static_cast<std::size_t>(kBatchSizes[i]);
+      batched[i].push_back(timed(std::span(entries).first(n), Logits::kLast, n));
+    }
+    for (int i = 0; i < 2; ++i) {
+      const std::size_t n = i == 0 ? 2 : 4;
+      verify[i].push_back(timed(std::span(verifying).first(n), Logits::kAll, 4 * n));
+    }
+  }
+  BatchCosts costs;
+  const double step = quantile(decode, 0.25);
+  for (int i = 0; i < 3; ++i) costs.step[i] = quantile(batched[i], 0.25) / step;
+  for (int i = 0; i < 2; ++i) costs.verify4[i] = quantile(verify[i], 0.25) / step;
+  return costs;
+}
+
+// A prompt chunk of 64 tokens and 3 decode rows in one pass, against the chunk's own pass
+// plus a batched step of the 3: whether a joining sequence's prefill should share the
+// decoding ones' passes. Lower quartiles, in alternation.
+template <Variant V>
+double shared_prefill_cost(Session<V>& session, Batch<V>& batch, std::span<const int> tokens, int steps) {
+  const int position = session.position();
+  const SessionOptions options = session.options();
+  Session<V> joining(session.weights(), options);
+  std::vector<Session<V>> decoding(3, session);
+  std::vector<BatchEntry<V>> entries;
+  for (std::size_t i = 0; i < decoding.size(); ++i) entries.push_back({&decoding[i], tokens.subspan(i, 1)});
+  const auto rewind_all = [&] {
+    for (Session<V>& d : decoding) d.rewind(position);
+    joining.reset();
+  };
+  const std::size_t vocab = V::config.vocab_size;
+  std::vector<float> logits(4 * vocab);
+  std::vector<double> apart, shared;
+  for (int s = 0; s < steps; ++s) {
+    apart.push_back(seconds_of([&] {
+      joining.forward(tokens.first(64), Logits::kLast, std::span(logits).first(vocab));
+      batch.forward(entries, Logits::kLast, std::span(logits).first(3 * vocab));
+    }));
+    rewind_all();
+    entries.push_back({&joining, tokens.first(64)});
+    shared.push_back(seconds_of([&] { batch.forward(entries, Logits::kLast, logits); }));
+    entries.pop_back();
+    rewind_all();
+  }
+  return quantile(shared, 0.25) / quantile(apart, 0.25);
 }
 
 // Greedy decode speed with an oracle drafter (k = 3, every draft accepted) over plain
@@ -208,8 +299,9 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   const Weights<V> weights(dir, {.format = format, .pool = &pool});
   row.bytes_per_token = static_cast<double>(weights.report().bytes_per_token);
   row.macs_per_token = macs_per_prompt_token(weights);
-  // Room past the deepest decode steps for the speculative costs' passes of up to 5 tokens.
-  const int context = kDepths[2] + decode_steps + 5;
+  // Room past the deepest decode steps for the speculative costs' passes of up to 5 tokens
+  // and the batched steps' next tokens.
+  const int context = kDepths[2] + decode_steps + std::max(5, kBatchSizes[2]);
   Session<V> session(weights, {.max_context = context, .prefill_chunk = 64, .pool = &pool});
   std::vector<float> logits(V::config.vocab_size);
   const auto tokens = random_tokens(static_cast<std::size_t>(context), V::config.vocab_size, 7);
@@ -239,7 +331,13 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     assistant.emplace(assistant_dir, AssistantOptions{.format = format, .pool = &pool});
     drafter.emplace(*assistant, session);
   }
+  // Batches of up to 8 rows, or a 64-token prompt chunk beside 3 decode rows.
+  Batch<V> batch(weights, {.max_rows = 64 + 3, .max_context = context, .pool = &pool});
+  row.batch_scratch_bytes = static_cast<double>(batch.scratch_bytes());
   session.reset();
+  row.shared_prefill = shared_prefill_cost(session, batch, all, std::max(3, decode_steps / 2));
+  fmt::print("  {} {}: a 64-token prompt chunk and 3 decode rows in one pass take {:.2f} of the time of their two passes apart\n", V::name,
+             row.format, row.shared_prefill);
   for (int d = 0; d < 3; ++d) {
     const int depth = kDepths[d];
     running([&] {
@@ -261,6 +359,12 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     row.decode[d] = 1.0 / median(steps);
     fmt::print("  {} {}: decode at depth {} {:.2f} tok/s (read bandwidth before/after: {:.1f}/{:.1f} GB/s)\n", V::name,
                row.format, depth, row.decode[d], before / 1e9, after / 1e9);
+    {
+      const BatchCosts& b = row.batch[d] = batch_costs(session, batch, all.subspan(static_cast<std::size_t>(session.position()), kBatchSizes[2]), decode_steps);
+      fmt::print("  {} {}: at depth {}, a batched step of 2/4/8 sequences costs {:.2f}/{:.2f}/{:.2f} decode steps: {:.2f}/{:.2f}/{:.2f}x the tokens/s of one;"
+                 " a pass of 2/4 sequences x 4 tokens {:.2f}/{:.2f}\n",
+                 V::name, row.format, depth, b.step[0], b.step[1], b.step[2], b.aggregate(0), b.aggregate(1), b.aggregate(2), b.verify4[0], b.verify4[1]);
+    }
     if (drafter) {
       const SpeculativeCosts& c = row.speculative[d] = speculative_costs(session, *drafter, all.subspan(static_cast<std::size_t>(session.position()), 5), decode_steps);
       fmt::print("  {} {}: at depth {}, a target pass over 2/3/4/5 tokens costs {:.2f}/{:.2f}/{:.2f}/{:.2f} decode steps, a draft step {:.3f}\n",
@@ -271,6 +375,7 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     row.oracle_speedup = oracle_speedup(weights, all.first(16), 8 * decode_steps + 1, pool);
     fmt::print("  {} {}: measured decode speed-up with every draft accepted (k = 3): {:.2f}x\n", V::name, row.format, row.oracle_speedup);
   }
+  row.sequence_bytes = static_cast<double>(session.kv_cache_bytes() + session.scratch_bytes());
   row.rss_limit = row.bytes_per_token + static_cast<double>(session.kv_cache_bytes()) + 300e6 +
                   (assistant ? static_cast<double>(assistant->report().quantized_bytes) : 0.0);
   if (format != WeightFormat::kBF16) {
@@ -459,6 +564,27 @@ int main(int argc, char** argv) {
                  r.kernel_vs_read > 0 ? fmt::format("{:.2f}", r.kernel_vs_read) : "-", r.bytes_per_token / 1e9, r.peak_rss / 1e9, r.rss_limit / 1e9,
                  r.peak_rss <= r.rss_limit ? "" : "  over");
     }
+    // Batched decoding: the targets are 4 sequences >= 3.0x and 8 >= 5.0x the
+    // tokens/s of one, and a step of 4 <= 1.35 plain decode steps.
+    fmt::print("\n{:<4} {:<5} {:<6} | {:>6} {:>6} {:>6} | {:>6} {:>6} {:>6} | {:>7} {:>7} | {:>9} {:>9} {:>9}\n", "batch", "", "depth", "x N=2",
+               "x N=4", "x N=8", "step 2", "step 4", "step 8", "spec 2", "spec 4", "seq MB", "scratch", "shared");
+    for (const Row& r : rows) {
+      for (int d = 0; d < 3; ++d) {
+        const BatchCosts& b = r.batch[d];
+        const double draft = r.speculative[d].draft;
+        const auto spec = [&](int i) { return draft > 0 ? fmt::format("{:.2f}", b.speculative(i, 0.6, draft)) : std::string("-"); };
+        fmt::print("{:<4} {:<5} {:<6} | {:>6.2f} {:>6.2f} {:>6.2f} | {:>6.2f} {:>6.2f} {:>6.2f} | {:>7} {:>7} | {:>9} {:>9} {:>9}{}{}{}\n", r.variant,
+                   r.format, kDepths[d], b.aggregate(0), b.aggregate(1), b.aggregate(2), b.step[0], b.step[1], b.step[2], spec(0), spec(1),
+                   d == 0 ? fmt::format("{:.1f}", r.sequence_bytes / 1e6) : "", d == 0 ? fmt::format("{:.1f}", r.batch_scratch_bytes / 1e6) : "",
+                   d == 0 ? fmt::format("{:.2f}", r.shared_prefill) : "", b.aggregate(1) >= 3.0 ? "" : "  N=4 under 3.0x",
+                   b.aggregate(2) >= 5.0 ? "" : "  N=8 under 5.0x", b.step[1] <= 1.35 ? "" : "  step 4 over 1.35");
+      }
+    }
+    fmt::print("batch: x N = tokens/s of N sequences decoded in one pass / one sequence's plain decode (N / step N); step N = a batched"
+               " step in plain decode steps measured in alternation (lower quartiles); spec N = the tokens/s over one sequence's if N"
+               " sequences each drafted 3 tokens a round at acceptance 0.6, from a measured pass of N x 4 tokens and the draft step above; seq MB = what an added sequence holds (its KV cache"
+               " at the bench's context and its session's prefill scratch; the weights are shared); scratch = the batch's, for 67 rows;"
+               " shared = one pass of a 64-token prompt chunk and 3 decode rows / the chunk's pass and the 3 rows' batched step apart.\n");
     // Speculative decoding: the targets are verify(k = 3) <= 1.25 and a draft step
     // <= 0.05 decode steps, and a speed-up >= 1.6x at acceptance 0.6 with k = 3.
     constexpr double kRates[] = {0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9};

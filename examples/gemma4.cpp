@@ -1,6 +1,7 @@
 // The gemma4 command-line tool; `gemma4 --help` and `gemma4 COMMAND --help` list the
 // options (parsed with CLI11).
-//   run        generate text, streamed to stdout; a summary line on stderr
+//   run        generate text, streamed to stdout; a summary line on stderr; or for a
+//              file of prompts, a batch at a time, one JSON line each
 //   convert    write a packed int8/int4 model directory: all a device needs
 //   tokenize   text on stdin, comma-separated ids out
 //   detokenize ids on stdin, text out
@@ -31,6 +32,7 @@
 #include <fmt/ranges.h>
 
 #include "gemma4/chat/conversation.hpp"
+#include "gemma4/model/batch_generator.hpp"
 #include "gemma4/model/drafter.hpp"
 #include "gemma4/variants.hpp"
 #include "gemma4/testing/synthetic.hpp"
@@ -457,10 +459,28 @@ gemma4::Model<V> load_model(const std::filesystem::path& dir, gemma4::LoadOption
   return model;
 }
 
+// One generated reply of a batch as it streams in: the text, with the thought channel
+// kept apart.
+struct StreamedReply {
+  gemma4::StreamDecoder stream;
+  std::string text, thought;
+  bool in_thought = false;
+
+  void push(int id, int channel_start, int channel_end) {
+    if (id == channel_start || id == channel_end) {
+      (in_thought ? thought : text) += stream.finish();
+      in_thought = id == channel_start;
+    } else {
+      (in_thought ? thought : text) += stream.push(id);
+    }
+  }
+  void finish() { (in_thought ? thought : text) += stream.finish(); }
+};
+
 struct RunCommand {
-  std::string model, prompt, system, weights, draft, tools;
+  std::string model, prompt, prompts, system, weights, draft, tools;
   bool chat = false, raw = false, think = false, show_thoughts = false, greedy = false;
-  int max_tokens = 512, max_context = 4096, draft_max = 3;
+  int max_tokens = 512, max_context = 4096, draft_max = 3, batch = 4;
   Threads threads;
   // Sampling settings: generation_config.json's unless given.
   float temperature = 0, top_p = 0, min_p = 0, repetition_penalty = 0;
@@ -473,8 +493,14 @@ struct RunCommand {
     app.add_option("--model", model, "model directory")->required();
     prompt_option = app.add_option("--prompt", prompt, "generate once from this prompt");
     auto* chat_option = app.add_flag("--chat", chat, "multi-turn chat on stdin, the KV cache kept between turns");
-    prompt_option->excludes(chat_option);
-    app.add_flag("--raw", raw, "plain text after <bos>, no chat template (pretrained models)")->needs(prompt_option);
+    auto* prompts_option = app.add_option("--prompts", prompts,
+                                          "generate for every line of this file, up to --batch at once in one pass: a prompt, or a JSON array of"
+                                          " messages; one JSON line per prompt out")
+                               ->check(CLI::ExistingFile);
+    prompt_option->excludes(chat_option)->excludes(prompts_option);
+    chat_option->excludes(prompts_option);
+    app.add_option("--batch", batch, "with --prompts: sequences decoded at once")->check(CLI::Range(1, 256))->capture_default_str()->needs(prompts_option);
+    app.add_flag("--raw", raw, "plain text after <bos>, no chat template (pretrained models)");
     app.add_option("--system", system, "system prompt");
     app.add_flag("--think", think, "thinking mode: the model reasons first");
     app.add_flag("--show-thoughts", show_thoughts, "print the thought channel to stderr");
@@ -557,8 +583,113 @@ struct RunCommand {
     }
   }
 
+  // The token ids of a prompt: a JSON array of messages, or the user's text (after
+  // --system); with --raw, the text after exactly one <bos>, whether or not
+  // tokenizer.json's post-processor adds it (spec section 6).
+  template <typename V>
+  std::vector<int> prompt_ids(const gemma4::Model<V>& loaded, const std::string& line) const {
+    const gemma4::Tokenizer& tokenizer = loaded.tokenizer;
+    if (raw) {
+      std::vector<int> ids = {gemma4::control_token_id(tokenizer, gemma4::control_token::kBos)};
+      const std::vector<int> text = tokenizer.encode(line, {.add_bos = false});
+      ids.insert(ids.end(), text.begin(), text.end());
+      return ids;
+    }
+    std::vector<gemma4::Message> messages;
+    if (line.starts_with('[')) {
+      try {
+        messages = gemma4::messages_from_json(gemma4::JsonValue::parse(line));
+      } catch (const nlohmann::json::exception& e) {
+        fail(ErrorKind::kInvalidArgument, "not a valid JSON array of messages: {}", e.what());
+      }
+    } else {
+      if (!system.empty()) messages.push_back({.role = gemma4::Role::kSystem, .content = system});
+      messages.push_back({.role = gemma4::Role::kUser, .content = line});
+    }
+    return gemma4::render_prompt(loaded.chat_template, messages, read_tools(tools), {.thinking = think, .add_generation_prompt = true}).ids(tokenizer);
+  }
+
+  // --prompts: every line's reply as one JSON line on stdout, in the order they finish,
+  // up to --batch sequences decoded at once (model/batch_generator.hpp); a line that
+  // cannot run gets an "error" instead. A summary on stderr.
+  template <typename V>
+  void run_batch(const gemma4::Model<V>& loaded, const gemma4::GenerationConfig& generation, gemma4::ThreadPool& pool) const {
+    std::ifstream in(prompts, std::ios::binary);
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    const int context = std::min<int>(max_context, V::config.max_position_embeddings);
+    gemma4::Batch<V> batched(loaded.weights, {.max_rows = batch, .max_context = context, .pool = &pool});
+    gemma4::BatchGenerator<V> generator(batched);
+    std::vector<gemma4::Session<V>> sessions;  // by slot, made as slots are first taken (in order)
+    sessions.reserve(static_cast<std::size_t>(batch));  // no moves: the generator holds their addresses
+    std::vector<std::optional<StreamedReply>> replies(static_cast<std::size_t>(batch));  // by slot
+    std::vector<std::size_t> line_of(static_cast<std::size_t>(batch));                   // by slot
+    std::vector<int> stop_ids = generation.stop_ids;
+    const int turn_end = gemma4::control_token_id(loaded.tokenizer, gemma4::control_token::kTurnEnd);
+    if (!raw && std::find(stop_ids.begin(), stop_ids.end(), turn_end) == stop_ids.end()) stop_ids.push_back(turn_end);
+    const int channel_start = gemma4::control_token_id(loaded.tokenizer, gemma4::control_token::kChannelStart);
+    const int channel_end = gemma4::control_token_id(loaded.tokenizer, gemma4::control_token::kChannelEnd);
+    const auto on_token = [&](int slot, int id) {
+      replies[static_cast<std::size_t>(slot)]->push(id, channel_start, channel_end);
+      return true;
+    };
+    const auto print_line = [](gemma4::JsonValue line) {
+      print_stdout(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    };
+    const auto start = std::chrono::steady_clock::now();
+    int replied = 0, generated = 0;
+    double sequence_rates = 0;
+    // A slot's reply, once its sequence has finished (a first token may finish it at once).
+    const auto report_if_finished = [&](int slot) {
+      std::optional<StreamedReply>& reply = replies[static_cast<std::size_t>(slot)];
+      if (!reply || !generator.finished(slot)) return;
+      reply->finish();
+      const gemma4::GenerationResult& result = generator.result(slot);
+      gemma4::JsonValue out = {{"line", line_of[static_cast<std::size_t>(slot)] + 1}, {"text", reply->text}};
+      if (!reply->thought.empty()) out["thought"] = reply->thought;
+      out["stop"] = to_string(result.stop);
+      out["prompt_tokens"] = result.stats.prompt_tokens;
+      out["generated_tokens"] = result.stats.generated_tokens;
+      print_line(out);
+      ++replied;
+      generated += result.stats.generated_tokens;
+      sequence_rates += result.stats.decode_tokens_per_second();
+      reply.reset();
+    };
+    std::size_t next = 0;
+    while (true) {
+      // Free slots take the next lines; each prompt runs in its slot's session.
+      while (next < lines.size() && generator.active() < batch) {
+        const std::size_t line = next++;
+        if (lines[line].empty()) continue;
+        int slot = 0;
+        while (!generator.finished(slot)) ++slot;
+        if (static_cast<std::size_t>(slot) == sessions.size()) sessions.emplace_back(loaded.weights, gemma4::SessionOptions{.max_context = context, .pool = &pool});
+        gemma4::Session<V>& session = sessions[static_cast<std::size_t>(slot)];
+        session.reset();
+        replies[static_cast<std::size_t>(slot)].emplace(gemma4::StreamDecoder(loaded.tokenizer, {.skip_special = true}));
+        line_of[static_cast<std::size_t>(slot)] = line;
+        try {
+          generator.join(session, prompt_ids(loaded, lines[line]), generation.sampling, stop_ids, max_tokens, on_token);
+          report_if_finished(slot);
+        } catch (const gemma4::Error& e) {
+          print_line({{"line", line + 1}, {"error", e.what()}});
+          replies[static_cast<std::size_t>(slot)].reset();
+        }
+      }
+      if (generator.active() == 0) break;  // and every line taken
+      generator.step(on_token);
+      for (int slot = 0; slot < batch; ++slot) report_if_finished(slot);
+    }
+    const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+    fmt::print(stderr, "[{} prompts, up to {} at once | {} tokens generated in {:.1f} s: {:.1f} tok/s in all | {:.1f} tok/s per sequence (mean decode)]\n",
+               replied, batch, generated, took.count(), generated / took.count(), replied > 0 ? sequence_rates / replied : 0.0);
+  }
+
   int operator()() {
-    if (prompt_option->count() == 0 && !chat) fail(ErrorKind::kInvalidArgument, "give one of --prompt TEXT and --chat");
+    if (prompt_option->count() == 0 && !chat && prompts.empty()) fail(ErrorKind::kInvalidArgument, "give one of --prompt TEXT, --prompts FILE and --chat");
+    if (raw && chat) fail(ErrorKind::kInvalidArgument, "--raw takes --prompt or --prompts, not --chat");
+    if (!prompts.empty() && !draft.empty()) fail(ErrorKind::kInvalidArgument, "--prompts decodes a batch plainly: leave out --draft");
     gemma4::ThreadPool& pool = threads.pool();
     // Unset: a packed model as packed, a checkpoint in int8 (bf16 decodes at half the speed).
     std::optional<gemma4::WeightFormat> format;
@@ -571,16 +702,14 @@ struct RunCommand {
     with_model_variant(model, [&]<typename V>() {
       const gemma4::Model<V> loaded = load_model<V>(model, load_options);
       const gemma4::GenerationConfig generation = generation_config(loaded.generation);
+      if (!prompts.empty()) return run_batch(loaded, generation, pool);
       gemma4::Session<V> session(loaded.weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings),
                                                   .pool = &pool});
       const std::size_t bytes_per_token = loaded.weights.report().bytes_per_token;
       with_drafts<V>(draft, session, {.max_drafts = draft_max}, [&](auto& drafts) {
         if (!raw) return chat_loop(session, drafts, loaded, generation);
 
-        // Exactly one <bos>, whether or not tokenizer.json's post-processor adds it (spec section 6).
-        std::vector<int> ids = {gemma4::control_token_id(loaded.tokenizer, gemma4::control_token::kBos)};
-        const std::vector<int> text = loaded.tokenizer.encode(prompt, {.add_bos = false});
-        ids.insert(ids.end(), text.begin(), text.end());
+        const std::vector<int> ids = prompt_ids(loaded, prompt);
         gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);
         gemma4::StreamDecoder stream(loaded.tokenizer, {.skip_special = true});
         const auto result = generator.generate(ids, max_tokens, drafts, [&](int id) {

@@ -33,3 +33,27 @@ TEST_CASE("prefill and decode allocate nothing", "[forward]") {
   CHECK(during == 0);
   CHECK(session.position() == 70);
 }
+
+TEST_CASE("batched passes and batched generation steps allocate nothing", "[batch]") {
+  test::TempDir dir;
+  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 2});
+  const Weights<TinyE2B> w(dir.path(), {.format = WeightFormat::kInt8});
+  const SessionOptions options{.max_context = 100, .prefill_chunk = 16};
+  Session<TinyE2B> a(w, options), b(w, options), c(w, options);
+  Batch<TinyE2B> batch(w, {.max_rows = 4, .max_context = 100});
+  const std::vector<int> prompt(10, 7), step{9};
+  std::vector<float> logits(3 * 1024);
+  const BatchEntry<TinyE2B> entries[] = {{&a, step}, {&b, step}, {&c, step}};
+  BatchGenerator<TinyE2B> generator(batch);
+  Session<TinyE2B> d(w, options), e(w, options);
+  const auto on_token = [](int, int) { return true; };
+  generator.join(d, prompt, {.temperature = 1.0f, .seed = 3}, {}, 40, on_token);
+  generator.join(e, prompt, {.temperature = 0.0f}, {}, 40, on_token);
+
+  const long before = g_allocations.load();
+  for (int i = 0; i < 20; ++i) batch.forward(entries, Logits::kLast, logits);
+  for (int i = 0; i < 20; ++i) generator.step(on_token);
+  CHECK(g_allocations.load() - before == 0);
+  CHECK(a.position() == 20);
+  CHECK(generator.result(0).tokens.size() == 21);
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The gemma4 tool end to end: synth, info, logits through prefill and through decode
-# (which must agree exactly), run/convert/tokenize/detokenize, and their errors.
+# (which must agree exactly), run (a prompt, a chat, a file of prompts as a batch),
+# convert/tokenize/detokenize, and their errors.
 # Usage: cli_test.sh PATH_TO_GEMMA4 DEMO_TOKENIZER_JSON
 set -uo pipefail
 gemma4=$1
@@ -55,6 +56,29 @@ check "summary line" grep -q "prompt tokens | first token .* s | prefill .* tok/
 check "run again with the seed" run_to "$dir/b" --prompt "Write a haiku." --max-tokens 16 --seed 7
 check "same seed, same text" cmp "$dir/a" "$dir/b"
 check "run --raw --greedy" run_to "$dir/c" --raw --prompt "Once upon a time" --max-tokens 8 --greedy
+# A file of prompts as one batch: each line's reply is the one it gets alone.
+printf '%s\n' "Write a haiku." "Name three colors." "" '[{"role": "user", "content": "Say hi."}]' '[{"role": "user"' "Tell a story." > "$dir/prompts.txt"
+check "run --prompts" run_to "$dir/batch" --prompts "$dir/prompts.txt" --batch 2 --greedy --max-tokens 8
+check "batch summary line" grep -qE "^\[4 prompts, up to 2 at once \| [0-9]+ tokens generated in [0-9.]+ s: [0-9.]+ tok/s in all \| [0-9.]+ tok/s per sequence" "$dir/batch.err"
+check "one alone" run_to "$dir/alone1" --prompt "Write a haiku." --greedy --max-tokens 8
+check "two alone" run_to "$dir/alone2" --prompt "Name three colors." --greedy --max-tokens 8
+check "four alone" run_to "$dir/alone4" --prompt "Say hi." --greedy --max-tokens 8
+check "six alone" run_to "$dir/alone6" --prompt "Tell a story." --greedy --max-tokens 8
+check "a batch gives each prompt the text it gets alone, and a bad line an error" node -e '
+  const fs = require("fs"), dir = process.argv[1];
+  const replies = fs.readFileSync(dir + "/batch", "utf8").trim().split("\n").map(JSON.parse);
+  const by_line = Object.fromEntries(replies.map(r => [r.line, r]));
+  for (const line of [1, 2, 4, 6]) {
+    const r = by_line[line];
+    if (!r || r.text !== fs.readFileSync(dir + "/alone" + line, "utf8") || !["stop token", "token limit"].includes(r.stop) || !(r.generated_tokens > 0))
+      throw new Error("line " + line + ": " + JSON.stringify(r));
+  }
+  if (!/not a valid JSON array of messages/.test(by_line[5].error) || replies.length !== 5) throw new Error(JSON.stringify(replies));
+' "$dir"
+check "run --prompts, one token each" run_to "$dir/batch1" --prompts "$dir/prompts.txt" --batch 1 --greedy --max-tokens 1
+check "a reply that ends at its first token is written before its slot is reused" test "$(grep -c '"generated_tokens":1' "$dir/batch1")" -eq 4
+check_error "--batch needs --prompts" "--batch requires --prompts" "$gemma4" run --model "$dir/chat" --prompt hi --batch 2
+check_error "--prompts with --draft" "--prompts decodes a batch plainly" "$gemma4" run --model "$dir/chat" --prompts "$dir/prompts.txt" --draft "$dir/chat"
 check "run with int8 weights on 1 thread" run_to "$dir/i8a" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --threads 1
 check "run with int8 weights on 2 threads" run_to "$dir/i8b" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --threads 2
 check "threads do not change the text" cmp "$dir/i8a" "$dir/i8b"
@@ -93,7 +117,7 @@ check_error "draft logits need two tokens" "--draft needs at least two --tokens"
 check_error "unknown weight format" "--weights: q4_0 not in {bf16,int4,int8}" "$gemma4" run --model "$dir/chat" --prompt hi --weights q4_0
 check_error "negative thread count" "--threads: Value -2 not in range 0 to 1024" "$gemma4" run --model "$dir/chat" --prompt hi --threads -2
 check_error "a token limit past int" "--max-tokens" "$gemma4" run --model "$dir/chat" --prompt hi --max-tokens 4294967297
-check_error "no prompt and no chat" "give one of --prompt TEXT and --chat" "$gemma4" run --model "$dir/chat"
+check_error "no prompt and no chat" "give one of --prompt TEXT, --prompts FILE and --chat" "$gemma4" run --model "$dir/chat"
 
 # The chat template: the prompt of a list of messages, as text and as ids.
 cat > "$dir/messages.json" << 'JSON'

@@ -1,9 +1,11 @@
 #pragma once
 // Gemma 4 E2B: the one include an application needs. The variant's definition
-// (config/e2b.hpp), loading and converting, the forward pass specialised for it, generation and chat.
+// (config/e2b.hpp), loading and converting, the forward pass specialised for it, batches,
+// generation and chat.
 
 #include "gemma4/chat/conversation.hpp"
 #include "gemma4/config/e2b.hpp"
+#include "gemma4/model/batch_generator.hpp"
 #include "gemma4/model/model.hpp"
 #include "gemma4/model/session.hpp"
 #include "gemma4/weights/convert.hpp"

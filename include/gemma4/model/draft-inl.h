@@ -86,8 +86,8 @@ class Draft {
     // Keys 0..position-1, and for a sliding layer the target's window at query `position`.
     const KvCache& cache = *s_.caches[static_cast<int>(kType)];
     const int first = first_visible_position(position, kType, kC.sliding_window);
-    AttendAllHeads<kHeads, kKvHeads>(s_.pool, cache, s_.q.data(), s_.attn.data(), 1, position - 1, [first](int) { return first; },
-                                     s_.scores.data(), s_.scores_per_thread);
+    const AttentionRun run{.cache = &cache, .q = s_.q.data(), .out = s_.attn.data(), .tokens = 1, .last = position - 1};
+    AttendAllHeads<kHeads, kKvHeads>(s_.pool, std::span(&run, 1), [first](int) { return first; }, s_.scores.data(), s_.scores_per_thread);
     matmul(w.o_proj.linear, s_.attn.data(), s_.normed.data());
     RMSNormRows(s_.normed.data(), 1, kHidden, w.post_attention_layernorm, eps);
     AddTo(s_.normed.data(), s_.x.data(), kHidden);

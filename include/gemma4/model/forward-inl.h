@@ -1,9 +1,11 @@
-// The forward pass of a session (spec sections 3-4) over a chunk of tokens, written
-// once with Highway and compiled per SIMD target: for the one target of the compiler's
-// flags, or, with GEMMA4_DYNAMIC_DISPATCH, for each target model/passes.hpp builds in
-// (Highway's foreach_target), the best of which a Session chooses at run time. What it
-// works on, the caches and scratch, is target-independent (model/forward_state.hpp).
-// Prompts run as matrix-matrix products; decoding is the same path with one token.
+// The forward pass (spec sections 3-4) over the rows of one pass, written once with
+// Highway and compiled per SIMD target: for the one target of the compiler's flags, or,
+// with GEMMA4_DYNAMIC_DISPATCH, for each target model/passes.hpp builds in (Highway's
+// foreach_target), the best of which a Session chooses at run time. What it works on,
+// the sequences' caches and the pass's scratch, is target-independent
+// (model/forward_state.hpp). Prompts run as matrix-matrix products; decoding is the
+// same path with one token, and a batch (model/batch.hpp) one token of each sequence:
+// the matmuls see rows, only the cache writes and attention see the sequences.
 
 #ifndef GEMMA4_MODEL_FORWARD_INL_H_
 #define GEMMA4_MODEL_FORWARD_INL_H_
@@ -46,7 +48,8 @@ inline void LookupRow(const MatrixView& table, int token, std::size_t width, flo
 
 template <Variant V>
 class Forward {
-  using State = ForwardState<V>;
+  using State = PassState<V>;
+  using Runs = std::span<const SequenceRun<V>>;
   static constexpr const ModelConfig& kC = V::config;
   static constexpr int kHidden = State::kHidden, kHeads = State::kHeads, kKvHeads = State::kKvHeads, kPle = State::kPle,
                        kNumLayers = State::kNumLayers, kWindow = State::kWindow;
@@ -56,15 +59,32 @@ class Forward {
 
  public:
   // ForwardPass's functions for this target.
-  static void RunChunk(State& state, std::span<const int> tokens) { Forward(state).run_chunk(tokens); }
+  static void Run(State& state, std::span<const int> tokens, Runs runs) {
+    std::size_t rows = 0;
+    for (const SequenceRun<V>& run : runs) rows += static_cast<std::size_t>(run.rows);
+    if (rows != tokens.size() || rows > static_cast<std::size_t>(state.rows)) {
+      fail(ErrorKind::kInvalidArgument, "forward pass: {} tokens for runs of {} rows in a pass of at most {}", tokens.size(), rows, state.rows);
+    }
+    Forward(state, runs).run(tokens);
+  }
   static void FinalLogits(State& state, std::size_t first, std::size_t count, std::span<float> out, float* hidden) {
-    Forward(state).final_logits(first, count, out, hidden);
+    Forward(state, {}).final_logits(first, count, out, hidden);
   }
 
  private:
-  explicit Forward(State& state) : s_(state) {}
+  Forward(State& state, Runs runs) : s_(state), runs_(runs) {}
 
-  void run_chunk(std::span<const int> tokens) {
+  // f(run, first_row) for each run, first_row being where its rows start in the pass.
+  template <typename F>
+  void for_each_run(const F& f) const {
+    int first_row = 0;
+    for (const SequenceRun<V>& run : runs_) {
+      f(run, first_row);
+      first_row += run.rows;
+    }
+  }
+
+  void run(std::span<const int> tokens) {
     const int n = static_cast<int>(tokens.size());
     embed(tokens);
     per_layer_inputs(tokens);
@@ -75,14 +95,17 @@ class Forward {
     }
     for (typename State::RopeTables& r : s_.rope) {
       const std::size_t half = r.frequencies.size();
-      for (int t = 0; t < n; ++t) {
-        const float pos = static_cast<float>(s_.position() + t);
-        for (std::size_t i = 0; i < half; ++i) {
-          const float angle = pos * r.frequencies[i];
-          r.cos[t * half + i] = std::cos(angle);
-          r.sin[t * half + i] = std::sin(angle);
+      for_each_run([&](const SequenceRun<V>& run, int first_row) {
+        for (int t = 0; t < run.rows; ++t) {
+          const float pos = static_cast<float>(run.sequence->position() + t);
+          const std::size_t row = static_cast<std::size_t>(first_row + t);
+          for (std::size_t i = 0; i < half; ++i) {
+            const float angle = pos * r.frequencies[i];
+            r.cos[row * half + i] = std::cos(angle);
+            r.sin[row * half + i] = std::sin(angle);
+          }
         }
-      }
+      });
     }
     run_layers(n, std::make_index_sequence<kNumLayers>{});
   }
@@ -124,7 +147,7 @@ class Forward {
     const float eps = kC.rms_norm_eps;
     const std::size_t hidden_floats = static_cast<std::size_t>(n) * kHidden;
     const typename State::RopeTables& rope = s_.rope[static_cast<int>(kKind.attention)];
-    KvCache& cache = s_.caches[kLayers<V>[layer].kv_cache_slot];
+    const int cache_slot = kLayers<V>[layer].kv_cache_slot;
 
     // Attention.
     std::copy_n(s_.x.data(), hidden_floats, s_.normed.data());
@@ -141,9 +164,14 @@ class Forward {
       apply_rope<D>(s_.k.data(), n, kKvHeads, rope);
       for (int r = 0; r < n * kKvHeads; ++r) RMSNormPlain(s_.v.data() + r * D, D, eps);
       const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
-      for (int t = 0; t < n; ++t) cache.store(s_.position() + t, s_.k.data() + t * row, s_.v.data() + t * row);
+      for_each_run([&](const SequenceRun<V>& run, int first_row) {
+        KvCache& cache = run.sequence->caches[cache_slot];
+        for (int t = first_row; t < first_row + run.rows; ++t) {
+          cache.store(run.sequence->position() + t - first_row, s_.k.data() + t * row, s_.v.data() + t * row);
+        }
+      });
     }
-    attend<kKind.attention>(cache, n);
+    attend<kKind.attention, D>(cache_slot);
     matmul(w.o_proj.linear, s_.attn.data(), n, s_.normed.data());
     norm_rows(s_.normed.data(), n, kHidden, w.post_attention_layernorm);
     AddTo(s_.normed.data(), s_.x.data(), hidden_floats);
@@ -197,10 +225,17 @@ class Forward {
     }
   }
 
-  // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see.
-  template <AttentionType kType>
-  void attend(const KvCache& cache, int n) {
-    AttendAllHeads<kHeads, kKvHeads>(s_.pool, cache, s_.q.data(), s_.attn.data(), n, s_.position(),
+  // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see in the cache
+  // of its sequence.
+  template <AttentionType kType, int D>
+  void attend(int cache_slot) {
+    std::size_t count = 0;
+    for_each_run([&](const SequenceRun<V>& run, int first_row) {
+      const std::size_t offset = static_cast<std::size_t>(first_row) * kHeads * D;
+      s_.attention_runs[count++] = {.cache = &run.sequence->caches[cache_slot], .q = s_.q.data() + offset, .out = s_.attn.data() + offset,
+                                    .tokens = run.rows, .last = run.sequence->position()};
+    });
+    AttendAllHeads<kHeads, kKvHeads>(s_.pool, std::span(s_.attention_runs).first(count),
                                      [](int position) { return first_visible_position(position, kType, kWindow); },
                                      s_.scores.data(), s_.scores_per_thread);
   }
@@ -220,11 +255,12 @@ class Forward {
   }
 
   State& s_;
+  Runs runs_;
 };
 
 template <Variant V>
 ForwardPass<V> ForwardPassHere() {
-  return {&Forward<V>::RunChunk, &Forward<V>::FinalLogits, hwy::TargetName(HWY_TARGET), IntDotName(ChosenIntDot())};
+  return {&Forward<V>::Run, &Forward<V>::FinalLogits, hwy::TargetName(HWY_TARGET), IntDotName(ChosenIntDot())};
 }
 
 }  // namespace HWY_NAMESPACE

@@ -1,7 +1,7 @@
 #pragma once
-// What a session's forward pass works on, apart from the code that runs it: the KV
-// caches, the tokens they hold and the scratch of one chunk, all sized when the session
-// is made; and ForwardPass, the forward-pass code of one SIMD target (model/forward-inl.h
+// What a forward pass works on, apart from the code that runs it: each sequence's KV
+// caches and the tokens they hold, and the scratch of one pass's rows, all sized when
+// made; and ForwardPass, the forward-pass code of one SIMD target (model/forward-inl.h
 // compiles it per target, model/session.hpp chooses one). No Highway here: this part is
 // the same for every target.
 //
@@ -44,15 +44,60 @@ inline std::vector<float> rope_frequencies(const Rope& rope, int head_dim) {
   return f;
 }
 
+// One sequence's memory: the KV caches and the tokens they hold. A session owns one; a
+// batch (model/batch.hpp) runs several sessions' sequences in one pass.
 template <Variant V>
-struct ForwardState {
+struct SequenceState {
+  static constexpr const ModelConfig& kC = V::config;
+
+  explicit SequenceState(const SessionOptions& options) : max_context(options.max_context) {
+    if (options.max_context < 1 || options.max_context > kC.max_position_embeddings) {
+      fail(ErrorKind::kInvalidArgument, "max_context must be in [1, {}], got {}", kC.max_position_embeddings.value, options.max_context);
+    }
+    if (options.prefill_chunk < 1) fail(ErrorKind::kInvalidArgument, "prefill_chunk must be at least 1, got {}", options.prefill_chunk);
+    for (const LayerFacts& f : kLayers<V>) {
+      if (f.kind.kv_shared) continue;
+      const bool sliding = f.kind.attention == AttentionType::kSliding;
+      const int capacity = sliding ? std::min(options.max_context, kC.sliding_window + options.prefill_chunk - 1) : options.max_context;
+      caches.emplace_back(capacity, kC.num_key_value_heads, f.head_dim);
+    }
+    // A rewound query at position p needs keys back to p - window + 1, still in a ring
+    // that holds the last `capacity` positions when p is at most capacity - window + 1 back.
+    rewind_margin = options.max_context;
+    for (const KvCache& c : caches) {
+      if (c.capacity() < options.max_context) rewind_margin = std::min(rewind_margin, c.capacity() - kC.sliding_window + 1);
+    }
+    tokens.reserve(static_cast<std::size_t>(options.max_context));
+  }
+
+  int position() const { return static_cast<int>(tokens.size()); }
+
+  int max_context;
+  std::vector<int> tokens;      // [position]: every token run so far
+  int rewind_margin = 0;        // see Session::can_rewind_to()
+  std::vector<KvCache> caches;  // one per layer that owns a cache, by kv_cache_slot
+};
+
+// The rows of one pass that belong to one sequence: `rows` consecutive tokens from its
+// position() on (not yet counted in its tokens). A session's chunk is one run; a batch's
+// pass has one per sequence, laid out in order.
+template <Variant V>
+struct SequenceRun {
+  SequenceState<V>* sequence;
+  int rows;
+};
+
+// What a forward pass works on besides the sequences: the weights, the threads, and
+// scratch for up to `rows` rows (a session's prefill chunk, or a batch's rows) of
+// sequences whose context is at most `max_context` positions.
+template <Variant V>
+struct PassState {
   static constexpr const ModelConfig& kC = V::config;
   static constexpr int kHidden = kC.hidden_size;
   static constexpr int kHeads = kC.num_attention_heads;
   static constexpr int kKvHeads = kC.num_key_value_heads;
   static constexpr int kPle = kC.hidden_size_per_layer_input;
   static constexpr int kNumLayers = kC.num_hidden_layers;
-  static constexpr int kVocab = kC.vocab_size;
   static constexpr int kWindow = kC.sliding_window;
   static constexpr int kMaxHeadDim = std::max(kC.head_dim.value, kC.global_head_dim.value);
   static constexpr int kMaxFfn = ffn_width(kC, LayerKind{AttentionType::kSliding, true});
@@ -66,87 +111,74 @@ struct ForwardState {
 
   struct RopeTables {
     std::vector<float> frequencies;  // [head_dim / 2]
-    std::vector<float> cos, sin;     // [chunk, head_dim / 2] for the chunk's positions
+    std::vector<float> cos, sin;     // [rows, head_dim / 2] for the rows' positions
   };
 
-  ForwardState(const Weights<V>& weights, const SessionOptions& options)
-      : weights(weights), options(options), pool(options.pool != nullptr ? *options.pool : default_pool()) {
-    if (options.max_context < 1 || options.max_context > kC.max_position_embeddings) {
-      fail(ErrorKind::kInvalidArgument, "max_context must be in [1, {}], got {}", kC.max_position_embeddings.value, options.max_context);
-    }
-    if (options.prefill_chunk < 1) fail(ErrorKind::kInvalidArgument, "prefill_chunk must be at least 1, got {}", options.prefill_chunk);
-    const std::size_t chunk = static_cast<std::size_t>(options.prefill_chunk);
-    for (const LayerFacts& f : kLayers<V>) {
-      if (f.kind.kv_shared) continue;
-      const bool sliding = f.kind.attention == AttentionType::kSliding;
-      const int capacity = sliding ? std::min(options.max_context, kWindow + options.prefill_chunk - 1) : options.max_context;
-      caches.emplace_back(capacity, kKvHeads, f.head_dim);
-    }
-    // A rewound query at position p needs keys back to p - window + 1, still in a ring
-    // that holds the last `capacity` positions when p is at most capacity - window + 1 back.
-    rewind_margin = options.max_context;
-    for (const KvCache& c : caches) {
-      if (c.capacity() < options.max_context) rewind_margin = std::min(rewind_margin, c.capacity() - kWindow + 1);
-    }
-    tokens.reserve(static_cast<std::size_t>(options.max_context));
-    x.resize(chunk * kHidden);
-    normed.resize(chunk * kHidden);
-    q.resize(chunk * kHeads * kMaxHeadDim);
-    k.resize(chunk * kKvHeads * kMaxHeadDim);
-    v.resize(chunk * kKvHeads * kMaxHeadDim);
-    attn.resize(chunk * kHeads * kMaxHeadDim);
-    gate.resize(chunk * kMaxFfn);
-    up.resize(chunk * kMaxFfn);
-    ple.resize(chunk * kNumLayers * kPle);
-    ple_gate.resize(chunk * kPle);
+  PassState(const Weights<V>& weights, int rows, int max_context, ThreadPool& pool) : weights(weights), pool(pool), rows(rows) {
+    const std::size_t n = static_cast<std::size_t>(rows);
+    x.resize(n * kHidden);
+    normed.resize(n * kHidden);
+    q.resize(n * kHeads * kMaxHeadDim);
+    k.resize(n * kKvHeads * kMaxHeadDim);
+    v.resize(n * kKvHeads * kMaxHeadDim);
+    attn.resize(n * kHeads * kMaxHeadDim);
+    gate.resize(n * kMaxFfn);
+    up.resize(n * kMaxFfn);
+    ple.resize(n * kNumLayers * kPle);
+    ple_gate.resize(n * kPle);
     ple_row.resize(static_cast<std::size_t>(kNumLayers) * kPle);
+    attention_runs.resize(n);
     // Every query row of a block of tokens sees positions below max_context.
-    scores_per_thread = kGroupHeads * std::min<std::size_t>(kQueryBlock, chunk) * attention_score_span(0, options.max_context - 1);
+    scores_per_thread = kGroupHeads * std::min<std::size_t>(kQueryBlock, n) * attention_score_span(0, max_context - 1);
     scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
-    activations.reserve(chunk, std::max<std::size_t>({kHidden, std::size_t{kHeads} * kMaxHeadDim, kMaxFfn, kPle}));
+    activations.reserve(n, std::max<std::size_t>({kHidden, std::size_t{kHeads} * kMaxHeadDim, kMaxFfn, kPle}));
     for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {
       const int d = head_dim(kC, type);
       const Rope& r = type == AttentionType::kFull ? kC.rope_parameters.value.full_attention : kC.rope_parameters.value.sliding_attention;
       RopeTables& tables = rope[static_cast<int>(type)];
       tables.frequencies = rope_frequencies(r, d);
-      tables.cos.resize(chunk * d / 2);
-      tables.sin.resize(chunk * d / 2);
+      tables.cos.resize(n * d / 2);
+      tables.sin.resize(n * d / 2);
     }
   }
 
-  int position() const { return static_cast<int>(tokens.size()); }
+  // Memory of the scratch, sized when it was made.
+  std::size_t bytes() const {
+    std::size_t floats = x.size() + normed.size() + q.size() + k.size() + v.size() + attn.size() + gate.size() + up.size() + ple.size() +
+                         ple_gate.size() + ple_row.size() + scores.size();
+    for (const RopeTables& r : rope) floats += r.frequencies.size() + r.cos.size() + r.sin.size();
+    return floats * sizeof(float) + activations.bytes();
+  }
 
   const Weights<V>& weights;
-  SessionOptions options;
   ThreadPool& pool;
-  std::vector<int> tokens;       // [position]: every token run so far
-  int rewind_margin = 0;         // see Session::can_rewind_to()
-  int tokens_since_release = 0;  // see Forward::RunChunk
-  std::vector<KvCache> caches;   // one per layer that owns a cache, by kv_cache_slot
+  int rows;                      // the most rows a pass may run
+  int tokens_since_release = 0;  // see Forward::kReleaseEvery
   RopeTables rope[2];            // by AttentionType
-  // Scratch for one chunk of up to prefill_chunk tokens.
-  std::vector<float> x;          // [chunk, hidden] residual stream
-  std::vector<float> normed;     // [chunk, hidden]
-  std::vector<float> q;          // [chunk, heads, head_dim]
-  std::vector<float> k, v;       // [chunk, kv_heads, head_dim]
-  std::vector<float> attn;       // [chunk, heads, head_dim]
-  std::vector<float> gate, up;   // [chunk, ffn]
-  std::vector<float> ple;        // [chunk, layers, ple_dim]
-  std::vector<float> ple_gate;   // [chunk, ple_dim]
+  std::vector<float> x;          // [rows, hidden] residual stream
+  std::vector<float> normed;     // [rows, hidden]
+  std::vector<float> q;          // [rows, heads, head_dim]
+  std::vector<float> k, v;       // [rows, kv_heads, head_dim]
+  std::vector<float> attn;       // [rows, heads, head_dim]
+  std::vector<float> gate, up;   // [rows, ffn]
+  std::vector<float> ple;        // [rows, layers, ple_dim]
+  std::vector<float> ple_gate;   // [rows, ple_dim]
   std::vector<float> ple_row;    // [layers, ple_dim]: one token's row of the PLE table
   std::vector<float> scores;     // [threads, scores_per_thread]
   std::size_t scores_per_thread = 0;
+  std::vector<AttentionRun> attention_runs;  // [rows]: a pass has at most one run per row
   QuantizedActivations activations;  // the current int8/int4 matmul's input
 };
 
 // The forward pass as compiled for one SIMD target.
 template <Variant V>
 struct ForwardPass {
-  // Runs up to prefill_chunk tokens at state.position() (not yet counted in state.tokens).
-  void (*run_chunk)(ForwardState<V>& state, std::span<const int> tokens);
-  // Logits of `count` rows of the last chunk from row `first` into out [count, vocab],
+  // Runs `tokens` (at most pass.rows), the runs' rows in order, each at its sequence's
+  // next positions, and stores their keys and values in the sequences' caches.
+  void (*run)(PassState<V>& pass, std::span<const int> tokens, std::span<const SequenceRun<V>> runs);
+  // Logits of `count` rows of the last pass from row `first` into out [count, vocab],
   // and their final-normed hidden rows into hidden [count, hidden_size] unless it is null.
-  void (*final_logits)(ForwardState<V>& state, std::size_t first, std::size_t count, std::span<float> out, float* hidden);
+  void (*final_logits)(PassState<V>& pass, std::size_t first, std::size_t count, std::span<float> out, float* hidden);
   const char* simd_target;  // Highway's name of the target, e.g. "AVX2"
   const char* integer_dot;  // how int8/int4 matmuls multiply: "AVX-512 VNNI", "16-bit pairs" or "portable"
 };

@@ -60,6 +60,38 @@ struct GenerationResult {
   GenerationStats stats;
 };
 
+// Whether generation goes on after sampling `id` (already in result.tokens): not after a
+// stop id, a false from on_token(id) or the token budget; if not, sets result.stop.
+template <typename OnToken>
+bool keep_going(int id, std::span<const int> stop_ids, int max_new_tokens, GenerationResult& result, OnToken& on_token) {
+  if (std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end()) {
+    result.stop = StopReason::kStopToken;
+    return false;
+  }
+  if (!on_token(id)) {
+    result.stop = StopReason::kCaller;
+    return false;
+  }
+  if (static_cast<int>(result.tokens.size()) >= max_new_tokens) {
+    result.stop = StopReason::kMaxTokens;
+    return false;
+  }
+  return true;
+}
+
+// Errors unless generating after `prompt` in `session` can start: a prompt of at least
+// one token that fits the free context, and a budget of at least one token.
+template <Variant V>
+void check_generation(const Session<V>& session, std::span<const int> prompt, int max_new_tokens) {
+  if (prompt.empty()) fail(ErrorKind::kInvalidArgument, "generate: empty prompt (it needs at least <bos>)");
+  if (max_new_tokens < 1) fail(ErrorKind::kInvalidArgument, "generate: max_new_tokens must be at least 1, got {}", max_new_tokens);
+  const int room = session.max_context() - session.position();
+  if (static_cast<long>(prompt.size()) > room) {
+    fail(ErrorKind::kContextFull, "the prompt is {} tokens, but only {} of the context's {} positions are free; shorten it or raise the context size",
+         prompt.size(), room, session.max_context());
+  }
+}
+
 // What speculative generation drafts with (model/drafter.hpp's Drafter): given the last
 // token, the target's final-normed hidden row before it and room for up to max_drafts(),
 // it writes its guesses of the next tokens and returns how many.
@@ -102,13 +134,7 @@ class Generator {
   // seeded), only faster when drafts are accepted.
   template <DraftSource Drafts, typename OnToken>
   GenerationResult generate(std::span<const int> prompt, int max_new_tokens, Drafts& drafts, OnToken&& on_token) {
-    if (prompt.empty()) fail(ErrorKind::kInvalidArgument, "generate: empty prompt (it needs at least <bos>)");
-    if (max_new_tokens < 1) fail(ErrorKind::kInvalidArgument, "generate: max_new_tokens must be at least 1, got {}", max_new_tokens);
-    const int room = session_.max_context() - session_.position();
-    if (static_cast<long>(prompt.size()) > room) {
-      fail(ErrorKind::kContextFull, "the prompt is {} tokens, but only {} of the context's {} positions are free; shorten it or raise the context size",
-           prompt.size(), room, session_.max_context());
-    }
+    check_generation(session_, prompt, max_new_tokens);
     const int max_drafts = drafts.max_drafts();
     if (max_drafts > session_.rewind_margin()) {
       fail(ErrorKind::kInvalidArgument, "{} drafts per round need a session that can rewind {} positions; it can {} (raise prefill_chunk)", max_drafts,
@@ -143,7 +169,7 @@ class Generator {
           result.stats.first_token_seconds = seconds_since(start);
           decode_start = Clock::now();
         }
-        go_on = keep_going(id, max_new_tokens, result, on_token);
+        go_on = keep_going(id, stop_ids_, max_new_tokens, result, on_token);
         if (!go_on || i == k || id != drafted_[i]) break;
         ++result.stats.accepted;
       }
@@ -178,24 +204,6 @@ class Generator {
  private:
   std::span<float> row(int i) { return std::span(logits_).subspan(static_cast<std::size_t>(i) * kVocab, kVocab); }
   std::span<float> hidden_row(int i) { return hidden_.empty() ? std::span<float>{} : std::span(hidden_).subspan(static_cast<std::size_t>(i) * kHidden, kHidden); }
-
-  // Whether generation goes on after sampling `id`; if not, sets result.stop.
-  template <typename OnToken>
-  bool keep_going(int id, int max_new_tokens, GenerationResult& result, OnToken& on_token) {
-    if (std::find(stop_ids_.begin(), stop_ids_.end(), id) != stop_ids_.end()) {
-      result.stop = StopReason::kStopToken;
-      return false;
-    }
-    if (!on_token(id)) {
-      result.stop = StopReason::kCaller;
-      return false;
-    }
-    if (static_cast<int>(result.tokens.size()) >= max_new_tokens) {
-      result.stop = StopReason::kMaxTokens;
-      return false;
-    }
-    return true;
-  }
 
   Session<V>& session_;
   Sampler sampler_;

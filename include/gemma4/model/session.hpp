@@ -45,24 +45,30 @@ class Session {
   // may share one Weights from different threads (the weights are read-only).
   Session(const Weights<V>&&, const SessionOptions& = {}) = delete;  // would dangle
   explicit Session(const Weights<V>& weights, const SessionOptions& options = {})
-      : state_(weights, options), pass_(choose_forward_pass<V>()) {}
+      : options_(options),
+        sequence_(options),
+        pass_state_(weights, options.prefill_chunk, options.max_context, options.pool != nullptr ? *options.pool : default_pool()),
+        pass_(choose_forward_pass<V>()) {}
 
   // The tokens the KV caches hold, in order: the one record of what the session has seen.
-  std::span<const int> tokens() const { return state_.tokens; }
-  int position() const { return state_.position(); }
-  int threads() const { return state_.pool.size(); }
+  std::span<const int> tokens() const { return sequence_.tokens; }
+  int position() const { return sequence_.position(); }
+  int threads() const { return pass_state_.pool.size(); }
   // Memory held by the KV caches, all sized when the session was made.
   std::size_t kv_cache_bytes() const {
     std::size_t bytes = 0;
-    for (const KvCache& c : state_.caches) bytes += c.bytes();
+    for (const KvCache& c : sequence_.caches) bytes += c.bytes();
     return bytes;
   }
-  int max_context() const { return state_.options.max_context; }
-  const Weights<V>& weights() const { return state_.weights; }
-  ThreadPool& pool() const { return state_.pool; }
+  // Memory of the scratch for one prefill chunk, sized when the session was made.
+  std::size_t scratch_bytes() const { return pass_state_.bytes(); }
+  const SessionOptions& options() const { return options_; }
+  int max_context() const { return options_.max_context; }
+  const Weights<V>& weights() const { return pass_state_.weights; }
+  ThreadPool& pool() const { return pass_state_.pool; }
   // The KV cache of layers with kv_cache_slot `slot`: what an assistant reads.
-  const KvCache& kv_cache(int slot) const { return state_.caches.at(static_cast<std::size_t>(slot)); }
-  void reset() { state_.tokens.clear(); }
+  const KvCache& kv_cache(int slot) const { return sequence_.caches.at(static_cast<std::size_t>(slot)); }
+  void reset() { sequence_.tokens.clear(); }
 
   // Whether rewind(position) can keep what the caches hold before `position`: full
   // layers keep every position, but a sliding layer's ring reaches only so far back
@@ -70,14 +76,14 @@ class Session {
   bool can_rewind_to(int position) const {
     return position >= 0 && position <= this->position() && this->position() - position <= rewind_margin();
   }
-  int rewind_margin() const { return state_.rewind_margin; }
+  int rewind_margin() const { return sequence_.rewind_margin; }
   // Forgets the tokens from `position` on, as if only tokens()[0, position) had been run.
   void rewind(int position) {
     if (!can_rewind_to(position)) {
       fail(ErrorKind::kInvalidArgument, "cannot rewind a session at position {} to {}: its sliding-window caches keep {} positions back at most",
-           this->position(), position, state_.rewind_margin);
+           this->position(), position, sequence_.rewind_margin);
     }
-    state_.tokens.resize(static_cast<std::size_t>(position));
+    sequence_.tokens.resize(static_cast<std::size_t>(position));
   }
 
   // Runs `tokens` at the next positions. `logits` receives [tokens.size(), vocab] floats
@@ -87,33 +93,40 @@ class Session {
   // session) for an unknown token id, a context overflow, a wrong size or a corrupt
   // table row of a packed model.
   void forward(std::span<const int> tokens, Logits which, std::span<float> logits, std::span<float> hidden = {}) {
+    check_next_tokens(tokens);
+    const std::size_t rows = which == Logits::kAll ? tokens.size() : 1;
+    if (logits.size() != rows * kVocab) fail(ErrorKind::kInvalidArgument, "forward: logits buffer holds {} floats, needs {}", logits.size(), rows * kVocab);
+    if (!hidden.empty() && hidden.size() != rows * kHidden) {
+      fail(ErrorKind::kInvalidArgument, "forward: hidden buffer holds {} floats, needs {}", hidden.size(), rows * kHidden);
+    }
+
+    const std::size_t chunk = static_cast<std::size_t>(options_.prefill_chunk);
+    for (std::size_t first = 0; first < tokens.size(); first += chunk) {
+      const std::size_t n = std::min(chunk, tokens.size() - first);
+      const SequenceRun<V> run{&sequence_, static_cast<int>(n)};
+      pass_.run(pass_state_, tokens.subspan(first, n), std::span(&run, 1));
+      if (which == Logits::kAll) {
+        pass_.final_logits(pass_state_, 0, n, logits.subspan(first * kVocab, n * kVocab), hidden.empty() ? nullptr : hidden.data() + first * kHidden);
+      } else if (first + n == tokens.size()) {
+        pass_.final_logits(pass_state_, n - 1, 1, logits, hidden.empty() ? nullptr : hidden.data());
+      }
+      sequence_.tokens.insert(sequence_.tokens.end(), tokens.begin() + first, tokens.begin() + first + n);
+    }
+  }
+
+  // Errors unless `tokens` can run next: ids in the vocabulary (and, in a packed model,
+  // table rows that are intact), and room in the context.
+  void check_next_tokens(std::span<const int> tokens) const {
     if (tokens.empty()) fail(ErrorKind::kInvalidArgument, "forward: no tokens");
     for (std::size_t i = 0; i < tokens.size(); ++i) {
       if (tokens[i] < 0 || tokens[i] >= kVocab) {
         fail(ErrorKind::kInvalidArgument, "token id {} at index {} is outside the vocabulary [0, {})", tokens[i], i, kVocab);
       }
     }
-    if (tokens.size() > static_cast<std::size_t>(state_.options.max_context - position())) {
-      fail(ErrorKind::kContextFull, "{} tokens at position {} exceed the context of {} positions", tokens.size(), position(), state_.options.max_context);
+    if (tokens.size() > static_cast<std::size_t>(max_context() - position())) {
+      fail(ErrorKind::kContextFull, "{} tokens at position {} exceed the context of {} positions", tokens.size(), position(), max_context());
     }
-    const std::size_t rows = which == Logits::kAll ? tokens.size() : 1;
-    if (logits.size() != rows * kVocab) fail(ErrorKind::kInvalidArgument, "forward: logits buffer holds {} floats, needs {}", logits.size(), rows * kVocab);
-    if (!hidden.empty() && hidden.size() != rows * kHidden) {
-      fail(ErrorKind::kInvalidArgument, "forward: hidden buffer holds {} floats, needs {}", hidden.size(), rows * kHidden);
-    }
-    state_.weights.check_looked_up_rows(tokens);
-
-    const std::size_t chunk = static_cast<std::size_t>(state_.options.prefill_chunk);
-    for (std::size_t first = 0; first < tokens.size(); first += chunk) {
-      const std::size_t n = std::min(chunk, tokens.size() - first);
-      pass_.run_chunk(state_, tokens.subspan(first, n));
-      if (which == Logits::kAll) {
-        pass_.final_logits(state_, 0, n, logits.subspan(first * kVocab, n * kVocab), hidden.empty() ? nullptr : hidden.data() + first * kHidden);
-      } else if (first + n == tokens.size()) {
-        pass_.final_logits(state_, n - 1, 1, logits, hidden.empty() ? nullptr : hidden.data());
-      }
-      state_.tokens.insert(state_.tokens.end(), tokens.begin() + first, tokens.begin() + first + n);
-    }
+    weights().check_looked_up_rows(tokens);
   }
 
   // The Highway target the forward pass runs on (e.g. "AVX2") and how its int8/int4
@@ -122,7 +135,12 @@ class Session {
   const char* integer_dot() const { return pass_.integer_dot; }
 
  private:
-  ForwardState<V> state_;
+  template <Variant>
+  friend class Batch;  // runs the sequence in its own passes
+
+  SessionOptions options_;
+  SequenceState<V> sequence_;
+  PassState<V> pass_state_;  // for prefill chunks
   ForwardPass<V> pass_;
 };
 

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <span>
 
 #include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
@@ -223,36 +224,42 @@ HWY_INLINE void AttendHeads(int group, const QueryBlock& block, const KvCache& c
   AttendGroup<kMax>(block, cache, kv_head, scores);
 }
 
-// Attention of n consecutive query tokens for all kHeads heads of a layer: q and out are
-// [n, kHeads, head_dim], token t's newest key is at position last + t and its first
-// first_visible(last + t). The query heads of one kv head run together for up to
-// kQueryBlock consecutive tokens (one pass over its keys and values for all of them);
-// when that leaves fewer work items than threads (decode, verification, a draft step),
-// the heads are split. Each thread's scores hold kHeads / kKvHeads * min(n, kQueryBlock)
-// * attention_score_span(first, newest) floats, from scores + thread * scores_per_thread.
+// Attention for all kHeads heads of a layer over runs of consecutive query tokens, each
+// run against its own cache (ops/kv_cache.hpp's AttentionRun: one run for a session's
+// chunk or a draft step, one per sequence for a batch); token t of a run sees keys
+// [first_visible(last + t), last + t]. The query heads of one kv head run together for up
+// to kQueryBlock consecutive tokens of a run (one pass over its keys and values for all
+// of them); when that leaves fewer work items than threads (decode, verification, a
+// draft step, a small batch), the heads are split. Each thread's scores hold kHeads /
+// kKvHeads * min(tokens, kQueryBlock) * attention_score_span(first, newest) floats, from
+// scores + thread * scores_per_thread.
 template <int kHeads, int kKvHeads, class FirstVisible>
-void AttendAllHeads(ThreadPool& pool, const KvCache& cache, const float* q, float* out, int n, int last,
-                    const FirstVisible& first_visible, float* scores, std::size_t scores_per_thread) {
+void AttendAllHeads(ThreadPool& pool, std::span<const AttentionRun> runs, const FirstVisible& first_visible, float* scores,
+                    std::size_t scores_per_thread) {
   constexpr int kGroupHeads = kHeads / kKvHeads;
-  const std::size_t D = static_cast<std::size_t>(cache.head_dim());
-  const int blocks = (n + kQueryBlock - 1) / kQueryBlock;
+  const auto blocks_of = [](const AttentionRun& run) { return (run.tokens + kQueryBlock - 1) / kQueryBlock; };
+  int blocks = 0;
+  for (const AttentionRun& run : runs) blocks += blocks_of(run);
   int split = 1;
   while (split < kGroupHeads && blocks * kKvHeads * split < pool.size()) split *= 2;
   const int group = kGroupHeads / split;
   pool.parallel_for(static_cast<std::size_t>(blocks) * kKvHeads * split, [&](int thread, std::size_t begin, std::size_t end) {
     float* thread_scores = scores + static_cast<std::size_t>(thread) * scores_per_thread;
     for (std::size_t item = begin; item < end; ++item) {
-      const int first_token = static_cast<int>(item / (kKvHeads * split)) * kQueryBlock;
+      int block_index = static_cast<int>(item / (kKvHeads * split));
+      const AttentionRun* run = runs.data();
+      while (block_index >= blocks_of(*run)) block_index -= blocks_of(*run++);
+      const int first_token = block_index * kQueryBlock;
       const int kv_head = static_cast<int>(item % (kKvHeads * split)) / split;
       const int first_head = kv_head * kGroupHeads + static_cast<int>(item % split) * group;
-      const std::size_t offset = (static_cast<std::size_t>(first_token) * kHeads + first_head) * D;
-      QueryBlock block{.q = q + offset,
-                       .out = out + offset,
-                       .tokens = std::min(kQueryBlock, n - first_token),
-                       .stride = std::size_t{kHeads} * D,
-                       .last = last + first_token};
+      const std::size_t offset = (static_cast<std::size_t>(first_token) * kHeads + first_head) * run->cache->head_dim();
+      QueryBlock block{.q = run->q + offset,
+                       .out = run->out + offset,
+                       .tokens = std::min(kQueryBlock, run->tokens - first_token),
+                       .stride = std::size_t{kHeads} * run->cache->head_dim(),
+                       .last = run->last + first_token};
       for (int t = 0; t < block.tokens; ++t) block.first[t] = first_visible(block.last + t);
-      AttendHeads<kGroupHeads>(group, block, cache, kv_head, thread_scores);
+      AttendHeads<kGroupHeads>(group, block, *run->cache, kv_head, thread_scores);
     }
   });
 }

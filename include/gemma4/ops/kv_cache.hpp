@@ -91,4 +91,15 @@ class KvCache {
   std::vector<float> v_;  // [kv_heads, head_dim / kValueChunk, capacity, kValueChunk]
 };
 
+// What attention reads for a run of `tokens` consecutive query tokens of one sequence
+// (ops/attention-inl.h): its cache, q and out [tokens, heads, head_dim]; token t's newest
+// key is at position last + t.
+struct AttentionRun {
+  const KvCache* cache = nullptr;
+  const float* q = nullptr;
+  float* out = nullptr;
+  int tokens = 1;
+  int last = 0;
+};
+
 }  // namespace gemma4

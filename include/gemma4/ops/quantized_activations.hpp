@@ -25,6 +25,7 @@ struct QuantizedActivations {
     sum.resize(max_tokens);
     group_offset.resize(max_tokens * (max_cols / kInt4Group + 1));
   }
+  std::size_t bytes() const { return q.size() + (scale.size() + sum.size() + group_offset.size()) * 4; }
 };
 
 }  // namespace gemma4

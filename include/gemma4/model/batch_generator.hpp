@@ -1,0 +1,152 @@
+#pragma once
+// Generation for several sequences at once (continuous batching, model/batch.hpp): a
+// sequence joins with its prompt, which runs in its own session's prefill passes; each
+// step then advances every active sequence by one token in one batched pass and samples
+// each one's next token with its own sampler; a sequence that stops (stop id, token
+// budget, full context, its caller) leaves, and its slot takes the next one to join.
+//
+//   gemma4::Batch<gemma4::E2B> batch(weights, {.max_rows = 4});
+//   gemma4::BatchGenerator<gemma4::E2B> generator(batch);
+//   for (i...) generator.join(sessions[i], prompts[i], sampling, stop_ids, 256, on_token);
+//   while (generator.step(on_token) > 0) {}   // on_token(slot, id) -> bool
+//   generator.result(slot)...
+//
+// Each sequence gets the very tokens Generator::generate gives it alone: the same logits
+// bit for bit, sampled with its own history and random draws. Steps allocate nothing.
+
+#include <algorithm>
+#include <chrono>
+#include <span>
+#include <vector>
+
+#include "gemma4/error.hpp"
+#include "gemma4/model/batch.hpp"
+#include "gemma4/model/generate.hpp"
+#include "gemma4/sampling/sampler.hpp"
+
+namespace gemma4 {
+
+template <Variant V>
+class BatchGenerator {
+  static constexpr std::size_t kVocab = V::config.vocab_size;
+  using Clock = std::chrono::steady_clock;
+
+ public:
+  // `batch` must outlive the generator; up to batch.max_rows() sequences run at once.
+  explicit BatchGenerator(Batch<V>& batch)
+      : batch_(batch), slots_(static_cast<std::size_t>(batch.max_rows())), logits_(static_cast<std::size_t>(batch.max_rows()) * kVocab) {
+    entries_.reserve(slots_.size());
+    members_.reserve(slots_.size());
+  }
+
+  // A sequence joins in a free slot, which it returns: `prompt` runs in `session` (after
+  // what it holds) and its first token is sampled and given to on_token(slot, id) (return
+  // false to stop). `session` must outlive the sequence. Errors, before running anything,
+  // when every slot is busy, when the session already runs here, or for what
+  // Generator::generate and Batch reject.
+  template <typename OnToken>
+  int join(Session<V>& session, std::span<const int> prompt, const SamplingOptions& sampling, std::vector<int> stop_ids, int max_new_tokens,
+           OnToken&& on_token) {
+    const auto free = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.active; });
+    if (free == slots_.end()) fail(ErrorKind::kInvalidArgument, "batch generator: all {} slots are busy", slots_.size());
+    for (const Slot& s : slots_) {
+      if (s.active && s.session == &session) fail(ErrorKind::kInvalidArgument, "batch generator: the session already runs a sequence here");
+    }
+    const int slot = static_cast<int>(free - slots_.begin());
+    batch_.check_session(session, static_cast<std::size_t>(slot));
+    check_generation(session, prompt, max_new_tokens);
+    *free = Slot{.session = &session, .sampler = Sampler(sampling, V::config.vocab_size), .stop_ids = std::move(stop_ids),
+                 .max_new_tokens = max_new_tokens, .start = Clock::now()};
+    free->result.tokens.reserve(static_cast<std::size_t>(max_new_tokens));  // no growth in steps
+    free->result.stats.prompt_tokens = static_cast<int>(prompt.size());
+    const std::span<float> row = std::span(logits_).first(kVocab);
+    session.forward(prompt, Logits::kLast, row);
+    free->result.stats.prefill_seconds = seconds_since(free->start);
+    free->active = true;
+    sample_next(slot, row, on_token);
+    return slot;
+  }
+
+  // One batched pass for every active sequence, then each one's next token, given to
+  // on_token(slot, id). Returns how many sequences are still active.
+  template <typename OnToken>
+  int step(OnToken&& on_token) {
+    entries_.clear();
+    members_.clear();
+    for (std::size_t i = 0; i < slots_.size(); ++i) {
+      if (!slots_[i].active) continue;
+      entries_.push_back({slots_[i].session, std::span(&slots_[i].next, 1)});
+      members_.push_back(static_cast<int>(i));
+    }
+    if (entries_.empty()) return 0;
+    batch_.forward(entries_, Logits::kLast, std::span(logits_).first(entries_.size() * kVocab));
+    for (std::size_t k = 0; k < members_.size(); ++k) {
+      ++slots_[static_cast<std::size_t>(members_[k])].result.stats.target_passes;
+      sample_next(members_[k], std::span(logits_).subspan(k * kVocab, kVocab), on_token);
+    }
+    return active();
+  }
+
+  int active() const {
+    return static_cast<int>(std::count_if(slots_.begin(), slots_.end(), [](const Slot& s) { return s.active; }));
+  }
+  int slots() const { return static_cast<int>(slots_.size()); }
+  bool finished(int slot) const { return !at(slot).active; }
+  // What the slot's sequence has generated so far; after it finished, until the slot's
+  // next join.
+  const GenerationResult& result(int slot) const { return at(slot).result; }
+  // Stops the slot's sequence as its caller would (StopReason::kCaller).
+  void cancel(int slot) {
+    if (at(slot).active) finish(slots_[static_cast<std::size_t>(slot)], StopReason::kCaller);
+  }
+
+ private:
+  struct Slot {
+    Session<V>* session = nullptr;
+    Sampler sampler{SamplingOptions{}, 1};
+    std::vector<int> stop_ids;
+    int max_new_tokens = 0;
+    GenerationResult result{};
+    int next = -1;  // the sampled token the next pass runs
+    bool active = false;
+    Clock::time_point start{}, decode_start{};
+  };
+
+  static double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+  const Slot& at(int slot) const {
+    if (slot < 0 || slot >= slots()) fail(ErrorKind::kInvalidArgument, "batch generator: no slot {} (it has {})", slot, slots_.size());
+    return slots_[static_cast<std::size_t>(slot)];
+  }
+
+  // Samples the slot's next token from its row of logits, as Generator::generate would.
+  template <typename OnToken>
+  void sample_next(int index, std::span<float> row, OnToken& on_token) {
+    Slot& s = slots_[static_cast<std::size_t>(index)];
+    const int id = s.sampler.sample(row, s.session->tokens());
+    s.result.tokens.push_back(id);
+    if (s.result.tokens.size() == 1) {
+      s.result.stats.first_token_seconds = seconds_since(s.start);
+      s.decode_start = Clock::now();
+    }
+    const auto on_this = [&](int token) { return on_token(index, token); };
+    if (!keep_going(id, s.stop_ids, s.max_new_tokens, s.result, on_this)) return finish(s, s.result.stop);
+    if (s.session->position() >= s.session->max_context()) return finish(s, StopReason::kContextFull);
+    s.next = id;
+  }
+
+  void finish(Slot& s, StopReason why) {
+    s.result.stop = why;
+    s.result.stats.generated_tokens = static_cast<int>(s.result.tokens.size());
+    s.result.stats.decode_seconds = seconds_since(s.decode_start);
+    s.active = false;
+  }
+
+  Batch<V>& batch_;
+  std::vector<Slot> slots_;               // [max_rows]
+  std::vector<float> logits_;             // [max_rows, vocab]: the last pass's rows
+  std::vector<BatchEntry<V>> entries_;    // [active] of the current pass
+  std::vector<int> members_;              // [active]: the slot of each entry
+};
+
+}  // namespace gemma4
