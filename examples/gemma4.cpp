@@ -12,6 +12,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstdint>
@@ -103,9 +104,18 @@ struct Threads {
   }
 };
 
+// Whether what stdout got last leaves a line open: a reply that does not end its line
+// gets a newline (end_reply_line), so the next reply or the shell's prompt starts a line.
+bool g_stdout_line_open = false;
+
 void print_stdout(std::string_view text) {
   std::fwrite(text.data(), 1, text.size(), stdout);
   std::fflush(stdout);
+  if (!text.empty()) g_stdout_line_open = text.back() != '\n';
+}
+
+void end_reply_line() {
+  if (g_stdout_line_open) print_stdout("\n");
 }
 
 // A progress callback printing "what: N% of X GB" on one line of stderr.
@@ -362,8 +372,9 @@ gemma4::JsonValue read_chat_json(const std::string& path) {
 
 std::vector<gemma4::Tool> read_tools(const std::string& path) {
   if (path.empty()) return {};
+  const gemma4::JsonValue json = read_chat_json(path);  // its errors name the file already
   try {
-    return gemma4::tools_from_json(read_chat_json(path));
+    return gemma4::tools_from_json(json);
   } catch (const gemma4::Error& e) {
     fail(e.kind(), "{}: {}", path, e.what());
   }
@@ -551,6 +562,8 @@ struct RunCommand {
     // one line of stdin (a script can pipe them in), then the model's continuation.
     const auto answer = [&](gemma4::Reply reply) {
       while (true) {
+        end_reply_line();
+        if (reply.dropped_turns > 0) fmt::print(stderr, "\n[the context was full: the {} oldest turns were dropped]", reply.dropped_turns);
         for (const gemma4::MalformedToolCall& bad : reply.malformed_calls) fmt::print(stderr, "\n[malformed tool call: {}] {}\n", bad.reason, bad.raw);
         print_summary(reply.generation, loaded.weights.report().bytes_per_token);
         if (reply.tool_calls.empty()) return;
@@ -566,13 +579,19 @@ struct RunCommand {
       }
     };
     if (!chat) return answer(conversation.ask(prompt, drafts, on_text));
-    if (terminal) fmt::print(stderr, "chat: an empty line is ignored, /reset starts over, /exit or Ctrl-D ends\n");
+    constexpr const char* kHelp = "chat: an empty line is ignored, /reset starts over, /help shows this, /exit or Ctrl-D ends\n";
+    if (terminal) fmt::print(stderr, "{}", kHelp);
     for (std::string line;;) {
       if (terminal) fmt::print(stderr, "> ");
       if (!std::getline(std::cin, line) || line == "/exit") break;
       if (line.empty()) continue;
+      if (line == "/help") {
+        fmt::print(stderr, "{}", kHelp);
+        continue;
+      }
       if (line == "/reset") {
         conversation.restart();
+        fmt::print(stderr, "[the conversation starts over]\n");
         continue;
       }
       try {
@@ -717,6 +736,7 @@ struct RunCommand {
           return true;
         });
         print_stdout(stream.finish());
+        end_reply_line();
         print_summary(result, bytes_per_token);
       });
     });
@@ -738,7 +758,9 @@ int main(int argc, char** argv) {
   LogitsCommand logits;
   TemplateCommand template_command;
   std::function<int()> chosen;
+  std::vector<std::string> commands;
   const auto add = [&](const char* name, const char* description, auto& command) {
+    commands.push_back(name);
     CLI::App* sub = app.add_subcommand(name, description);
     command.add_to(*sub);
     sub->callback([&] { chosen = [&] { return command(); }; });
@@ -751,10 +773,17 @@ int main(int argc, char** argv) {
   add("info", "load and validate a checkpoint, print its config and tensors", info);
   add("logits", "logits of every position: float32 [T, vocab] to --out, or each argmax", logits);
   add("template", "print the chat prompt the model sees for a list of messages (and tools)", template_command);
+  // Usage errors exit with 2, as the shell's own tools do; a run that fails, with 1.
+  constexpr int kUsageError = 2;
+  if (argc > 1 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
+    fmt::print(stderr, "gemma4: unknown command '{}'; the commands are {} (gemma4 COMMAND --help)\n", argv[1], fmt::join(commands, ", "));
+    return kUsageError;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    const int code = app.exit(e);
+    return code == 0 ? 0 : kUsageError;
   }
   try {
     return chosen();

@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 
 #include "gemma4/chat/conversation.hpp"
 #include "gemma4/chat/prompt_renderer.hpp"
@@ -251,6 +252,32 @@ TEST_CASE("A reply that fills the context ends the conversation cleanly; a resta
   chat.restart();
   const Reply again = chat.ask("Hi", [](std::string_view, bool) {});
   CHECK(again.generation.tokens == full.generation.tokens);
+}
+
+TEST_CASE("A chat that outgrows its context drops its oldest turns and goes on") {
+  const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = {}};
+  constexpr int kContext = 96;
+  Session<TinyE2B> session(model().weights, {.max_context = kContext});
+  Conversation<TinyE2B> chat(session, model().tokenizer, greedy, {.system = "Be brief.", .max_new_tokens = 8});
+  int dropped = 0;
+  for (int turn = 0; turn < 12; ++turn) {
+    const Reply reply = chat.ask(fmt::format("Turn {} of the chat.", turn), [](std::string_view, bool) {});
+    dropped += reply.dropped_turns;
+    CHECK(static_cast<int>(chat.history().size()) <= kContext);
+  }
+  CHECK(dropped > 0);
+  const std::vector<Message>& kept = chat.messages();
+  CHECK(kept.front().role == Role::kSystem);
+  CHECK(kept[1].role == Role::kUser);
+  CHECK(kept[1].content != "Turn 0 of the chat.");
+  CHECK(kept[kept.size() - 2].content == "Turn 11 of the chat.");
+  // What is left answers as a fresh chat holding only those turns would.
+  Session<TinyE2B> fresh_session(model().weights, {.max_context = kContext});
+  Conversation<TinyE2B> fresh(fresh_session, model().tokenizer, greedy, {.system = "Be brief.", .max_new_tokens = 8});
+  fresh.restore(std::span(kept).subspan(1));
+  const Reply a = chat.ask("One more.", [](std::string_view, bool) {}), b = fresh.ask("One more.", [](std::string_view, bool) {});
+  CHECK(a.generation.tokens == b.generation.tokens);
+  CHECK(a.dropped_turns == b.dropped_turns);
 }
 
 namespace {

@@ -56,6 +56,7 @@ check "summary line" grep -q "prompt tokens | first token .* s | prefill .* tok/
 check "run again with the seed" run_to "$dir/b" --prompt "Write a haiku." --max-tokens 16 --seed 7
 check "same seed, same text" cmp "$dir/a" "$dir/b"
 check "run --raw --greedy" run_to "$dir/c" --raw --prompt "Once upon a time" --max-tokens 8 --greedy
+check "a reply ends its line" test "$(tail -c 1 "$dir/c" | od -An -c | tr -d ' ')" = '\n'
 # A file of prompts as one batch: each line's reply is the one it gets alone.
 printf '%s\n' "Write a haiku." "Name three colors." "" '[{"role": "user", "content": "Say hi."}]' '[{"role": "user"' "Tell a story." > "$dir/prompts.txt"
 check "run --prompts" run_to "$dir/batch" --prompts "$dir/prompts.txt" --batch 2 --greedy --max-tokens 8
@@ -70,7 +71,8 @@ check "a batch gives each prompt the text it gets alone, and a bad line an error
   const by_line = Object.fromEntries(replies.map(r => [r.line, r]));
   for (const line of [1, 2, 4, 6]) {
     const r = by_line[line];
-    if (!r || r.text !== fs.readFileSync(dir + "/alone" + line, "utf8") || !["stop token", "token limit"].includes(r.stop) || !(r.generated_tokens > 0))
+    const alone = fs.readFileSync(dir + "/alone" + line, "utf8");  // a reply that leaves its line open gets a newline
+    if (!r || r.text.replace(/\n$/, "") !== alone.replace(/\n$/, "") || !["stop token", "token limit"].includes(r.stop) || !(r.generated_tokens > 0))
       throw new Error("line " + line + ": " + JSON.stringify(r));
   }
   if (!/not a valid JSON array of messages/.test(by_line[5].error) || replies.length !== 5) throw new Error(JSON.stringify(replies));
@@ -117,6 +119,13 @@ check_error "draft logits need two tokens" "--draft needs at least two --tokens"
 check_error "unknown weight format" "--weights: q4_0 not in {bf16,int4,int8}" "$gemma4" run --model "$dir/chat" --prompt hi --weights q4_0
 check_error "negative thread count" "--threads: Value -2 not in range 0 to 1024" "$gemma4" run --model "$dir/chat" --prompt hi --threads -2
 check_error "a token limit past int" "--max-tokens" "$gemma4" run --model "$dir/chat" --prompt hi --max-tokens 4294967297
+check "an unknown command exits with 2 and names the commands" bash -c "'$gemma4' frobnicate > '$dir/usage' 2>&1; test \$? -eq 2 && grep -q \"unknown command 'frobnicate'; the commands are run, convert\" '$dir/usage'"
+check "a usage error exits with 2" bash -c "'$gemma4' run --model '$dir/chat' --max-tokens lots > /dev/null 2>&1; test \$? -eq 2"
+check "--help exits with 0" "$gemma4" run --help
+check_error "a missing tools file is named once" "$dir/no-tools.json: missing or unreadable" bash -c "'$gemma4' run --model '$dir/chat' --prompt hi --tools '$dir/no-tools.json' 2>&1 | sed 's|$dir/no-tools.json: $dir/no-tools.json|doubled|'; exit \${PIPESTATUS[0]}"
+check "chat: /help and /reset answer" bash -c "printf '/help\n/reset\n/exit\n' | '$gemma4' run --model '$dir/chat' --chat 2> '$dir/help.err'; grep -q '/reset starts over' '$dir/help.err' && grep -q 'the conversation starts over' '$dir/help.err'"
+check "chat: piped replies each end their line" bash -c "printf 'Hi\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 3 --seed 2 > '$dir/two-replies' 2> /dev/null; test \$(wc -l < '$dir/two-replies') -ge 2"
+check "chat: a full context drops the oldest turns, with a notice" bash -c "printf 'one two three\nfour five six\nseven eight nine\nten eleven\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 6 --max-context 48 --greedy 2> '$dir/drop.err' > /dev/null; grep -q 'the context was full: the [0-9]* oldest turns were dropped' '$dir/drop.err' && test \$(grep -c 'prompt tokens' '$dir/drop.err') -eq 4"
 check_error "no prompt and no chat" "give one of --prompt TEXT, --prompts FILE and --chat" "$gemma4" run --model "$dir/chat"
 
 # The chat template: the prompt of a list of messages, as text and as ids.

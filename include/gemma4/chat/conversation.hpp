@@ -48,6 +48,7 @@ struct Reply {
   std::string thought;  // the thought channel's text, if the model wrote one
   std::vector<ToolCall> tool_calls;                 // calls to run; send_tool_results answers them
   std::vector<MalformedToolCall> malformed_calls;  // tool-call output that could not be parsed
+  int dropped_turns = 0;  // the oldest user turns (with their replies) dropped from the history to fit the context
   GenerationResult generation;
 };
 
@@ -80,9 +81,11 @@ class Conversation {
   // Sends a user turn and generates the model's answer. on_text(text, is_thought) gets
   // the answer as it is decoded (tool calls are not shown: they come in Reply::tool_calls)
   // and returns false to cancel the reply (or returns void). A cancelled reply, or one cut
-  // by the token limit or a full context, stays in the history as far as it went. An
-  // exception (invalid UTF-8, a prompt past the context, one thrown by on_text) leaves
-  // the history as it was, and the next turn goes on from it.
+  // by the token limit or a full context, stays in the history as far as it went. When
+  // the history leaves no room for an answer in the context, its oldest turns are dropped
+  // (the system prompt stays; Reply::dropped_turns says how many). An exception (invalid
+  // UTF-8, a turn too long for the context on its own, one thrown by on_text) leaves the
+  // history as it was, and the next turn goes on from it.
   template <typename OnText>
   Reply ask(std::string_view user_text, OnText&& on_text) {
     NoDrafts none;
@@ -171,10 +174,12 @@ class Conversation {
 
   template <DraftSource Drafts, typename OnText>
   Reply respond(std::vector<Message> next, Drafts& drafts, OnText&& on_text) {
-    const std::vector<int> wanted = render(next, /*generation_prompt=*/true).ids(tokenizer_);
+    std::vector<int> wanted = render(next, /*generation_prompt=*/true).ids(tokenizer_);
+    const int dropped = drop_oldest_turns(next, wanted);
     const std::span<const int> feed = std::span(wanted).subspan(reuse_cache_for(wanted));
 
     Reply reply;
+    reply.dropped_turns = dropped;
     StreamDecoder stream(tokenizer_, {.skip_special = true});
     ToolCallParser parser;
     bool in_thought = false, go_on = true;
@@ -224,6 +229,27 @@ class Conversation {
     if (thought.starts_with("thought\n")) thought.remove_prefix(8);
     if (thought.ends_with('\n')) thought.remove_suffix(1);
     return std::string(thought);
+  }
+
+  // Drops the oldest user turns of `next`, each with the replies and tool turns after it
+  // (the system prompt stays, and so does the newest user turn), until its prompt
+  // `wanted` leaves room for an answer: max_new_tokens, or a quarter of the context if
+  // less. Returns how many went; `wanted` is the prompt of what is left. A chat whose
+  // context has filled goes on instead of failing every later turn.
+  int drop_oldest_turns(std::vector<Message>& next, std::vector<int>& wanted) const {
+    const int context = generator_.session().max_context();
+    const std::size_t room = static_cast<std::size_t>(std::min(options_.max_new_tokens, context / 4));
+    const auto is_user = [](const Message& m) { return m.role == Role::kUser; };
+    int dropped = 0;
+    while (wanted.size() + room > static_cast<std::size_t>(context)) {
+      const auto oldest = std::find_if(next.begin(), next.end(), is_user);
+      const auto following = oldest == next.end() ? next.end() : std::find_if(oldest + 1, next.end(), is_user);
+      if (following == next.end()) break;  // only the newest turn is left: a prompt too long fails as such
+      next.erase(oldest, following);
+      ++dropped;
+      wanted = render(next, /*generation_prompt=*/true).ids(tokenizer_);
+    }
+    return dropped;
   }
 
   // Leaves in the session the longest prefix of `wanted` it holds and can keep (at least

@@ -200,6 +200,7 @@ class Generator {
   }
 
   Session<V>& session() { return session_; }
+  const Session<V>& session() const { return session_; }
 
  private:
   std::span<float> row(int i) { return std::span(logits_).subspan(static_cast<std::size_t>(i) * kVocab, kVocab); }

@@ -500,11 +500,14 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       Int4GroupTile<2, kDot>(tiles, xs, low_acc, high_acc);
       Int4GroupTile<3, kDot>(tiles, xs, low_acc, high_acc);
       AddScaledGroup(w, place, g, lane, [&](std::size_t r, std::size_t t) {
-        if constexpr (kOneChain) return low_acc[r][t];
-        // The high chain is an exact multiple of 16 (unless shifted down for SDOT), so the
-        // arithmetic shift is exact.
-        const VQ high_sum = kSignedWeights<kDot> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
-        return hn::Add(hn::Add(low_acc[r][t], high_sum), hn::Set(d, group_offset[t * groups + g]));
+        if constexpr (kOneChain) {
+          return low_acc[r][t];
+        } else {
+          // The high chain is an exact multiple of 16 (unless shifted down for SDOT), so the
+          // arithmetic shift is exact.
+          const VQ high_sum = kSignedWeights<kDot> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
+          return hn::Add(hn::Add(low_acc[r][t], high_sum), hn::Set(d, group_offset[t * groups + g]));
+        }
       }, sum);
     }
     StoreInt4Sums(w, block, lane, a, token, sum, out);
