@@ -3,7 +3,7 @@
 The target has the real E2B topology at tiny-e2b's dims (35 layers, 4 sliding + 1 full, the
 last 20 layers reading layers 13/14's caches, double-wide MLP in those, per-layer inputs,
 proportional RoPE, softcap); the assistant is tiny-e2b-assistant (4 query-only layers, the
-centroid head). Both follow ../shared/spec/gemma4-text.md and gemma4-assistant.md; shapes,
+centroid head). Both follow docs/spec/gemma4-text.md and gemma4-assistant.md; shapes,
 tensor names and config.json come from `gemma4 synth`, so the checkpoints have exactly the
 layout the library loads. Run by hand with Debian's torch (the build never needs Python):
 
