@@ -34,6 +34,18 @@
 #endif
 #include "gemma4/model/forward-inl.h"
 
+// The forward pass compiled here runs one to two orders of magnitude below the machine's
+// speed without optimisation, or for Highway's portable baseline (no -march on x86-64):
+// say so at compile time. CMake's gemma4_target_simd() sets both right.
+#ifndef GEMMA4_NO_SPEED_WARNINGS
+#ifndef __OPTIMIZE__
+#warning "gemma4: the forward pass is compiled without optimisation and runs about 100x slower: build with -O2 (CMAKE_BUILD_TYPE=Release, or gemma4_target_simd())"
+#endif
+#if !GEMMA4_DYNAMIC_DISPATCH && (HWY_STATIC_TARGET & (HWY_SCALAR | HWY_EMU128)) != 0
+#warning "gemma4: the forward pass is compiled for Highway's portable target, not the CPU's SIMD: pass -march=native (or the target CPU's), or GEMMA4_DYNAMIC_DISPATCH=1; CMake: gemma4_target_simd(app NATIVE|DISPATCH)"
+#endif
+#endif
+
 namespace gemma4 {
 
 #if GEMMA4_DYNAMIC_DISPATCH
