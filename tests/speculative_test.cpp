@@ -393,7 +393,7 @@ TEST_CASE("speculative generation stops where the caller says, inside an accepte
   }
 }
 
-TEST_CASE("speculative generation refuses a session that cannot roll back its drafts", "[assistant][generate][errors]") {
+TEST_CASE("speculative generation refuses a session that cannot roll back its drafts, or another session's drafter", "[assistant][generate][errors]") {
   using A = TinyE2BAssistant;
   TinyPair<A>& p = pair<A>();
   Session<TinyE2B> session(p.target, {.max_context = 128, .prefill_chunk = 1});
@@ -401,6 +401,10 @@ TEST_CASE("speculative generation refuses a session that cannot roll back its dr
   Generator<TinyE2B> generator(session, {.temperature = 0.0f}, {});
   const std::vector<int> prompt{2, 10, 11};
   CHECK_THROWS_WITH(generator.generate(prompt, 5, drafter, [](int) { return true; }), Contains("raise prefill_chunk"));
+  Session<TinyE2B> other(p.target, {.max_context = 128});
+  Generator<TinyE2B> elsewhere(other, {.temperature = 0.0f}, {});
+  CHECK_THROWS_WITH(elsewhere.generate(prompt, 5, drafter, [](int) { return true; }), Contains("the drafter was made for another session"));
+  CHECK(other.position() == 0);
   CHECK_THROWS_WITH(Drafter<A>(p.assistant, session, {.max_drafts = -1}), Contains("max_drafts"));
   CHECK_THROWS_WITH(Drafter<A>(p.assistant, session, {.centroids_kept = 65}), Contains("centroids"));
 }

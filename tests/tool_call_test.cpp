@@ -23,6 +23,15 @@ std::string rendered_calls(const std::vector<ToolCall>& calls) {
   return text.substr(open.size(), text.size() - open.size() - std::string_view("<|tool_response>").size());
 }
 
+// Messages and tools come from order-keeping JSON; nlohmann::json, which sorts keys,
+// would silently reorder a tool's parameters in the prompt, so it does not compile.
+template <typename Json>
+constexpr bool kReadsChat = requires(const Json& j) {
+  tools_from_json(j);
+  messages_from_json(j);
+};
+static_assert(kReadsChat<JsonValue> && !kReadsChat<nlohmann::json>);
+
 // Equal as JSON, whatever the key order (the parser keeps the model's, which is sorted).
 bool same_json(const JsonValue& a, const JsonValue& b) { return nlohmann::json::parse(a.dump()) == nlohmann::json::parse(b.dump()); }
 

@@ -106,6 +106,12 @@ inline ToolCall tool_call_from_json(const JsonValue& call, std::string_view wher
 
 }  // namespace detail
 
+// nlohmann::json holds an object's keys sorted, not in the order written, and prompts
+// render them in that order (a tool's parameters, a call's arguments): these take
+// gemma4::JsonValue (nlohmann::ordered_json), and nlohmann::json does not compile.
+std::vector<Message> messages_from_json(const nlohmann::json&) = delete;
+std::vector<Tool> tools_from_json(const nlohmann::json&) = delete;
+
 inline std::vector<Message> messages_from_json(const JsonValue& json) {
   if (!json.is_array()) fail(ErrorKind::kInvalidArgument, "messages: a JSON array of messages expected");
   std::vector<Message> messages;

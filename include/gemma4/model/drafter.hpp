@@ -55,6 +55,8 @@ class Drafter {
   Drafter(const Assistant<A>&, const Session<Target>&&, const DrafterOptions& = {}) = delete;
 
   int max_drafts() const { return options_.max_drafts; }
+  // The session whose KV caches the drafts read: the one generation must run.
+  const Session<Target>& session() const { return session_; }
 
   // Drafts up to out.size() tokens for the round at the session's position from `token`
   // (b) and `hidden` (h); stops after a stop id or an unlikely draft. Returns the count.

@@ -135,6 +135,13 @@ class Generator {
   template <DraftSource Drafts, typename OnToken>
   GenerationResult generate(std::span<const int> prompt, int max_new_tokens, Drafts& drafts, OnToken&& on_token) {
     check_generation(session_, prompt, max_new_tokens);
+    // A drafter reads the caches of the session it was made with: drafting for another
+    // would draft from the wrong history.
+    if constexpr (requires { drafts.session(); }) {
+      if (static_cast<const void*>(&drafts.session()) != static_cast<const void*>(&session_)) {
+        fail(ErrorKind::kInvalidArgument, "generate: the drafter was made for another session; make it with this generator's session");
+      }
+    }
     const int max_drafts = drafts.max_drafts();
     if (max_drafts > session_.rewind_margin()) {
       fail(ErrorKind::kInvalidArgument, "{} drafts per round need a session that can rewind {} positions; it can {} (raise prefill_chunk)", max_drafts,
