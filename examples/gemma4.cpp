@@ -10,9 +10,11 @@
 //   logits     logits of every position: little-endian float32 [T, vocab] to a file,
 //              or each position's argmax
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <chrono>
 #include <cstdint>
@@ -117,6 +119,37 @@ void print_stdout(std::string_view text) {
 void end_reply_line() {
   if (g_stdout_line_open) print_stdout("\n");
 }
+
+// Ctrl-C in a chat cancels the reply being generated, not the process; at the prompt it
+// says how to leave. The handler only sets flags and writes (async-signal-safe).
+std::atomic<bool> g_interrupted{false}, g_generating{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
+extern "C" void on_interrupt(int) {
+  g_interrupted = true;
+  if (!g_generating) {
+    constexpr char kHint[] = "\n(/exit or Ctrl-D ends the chat)\n> ";
+    [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, kHint, sizeof kHint - 1);
+  }
+}
+
+// Installs on_interrupt for SIGINT while it lives (SA_RESTART: reading stdin goes on).
+class InterruptCancelsReply {
+ public:
+  InterruptCancelsReply() {
+    struct sigaction action {};
+    action.sa_handler = on_interrupt;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    ::sigaction(SIGINT, &action, &previous_);
+  }
+  ~InterruptCancelsReply() { ::sigaction(SIGINT, &previous_, nullptr); }
+  InterruptCancelsReply(const InterruptCancelsReply&) = delete;
+  InterruptCancelsReply& operator=(const InterruptCancelsReply&) = delete;
+
+ private:
+  struct sigaction previous_ {};
+};
 
 // A progress callback printing "what: N% of X GB" on one line of stderr.
 std::function<void(std::size_t, std::size_t)> progress_line(std::string what) {
@@ -554,8 +587,9 @@ struct RunCommand {
                                           .chat_template = loaded.chat_template});  // generation: the command line's sampling
     if (!loaded.chat_template.warning.empty()) fmt::print(stderr, "warning: {}\n", loaded.chat_template.warning);
     const auto on_text = [&](std::string_view text, bool thought) {
-      if (!thought) return print_stdout(text);
-      if (show_thoughts) fmt::print(stderr, "{}", text);
+      if (!thought) print_stdout(text);
+      if (thought && show_thoughts) fmt::print(stderr, "{}", text);
+      return !g_interrupted;  // false cancels the reply
     };
     const bool terminal = ::isatty(STDIN_FILENO) == 1;
     // A reply and, while it calls tools, each call shown on stderr and its result read as
@@ -579,8 +613,10 @@ struct RunCommand {
       }
     };
     if (!chat) return answer(conversation.ask(prompt, drafts, on_text));
-    constexpr const char* kHelp = "chat: an empty line is ignored, /reset starts over, /help shows this, /exit or Ctrl-D ends\n";
+    constexpr const char* kHelp =
+        "chat: an empty line is ignored, Ctrl-C cancels a reply, /reset starts over, /help shows this, /exit or Ctrl-D ends\n";
     if (terminal) fmt::print(stderr, "{}", kHelp);
+    const InterruptCancelsReply interrupts;
     for (std::string line;;) {
       if (terminal) fmt::print(stderr, "> ");
       if (!std::getline(std::cin, line) || line == "/exit") break;
@@ -594,11 +630,14 @@ struct RunCommand {
         fmt::print(stderr, "[the conversation starts over]\n");
         continue;
       }
+      g_interrupted = false;
+      g_generating = true;
       try {
         answer(conversation.ask(line, drafts, on_text));
       } catch (const gemma4::Error& e) {  // a bad line (invalid UTF-8, too long) does not end the chat
         fmt::print(stderr, "error: {}\n", e.what());
       }
+      g_generating = false;
     }
   }
 

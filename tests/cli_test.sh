@@ -126,6 +126,12 @@ check_error "a missing tools file is named once" "$dir/no-tools.json: missing or
 check "chat: /help and /reset answer" bash -c "printf '/help\n/reset\n/exit\n' | '$gemma4' run --model '$dir/chat' --chat 2> '$dir/help.err'; grep -q '/reset starts over' '$dir/help.err' && grep -q 'the conversation starts over' '$dir/help.err'"
 check "chat: piped replies each end their line" bash -c "printf 'Hi\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 3 --seed 2 > '$dir/two-replies' 2> /dev/null; test \$(wc -l < '$dir/two-replies') -ge 2"
 check "chat: a full context drops the oldest turns, with a notice" bash -c "printf 'one two three\nfour five six\nseven eight nine\nten eleven\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 6 --max-context 48 --greedy 2> '$dir/drop.err' > /dev/null; grep -q 'the context was full: the [0-9]* oldest turns were dropped' '$dir/drop.err' && test \$(grep -c 'prompt tokens' '$dir/drop.err') -eq 4"
+check "chat: Ctrl-C cancels a reply, not the chat" bash -c "
+  mkfifo '$dir/chat-in'
+  '$gemma4' run --model '$dir/chat' --chat --max-tokens 5000 --max-context 6000 --greedy < '$dir/chat-in' > /dev/null 2> '$dir/interrupt.err' & pid=\$!
+  exec 3> '$dir/chat-in'
+  echo Hi >&3; sleep 1; kill -INT \$pid; sleep 0.2; echo /exit >&3; exec 3>&-
+  wait \$pid && grep -q 'prompt tokens' '$dir/interrupt.err'"
 check_error "no prompt and no chat" "give one of --prompt TEXT, --prompts FILE and --chat" "$gemma4" run --model "$dir/chat"
 
 # The chat template: the prompt of a list of messages, as text and as ids.
