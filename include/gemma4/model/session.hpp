@@ -47,7 +47,7 @@ class Session {
   explicit Session(const Weights<V>& weights, const SessionOptions& options = {})
       : options_(options),
         sequence_(options),
-        pass_state_(weights, options.prefill_chunk, options.max_context, options.pool != nullptr ? *options.pool : default_pool()),
+        pass_state_(weights, options.prefill_chunk, options.max_context, pool_or_default(options.pool)),
         pass_(choose_forward_pass<V>()) {}
 
   // The tokens the KV caches hold, in order: the one record of what the session has seen.

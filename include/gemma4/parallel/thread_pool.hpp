@@ -288,4 +288,7 @@ inline ThreadPool& default_pool() {
   return pool;
 }
 
+// The pool an options struct names, or the process's when it names none (null).
+inline ThreadPool& pool_or_default(ThreadPool* pool) { return pool != nullptr ? *pool : default_pool(); }
+
 }  // namespace gemma4

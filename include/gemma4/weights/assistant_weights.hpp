@@ -164,7 +164,7 @@ class Assistant {
       view_packed();
     } else {
       order_embeddings();
-      if (report_.format != WeightFormat::kBF16) quantize(options.pool != nullptr ? *options.pool : default_pool());
+      if (report_.format != WeightFormat::kBF16) quantize(pool_or_default(options.pool));
     }
   }
 

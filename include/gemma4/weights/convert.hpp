@@ -94,7 +94,7 @@ inline void write_packed_model(const std::filesystem::path& out, const PackedMod
   const fs::path partial = out / (std::string(kSingleFileName) + ".partial");
   try {
     SafetensorsWriter file(partial, packed_model_metadata(info), entries, kPackedAlignment);
-    ThreadPool& pool = options.pool != nullptr ? *options.pool : default_pool();
+    ThreadPool& pool = pool_or_default(options.pool);
     std::size_t done = 0;
     for (const auto& m : matrices) {
       const PackedMatrixShape& shape = m.shape;

@@ -71,7 +71,7 @@ class Weights {
     } else if (!planned.empty()) {
       std::vector<PackedMatrices::Source> sources;
       for (const Planned& m : planned) sources.push_back({m.shape, *m.slot, !copies_.is_copy(*m.slot)});
-      packed_.convert(sources, options.pool != nullptr ? *options.pool : default_pool());
+      packed_.convert(sources, pool_or_default(options.pool));
     }
     attach_packed(planned);
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
