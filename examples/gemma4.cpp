@@ -9,6 +9,7 @@
 //   info       load and validate a checkpoint, print its config and tensors
 //   logits     logits of every position: little-endian float32 [T, vocab] to a file,
 //              or each position's argmax
+//   serve      the OpenAI API over HTTP (examples/server/)
 
 #include <signal.h>
 #include <unistd.h>
@@ -39,6 +40,9 @@
 #include "gemma4/model/drafter.hpp"
 #include "gemma4/variants.hpp"
 #include "gemma4/testing/synthetic.hpp"
+#if GEMMA4_SERVER
+#include "server.hpp"
+#endif
 
 namespace {
 
@@ -503,22 +507,14 @@ gemma4::Model<V> load_model(const std::filesystem::path& dir, gemma4::LoadOption
   return model;
 }
 
-// One generated reply of a batch as it streams in: the text, with the thought channel
-// kept apart.
+// One generated reply of a batch as it streams in: the text, the thought channel kept
+// apart, tool calls parsed out.
 struct StreamedReply {
-  gemma4::StreamDecoder stream;
+  gemma4::ReplyStream stream;
   std::string text, thought;
-  bool in_thought = false;
 
-  void push(int id, int channel_start, int channel_end) {
-    if (id == channel_start || id == channel_end) {
-      (in_thought ? thought : text) += stream.finish();
-      in_thought = id == channel_start;
-    } else {
-      (in_thought ? thought : text) += stream.push(id);
-    }
-  }
-  void finish() { (in_thought ? thought : text) += stream.finish(); }
+  void push(int id) { stream.push(id, [&](std::string_view piece, bool in_thought) { (in_thought ? thought : text) += piece; }); }
+  void finish() { stream.finish([&](std::string_view piece, bool in_thought) { (in_thought ? thought : text) += piece; }); }
 };
 
 struct RunCommand {
@@ -682,13 +678,9 @@ struct RunCommand {
     sessions.reserve(static_cast<std::size_t>(batch));  // no moves: the generator holds their addresses
     std::vector<std::optional<StreamedReply>> replies(static_cast<std::size_t>(batch));  // by slot
     std::vector<std::size_t> line_of(static_cast<std::size_t>(batch));                   // by slot
-    std::vector<int> stop_ids = generation.stop_ids;
-    const int turn_end = gemma4::control_token_id(loaded.tokenizer, gemma4::control_token::kTurnEnd);
-    if (!raw && std::find(stop_ids.begin(), stop_ids.end(), turn_end) == stop_ids.end()) stop_ids.push_back(turn_end);
-    const int channel_start = gemma4::control_token_id(loaded.tokenizer, gemma4::control_token::kChannelStart);
-    const int channel_end = gemma4::control_token_id(loaded.tokenizer, gemma4::control_token::kChannelEnd);
+    const std::vector<int> stop_ids = raw ? generation.stop_ids : gemma4::chat_stop_ids(generation.stop_ids, loaded.tokenizer, !tools.empty());
     const auto on_token = [&](int slot, int id) {
-      replies[static_cast<std::size_t>(slot)]->push(id, channel_start, channel_end);
+      replies[static_cast<std::size_t>(slot)]->push(id);
       return true;
     };
     const auto print_line = [](gemma4::JsonValue line) {
@@ -705,6 +697,8 @@ struct RunCommand {
       const gemma4::GenerationResult& result = generator.result(slot);
       gemma4::JsonValue out = {{"line", line_of[static_cast<std::size_t>(slot)] + 1}, {"text", reply->text}};
       if (!reply->thought.empty()) out["thought"] = reply->thought;
+      for (const gemma4::ToolCall& call : reply->stream.calls()) out["tool_calls"].push_back({{"name", call.name}, {"arguments", call.arguments}});
+      for (const gemma4::MalformedToolCall& bad : reply->stream.malformed()) out["malformed_tool_calls"].push_back({{"raw", bad.raw}, {"reason", bad.reason}});
       out["stop"] = to_string(result.stop);
       out["prompt_tokens"] = result.stats.prompt_tokens;
       out["generated_tokens"] = result.stats.generated_tokens;
@@ -725,7 +719,7 @@ struct RunCommand {
         if (static_cast<std::size_t>(slot) == sessions.size()) sessions.emplace_back(loaded.weights, gemma4::SessionOptions{.max_context = context, .pool = &pool});
         gemma4::Session<V>& session = sessions[static_cast<std::size_t>(slot)];
         session.reset();
-        replies[static_cast<std::size_t>(slot)].emplace(gemma4::StreamDecoder(loaded.tokenizer, {.skip_special = true}));
+        replies[static_cast<std::size_t>(slot)].emplace(gemma4::ReplyStream(loaded.tokenizer));
         line_of[static_cast<std::size_t>(slot)] = line;
         try {
           generator.join(session, prompt_ids(loaded, lines[line]), generation.sampling, stop_ids, max_tokens, on_token);
@@ -783,6 +777,37 @@ struct RunCommand {
   }
 };
 
+#if GEMMA4_SERVER
+// ---- serve ----
+
+struct ServeCommand {
+  gemma4::server::ServeOptions options;
+  std::string weights;
+  std::size_t max_body_mb = 4;
+
+  void add_to(CLI::App& app) {
+    app.add_option("--model", options.model, "model directory")->required();
+    app.add_option("--alias", options.alias, "the model's name in the API (default: the directory's name)");
+    app.add_option("--host", options.host, "address to listen on (loopback unless you mean otherwise)")->capture_default_str();
+    app.add_option("--port", options.port, "port; 0 = any free one")->check(CLI::Range(0, 65535))->capture_default_str();
+    app.add_option("--parallel", options.parallel, "slots: requests decoded at once, each with its own KV cache")->check(CLI::Range(1, 64))->capture_default_str();
+    app.add_option("--max-queue", options.max_queue, "requests waiting for a slot; more get 503")->check(CLI::Range(0, 4096))->capture_default_str();
+    app.add_option("--max-context", options.max_context, "context size of each slot in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+    app.add_option("--threads", options.threads, "threads to run on, 0 = all usable CPUs")->check(CLI::Range(0, kMaxThreads))->capture_default_str();
+    app.add_option("--api-key", options.api_key, "require \"Authorization: Bearer KEY\" on /v1 requests");
+    app.add_option("--max-body-mb", max_body_mb, "largest request body taken, in MiB (more gets 413)")->check(CLI::Range(1, 1024))->capture_default_str();
+    app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
+        ->check(CLI::IsMember(keys(kWeightFormats)));
+  }
+
+  int operator()() {
+    options.max_body_bytes = max_body_mb << 20;
+    if (!weights.empty()) options.format = kWeightFormats.at(weights);
+    return gemma4::server::serve(options);
+  }
+};
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -812,6 +837,10 @@ int main(int argc, char** argv) {
   add("info", "load and validate a checkpoint, print its config and tensors", info);
   add("logits", "logits of every position: float32 [T, vocab] to --out, or each argmax", logits);
   add("template", "print the chat prompt the model sees for a list of messages (and tools)", template_command);
+#if GEMMA4_SERVER
+  ServeCommand serve;
+  add("serve", "the OpenAI API over HTTP: /v1/chat/completions, /v1/completions, a chat page at /", serve);
+#endif
   // Usage errors exit with 2, as the shell's own tools do; a run that fails, with 1.
   constexpr int kUsageError = 2;
   if (argc > 1 && argv[1][0] != '-' && std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {

@@ -13,16 +13,13 @@
 #include "support.hpp"
 
 using namespace gemma4;
+using gemma4::test::demo_tokenizer;
 using Catch::Matchers::Contains;
 
 namespace {
 
 const std::filesystem::path kTemplates = std::filesystem::path(GEMMA4_TEST_DATA) / "chat_templates";
 
-const Tokenizer& demo_tokenizer() {
-  static const Tokenizer tokenizer = Tokenizer::from_file(std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json");
-  return tokenizer;
-}
 
 ChatTemplate published(const std::string& file) { return identify_chat_template(test::read_file(kTemplates / file), file); }
 

@@ -11,6 +11,7 @@ build=${1:-$root/build}
 shift || true
 extra=()
 command -v npm > /dev/null || extra+=(npm)
+command -v chromium > /dev/null || extra+=(chromium)  # gemma4 serve's chat page test
 bash "$root/cmake/install-deps.sh" "${extra[@]}"
 source "$root/cmake/ccache.sh"
 bash "$root/tests/tokenizer/fetch_tokenizer.sh" > /dev/null ||

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gemma4/error.hpp"
+#include "gemma4/tokenizer/tokenizer.hpp"
 
 namespace gemma4::test {
 
@@ -40,6 +41,13 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// examples/data/demo-tokenizer.json: the real Gemma vocabulary cut to the tiny models' size,
+// with Gemma 4's control tokens.
+inline const Tokenizer& demo_tokenizer() {
+  static const Tokenizer tokenizer = Tokenizer::from_file(std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json");
+  return tokenizer;
+}
 
 inline void write_file(const std::filesystem::path& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -27,12 +27,21 @@
 #include "gemma4/chat/chat_template.hpp"
 #include "gemma4/chat/messages.hpp"
 #include "gemma4/chat/prompt_renderer.hpp"
-#include "gemma4/chat/tool_call_parser.hpp"
+#include "gemma4/chat/reply_stream.hpp"
 #include "gemma4/model/generate.hpp"
 #include "gemma4/model/model.hpp"
-#include "gemma4/tokenizer/stream_decoder.hpp"
 
 namespace gemma4 {
+
+// What a chat reply stops on: generation_config.json's stop ids, the turn end and, when
+// tools are declared, <|tool_response> (the model waits for a call's result).
+inline std::vector<int> chat_stop_ids(std::vector<int> stop_ids, const Tokenizer& tokenizer, bool tools) {
+  for (const std::string_view token : {control_token::kTurnEnd, tools ? control_token::kToolResponseStart : control_token::kTurnEnd}) {
+    const int id = control_token_id(tokenizer, token);
+    if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
+  }
+  return stop_ids;
+}
 
 struct ConversationOptions {
   std::string system{};      // system prompt; empty: none
@@ -66,8 +75,7 @@ class Conversation {
   // lists. Throws for tools the chat template cannot declare.
   Conversation(Session<V>& session, const Tokenizer& tokenizer, const GenerationConfig& generation, ConversationOptions options)
       : tokenizer_(tokenizer), options_(std::move(options)), chat_template_(options_.chat_template.value_or(ChatTemplate{})),
-        ids_(control_ids(tokenizer)),
-        generator_(session, generation.sampling, with_stop_ids(generation.stop_ids, ids_, !options_.tools.empty())) {
+        generator_(session, generation.sampling, chat_stop_ids(generation.stop_ids, tokenizer, !options_.tools.empty())) {
     render_prompt(chat_template_, {}, options_.tools);  // refuses tools it cannot declare, now
     restart();
   }
@@ -144,27 +152,9 @@ class Conversation {
   std::vector<int> history() const { return render(messages_, /*generation_prompt=*/false).ids(tokenizer_); }
 
  private:
-  struct ControlIds {
-    int turn_end, channel_start, channel_end, tool_response;
-    std::vector<int> tool_syntax;  // <|tool_call>, <tool_call|>, <|"|>: read by the parser
-  };
-
-  static ControlIds control_ids(const Tokenizer& tokenizer) {
-    const auto id = [&](std::string_view token) { return control_token_id(tokenizer, token); };
-    return {id(control_token::kTurnEnd), id(control_token::kChannelStart), id(control_token::kChannelEnd), id(control_token::kToolResponseStart),
-            {id(control_token::kToolCallStart), id(control_token::kToolCallEnd), id(control_token::kQuote)}};
-  }
-
   static ConversationOptions with_template(ConversationOptions options, const ChatTemplate& chat_template) {
     if (!options.chat_template) options.chat_template = chat_template;
     return options;
-  }
-
-  static std::vector<int> with_stop_ids(std::vector<int> stop_ids, const ControlIds& ids, bool tools) {
-    for (const int id : {ids.turn_end, tools ? ids.tool_response : ids.turn_end}) {
-      if (std::find(stop_ids.begin(), stop_ids.end(), id) == stop_ids.end()) stop_ids.push_back(id);
-    }
-    return stop_ids;
   }
 
   PromptText render(std::span<const Message> messages, bool generation_prompt) const {
@@ -176,48 +166,30 @@ class Conversation {
   Reply respond(std::vector<Message> next, Drafts& drafts, OnText&& on_text) {
     std::vector<int> wanted = render(next, /*generation_prompt=*/true).ids(tokenizer_);
     const int dropped = drop_oldest_turns(next, wanted);
-    const std::span<const int> feed = std::span(wanted).subspan(reuse_cache_for(wanted));
+    const std::span<const int> feed = std::span(wanted).subspan(keep_common_prefix(generator_.session(), wanted));
 
     Reply reply;
     reply.dropped_turns = dropped;
-    StreamDecoder stream(tokenizer_, {.skip_special = true});
-    ToolCallParser parser;
-    bool in_thought = false, go_on = true;
-    const auto emit = [&](const std::string& text, bool thought) {
-      if (text.empty() || !go_on) return;
+    ReplyStream stream(tokenizer_);
+    bool go_on = true;
+    const auto emit = [&](std::string_view text, bool thought) {
+      if (!go_on) return;
       (thought ? reply.thought : reply.answer) += text;
       if constexpr (std::is_void_v<std::invoke_result_t<OnText&, std::string_view, bool>>) {
-        on_text(std::string_view(text), thought);
+        on_text(text, thought);
       } else {
-        go_on = on_text(std::string_view(text), thought);
+        go_on = on_text(text, thought);
       }
-    };
-    // Decoded text goes to the thought, or through the tool-call parser to the answer.
-    const auto flush = [&] {
-      std::string text = stream.finish();
-      in_thought ? emit(text, true) : emit(parser.push(text), false);
     };
     reply.generation = generator_.generate(feed, options_.max_new_tokens, drafts, [&](int id) {
-      const bool opens = id == ids_.channel_start, closes = id == ids_.channel_end;
-      if (opens || closes) {
-        flush();
-        in_thought = opens;
-      } else if (!in_thought && std::find(ids_.tool_syntax.begin(), ids_.tool_syntax.end(), id) != ids_.tool_syntax.end()) {
-        flush();
-        emit(parser.push(tokenizer_.token_text(id)), false);
-      } else if (in_thought) {
-        emit(stream.push(id), true);
-      } else {
-        emit(parser.push(stream.push(id)), false);
-      }
+      stream.push(id, emit);
       return go_on;
     });
-    flush();
-    emit(parser.finish(), false);
+    stream.finish(emit);
 
-    for (ToolCall& call : parser.calls()) call.id = fmt::format("call_{}", ++calls_made_);
-    reply.tool_calls = parser.calls();
-    reply.malformed_calls = std::move(parser.malformed());
+    for (ToolCall& call : stream.calls()) call.id = fmt::format("call_{}", ++calls_made_);
+    reply.tool_calls = stream.calls();
+    reply.malformed_calls = std::move(stream.malformed());
     next.push_back({.role = Role::kAssistant, .content = reply.answer, .reasoning = reasoning_of(reply.thought), .tool_calls = reply.tool_calls});
     messages_ = std::move(next);
     return reply;
@@ -252,25 +224,9 @@ class Conversation {
     return dropped;
   }
 
-  // Leaves in the session the longest prefix of `wanted` it holds and can keep (at least
-  // the last token of `wanted` is fed again, for its logits) and returns its length.
-  std::size_t reuse_cache_for(const std::vector<int>& wanted) {
-    Session<V>& session = generator_.session();
-    const std::span<const int> held = session.tokens();
-    const std::size_t limit = std::min(held.size(), wanted.size() - 1);
-    const auto common = static_cast<std::size_t>(std::mismatch(held.begin(), held.begin() + limit, wanted.begin()).first - held.begin());
-    if (!session.can_rewind_to(static_cast<int>(common))) {
-      session.reset();
-      return 0;
-    }
-    session.rewind(static_cast<int>(common));
-    return common;
-  }
-
   const Tokenizer& tokenizer_;
   ConversationOptions options_;
   ChatTemplate chat_template_;
-  ControlIds ids_;
   Generator<V> generator_;
   std::vector<Message> messages_;  // the conversation; a system message first if there is one
   int calls_made_ = 0;             // numbers the tool calls' ids

@@ -80,7 +80,9 @@ class ToolCallParser {
   }
 
   std::vector<ToolCall>& calls() { return calls_; }
+  const std::vector<ToolCall>& calls() const { return calls_; }
   std::vector<MalformedToolCall>& malformed() { return malformed_; }
+  const std::vector<MalformedToolCall>& malformed() const { return malformed_; }
 
  private:
   // Moves text into the open call up to its end marker (outside strings); true when the

@@ -1,0 +1,633 @@
+#include "server.hpp"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <httplib.h>
+
+#include "chat_page.hpp"
+#include "gemma4/chat/conversation.hpp"
+#include "gemma4/model/batch_generator.hpp"
+#include "gemma4/variants.hpp"
+#include "openai_api.hpp"
+#include "reply_builder.hpp"
+
+namespace gemma4::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A generation as the engine runs it and the HTTP thread waiting on it sees it: the
+// tokens as they are sampled, then how it ended.
+struct Job {
+  std::vector<int> prompt;
+  SamplingOptions sampling;
+  std::vector<int> stop_ids;
+  int max_tokens = 0;
+  // Set by the HTTP thread: the client left, or a stop string ended the reply. The engine
+  // stops the sequence before its next pass.
+  std::atomic<bool> cancelled{false};
+
+  std::mutex mutex;
+  std::condition_variable changed;
+  // Guarded by mutex:
+  std::vector<int> tokens;
+  bool done = false;
+  StopReason stop = StopReason::kMaxTokens;
+  GenerationStats stats;
+  int cached_tokens = 0;  // prompt tokens a slot's cache already held
+  std::string error;      // why the engine could not run it (an error response or event)
+  int error_status = 0;   // its HTTP status: 503 when the server stops, 500 for a failure
+
+  void add_token(int id) {
+    {
+      const std::lock_guard lock(mutex);
+      tokens.push_back(id);
+    }
+    changed.notify_all();
+  }
+
+  void finish(StopReason why, const GenerationStats& s, std::string why_not = {}, int status = 500) {
+    {
+      const std::lock_guard lock(mutex);
+      done = true;
+      stop = why;
+      stats = s;
+      error = std::move(why_not);
+      error_status = status;
+    }
+    changed.notify_all();
+  }
+
+  // Waits up to `timeout` for tokens past `seen` or the end; returns the new tokens.
+  std::vector<int> wait_for_tokens(std::size_t& seen, bool& ended, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex);
+    changed.wait_for(lock, timeout, [&] { return done || tokens.size() > seen; });
+    std::vector<int> fresh(tokens.begin() + static_cast<std::ptrdiff_t>(seen), tokens.end());
+    seen = tokens.size();
+    ended = done;
+    return fresh;
+  }
+};
+
+// The engine as the HTTP side sees it, whatever the model variant.
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+  // Queues a job; false when the queue is full or the server is stopping.
+  virtual bool submit(std::shared_ptr<Job> job) = 0;
+  virtual void stop() = 0;
+  virtual int idle_slots() const = 0;
+};
+
+// The slots: --parallel sessions, each keeping its KV cache between requests, and the one
+// thread (run()) that prefills, decodes all active slots in one pass, and hands out tokens.
+template <Variant V>
+class Engine final : public Scheduler {
+ public:
+  Engine(const Weights<V>& weights, const ServeOptions& options, ThreadPool& pool)
+      : batch_(weights, {.max_rows = options.parallel, .max_context = options.max_context, .pool = &pool}),
+        generator_(batch_),
+        running_(static_cast<std::size_t>(options.parallel)),
+        session_of_(static_cast<std::size_t>(options.parallel)),
+        max_queue_(static_cast<std::size_t>(options.max_queue)) {
+    for (int i = 0; i < options.parallel; ++i) {
+      sessions_.push_back({std::make_unique<Session<V>>(weights, SessionOptions{.max_context = options.max_context, .pool = &pool})});
+    }
+  }
+
+  bool submit(std::shared_ptr<Job> job) override {
+    {
+      const std::lock_guard lock(mutex_);
+      if (stopping_ || queue_.size() >= max_queue_) return false;
+      queue_.push_back(std::move(job));
+    }
+    wake_.notify_one();
+    return true;
+  }
+
+  void stop() override {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+  }
+
+  int idle_slots() const override { return idle_.load(); }
+
+  // Until stop(): then every job still queued or running ends.
+  void run() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      while (!queue_.empty() && generator_.active() < generator_.slots()) {
+        std::shared_ptr<Job> job = std::move(queue_.front());
+        queue_.pop_front();
+        lock.unlock();
+        start(std::move(job));
+        lock.lock();
+      }
+      idle_ = generator_.slots() - generator_.active();
+      if (generator_.active() == 0) {
+        wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        continue;
+      }
+      lock.unlock();
+      step();
+      lock.lock();
+    }
+    for (int slot = 0; slot < generator_.slots(); ++slot) generator_.cancel(slot);
+    release_finished(kShuttingDown, 503);
+    for (const std::shared_ptr<Job>& job : queue_) job->finish(StopReason::kCaller, {}, kShuttingDown, 503);
+    queue_.clear();
+  }
+
+ private:
+  struct SessionSlot {
+    std::unique_ptr<Session<V>> session;
+    bool busy = false;
+    long last_used = 0;
+  };
+
+  // The free session holding the longest prefix of `prompt`; of equals, the one unused
+  // longest (the others keep their caches for the clients that made them).
+  std::size_t choose_session(std::span<const int> prompt) const {
+    std::size_t best = sessions_.size(), best_common = 0;
+    for (std::size_t i = 0; i < sessions_.size(); ++i) {
+      if (sessions_[i].busy) continue;
+      const std::span<const int> held = sessions_[i].session->tokens();
+      const std::size_t n = std::min(held.size(), prompt.size());
+      const auto common = static_cast<std::size_t>(std::mismatch(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(n), prompt.begin()).first - held.begin());
+      if (best == sessions_.size() || common > best_common || (common == best_common && sessions_[i].last_used < sessions_[best].last_used)) {
+        best = i;
+        best_common = common;
+      }
+    }
+    return best;
+  }
+
+  void start(std::shared_ptr<Job> job) {
+    if (job->cancelled) return job->finish(StopReason::kCaller, {});  // its client left while it waited
+    const std::size_t index = choose_session(job->prompt);
+    Session<V>& session = *sessions_[index].session;
+    const std::size_t cached = keep_common_prefix(session, job->prompt);
+    {
+      const std::lock_guard lock(job->mutex);
+      job->cached_tokens = static_cast<int>(cached);
+    }
+    int slot = 0;  // join takes the first free slot: on_token must find the job there
+    while (!generator_.finished(slot)) ++slot;
+    running_[static_cast<std::size_t>(slot)] = job;
+    session_of_[static_cast<std::size_t>(slot)] = index;
+    sessions_[index].busy = true;
+    try {
+      generator_.join(session, std::span(job->prompt).subspan(cached), job->sampling, job->stop_ids, job->max_tokens,
+                      [this](int s, int id) { return on_token(s, id); });
+    } catch (const std::exception& e) {
+      session.reset();
+      job->finish(StopReason::kCaller, {}, e.what());
+      running_[static_cast<std::size_t>(slot)].reset();
+      sessions_[index].busy = false;
+      return;
+    }
+    release_finished({});  // its first token may have ended it
+  }
+
+  void step() {
+    for (int slot = 0; slot < generator_.slots(); ++slot) {
+      if (running_[static_cast<std::size_t>(slot)] && running_[static_cast<std::size_t>(slot)]->cancelled) generator_.cancel(slot);
+    }
+    try {
+      if (generator_.active() > 0) generator_.step([this](int s, int id) { return on_token(s, id); });
+    } catch (const std::exception& e) {  // not expected: every input was checked at join
+      for (int slot = 0; slot < generator_.slots(); ++slot) generator_.cancel(slot);
+      release_finished(e.what());
+      return;
+    }
+    release_finished({});
+  }
+
+  bool on_token(int slot, int id) {
+    Job& job = *running_[static_cast<std::size_t>(slot)];
+    job.add_token(id);
+    return !job.cancelled;
+  }
+
+  static constexpr const char* kShuttingDown = "the server is shutting down";
+
+  // Jobs whose sequences ended hand back their slots and sessions.
+  void release_finished(const std::string& error, int status = 500) {
+    for (int slot = 0; slot < generator_.slots(); ++slot) {
+      std::shared_ptr<Job>& job = running_[static_cast<std::size_t>(slot)];
+      if (!job || !generator_.finished(slot)) continue;
+      const GenerationResult& result = generator_.result(slot);
+      job->finish(result.stop, result.stats, error, status);
+      SessionSlot& session = sessions_[session_of_[static_cast<std::size_t>(slot)]];
+      session.busy = false;
+      session.last_used = ++uses_;
+      job.reset();
+    }
+  }
+
+  Batch<V> batch_;
+  BatchGenerator<V> generator_;
+  std::vector<SessionSlot> sessions_;
+  std::vector<std::shared_ptr<Job>> running_;  // by generator slot
+  std::vector<std::size_t> session_of_;        // by generator slot
+  long uses_ = 0;
+  std::atomic<int> idle_{0};
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<Job>> queue_;  // guarded by mutex_
+  std::size_t max_queue_;
+  bool stopping_ = false;  // guarded by mutex_
+};
+
+std::string dump(const JsonValue& json) { return json.dump(-1, ' ', false, JsonValue::error_handler_t::replace); }
+
+void send_json(httplib::Response& res, const JsonValue& json, int status = 200) {
+  res.status = status;
+  res.set_content(dump(json), "application/json");
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status();
+  if (e.status() == 503) res.set_header("Retry-After", "1");
+  res.set_content(e.json(), "application/json");
+}
+
+// What the HTTP handlers need of the loaded model, whatever its variant.
+struct LoadedModel {
+  std::string name;
+  const Tokenizer& tokenizer;
+  const ChatTemplate& chat_template;
+  const GenerationConfig& generation;
+  int max_context;
+  Scheduler& scheduler;
+};
+
+// The API's endpoints.
+class Api {
+ public:
+  explicit Api(const LoadedModel& model) : model_(model) {}
+
+  void chat_completions(const httplib::Request& req, httplib::Response& res) const {
+    GenerationRequest request = parse_chat_request(req.body);
+    check_model(request.model);
+    std::vector<int> prompt;
+    std::string forced;  // the start of the call tool_choice asks for, written for the model
+    try {
+      prompt = render_prompt(model_.chat_template, request.messages, request.tools, {.thinking = request.thinking, .add_generation_prompt = true})
+                   .ids(model_.tokenizer);
+      if (request.forced_tool) {
+        forced = fmt::format("{}call:{}{{", control_token::kToolCallStart, *request.forced_tool);
+        const std::vector<int> ids = model_.tokenizer.encode(forced, {.add_bos = false});
+        prompt.insert(prompt.end(), ids.begin(), ids.end());
+      }
+    } catch (const Error& e) {
+      bad_request("messages", e.what());
+    }
+    const std::vector<int> stop_ids = chat_stop_ids(model_.generation.stop_ids, model_.tokenizer, !request.tools.empty());
+    respond(request, std::move(prompt), stop_ids, forced, res);
+  }
+
+  void completions(const httplib::Request& req, httplib::Response& res) const {
+    GenerationRequest request = parse_completion_request(req.body);
+    check_model(request.model);
+    std::vector<int> prompt = {control_token_id(model_.tokenizer, control_token::kBos)};
+    const std::vector<int> text = model_.tokenizer.encode(request.prompt, {.add_bos = false});
+    prompt.insert(prompt.end(), text.begin(), text.end());
+    respond(request, std::move(prompt), model_.generation.stop_ids, {}, res);
+  }
+
+  void models(httplib::Response& res) const {
+    send_json(res, {{"object", "list"}, {"data", {{{"id", model_.name}, {"object", "model"}, {"created", created_}, {"owned_by", "gemma4"}}}}});
+  }
+
+  void tokenize(const httplib::Request& req, httplib::Response& res) const {
+    const TokenizeRequest request = parse_tokenize_request(req.body);
+    send_json(res, {{"tokens", model_.tokenizer.encode(request.content, {.add_bos = request.add_special})}});
+  }
+
+  void detokenize(const httplib::Request& req, httplib::Response& res) const {
+    const std::vector<int> ids = parse_detokenize_request(req.body);
+    for (const int id : ids) {
+      if (id >= model_.tokenizer.vocab_size()) bad_request("tokens", fmt::format("token id {} is outside the vocabulary of {}", id, model_.tokenizer.vocab_size()));
+    }
+    send_json(res, {{"content", model_.tokenizer.decode(ids)}});
+  }
+
+ private:
+  void check_model(const std::optional<std::string>& name) const {
+    if (name && *name != model_.name) {
+      throw ApiError(404, "model_not_found", fmt::format("the model \"{}\" does not exist: this server serves \"{}\"", *name, model_.name), "model");
+    }
+  }
+
+  std::shared_ptr<Job> make_job(const GenerationRequest& request, std::vector<int> prompt, std::vector<int> stop_ids) const {
+    const int room = model_.max_context - static_cast<int>(prompt.size());
+    if (room < 1) {
+      throw ApiError(400, "context_length_exceeded",
+                     fmt::format("the prompt is {} tokens, and the context holds {} (--max-context): shorten it", prompt.size(), model_.max_context),
+                     request.chat ? "messages" : "prompt");
+    }
+    const int max_tokens = request.max_tokens.value_or(room);
+    if (max_tokens > room) {
+      throw ApiError(400, "context_length_exceeded",
+                     fmt::format("the context holds {} tokens, but {} were asked for ({} in the prompt, {} in the completion)", model_.max_context,
+                                 prompt.size() + static_cast<std::size_t>(max_tokens), prompt.size(), max_tokens),
+                     "max_tokens");
+    }
+    auto job = std::make_shared<Job>();
+    job->prompt = std::move(prompt);
+    job->sampling = request.sampling.over(model_.generation.sampling);
+    job->stop_ids = std::move(stop_ids);
+    job->max_tokens = max_tokens;
+    return job;
+  }
+
+  static FinishReason finish_reason(const Job& job, const ReplyBuilder& reply) {
+    if (!reply.calls().empty()) return FinishReason::kToolCalls;
+    if (reply.stopped_by_string()) return FinishReason::kStop;
+    return job.stop == StopReason::kMaxTokens || job.stop == StopReason::kContextFull ? FinishReason::kLength : FinishReason::kStop;
+  }
+
+  static Usage usage(const Job& job, const ReplyBuilder& reply) {
+    return {.prompt_tokens = static_cast<int>(job.prompt.size()), .completion_tokens = reply.tokens(), .cached_tokens = job.cached_tokens};
+  }
+
+  // llama-server's "timings": what the chat page's timing line shows.
+  static JsonValue timings(const Job& job) {
+    const GenerationStats& s = job.stats;
+    return {{"prompt_n", static_cast<int>(job.prompt.size()) - job.cached_tokens},
+            {"cache_n", job.cached_tokens},
+            {"prompt_ms", s.prefill_seconds * 1e3},
+            {"predicted_n", s.generated_tokens},
+            {"predicted_per_second", s.decode_tokens_per_second()}};
+  }
+
+  JsonValue envelope(const GenerationRequest& request, const std::string& id, bool chunk) const {
+    return {{"id", id},
+            {"object", request.chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"},
+            {"created", static_cast<long long>(std::time(nullptr))},
+            {"model", model_.name}};
+  }
+
+  std::string next_id(bool chat) const { return fmt::format("{}-{}-{}", chat ? "chatcmpl" : "cmpl", created_, ++ids_); }
+
+  void respond(const GenerationRequest& request, std::vector<int> prompt, std::vector<int> stop_ids, const std::string& forced,
+               httplib::Response& res) const {
+    std::shared_ptr<Job> job = make_job(request, std::move(prompt), std::move(stop_ids));
+    if (!model_.scheduler.submit(job)) throw ApiError(503, "server_busy", "every slot is busy and the queue is full: retry later");
+    const std::string id = next_id(request.chat);
+    auto reply = std::make_shared<ReplyBuilder>(model_.tokenizer, request.chat, request.stop, id);
+    if (request.stream) return stream(request, job, reply, forced, id, res);
+
+    if (!forced.empty()) reply->push_text(forced, [](std::string_view, bool) {});
+    const auto ignore = [](std::string_view, bool) {};
+    std::size_t seen = 0;
+    for (bool ended = false; !ended;) {
+      for (const int token : job->wait_for_tokens(seen, ended, std::chrono::milliseconds(1000))) reply->push(token, ignore);
+      if (reply->stopped_by_string()) job->cancelled = true;
+    }
+    reply->finish(ignore);
+    if (!job->error.empty()) throw ApiError(job->error_status, job->error_status == 503 ? "unavailable" : "server_error", job->error);
+    JsonValue out = envelope(request, id, false);
+    const FinishReason reason = finish_reason(*job, *reply);
+    JsonValue choice = {{"index", 0}};
+    if (request.chat) {
+      JsonValue message = {{"role", "assistant"}, {"content", reply->content()}};
+      if (!reply->reasoning().empty()) message["reasoning_content"] = reply->reasoning();
+      if (!reply->calls().empty()) message["tool_calls"] = tool_calls_json(reply->calls());
+      choice["message"] = message;
+    } else {
+      choice["text"] = reply->content();
+    }
+    choice["logprobs"] = nullptr;
+    choice["finish_reason"] = finish_reason_name(reason);
+    out["choices"] = JsonValue::array({choice});
+    out["usage"] = usage(*job, *reply).json();
+    out["timings"] = timings(*job);
+    send_json(res, out);
+  }
+
+  // Server-sent events: a chunk per piece of text as it is decoded, tool calls once
+  // parsed, the finish reason, the usage if asked, then [DONE]. A client that goes away
+  // cancels its generation before the next decode step.
+  void stream(const GenerationRequest& request, std::shared_ptr<Job> job, std::shared_ptr<ReplyBuilder> reply, const std::string& forced,
+              const std::string& id, httplib::Response& res) const {
+    res.set_header("Cache-Control", "no-cache");
+    res.set_chunked_content_provider("text/event-stream", [this, request, job, reply, forced, id](std::size_t, httplib::DataSink& sink) {
+      try {
+        return send_events(request, *job, *reply, forced, id, sink);
+      } catch (const std::exception&) {  // nothing is left to tell the client: end the stream
+        job->cancelled = true;
+        return false;
+      }
+    });
+  }
+
+  // The events of one streamed reply, as its tokens come; false if the client went away.
+  bool send_events(const GenerationRequest& request, Job& job, ReplyBuilder& reply, const std::string& forced, const std::string& id,
+                   httplib::DataSink& sink) const {
+    bool client_gone = false;
+    const auto send = [&](const JsonValue& event) {
+      const std::string text = fmt::format("data: {}\n\n", dump(event));
+      client_gone = client_gone || !sink.write(text.data(), text.size());
+    };
+    const auto chunk = [&](JsonValue delta, const JsonValue& finish) {
+      JsonValue event = envelope(request, id, true);
+      JsonValue choice = {{"index", 0}};
+      if (request.chat) {
+        choice["delta"] = std::move(delta);
+      } else {
+        choice["text"] = delta.value("content", "");
+        choice["logprobs"] = nullptr;
+      }
+      choice["finish_reason"] = finish;
+      event["choices"] = JsonValue::array({choice});
+      send(event);
+    };
+    const auto on_delta = [&](std::string_view text, bool thought) {
+      chunk({{thought ? "reasoning_content" : "content", std::string(text)}}, nullptr);
+    };
+    if (request.chat) chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
+    if (!forced.empty()) reply.push_text(forced, on_delta);
+    std::size_t seen = 0;
+    for (bool ended = false; !ended;) {
+      for (const int token : job.wait_for_tokens(seen, ended, std::chrono::milliseconds(200))) reply.push(token, on_delta);
+      if (client_gone || !sink.is_writable()) {
+        job.cancelled = true;
+        return false;
+      }
+      if (reply.stopped_by_string()) job.cancelled = true;
+    }
+    reply.finish(on_delta);
+    if (!job.error.empty()) {
+      send(JsonValue::parse(ApiError(job.error_status, job.error_status == 503 ? "unavailable" : "server_error", job.error).json()));
+    } else {
+      if (!reply.calls().empty()) chunk({{"tool_calls", tool_calls_json(reply.calls())}}, nullptr);
+      chunk(JsonValue::object(), finish_reason_name(finish_reason(job, reply)));
+      if (request.include_usage) {
+        JsonValue event = envelope(request, id, true);
+        event["choices"] = JsonValue::array();
+        event["usage"] = usage(job, reply).json();
+        event["timings"] = timings(job);
+        send(event);
+      }
+    }
+    constexpr std::string_view kDone = "data: [DONE]\n\n";
+    if (!client_gone) sink.write(kDone.data(), kDone.size());
+    sink.done();
+    return !client_gone;
+  }
+
+  const LoadedModel& model_;
+  const long long created_ = static_cast<long long>(std::time(nullptr));
+  mutable std::atomic<long long> ids_{0};
+};
+
+// The model's name in the API: --alias, else its directory's name.
+std::string model_name(const ServeOptions& options) {
+  if (!options.alias.empty()) return options.alias;
+  std::filesystem::path dir(options.model);
+  if (!dir.has_filename()) dir = dir.parent_path();
+  return dir.filename().string();
+}
+
+// Runs `handler` with the API once the model is loaded; errors become OpenAI errors.
+template <typename Handler>
+httplib::Server::Handler guarded(const std::atomic<const Api*>& api, Handler handler) {
+  return [&api, handler](const httplib::Request& req, httplib::Response& res) {
+    try {
+      const Api* loaded = api.load();
+      if (loaded == nullptr) throw ApiError(503, "loading", "the model is loading");
+      handler(*loaded, req, res);
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const std::exception& e) {
+      send_error(res, ApiError(500, "server_error", e.what()));
+    }
+  };
+}
+
+}  // namespace
+
+int serve(const ServeOptions& options) {
+  if (options.parallel < 1 || options.max_queue < 0 || options.max_context < 1) fail(ErrorKind::kInvalidArgument, "serve: bad slot or context settings");
+  // SIGINT and SIGTERM are blocked in every thread (those made from here inherit it) and
+  // taken by one that waits for them; SIGUSR1 wakes it when the server ends otherwise.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (const int s : {SIGINT, SIGTERM, SIGUSR1}) sigaddset(&signals, s);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::atomic<const Api*> api{nullptr};
+  std::atomic<Scheduler*> scheduler{nullptr};
+  std::atomic<bool> stopping{false};
+  httplib::Server http;
+  // Each waiting request holds an HTTP thread: room for every slot and queued request,
+  // and a few for /health and the like.
+  const int http_threads = options.parallel + options.max_queue + 4;
+  http.new_task_queue = [http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(http_threads)); };
+  http.set_payload_max_length(options.max_body_bytes);
+  http.set_pre_routing_handler([&options](const httplib::Request& req, httplib::Response& res) {
+    const bool open = req.path == "/" || req.path == "/health";
+    if (options.api_key.empty() || open) return httplib::Server::HandlerResponse::Unhandled;
+    const std::string given = req.get_header_value("Authorization");
+    if (constant_time_equal(given, "Bearer " + options.api_key)) return httplib::Server::HandlerResponse::Unhandled;
+    send_error(res, ApiError(401, "invalid_api_key", given.empty() ? "an API key is needed: Authorization: Bearer KEY" : "the API key is wrong"));
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // Errors httplib answers itself (an unknown path, a body over the limit) in the API's form.
+  http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if (res.status == 404) send_error(res, ApiError(404, "not_found", fmt::format("no such endpoint: {} {}", req.method, req.path)));
+    else if (res.status == 413) send_error(res, ApiError(413, "request_too_large", "the request body is larger than the server takes (--max-body-mb)"));
+    else send_error(res, ApiError(res.status, "http_error", fmt::format("HTTP {}", res.status)));
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr e) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    } catch (...) {
+    }
+    send_error(res, ApiError(500, "server_error", what));
+  });
+  http.Get("/health", [&api, &scheduler, &options](const httplib::Request&, httplib::Response& res) {
+    const Scheduler* engine = scheduler.load();
+    if (api.load() == nullptr || engine == nullptr) return send_json(res, {{"status", "loading"}}, 503);
+    send_json(res, {{"status", "ok"}, {"slots_idle", engine->idle_slots()}, {"slots_processing", options.parallel - engine->idle_slots()}});
+  });
+  http.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(std::string(kChatPage), "text/html; charset=utf-8"); });
+  http.Get("/v1/models", guarded(api, [](const Api& a, const httplib::Request&, httplib::Response& res) { a.models(res); }));
+  http.Post("/v1/chat/completions", guarded(api, [](const Api& a, const httplib::Request& req, httplib::Response& res) { a.chat_completions(req, res); }));
+  http.Post("/v1/completions", guarded(api, [](const Api& a, const httplib::Request& req, httplib::Response& res) { a.completions(req, res); }));
+  http.Post("/tokenize", guarded(api, [](const Api& a, const httplib::Request& req, httplib::Response& res) { a.tokenize(req, res); }));
+  http.Post("/detokenize", guarded(api, [](const Api& a, const httplib::Request& req, httplib::Response& res) { a.detokenize(req, res); }));
+
+  const int port = options.port == 0 ? http.bind_to_any_port(options.host) : (http.bind_to_port(options.host, options.port) ? options.port : -1);
+  if (port < 0) fail(ErrorKind::kIo, "cannot listen on {}:{} (in use, or not an address of this machine)", options.host, options.port);
+  std::thread listener([&] { http.listen_after_bind(); });
+  std::thread signal_waiter([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    stopping = true;
+    if (Scheduler* s = scheduler.load()) s->stop();
+    http.stop();
+  });
+  std::exception_ptr failure;
+  try {
+    const std::unique_ptr<ThreadPool> own_pool = options.threads > 0 ? std::make_unique<ThreadPool>(options.threads) : nullptr;
+    ThreadPool& pool = pool_or_default(own_pool.get());
+    std::optional<WeightFormat> format = options.format;
+    if (!format && !packed_model_info(Checkpoint(options.model))) format = WeightFormat::kInt8;  // as gemma4 run
+    CompiledVariants::with_matching(read_model_config(options.model), [&]<typename V>() {
+      const Model<V> model(options.model, {.format = format, .pool = &pool});
+      const int context = std::min<int>(options.max_context, V::config.max_position_embeddings);
+      ServeOptions slots = options;
+      slots.max_context = context;
+      Engine<V> engine(model.weights, slots, pool);
+      const LoadedModel loaded{model_name(options), model.tokenizer, model.chat_template, model.generation, context, engine};
+      const Api endpoints(loaded);
+      scheduler = &engine;
+      api = &endpoints;
+      if (stopping) engine.stop();  // a signal came while loading
+      fmt::print("gemma4 serve: {} ({}) on http://{}:{}/ with {} slots of {} tokens\n", loaded.name, V::name, options.host, port, options.parallel, context);
+      std::fflush(stdout);
+      engine.run();
+      // No handler may outlive what it reads: the HTTP threads end first.
+      http.stop();
+      listener.join();
+      api = nullptr;
+      scheduler = nullptr;
+    });
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  http.stop();
+  if (listener.joinable()) listener.join();
+  pthread_kill(signal_waiter.native_handle(), SIGUSR1);
+  signal_waiter.join();
+  if (failure) std::rethrow_exception(failure);
+  fmt::print(stderr, "gemma4 serve: stopped\n");
+  return 0;
+}
+
+}  // namespace gemma4::server

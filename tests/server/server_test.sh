@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# gemma4 serve end to end, on loopback: the OpenAI SDK's checks (server_test.cjs), the
+# chat page in headless Chromium (page_test.cjs), and a clean stop on SIGTERM.
+# Usage: server_test.sh PATH_TO_GEMMA4 TOY_MODEL_DIR
+# Exit 77 (skipped) when the npm clients cannot be fetched.
+set -uo pipefail
+gemma4=$1
+toy=$2
+here=$(cd "$(dirname "$0")" && pwd)
+dir=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2> /dev/null && wait "$pid" 2> /dev/null; done
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+
+# The clients, pinned by package.json, installed into the user's cache once.
+clients="${GEMMA4_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gemma4}/server-clients"
+if ! cmp -s "$here/package.json" "$clients/package.json" || [ ! -d "$clients/node_modules/openai" ]; then
+  mkdir -p "$clients" && cp "$here/package.json" "$clients/"
+  if ! (cd "$clients" && timeout 300 npm install --no-audit --no-fund --loglevel=error > /dev/null); then
+    rm -f "$clients/package.json"
+    echo "SKIPPED: npm could not install the OpenAI SDK and Playwright"
+    exit 77
+  fi
+fi
+export NODE_PATH="$clients/node_modules"
+
+# start NAME ARGS...: a server on a free port; sets URL once it has printed its address.
+start() {
+  local name=$1
+  shift
+  "$gemma4" serve --port 0 "$@" > "$dir/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do
+    URL=$(grep -o "http://127.0.0.1:[0-9]*" "$dir/$name.log" | head -1)
+    [ -n "$URL" ] && return 0
+    kill -0 "${pids[-1]}" 2> /dev/null || break
+    sleep 0.1
+  done
+  echo "FAILED: the $name server did not start"; cat "$dir/$name.log"; exit 1
+}
+
+"$gemma4" synth --variant tiny-e2b --seed 6 --tokenizer "$toy/tokenizer.json" "$dir/random" > /dev/null || exit 1
+start toy --model "$toy" --parallel 2 --api-key test-key --max-body-mb 1 --max-context 1024
+toy_url=$URL toy_pid=${pids[-1]}
+start random --model "$dir/random" --alias random --parallel 1 --max-queue 1
+random_url=$URL
+
+status=0
+TOY_URL=$toy_url RANDOM_URL=$random_url API_KEY=test-key GEMMA4=$gemma4 TOY_DIR=$toy timeout 300 node "$here/server_test.cjs" || status=1
+out=${GEMMA4_TEST_OUTPUT:-$dir}
+timeout 120 node "$here/page_test.cjs" "$toy_url" test-key "$out/chat-page.png" || status=1
+
+# SIGTERM: the server stops cleanly, at once.
+kill -TERM "$toy_pid"
+for _ in $(seq 50); do kill -0 "$toy_pid" 2> /dev/null || break; sleep 0.1; done
+if kill -0 "$toy_pid" 2> /dev/null; then
+  echo "FAILED: the server did not stop within 5 s of SIGTERM"; status=1
+else
+  wait "$toy_pid"; code=$?
+  if [ $code -eq 0 ] && grep -q "gemma4 serve: stopped" "$dir/toy.log"; then echo "ok: SIGTERM stops the server cleanly"; else echo "FAILED: exit $code on SIGTERM"; cat "$dir/toy.log"; status=1; fi
+fi
+exit $status

@@ -1,0 +1,181 @@
+// gemma4 serve's OpenAI side without HTTP: request bodies read or refused by name, stop
+// strings however the text is split, and replies turned into content, reasoning and tool
+// calls from real token ids (the toy model never calls a tool, so its end-to-end test
+// cannot show a parsed call: this one does).
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "gemma4/chat/stop_strings.hpp"
+#include "openai_api.hpp"
+#include "reply_builder.hpp"
+#include "support.hpp"
+
+using namespace gemma4;
+using namespace gemma4::server;
+using gemma4::test::demo_tokenizer;
+using Catch::Matchers::Contains;
+
+namespace {
+
+// The status and message of the ApiError `body` gets.
+std::pair<int, std::string> refusal(const std::string& body) {
+  try {
+    parse_chat_request(body);
+  } catch (const ApiError& e) {
+    return {e.status(), e.what()};
+  }
+  return {0, "accepted"};
+}
+
+struct Built {
+  std::string content, reasoning, streamed;
+  std::vector<ToolCall> calls;
+  bool stopped = false;
+};
+
+// A reply of `text` (encoded as the model would write it) through a ReplyBuilder.
+Built build_reply(const std::string& text, std::vector<std::string> stops = {}) {
+  ReplyBuilder reply(demo_tokenizer(), /*chat=*/true, std::move(stops), "chatcmpl-1");
+  Built out;
+  const auto on_delta = [&](std::string_view piece, bool thought) {
+    if (!thought) out.streamed += piece;
+  };
+  for (const int id : demo_tokenizer().encode(text, {.add_bos = false})) reply.push(id, on_delta);
+  reply.finish(on_delta);
+  out.content = reply.content();
+  out.reasoning = reply.reasoning();
+  out.calls = reply.calls();
+  out.stopped = reply.stopped_by_string();
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("A chat request is read field by field") {
+  const GenerationRequest r = parse_chat_request(R"({
+    "model": "m", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+      {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+        "function": {"name": "f", "arguments": "{\"z\": 1, \"a\": 2}"}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "ok"}],
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+    "tool_choice": {"type": "function", "function": {"name": "f"}},
+    "stream": true, "stream_options": {"include_usage": true}, "max_completion_tokens": 12,
+    "temperature": 0.5, "top_p": 0.9, "top_k": 20, "min_p": 0.05, "seed": 3, "stop": ["END", "\n\n"],
+    "frequency_penalty": 0, "presence_penalty": 0, "n": 1, "logprobs": false, "user": "u1",
+    "chat_template_kwargs": {"enable_thinking": true}, "response_format": {"type": "text"}})");
+  CHECK(r.model == "m");
+  REQUIRE(r.messages.size() == 4);
+  CHECK(r.messages[2].tool_calls[0].arguments.dump() == R"({"z":1,"a":2})");  // parsed from the SDK's JSON text, order kept
+  CHECK(r.tools.size() == 1);
+  CHECK(r.forced_tool == "f");
+  CHECK((r.stream && r.include_usage && r.thinking));
+  CHECK(r.max_tokens == 12);
+  CHECK(r.stop == std::vector<std::string>{"END", "\n\n"});
+  const SamplingOptions s = r.sampling.over({});
+  CHECK((s.temperature == 0.5f && s.top_p == 0.9f && s.top_k == 20 && s.min_p == 0.05f && s.seed == 3));
+  CHECK(r.sampling.over({.temperature = 0.25f, .top_k = 5}).top_k == 20);
+
+  const GenerationRequest defaults = parse_chat_request(R"({"messages": [{"role": "user", "content": "Hi"}]})");
+  CHECK(defaults.sampling.over({.temperature = 0.25f, .top_k = 5}).temperature == 0.25f);  // generation_config.json's
+  CHECK(!defaults.max_tokens);
+
+  const GenerationRequest none = parse_chat_request(R"({"messages": [{"role": "user", "content": "Hi"}], "tool_choice": "none",
+    "tools": [{"type": "function", "function": {"name": "f"}}]})");
+  CHECK(none.tools.empty());
+}
+
+TEST_CASE("A field the server does not support is refused by name, never ignored") {
+  const auto refused = [](const std::string& body, int status, const std::string& words) {
+    const auto [code, message] = refusal(body);
+    CHECK(code == status);
+    CHECK_THAT(message, Contains(words));
+  };
+  const std::string hi = R"("messages": [{"role": "user", "content": "Hi"}])";
+  refused("{" + hi + R"(, "temprature": 1})", 400, "\"temprature\"");
+  refused("{" + hi + R"(, "n": 3})", 400, "\"n\" must be 1");
+  refused("{" + hi + R"(, "logprobs": true})", 400, "logprobs");
+  refused("{" + hi + R"(, "presence_penalty": 0.2})", 400, "presence_penalty");
+  refused("{" + hi + R"(, "tool_choice": "required"})", 400, "constrained decoding");
+  refused("{" + hi + R"(, "tool_choice": {"type": "function", "function": {"name": "g"}}})", 400, "not among");
+  refused("{" + hi + R"(, "response_format": {"type": "json_object"}})", 400, "response_format");
+  refused("{" + hi + R"(, "max_tokens": 0})", 400, "max_tokens");
+  refused("{" + hi + R"(, "max_tokens": 1.5})", 400, "must be an integer");
+  refused("{" + hi + R"(, "stop": ""})", 400, "empty");
+  refused("{" + hi + R"(, "stream_options": {"include_usage": true}})", 400, "needs \"stream\"");
+  refused("{" + hi + R"(, "chat_template_kwargs": {"add_vision": true}})", 400, "add_vision");
+  refused(R"({"messages": "Hi"})", 400, "non-empty array");
+  refused(R"({"messages": [{"role": "robot", "content": "Hi"}]})", 400, "unknown role");
+  refused(R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", 400, "text model only");
+  refused(R"({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}]})", 400, "JSON object");
+  refused(R"([1, 2])", 400, "JSON object");
+  refused("{\"messages\": [{\"role\": \"user\", \"content\": \"\xC3\x28\"}]}", 400, "not valid JSON");
+  CHECK(parse_chat_request("{" + hi + R"(, "temperature": -1})").sampling.temperature == -1.0f);  // range: checked with the defaults
+  CHECK_THROWS_AS(parse_chat_request("{" + hi + R"(, "temperature": -1})").sampling.over({}), ApiError);
+}
+
+TEST_CASE("Completion, tokenize and detokenize requests") {
+  const GenerationRequest r = parse_completion_request(R"({"prompt": "Once", "max_tokens": 4, "echo": false})");
+  CHECK((!r.chat && r.prompt == "Once" && r.max_tokens == 4));
+  CHECK_THROWS_WITH(parse_completion_request(R"({"prompt": ["a", "b"]})"), Contains("must be a string"));
+  CHECK_THROWS_WITH(parse_completion_request(R"({"prompt": "a", "echo": true})"), Contains("echo"));
+  CHECK(parse_tokenize_request(R"({"content": "hi", "add_special": false})").add_special == false);
+  CHECK(parse_detokenize_request(R"({"tokens": [2, 5]})") == std::vector<int>{2, 5});
+  CHECK_THROWS_WITH(parse_detokenize_request(R"({"tokens": [-1]})"), Contains("tokens"));
+}
+
+TEST_CASE("Errors are OpenAI's JSON; keys compare in constant time") {
+  const JsonValue e = JsonValue::parse(ApiError(404, "model_not_found", "no such model", "model").json());
+  CHECK(e["error"]["type"] == "not_found_error");
+  CHECK(e["error"]["code"] == "model_not_found");
+  CHECK(e["error"]["param"] == "model");
+  CHECK(constant_time_equal("Bearer k", "Bearer k"));
+  CHECK_FALSE(constant_time_equal("Bearer k", "Bearer kk"));
+  CHECK_FALSE(constant_time_equal("", "x"));
+}
+
+TEST_CASE("Stop strings end the text however it is split, and are never given out") {
+  for (std::size_t cut = 1; cut < 12; ++cut) {
+    StopStrings stops({"<END>", "xyz"});
+    const std::string text = "abc <EN no <END> more";
+    std::string out;
+    for (std::size_t i = 0; i < text.size() && !stops.stopped(); i += cut) out += stops.push(text.substr(i, cut));
+    out += stops.finish();
+    CHECK(out == "abc <EN no ");
+    CHECK(stops.stopped());
+  }
+  StopStrings held({"<END>"});
+  CHECK(held.push("ends with <EN") == "ends with ");
+  CHECK(held.finish() == "<EN");  // never became a stop string
+  CHECK_THROWS(StopStrings({""}));
+}
+
+TEST_CASE("A reply's tool call, thought and text come apart, with ids and arguments as the API writes them") {
+  const Built plain = build_reply("Hello there.");
+  CHECK(plain.content == "Hello there.");
+  CHECK(plain.calls.empty());
+
+  const Built call = build_reply("<|tool_call>call:get_weather{city:<|\"|>Paris<|\"|>,days:2}<tool_call|>");
+  REQUIRE(call.calls.size() == 1);
+  CHECK(call.calls[0].name == "get_weather");
+  CHECK(call.calls[0].id == "call-chatcmpl-1-0");
+  CHECK(call.content.empty());
+  const JsonValue json = tool_calls_json(call.calls);
+  CHECK(json[0]["type"] == "function");
+  CHECK(json[0]["function"]["arguments"] == R"({"city":"Paris","days":2})");
+
+  const Built thought = build_reply("<|channel>thought\nThink.\nMore.\n<channel|>Answer.");
+  CHECK(thought.reasoning == "Think.\nMore.");  // as the template writes reasoning_content back
+  CHECK(thought.content == "Answer.");
+
+  const Built broken = build_reply("<|tool_call>call:f{oops");  // shown as written: nothing is lost
+  CHECK(broken.calls.empty());
+  CHECK(broken.content == "<|tool_call>call:f{oops");
+
+  const Built stopped = build_reply("one two three", {" two"});
+  CHECK(stopped.content == "one");
+  CHECK(stopped.streamed == "one");
+  CHECK(stopped.stopped);
+}
