@@ -795,6 +795,8 @@ struct ServeCommand {
     app.add_option("--max-context", options.max_context, "context size of each slot in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     app.add_option("--threads", options.threads, "threads to run on, 0 = all usable CPUs")->check(CLI::Range(0, kMaxThreads))->capture_default_str();
     app.add_option("--api-key", options.api_key, "require \"Authorization: Bearer KEY\" on /v1 requests");
+    app.add_option("--draft", options.draft, "an assistant directory: decode speculatively (with --parallel 1), same output, faster");
+    app.add_option("--draft-max", options.draft_max, "tokens the assistant drafts per target pass")->check(CLI::Range(1, 16))->capture_default_str();
     app.add_option("--max-body-mb", max_body_mb, "largest request body taken, in MiB (more gets 413)")->check(CLI::Range(1, 1024))->capture_default_str();
     app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
         ->check(CLI::IsMember(keys(kWeightFormats)));

@@ -20,6 +20,7 @@
 #include "chat_page.hpp"
 #include "gemma4/chat/conversation.hpp"
 #include "gemma4/model/batch_generator.hpp"
+#include "gemma4/model/drafter.hpp"
 #include "gemma4/variants.hpp"
 #include "openai_api.hpp"
 #include "reply_builder.hpp"
@@ -71,6 +72,15 @@ struct Job {
     changed.notify_all();
   }
 
+  void set_cached(std::size_t n) {
+    const std::lock_guard lock(mutex);
+    cached_tokens = static_cast<int>(n);
+  }
+  int cached() {
+    const std::lock_guard lock(mutex);
+    return cached_tokens;
+  }
+
   // Waits up to `timeout` for tokens past `seen` or the end; returns the new tokens.
   std::vector<int> wait_for_tokens(std::size_t& seen, bool& ended, std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex);
@@ -92,21 +102,10 @@ class Scheduler {
   virtual int idle_slots() const = 0;
 };
 
-// The slots: --parallel sessions, each keeping its KV cache between requests, and the one
-// thread (run()) that prefills, decodes all active slots in one pass, and hands out tokens.
-template <Variant V>
-class Engine final : public Scheduler {
+// The bounded queue an engine's thread takes its jobs from.
+class JobQueue : public Scheduler {
  public:
-  Engine(const Weights<V>& weights, const ServeOptions& options, ThreadPool& pool)
-      : batch_(weights, {.max_rows = options.parallel, .max_context = options.max_context, .pool = &pool}),
-        generator_(batch_),
-        running_(static_cast<std::size_t>(options.parallel)),
-        session_of_(static_cast<std::size_t>(options.parallel)),
-        max_queue_(static_cast<std::size_t>(options.max_queue)) {
-    for (int i = 0; i < options.parallel; ++i) {
-      sessions_.push_back({std::make_unique<Session<V>>(weights, SessionOptions{.max_context = options.max_context, .pool = &pool})});
-    }
-  }
+  explicit JobQueue(int max_queue) : max_queue_(static_cast<std::size_t>(max_queue)) {}
 
   bool submit(std::shared_ptr<Job> job) override {
     {
@@ -128,30 +127,74 @@ class Engine final : public Scheduler {
 
   int idle_slots() const override { return idle_.load(); }
 
+ protected:
+  static constexpr const char* kShuttingDown = "the server is shutting down";
+
+  // The next queued job; with `wait`, waits for one. Null when there is none, and always
+  // once stop() was called.
+  std::shared_ptr<Job> take(bool wait) {
+    std::unique_lock lock(mutex_);
+    if (wait) wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (stopping_ || queue_.empty()) return nullptr;
+    std::shared_ptr<Job> job = std::move(queue_.front());
+    queue_.pop_front();
+    return job;
+  }
+
+  bool stopping() const {
+    const std::lock_guard lock(mutex_);
+    return stopping_;
+  }
+
+  // After stop(): the jobs still waiting end with a 503.
+  void end_queued() {
+    const std::lock_guard lock(mutex_);
+    for (const std::shared_ptr<Job>& job : queue_) job->finish(StopReason::kCaller, {}, kShuttingDown, 503);
+    queue_.clear();
+  }
+
+  std::atomic<int> idle_{0};
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<Job>> queue_;  // guarded by mutex_
+  std::size_t max_queue_;
+  bool stopping_ = false;  // guarded by mutex_
+};
+
+// The slots: --parallel sessions, each keeping its KV cache between requests, and the one
+// thread (run()) that prefills, decodes all active slots in one pass, and hands out tokens.
+template <Variant V>
+class BatchEngine final : public JobQueue {
+ public:
+  BatchEngine(const Weights<V>& weights, const ServeOptions& options, ThreadPool& pool)
+      : JobQueue(options.max_queue),
+        batch_(weights, {.max_rows = options.parallel, .max_context = options.max_context, .pool = &pool}),
+        generator_(batch_),
+        running_(static_cast<std::size_t>(options.parallel)),
+        session_of_(static_cast<std::size_t>(options.parallel)) {
+    for (int i = 0; i < options.parallel; ++i) {
+      sessions_.push_back({std::make_unique<Session<V>>(weights, SessionOptions{.max_context = options.max_context, .pool = &pool})});
+    }
+  }
+
   // Until stop(): then every job still queued or running ends.
   void run() {
-    std::unique_lock lock(mutex_);
-    while (!stopping_) {
-      while (!queue_.empty() && generator_.active() < generator_.slots()) {
-        std::shared_ptr<Job> job = std::move(queue_.front());
-        queue_.pop_front();
-        lock.unlock();
-        start(std::move(job));
-        lock.lock();
-      }
+    while (true) {
       idle_ = generator_.slots() - generator_.active();
-      if (generator_.active() == 0) {
-        wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-        continue;
+      // A free slot takes the next job (waiting for one when nothing runs); else one pass.
+      std::shared_ptr<Job> job = generator_.active() < generator_.slots() ? take(/*wait=*/generator_.active() == 0) : nullptr;
+      if (stopping()) break;
+      if (job) {
+        start(std::move(job));
+      } else {
+        step();
       }
-      lock.unlock();
-      step();
-      lock.lock();
     }
     for (int slot = 0; slot < generator_.slots(); ++slot) generator_.cancel(slot);
     release_finished(kShuttingDown, 503);
-    for (const std::shared_ptr<Job>& job : queue_) job->finish(StopReason::kCaller, {}, kShuttingDown, 503);
-    queue_.clear();
+    end_queued();
   }
 
  private:
@@ -182,19 +225,15 @@ class Engine final : public Scheduler {
     if (job->cancelled) return job->finish(StopReason::kCaller, {});  // its client left while it waited
     const std::size_t index = choose_session(job->prompt);
     Session<V>& session = *sessions_[index].session;
-    const std::size_t cached = keep_common_prefix(session, job->prompt);
-    {
-      const std::lock_guard lock(job->mutex);
-      job->cached_tokens = static_cast<int>(cached);
-    }
+    job->set_cached(keep_common_prefix(session, job->prompt));
     int slot = 0;  // join takes the first free slot: on_token must find the job there
     while (!generator_.finished(slot)) ++slot;
     running_[static_cast<std::size_t>(slot)] = job;
     session_of_[static_cast<std::size_t>(slot)] = index;
     sessions_[index].busy = true;
     try {
-      generator_.join(session, std::span(job->prompt).subspan(cached), job->sampling, job->stop_ids, job->max_tokens,
-                      [this](int s, int id) { return on_token(s, id); });
+      generator_.join(session, std::span(job->prompt).subspan(static_cast<std::size_t>(job->cached())), job->sampling, job->stop_ids,
+                      job->max_tokens, [this](int s, int id) { return on_token(s, id); });
     } catch (const std::exception& e) {
       session.reset();
       job->finish(StopReason::kCaller, {}, e.what());
@@ -225,8 +264,6 @@ class Engine final : public Scheduler {
     return !job.cancelled;
   }
 
-  static constexpr const char* kShuttingDown = "the server is shutting down";
-
   // Jobs whose sequences ended hand back their slots and sessions.
   void release_finished(const std::string& error, int status = 500) {
     for (int slot = 0; slot < generator_.slots(); ++slot) {
@@ -247,13 +284,48 @@ class Engine final : public Scheduler {
   std::vector<std::shared_ptr<Job>> running_;  // by generator slot
   std::vector<std::size_t> session_of_;        // by generator slot
   long uses_ = 0;
-  std::atomic<int> idle_{0};
+};
 
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::shared_ptr<Job>> queue_;  // guarded by mutex_
-  std::size_t max_queue_;
-  bool stopping_ = false;  // guarded by mutex_
+// --draft: one slot, decoded speculatively with an assistant (a batch decodes plainly:
+// README, batched decoding), the same tokens as plain decoding, sooner.
+template <Variant V, AssistantVariant A>
+class SpeculativeEngine final : public JobQueue {
+ public:
+  SpeculativeEngine(const Weights<V>& weights, const Assistant<A>& assistant, const ServeOptions& options, ThreadPool& pool)
+      : JobQueue(options.max_queue),
+        session_(weights, {.max_context = options.max_context, .pool = &pool}),
+        drafter_(assistant, session_, {.max_drafts = options.draft_max}) {}
+
+  void run() {
+    while (true) {
+      idle_ = 1;
+      const std::shared_ptr<Job> job = take(/*wait=*/true);
+      if (!job) break;  // stopping
+      idle_ = 0;
+      if (job->cancelled) {
+        job->finish(StopReason::kCaller, {});
+        continue;
+      }
+      job->set_cached(keep_common_prefix(session_, job->prompt));
+      try {
+        Generator<V> generator(session_, job->sampling, job->stop_ids);
+        const GenerationResult result =
+            generator.generate(std::span(job->prompt).subspan(static_cast<std::size_t>(job->cached())), job->max_tokens, drafter_, [&](int id) {
+              job->add_token(id);
+              return !job->cancelled && !stopping();
+            });
+        stopping() ? job->finish(result.stop, result.stats, kShuttingDown, 503) : job->finish(result.stop, result.stats);
+      } catch (const std::exception& e) {
+        session_.reset();
+        job->finish(StopReason::kCaller, {}, e.what());
+      }
+    }
+    end_queued();
+  }
+
+ private:
+  Session<V> session_;
+  Drafter<A> drafter_;
 };
 
 std::string dump(const JsonValue& json) { return json.dump(-1, ' ', false, JsonValue::error_handler_t::replace); }
@@ -376,7 +448,9 @@ class Api {
             {"cache_n", job.cached_tokens},
             {"prompt_ms", s.prefill_seconds * 1e3},
             {"predicted_n", s.generated_tokens},
-            {"predicted_per_second", s.decode_tokens_per_second()}};
+            {"predicted_per_second", s.decode_tokens_per_second()},
+            {"draft_n", s.drafted},
+            {"draft_n_accepted", s.accepted}};
   }
 
   JsonValue envelope(const GenerationRequest& request, const std::string& id, bool chunk) const {
@@ -528,6 +602,9 @@ httplib::Server::Handler guarded(const std::atomic<const Api*>& api, Handler han
 
 int serve(const ServeOptions& options) {
   if (options.parallel < 1 || options.max_queue < 0 || options.max_context < 1) fail(ErrorKind::kInvalidArgument, "serve: bad slot or context settings");
+  if (!options.draft.empty() && options.parallel != 1) {
+    fail(ErrorKind::kInvalidArgument, "--draft decodes one slot speculatively: give --parallel 1 (several slots decode in one plain batched pass)");
+  }
   // SIGINT and SIGTERM are blocked in every thread (those made from here inherit it) and
   // taken by one that waits for them; SIGUSR1 wakes it when the server ends otherwise.
   sigset_t signals;
@@ -600,23 +677,34 @@ int serve(const ServeOptions& options) {
     if (!format && !packed_model_info(Checkpoint(options.model))) format = WeightFormat::kInt8;  // as gemma4 run
     CompiledVariants::with_matching(read_model_config(options.model), [&]<typename V>() {
       const Model<V> model(options.model, {.format = format, .pool = &pool});
-      const int context = std::min<int>(options.max_context, V::config.max_position_embeddings);
       ServeOptions slots = options;
-      slots.max_context = context;
-      Engine<V> engine(model.weights, slots, pool);
-      const LoadedModel loaded{model_name(options), model.tokenizer, model.chat_template, model.generation, context, engine};
-      const Api endpoints(loaded);
-      scheduler = &engine;
-      api = &endpoints;
-      if (stopping) engine.stop();  // a signal came while loading
-      fmt::print("gemma4 serve: {} ({}) on http://{}:{}/ with {} slots of {} tokens\n", loaded.name, V::name, options.host, port, options.parallel, context);
-      std::fflush(stdout);
-      engine.run();
-      // No handler may outlive what it reads: the HTTP threads end first.
-      http.stop();
-      listener.join();
-      api = nullptr;
-      scheduler = nullptr;
+      slots.max_context = std::min<int>(options.max_context, V::config.max_position_embeddings);
+      // Serves with `engine` until it stops; no handler may outlive what it reads, so the
+      // HTTP threads end first.
+      const auto serve_with = [&](auto& engine) {
+        const LoadedModel loaded{model_name(options), model.tokenizer, model.chat_template, model.generation, slots.max_context, engine};
+        const Api endpoints(loaded);
+        scheduler = &engine;
+        api = &endpoints;
+        if (stopping) engine.stop();  // a signal came while loading
+        fmt::print("gemma4 serve: {} ({}) on http://{}:{}/ with {} slots of {} tokens{}\n", loaded.name, V::name, options.host, port,
+                   options.parallel, slots.max_context, options.draft.empty() ? "" : ", drafting with " + options.draft);
+        std::fflush(stdout);
+        engine.run();
+        http.stop();
+        listener.join();
+        api = nullptr;
+        scheduler = nullptr;
+      };
+      if (options.draft.empty()) {
+        BatchEngine<V> engine(model.weights, slots, pool);
+        return serve_with(engine);
+      }
+      CompiledAssistants::with_matching<V>(read_model_config(options.draft), [&]<typename A>() {
+        const Assistant<A> assistant(options.draft, {.format = model.weights.report().format, .pool = &pool});
+        SpeculativeEngine<V, A> engine(model.weights, assistant, slots, pool);
+        serve_with(engine);
+      });
     });
   } catch (...) {
     failure = std::current_exception();

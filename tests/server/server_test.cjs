@@ -2,14 +2,16 @@
 // send a bad request): chats, streams, tools, prompt reuse, concurrency, cancelling, errors.
 // Run by server_test.sh, which starts the servers:
 //   TOY    the toy model: --parallel 2 --api-key KEY --max-body-mb 1 --max-context 1024
+//   DRAFT  the toy model drafting with its assistant: --parallel 1 --draft
 //   RANDOM a synthetic tiny-e2b (seed 6) whose random weights write long replies: --parallel 1 --max-queue 1
-// Environment: TOY_URL, RANDOM_URL, API_KEY, GEMMA4 (the CLI), TOY_DIR.
+// Environment: TOY_URL, RANDOM_URL, DRAFT_URL, API_KEY, GEMMA4 (the CLI), TOY_DIR.
 "use strict";
 const { execFileSync } = require("node:child_process");
 const OpenAI = require("openai").default;
 
-const toyUrl = process.env.TOY_URL, randomUrl = process.env.RANDOM_URL, key = process.env.API_KEY;
+const toyUrl = process.env.TOY_URL, randomUrl = process.env.RANDOM_URL, draftUrl = process.env.DRAFT_URL, key = process.env.API_KEY;
 const toy = new OpenAI({ baseURL: `${toyUrl}/v1`, apiKey: key, maxRetries: 0, timeout: 60000 });
+const drafting = new OpenAI({ baseURL: `${draftUrl}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60000 });
 const random = new OpenAI({ baseURL: `${randomUrl}/v1`, apiKey: "unused", maxRetries: 0, timeout: 60000 });
 const model = "toy-e2b";
 let failures = 0;
@@ -87,6 +89,12 @@ async function basics() {
         stopped.choices[0].finish_reason === "stop", JSON.stringify(stopped.choices[0]));
   const streamedStop = await streamText(toy, { model, messages: user(prompt), temperature: 0, max_tokens: 48, stop: [" fox"] });
   check("a stop string is never streamed", streamedStop.text === whole.slice(0, cut), JSON.stringify(streamedStop.text));
+
+  const speculative = await drafting.chat.completions.create({ model, messages: user(prompt), temperature: 0, max_tokens: 48 });
+  check("--draft: the same reply, decoded speculatively", speculative.choices[0].message.content === message.content &&
+        speculative.timings.draft_n > 0 && speculative.timings.draft_n_accepted > 0, JSON.stringify(speculative));
+  const speculativeStream = await streamText(drafting, { model, messages: user(prompt), temperature: 0, max_tokens: 48 });
+  check("--draft: streamed, the same text", speculativeStream.text === message.content, JSON.stringify(speculativeStream.text));
 
   const seeded = async () => (await toy.chat.completions.create({ model, messages: user(prompt), temperature: 1, seed: 7, max_tokens: 30 })).choices[0].message.content;
   check("a seed repeats a sampled reply", (await seeded()) === (await seeded()));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # gemma4 serve end to end, on loopback: the OpenAI SDK's checks (server_test.cjs), the
 # chat page in headless Chromium (page_test.cjs), and a clean stop on SIGTERM.
-# Usage: server_test.sh PATH_TO_GEMMA4 TOY_MODEL_DIR
+# Usage: server_test.sh PATH_TO_GEMMA4 TOY_MODEL_DIR (its assistant beside it: DIR-assistant)
 # Exit 77 (skipped) when the npm clients cannot be fetched.
 set -uo pipefail
 gemma4=$1
@@ -47,9 +47,11 @@ start toy --model "$toy" --parallel 2 --api-key test-key --max-body-mb 1 --max-c
 toy_url=$URL toy_pid=${pids[-1]}
 start random --model "$dir/random" --alias random --parallel 1 --max-queue 1
 random_url=$URL
+start draft --model "$toy" --draft "$toy-assistant" --parallel 1
+draft_url=$URL
 
 status=0
-TOY_URL=$toy_url RANDOM_URL=$random_url API_KEY=test-key GEMMA4=$gemma4 TOY_DIR=$toy timeout 300 node "$here/server_test.cjs" || status=1
+TOY_URL=$toy_url RANDOM_URL=$random_url DRAFT_URL=$draft_url API_KEY=test-key GEMMA4=$gemma4 TOY_DIR=$toy timeout 300 node "$here/server_test.cjs" || status=1
 out=${GEMMA4_TEST_OUTPUT:-$dir}
 timeout 120 node "$here/page_test.cjs" "$toy_url" test-key "$out/chat-page.png" || status=1
 
