@@ -793,6 +793,10 @@ struct ServeCommand {
     app.add_option("--parallel", options.parallel, "slots: requests decoded at once, each with its own KV cache")->check(CLI::Range(1, 64))->capture_default_str();
     app.add_option("--max-queue", options.max_queue, "requests waiting for a slot; more get 503")->check(CLI::Range(0, 4096))->capture_default_str();
     app.add_option("--max-context", options.max_context, "context size of each slot in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+    app.add_option("--prefill-rows", options.prefill_rows,
+                   "prompt tokens each pass runs beside the decoding slots (0: a new prompt runs at once while the others wait)")
+        ->check(CLI::Range(0, 4096))
+        ->capture_default_str();
     app.add_option("--threads", options.threads, "threads to run on, 0 = all usable CPUs")->check(CLI::Range(0, kMaxThreads))->capture_default_str();
     app.add_option("--api-key", options.api_key, "require \"Authorization: Bearer KEY\" on /v1 requests");
     app.add_option("--draft", options.draft, "an assistant directory: decode speculatively (with --parallel 1), same output, faster");

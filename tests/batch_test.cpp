@@ -129,6 +129,9 @@ TEST_CASE("a bad batch is an error that changes no session", "[batch][hostile]")
 }
 
 TEST_CASE("batched generation gives each sequence the tokens it generates alone", "[batch]") {
+  // 0: prompts run as their sequences join; 5: five prompt tokens a step, beside the
+  // decoding rows, in chunks of the session's prefill_chunk (4) at most.
+  const int prefill_rows = GENERATE(0, 5);
   TempDir dir;
   write_synthetic_checkpoint(TinyE4B::config, dir.path(), {.seed = 14});
   const Weights<TinyE4B> w(dir.path(), {.format = WeightFormat::kInt4});
@@ -145,15 +148,15 @@ TEST_CASE("batched generation gives each sequence the tokens it generates alone"
   std::vector<Request> requests{{random_tokens(9, 1024, 1), {.temperature = 0.0f}, {}, 12, 64, 0},
                                 {random_tokens(30, 1024, 2), {.temperature = 1.0f, .seed = 5}, {}, 6, 64, 0},
                                 {random_tokens(3, 1024, 3), {.temperature = 0.8f, .top_k = 0, .seed = 6}, {}, 40, 20, 1},
-                                {random_tokens(17, 1024, 4), {.temperature = 0.0f}, {}, 30, 64, 7}};
+                                {random_tokens(17, 1024, 4), {.temperature = 0.0f}, {}, 30, 64, prefill_rows == 0 ? 7 : 20}};
   const auto alone = [&](const Request& r) {
     Session<TinyE4B> session(w, {.max_context = r.max_context});
     return Generator<TinyE4B>(session, r.sampling, r.stop_ids).generate(r.prompt, r.max_new_tokens, [](int) { return true; });
   };
   requests[3].stop_ids = {alone(requests[3]).tokens[9]};  // greedy: stops at the first time it samples that id
 
-  Batch<TinyE4B> batch(w, {.max_rows = 3, .max_context = 64});
-  BatchGenerator<TinyE4B> generator(batch);
+  Batch<TinyE4B> batch(w, {.max_rows = 3 + prefill_rows, .max_context = 64});
+  BatchGenerator<TinyE4B> generator(batch, prefill_rows);
   std::vector<Session<TinyE4B>> sessions;
   sessions.reserve(requests.size());
   std::vector<int> slot_of(requests.size(), -1), request_in(3, -1);  // by request; by slot
@@ -166,8 +169,9 @@ TEST_CASE("batched generation gives each sequence the tokens it generates alone"
   for (int step = 0; step < 60; ++step) {
     for (std::size_t r = 0; r < requests.size(); ++r) {
       if (requests[r].joins_at != step) continue;
-      sessions.emplace_back(w, SessionOptions{.max_context = requests[r].max_context});
-      slot_of[r] = static_cast<int>(r) < 3 ? static_cast<int>(r) : 1;  // the free slot: request 1 ran out of budget by then
+      sessions.emplace_back(w, SessionOptions{.max_context = requests[r].max_context, .prefill_chunk = 4});
+      slot_of[r] = 0;  // the first free slot: the last request takes one a finished sequence left
+      while (!generator.finished(slot_of[r])) ++slot_of[r];
       request_in[static_cast<std::size_t>(slot_of[r])] = static_cast<int>(r);
       CHECK(generator.join(sessions[r], requests[r].prompt, requests[r].sampling, requests[r].stop_ids, requests[r].max_new_tokens, on_token) ==
             slot_of[r]);

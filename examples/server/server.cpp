@@ -164,14 +164,15 @@ class JobQueue : public Scheduler {
 };
 
 // The slots: --parallel sessions, each keeping its KV cache between requests, and the one
-// thread (run()) that prefills, decodes all active slots in one pass, and hands out tokens.
+// thread (run()) that decodes all active slots in one pass, new prompts' chunks beside
+// them (--prefill-rows), and hands out tokens.
 template <Variant V>
 class BatchEngine final : public JobQueue {
  public:
   BatchEngine(const Weights<V>& weights, const ServeOptions& options, ThreadPool& pool)
       : JobQueue(options.max_queue),
-        batch_(weights, {.max_rows = options.parallel, .max_context = options.max_context, .pool = &pool}),
-        generator_(batch_),
+        batch_(weights, {.max_rows = options.parallel + options.prefill_rows, .max_context = options.max_context, .pool = &pool}),
+        generator_(batch_, options.prefill_rows),
         running_(static_cast<std::size_t>(options.parallel)),
         session_of_(static_cast<std::size_t>(options.parallel)) {
     for (int i = 0; i < options.parallel; ++i) {

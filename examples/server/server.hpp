@@ -20,6 +20,8 @@ struct ServeOptions {
   int parallel = 4;                  // slots: sequences decoded at once, each with its own KV cache
   int max_queue = 16;                // requests waiting for a slot; more get 503
   int max_context = 4096;            // per slot
+  int prefill_rows = 32;             // prompt tokens a pass runs beside the decoding slots; 0: a
+                                     // new prompt runs at once while the other slots wait
   int threads = 0;                   // 0: all usable CPUs
   std::size_t max_body_bytes = std::size_t{4} << 20;
   std::string api_key{};             // non-empty: every /v1 request needs "Authorization: Bearer KEY"
