@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -27,8 +28,6 @@
 
 namespace gemma4::server {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // A generation as the engine runs it and the HTTP thread waiting on it sees it: the
 // tokens as they are sampled, then how it ended.
@@ -622,6 +621,12 @@ int serve(const ServeOptions& options) {
   const int http_threads = options.parallel + options.max_queue + 4;
   http.new_task_queue = [http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(http_threads)); };
   http.set_payload_max_length(options.max_body_bytes);
+  // SO_REUSEADDR (a restart may bind at once) but not httplib's default SO_REUSEPORT, with
+  // which a second server would share a busy port silently instead of failing.
+  http.set_socket_options([](int sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   http.set_pre_routing_handler([&options](const httplib::Request& req, httplib::Response& res) {
     const bool open = req.path == "/" || req.path == "/health";
     if (options.api_key.empty() || open) return httplib::Server::HandlerResponse::Unhandled;
@@ -663,6 +668,12 @@ int serve(const ServeOptions& options) {
   const int port = options.port == 0 ? http.bind_to_any_port(options.host) : (http.bind_to_port(options.host, options.port) ? options.port : -1);
   if (port < 0) fail(ErrorKind::kIo, "cannot listen on {}:{} (in use, or not an address of this machine)", options.host, options.port);
   std::thread listener([&] { http.listen_after_bind(); });
+  // stop() before the listener runs would be lost (and join() would wait forever).
+  for (int i = 0; i < 5000 && !http.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  if (!http.is_running()) {
+    listener.join();  // listening failed at once
+    fail(ErrorKind::kIo, "cannot listen on {}:{}", options.host, port);
+  }
   std::thread signal_waiter([&] {
     int signal = 0;
     sigwait(&signals, &signal);

@@ -55,6 +55,20 @@ TOY_URL=$toy_url RANDOM_URL=$random_url DRAFT_URL=$draft_url API_KEY=test-key GE
 out=${GEMMA4_TEST_OUTPUT:-$dir}
 timeout 120 node "$here/page_test.cjs" "$toy_url" test-key "$out/chat-page.png" || status=1
 
+# Errors before serving: each named, exit 1.
+refused() {  # refused NAME EXPECTED_TEXT ARGS...
+  if timeout 60 "$gemma4" serve "${@:3}" > "$dir/refused.log" 2>&1; then
+    echo "FAILED: $1 (it served)"; status=1
+  elif grep -qF -- "$2" "$dir/refused.log"; then
+    echo "ok: $1"
+  else
+    echo "FAILED: $1: expected '$2' in:"; cat "$dir/refused.log"; status=1
+  fi
+}
+refused "a port in use is named" "cannot listen on 127.0.0.1:${toy_url##*:}" --model "$toy" --port "${toy_url##*:}"
+refused "a missing model directory is named" "$dir/nothing" --model "$dir/nothing" --port 0
+refused "--draft needs one slot" "give --parallel 1" --model "$toy" --draft "$toy-assistant" --parallel 2
+
 # SIGTERM: the server stops cleanly, at once.
 kill -TERM "$toy_pid"
 for _ in $(seq 50); do kill -0 "$toy_pid" 2> /dev/null || break; sleep 0.1; done
