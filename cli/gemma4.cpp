@@ -9,7 +9,7 @@
 //   info       load and validate a checkpoint, print its config and tensors
 //   logits     logits of every position: little-endian float32 [T, vocab] to a file,
 //              or each position's argmax
-//   serve      the OpenAI API over HTTP (examples/server/)
+//   serve      the OpenAI API over HTTP (cli/server/)
 
 #include <signal.h>
 #include <unistd.h>
