@@ -101,6 +101,14 @@ async function basics() {
 
   const completion = await toy.completions.create({ model, prompt: "Once upon a time", temperature: 0, max_tokens: 16 });
   check("a raw completion", completion.object === "text_completion" && completion.choices[0].text.length > 0, JSON.stringify(completion));
+  let streamedCompletion = "", completionUsage = null;
+  for await (const chunk of await toy.completions.create({ model, prompt: "Once upon a time", temperature: 0, max_tokens: 16, stream: true,
+                                                          stream_options: { include_usage: true } })) {
+    streamedCompletion += chunk.choices[0]?.text ?? "";
+    if (chunk.usage) completionUsage = chunk.usage;
+  }
+  check("a streamed raw completion is the same text", streamedCompletion === completion.choices[0].text &&
+        completionUsage?.completion_tokens === completion.usage.completion_tokens, JSON.stringify([streamedCompletion, completionUsage]));
 
   const models = await toy.models.list();
   check("/v1/models lists the served model", models.data.length === 1 && models.data[0].id === model, JSON.stringify(models.data));
