@@ -11,7 +11,8 @@ build=${1:-$root/build}
 shift || true
 extra=()
 command -v npm > /dev/null || extra+=(npm)
-command -v chromium > /dev/null || extra+=(chromium)  # gemma4 serve's chat page test
+command -v chromium > /dev/null || extra+=(chromium)  # gemma4 serve's tests: the chat page,
+command -v curl > /dev/null || extra+=(curl)          # a stream cut by SIGTERM
 bash "$root/cmake/install-deps.sh" "${extra[@]}"
 source "$root/cmake/ccache.sh"
 bash "$root/tests/tokenizer/fetch_tokenizer.sh" > /dev/null ||

@@ -46,7 +46,7 @@ start() {
 start toy --model "$toy" --parallel 2 --api-key test-key --max-body-mb 1 --max-context 1024
 toy_url=$URL toy_pid=${pids[-1]}
 start random --model "$dir/random" --alias random --parallel 1 --max-queue 1
-random_url=$URL
+random_url=$URL random_pid=${pids[-1]}
 start draft --model "$toy" --draft "$toy-assistant" --parallel 1
 draft_url=$URL
 
@@ -68,6 +68,25 @@ refused() {  # refused NAME EXPECTED_TEXT ARGS...
 refused "a port in use is named" "cannot listen on 127.0.0.1:${toy_url##*:}" --model "$toy" --port "${toy_url##*:}"
 refused "a missing model directory is named" "$dir/nothing" --model "$dir/nothing" --port 0
 refused "--draft needs one slot" "give --parallel 1" --model "$toy" --draft "$toy-assistant" --parallel 2
+
+# SIGTERM while a stream is being written: the stream ends with an error event, the
+# server exits cleanly, nothing hangs.
+curl -sN "$random_url/v1/chat/completions" -H 'Content-Type: application/json' \
+  -d '{"messages": [{"role": "user", "content": "go"}], "max_tokens": 3000, "temperature": 0, "stream": true}' > "$dir/cut.sse" &
+curl_pid=$!
+for _ in $(seq 100); do [ -s "$dir/cut.sse" ] && break; sleep 0.05; done
+kill -TERM "$random_pid"
+for _ in $(seq 50); do kill -0 "$random_pid" 2> /dev/null || break; sleep 0.1; done
+if kill -0 "$random_pid" 2> /dev/null || kill -0 "$curl_pid" 2> /dev/null; then
+  echo "FAILED: SIGTERM during a stream: the server or the stream still runs after 5 s"; status=1
+else
+  wait "$random_pid"; code=$?
+  if [ $code -eq 0 ] && grep -q "shutting down" "$dir/cut.sse" && tail -1 "$dir/cut.sse" | grep -q "^$" && grep -q "data: \[DONE\]" "$dir/cut.sse"; then
+    echo "ok: SIGTERM during a stream ends it with an error event and stops the server"
+  else
+    echo "FAILED: SIGTERM during a stream: exit $code, stream:"; tail -3 "$dir/cut.sse"; status=1
+  fi
+fi
 
 # SIGTERM: the server stops cleanly, at once.
 kill -TERM "$toy_pid"
