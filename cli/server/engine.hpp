@@ -177,9 +177,12 @@ class BatchEngine final : public JobQueue {
       idle_ = generator_.slots() - generator_.active();
       // A free slot takes the next job (waiting for one when nothing runs); else one pass.
       std::shared_ptr<Job> job = generator_.active() < generator_.slots() ? take(/*wait=*/generator_.active() == 0) : nullptr;
-      if (stopping()) break;
+      // A job taken is always started (stop() may come just after take()): leaving it
+      // unstarted would leave its client waiting for ever. After stop(), take() gives none.
       if (job) {
         start(std::move(job));
+      } else if (stopping()) {
+        break;
       } else {
         step();
       }
@@ -202,9 +205,7 @@ class BatchEngine final : public JobQueue {
     std::size_t best = sessions_.size(), best_common = 0;
     for (std::size_t i = 0; i < sessions_.size(); ++i) {
       if (sessions_[i].busy) continue;
-      const std::span<const int> held = sessions_[i].session->tokens();
-      const std::size_t n = std::min(held.size(), prompt.size());
-      const auto common = static_cast<std::size_t>(std::mismatch(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(n), prompt.begin()).first - held.begin());
+      const std::size_t common = common_prefix(sessions_[i].session->tokens(), prompt);
       if (best == sessions_.size() || common > best_common || (common == best_common && sessions_[i].last_used < sessions_[best].last_used)) {
         best = i;
         best_common = common;

@@ -65,7 +65,8 @@ async function basics() {
         reply.usage.total_tokens === reply.usage.prompt_tokens + reply.usage.completion_tokens, JSON.stringify(reply.usage));
   check("temperature 0 gives gemma4 run --greedy's text", message.content === runGreedy(prompt, 48),
         `${JSON.stringify(message.content)} vs ${JSON.stringify(runGreedy(prompt, 48))}`);
-  check("a reply cut by max_tokens finishes with length", reply.choices[0].finish_reason === "length" || reply.usage.completion_tokens < 48);
+  const hitLimit = reply.usage.completion_tokens === 48;  // else the model ended its turn first
+  check("the finish reason says why the reply ended", reply.choices[0].finish_reason === (hitLimit ? "length" : "stop"), JSON.stringify(reply.choices[0]));
 
   const streamed = await streamText(toy, { model, messages: user(prompt), temperature: 0, max_tokens: 48 });
   check("a streamed reply is the same text, chunk by chunk", streamed.text === message.content && streamed.chunks > 5,

@@ -144,15 +144,19 @@ class Session {
   ForwardPass<V> pass_;
 };
 
+// How many leading tokens `a` and `b` share.
+inline std::size_t common_prefix(std::span<const int> a, std::span<const int> b) {
+  const std::size_t n = std::min(a.size(), b.size());
+  return static_cast<std::size_t>(std::mismatch(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(n), b.begin()).first - a.begin());
+}
+
 // Leaves in `session` the longest prefix of `wanted` it holds and can keep (at least the
 // last token of `wanted` is left to feed again, for its logits) and returns its length;
 // where the sliding-window caches cannot rewind that far, the session starts over (0).
 // A chat that re-renders its whole history each turn feeds only what is new.
 template <Variant V>
 std::size_t keep_common_prefix(Session<V>& session, std::span<const int> wanted) {
-  const std::span<const int> held = session.tokens();
-  const std::size_t limit = std::min(held.size(), wanted.empty() ? 0 : wanted.size() - 1);
-  const auto common = static_cast<std::size_t>(std::mismatch(held.begin(), held.begin() + static_cast<std::ptrdiff_t>(limit), wanted.begin()).first - held.begin());
+  const std::size_t common = common_prefix(session.tokens(), wanted.first(wanted.empty() ? 0 : wanted.size() - 1));
   if (!session.can_rewind_to(static_cast<int>(common))) {
     session.reset();
     return 0;
