@@ -38,6 +38,7 @@
 #include "gemma4/chat/conversation.hpp"
 #include "gemma4/model/batch_generator.hpp"
 #include "gemma4/model/drafter.hpp"
+#include "gemma4/model/prompt_cache.hpp"
 #include "gemma4/variants.hpp"
 #include "gemma4/testing/synthetic.hpp"
 #if GEMMA4_SERVER
@@ -54,6 +55,8 @@ const std::map<std::string, gemma4::WeightFormat> kWeightFormats = {
     {"bf16", gemma4::WeightFormat::kBF16}, {"int8", gemma4::WeightFormat::kInt8}, {"int4", gemma4::WeightFormat::kInt4}};
 const std::map<std::string, gemma4::DType> kDTypes = {
     {"bf16", gemma4::DType::kBF16}, {"f16", gemma4::DType::kF16}, {"f32", gemma4::DType::kF32}};
+const std::map<std::string, gemma4::KvFormat> kKvFormats = {
+    {"f32", gemma4::KvFormat::kF32}, {"bf16", gemma4::KvFormat::kBF16}, {"int8", gemma4::KvFormat::kInt8}};
 constexpr int kMaxThreads = 1024;
 
 template <typename Map>
@@ -62,6 +65,18 @@ std::vector<std::string> keys(const Map& map) {
   for (const auto& [key, value] : map) out.push_back(key);
   return out;
 }
+
+// --kv: every command that runs the model takes it.
+struct KvOption {
+  std::string name{gemma4::kv_format_name(gemma4::kDefaultKvFormat)};
+
+  void add_to(CLI::App& app) {
+    app.add_option("--kv", name, "how the KV cache stores keys and values: f32, bf16 (half the bytes) or int8 (a quarter)")
+        ->check(CLI::IsMember(keys(kKvFormats)))
+        ->capture_default_str();
+  }
+  gemma4::KvFormat format() const { return kKvFormats.at(name); }
+};
 
 // The whole of `text` as an integer, or an error naming `what`.
 long long parse_integer(const std::string& text, const char* what) {
@@ -274,6 +289,7 @@ void with_drafts(const std::string& dir, const gemma4::Session<V>& session, cons
 struct LogitsCommand {
   std::string model, tokens, out, draft;
   bool decode = false;
+  KvOption kv;
 
   void add_to(CLI::App& app) {
     app.add_option("--model", model, "model directory")->required();
@@ -284,6 +300,7 @@ struct LogitsCommand {
                    "an assistant directory: write its first draft step's logits [T - 1, vocab] instead, row i - 1 from positions "
                    "0..i-1 committed, token i and the target's hidden row i - 1 (centroid head)")
         ->excludes(decode_flag);
+    kv.add_to(app);
   }
 
   // Row i - 1: the assistant's first step for the round after positions 0..i-1.
@@ -309,7 +326,7 @@ struct LogitsCommand {
     const std::vector<int> ids = parse_ids(tokens, "each --tokens entry");
     with_model_variant(model, [&]<typename V>() {
       const gemma4::Weights<V> weights(model);
-      gemma4::Session<V> session(weights, {.max_context = static_cast<int>(ids.size())});
+      gemma4::Session<V> session(weights, {.max_context = static_cast<int>(ids.size()), .kv_format = kv.format()});
       const std::size_t vocab = V::config.vocab_size;
       std::vector<float> logits(ids.size() * vocab);
       if (!draft.empty()) {
@@ -518,9 +535,10 @@ struct StreamedReply {
 };
 
 struct RunCommand {
-  std::string model, prompt, prompts, system, weights, draft, tools;
+  std::string model, prompt, prompts, system, weights, draft, tools, prompt_cache;
   bool chat = false, raw = false, think = false, show_thoughts = false, greedy = false;
   int max_tokens = 512, max_context = 4096, draft_max = 3, batch = 4;
+  KvOption kv;
   Threads threads;
   // Sampling settings: generation_config.json's unless given.
   float temperature = 0, top_p = 0, min_p = 0, repetition_penalty = 0;
@@ -539,6 +557,10 @@ struct RunCommand {
                                ->check(CLI::ExistingFile);
     prompt_option->excludes(chat_option)->excludes(prompts_option);
     chat_option->excludes(prompts_option);
+    app.add_option("--prompt-cache", prompt_cache,
+                   "with --prompt: take the prompt's longest prefix this file holds from it instead of prefilling it, then save the prompt"
+                   " into it (a fixed system prompt or tool list is prefilled once across runs)")
+        ->needs(prompt_option);
     app.add_option("--batch", batch, "with --prompts: sequences decoded at once")->check(CLI::Range(1, 256))->capture_default_str()->needs(prompts_option);
     app.add_flag("--raw", raw, "plain text after <bos>, no chat template (pretrained models)");
     app.add_option("--system", system, "system prompt");
@@ -547,6 +569,7 @@ struct RunCommand {
     app.add_option("--tools", tools, "tools the model may call (JSON array, OpenAI form); each call is shown on stderr and its result read as a line of stdin");
     app.add_option("--max-tokens", max_tokens, "tokens to generate at most per answer")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     app.add_option("--max-context", max_context, "context size in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+    kv.add_to(app);
     app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
         ->check(CLI::IsMember(keys(kWeightFormats)));
     threads.add_to(app);
@@ -663,6 +686,24 @@ struct RunCommand {
     return gemma4::render_prompt(loaded.chat_template, messages, read_tools(tools), {.thinking = think, .add_generation_prompt = true}).ids(tokenizer);
   }
 
+  // --prompt-cache: what the file holds of the prompt is not prefilled again; then the
+  // prompt, but for its last token (whose logits generation takes), is saved back.
+  template <typename V>
+  void use_prompt_cache(gemma4::Session<V>& session, const std::vector<int>& ids) const {
+    std::size_t reused = 0;
+    if (std::filesystem::exists(prompt_cache)) {
+      gemma4::restore_prompt_cache(session, prompt_cache);
+      reused = gemma4::keep_common_prefix(session, ids);
+    }
+    if (ids.size() - 1 > reused) {
+      std::vector<float> logits(V::config.vocab_size);
+      session.forward(std::span(ids).first(ids.size() - 1).subspan(reused), gemma4::Logits::kLast, logits);
+    }
+    gemma4::save_prompt_cache(session, prompt_cache);
+    fmt::print(stderr, "[prompt cache {}: {} of the prompt's {} tokens taken from it; {} tokens saved]\n", prompt_cache, reused, ids.size(),
+               session.position());
+  }
+
   // --prompts: every line's reply as one JSON line on stdout, in the order they finish,
   // up to --batch sequences decoded at once (model/batch_generator.hpp); a line that
   // cannot run gets an "error" instead. A summary on stderr.
@@ -716,7 +757,7 @@ struct RunCommand {
         if (lines[line].empty()) continue;
         int slot = 0;
         while (!generator.finished(slot)) ++slot;
-        if (static_cast<std::size_t>(slot) == sessions.size()) sessions.emplace_back(loaded.weights, gemma4::SessionOptions{.max_context = context, .pool = &pool});
+        if (static_cast<std::size_t>(slot) == sessions.size()) sessions.emplace_back(loaded.weights, gemma4::SessionOptions{.max_context = context, .kv_format = kv.format(), .pool = &pool});
         gemma4::Session<V>& session = sessions[static_cast<std::size_t>(slot)];
         session.reset();
         replies[static_cast<std::size_t>(slot)].emplace(gemma4::ReplyStream(loaded.tokenizer));
@@ -755,16 +796,19 @@ struct RunCommand {
       const gemma4::Model<V> loaded = load_model<V>(model, load_options);
       const gemma4::GenerationConfig generation = generation_config(loaded.generation);
       if (!prompts.empty()) return run_batch(loaded, generation, pool);
+      // A prompt cache may be reused at any prefix: every position of the sliding layers is kept.
       gemma4::Session<V> session(loaded.weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings),
-                                                  .pool = &pool});
+                                                  .kv_format = kv.format(), .rewind_anywhere = !prompt_cache.empty(), .pool = &pool});
+      if (!prompt_cache.empty()) use_prompt_cache(session, prompt_ids(loaded, prompt));
       const std::size_t bytes_per_token = loaded.weights.report().bytes_per_token;
       with_drafts<V>(draft, session, {.max_drafts = draft_max}, [&](auto& drafts) {
         if (!raw) return chat_loop(session, drafts, loaded, generation);
 
         const std::vector<int> ids = prompt_ids(loaded, prompt);
+        const std::size_t held = gemma4::keep_common_prefix(session, ids);  // what a prompt cache gave
         gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);
         gemma4::StreamDecoder stream(loaded.tokenizer, {.skip_special = true});
-        const auto result = generator.generate(ids, max_tokens, drafts, [&](int id) {
+        const auto result = generator.generate(std::span(ids).subspan(held), max_tokens, drafts, [&](int id) {
           print_stdout(stream.push(id));
           return true;
         });
@@ -783,6 +827,7 @@ struct RunCommand {
 struct ServeCommand {
   gemma4::server::ServeOptions options;
   std::string weights;
+  KvOption kv;
   std::size_t max_body_mb = 4;
 
   void add_to(CLI::App& app) {
@@ -793,6 +838,7 @@ struct ServeCommand {
     app.add_option("--parallel", options.parallel, "slots: requests decoded at once, each with its own KV cache")->check(CLI::Range(1, 64))->capture_default_str();
     app.add_option("--max-queue", options.max_queue, "requests waiting for a slot; more get 503")->check(CLI::Range(0, 4096))->capture_default_str();
     app.add_option("--max-context", options.max_context, "context size of each slot in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
+    kv.add_to(app);
     app.add_option("--prefill-rows", options.prefill_rows,
                    "prompt tokens each pass runs beside the decoding slots (0: a new prompt runs at once while the others wait)")
         ->check(CLI::Range(0, 4096))
@@ -808,6 +854,7 @@ struct ServeCommand {
 
   int operator()() {
     options.max_body_bytes = max_body_mb << 20;
+    options.kv_format = kv.format();
     if (!weights.empty()) options.format = kWeightFormats.at(weights);
     return gemma4::server::serve(options);
   }

@@ -29,7 +29,9 @@ std::vector<float> logits_row(const std::vector<float>& logits, std::size_t row)
 }  // namespace
 
 TEMPLATE_TEST_CASE("a batch gives each sequence the logits it gets alone, as sequences join and leave", "[batch]", TinyE2B, TinyE4B) {
-  const WeightFormat format = GENERATE(WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kInt4);
+  // Each weight format, each KV cache format.
+  const auto [format, kv_format] = GENERATE(table<WeightFormat, KvFormat>(
+      {{WeightFormat::kBF16, KvFormat::kF32}, {WeightFormat::kInt8, KvFormat::kInt8}, {WeightFormat::kInt4, KvFormat::kBF16}}));
   TempDir dir;
   write_synthetic_checkpoint(TestType::config, dir.path(), {.seed = 11});
   const Weights<TestType> w(dir.path(), {.format = format});
@@ -37,7 +39,7 @@ TEMPLATE_TEST_CASE("a batch gives each sequence the logits it gets alone, as seq
   // Four sequences with prompts of different lengths (past a sliding window of 16 for
   // some), each decoding its own token stream; alone, each runs prompt then tokens.
   const std::vector<int> prompt_lengths{5, 23, 1, 40}, joins_at{0, 0, 3, 6}, leaves_at{12, 7, 14, 14};
-  const SessionOptions options{.max_context = 64, .prefill_chunk = 8};
+  const SessionOptions options{.max_context = 64, .prefill_chunk = 8, .kv_format = kv_format};
   std::vector<std::vector<int>> streams;
   for (std::size_t s = 0; s < prompt_lengths.size(); ++s) {
     streams.push_back(random_tokens(prompt_lengths[s] + 14, kVocab, static_cast<unsigned>(20 + s)));
@@ -71,7 +73,7 @@ TEMPLATE_TEST_CASE("a batch gives each sequence the logits it gets alone, as seq
     const std::size_t prompt = static_cast<std::size_t>(prompt_lengths[s]), decoded = static_cast<std::size_t>(leaves_at[s] - joins_at[s]);
     const std::vector<int> seen(streams[s].begin(), streams[s].begin() + static_cast<std::ptrdiff_t>(prompt + decoded));
     const std::vector<float> alone = all_logits(w, seen, options);
-    INFO("sequence " << s << ", format " << weight_format_name(format));
+    INFO("sequence " << s << ", format " << weight_format_name(format) << ", KV " << kv_format_name(kv_format));
     CHECK(sessions[s].position() == static_cast<int>(prompt + decoded));
     CHECK(first_difference(batched[s], std::vector<float>(alone.end() - static_cast<std::ptrdiff_t>(decoded * kVocab), alone.end())) == "");
   }

@@ -32,6 +32,13 @@ check "logits by prefill" "$gemma4" logits --model "$dir/m" --tokens $tokens --o
 check "logits by decode" "$gemma4" logits --model "$dir/m" --tokens $tokens --out "$dir/decode.f32" --decode
 check "prefill and decode logits are identical" cmp "$dir/prefill.f32" "$dir/decode.f32"
 check "logits file is [T, vocab] float32" test "$(stat -c %s "$dir/prefill.f32")" -eq $((20 * 1024 * 4))
+for kv in f32 int8; do
+  check "logits with a $kv KV cache by prefill" "$gemma4" logits --model "$dir/m" --tokens $tokens --kv $kv --out "$dir/prefill-$kv.f32"
+  check "logits with a $kv KV cache by decode" "$gemma4" logits --model "$dir/m" --tokens $tokens --kv $kv --out "$dir/decode-$kv.f32" --decode
+  check "prefill and decode logits are identical with a $kv KV cache" cmp "$dir/prefill-$kv.f32" "$dir/decode-$kv.f32"
+done
+check "--kv chooses the cache's format (bf16 by default)" bash -c "! cmp -s '$dir/prefill-f32.f32' '$dir/prefill-int8.f32' && ! cmp -s '$dir/prefill-f32.f32' '$dir/prefill.f32'"
+check_error "unknown KV format" "--kv: f16 not in {bf16,f32,int8}" "$gemma4" logits --model "$dir/m" --tokens 2 --kv f16
 check "argmax printing" "$gemma4" logits --model "$dir/m" --tokens 2,3
 check_error "token outside the vocabulary" "token id 1024 at index 1 is outside the vocabulary" "$gemma4" logits --model "$dir/m" --tokens 2,1024
 check_error "negative token" "token id -5" "$gemma4" logits --model "$dir/m" --tokens -5
@@ -81,6 +88,22 @@ check "run --prompts, one token each" run_to "$dir/batch1" --prompts "$dir/promp
 check "a reply that ends at its first token is written before its slot is reused" test "$(grep -c '"generated_tokens":1' "$dir/batch1")" -eq 4
 check_error "--batch needs --prompts" "--batch requires --prompts" "$gemma4" run --model "$dir/chat" --prompt hi --batch 2
 check_error "--prompts with --draft" "--prompts decodes a batch plainly" "$gemma4" run --model "$dir/chat" --prompts "$dir/prompts.txt" --draft "$dir/chat"
+# Prompt caches: a later run takes the shared system prompt from the file, and the text is
+# the one it gets without a cache.
+system="You answer briefly and kindly.$(printf ' Keep to the facts.%.0s' $(seq 12))"
+check "run --prompt-cache: a new file" run_to "$dir/pc1" --system "$system" --prompt "Write a haiku." --greedy --max-tokens 8 --prompt-cache "$dir/sys.cache"
+check "the first run saves its prompt" grep -qE "prompt cache .*sys.cache: 0 of the prompt's [0-9]+ tokens taken from it; [0-9]+ tokens saved" "$dir/pc1.err"
+check "run --prompt-cache: the file reused" run_to "$dir/pc2" --system "$system" --prompt "Name three colors." --greedy --max-tokens 8 --prompt-cache "$dir/sys.cache"
+check "the second run takes the system prompt from the file" grep -qE "sys.cache: ([5-9][0-9]|[1-9][0-9][0-9]+) of the prompt's" "$dir/pc2.err"
+check "the same prompt without a cache" run_to "$dir/pc3" --system "$system" --prompt "Name three colors." --greedy --max-tokens 8
+check "a prompt cache does not change the text" cmp "$dir/pc2" "$dir/pc3"
+check "run --raw --prompt-cache: a new file" run_to "$dir/pcr1" --raw --prompt "Once upon a time there was a fox." --greedy --max-tokens 8 --prompt-cache "$dir/raw.cache"
+check "run --raw --prompt-cache: the file reused" run_to "$dir/pcr2" --raw --prompt "Once upon a time there was an owl." --greedy --max-tokens 8 --prompt-cache "$dir/raw.cache"
+check "the raw prompt's shared start comes from the file" grep -qE "raw.cache: [1-9][0-9]* of the prompt's" "$dir/pcr2.err"
+check "the same raw prompt without a cache" run_to "$dir/pcr3" --raw --prompt "Once upon a time there was an owl." --greedy --max-tokens 8
+check "a prompt cache does not change a raw prompt's text" cmp "$dir/pcr2" "$dir/pcr3"
+check_error "a prompt cache of another KV format" "a prompt cache of another model or KV format: kv_format \"bf16\" (this session: \"int8\")" "$gemma4" run --model "$dir/chat" --system "$system" --prompt hi --kv int8 --prompt-cache "$dir/sys.cache"
+check_error "--prompt-cache needs --prompt" "--prompt-cache requires --prompt" "$gemma4" run --model "$dir/chat" --chat --prompt-cache "$dir/sys.cache"
 check "run with int8 weights on 1 thread" run_to "$dir/i8a" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --threads 1
 check "run with int8 weights on 2 threads" run_to "$dir/i8b" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --threads 2
 check "threads do not change the text" cmp "$dir/i8a" "$dir/i8b"

@@ -25,7 +25,8 @@ TEMPLATE_TEST_CASE("logits match the double-precision reference at every positio
   write_synthetic_checkpoint(TestType::config, dir.path(), {.dtype = dtype, .seed = seed});
   const Weights<TestType> w(dir.path());
   const auto tokens = random_tokens(64, TestType::config.vocab_size, seed);  // 4 sliding windows
-  const auto ours = all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 24});
+  // An f32 KV cache: the reference keeps keys and values at full precision.
+  const auto ours = all_logits(w, tokens, {.max_context = 64, .prefill_chunk = 24, .kv_format = KvFormat::kF32});
   const auto reference = reference_logits(w, tokens);
   const std::size_t vocab = TestType::config.vocab_size;
   double worst = 0;
@@ -42,17 +43,34 @@ TEMPLATE_TEST_CASE("logits match the double-precision reference at every positio
   WARN(TestType::name << " " << dtype_name(dtype) << " seed " << seed << ": max |ours - reference| = " << worst);
 }
 
-TEMPLATE_TEST_CASE("prefill, decode and any mix give the same logits", "[forward]", TinyE2B, TinyE4B) {
+TEMPLATE_TEST_CASE("prefill, decode and any mix give the same logits, in every KV cache format", "[forward]", TinyE2B, TinyE4B) {
   TempDir dir;
   write_synthetic_checkpoint(TestType::config, dir.path(), {.seed = 7});
   const Weights<TestType> w(dir.path());
   const auto tokens = random_tokens(60, TestType::config.vocab_size, 7);
-  const auto prefill = all_logits(w, tokens, {.max_context = 64});
+  const KvFormat kv = GENERATE(KvFormat::kF32, KvFormat::kBF16, KvFormat::kInt8);
+  INFO("KV format " << kv_format_name(kv));
+  const auto prefill = all_logits(w, tokens, {.max_context = 64, .kv_format = kv});
   // The contract is 1e-4 relative; the kernels sum every dot product in the same order
   // whatever the batch, so the results are in fact identical.
-  CHECK(first_difference(logits_in_pieces(w, tokens, {1}, {.max_context = 64}), prefill) == "");
-  CHECK(first_difference(logits_in_pieces(w, tokens, {10, 1, 1, 1, 1, 1, 20}, {.max_context = 64}), prefill) == "");
-  CHECK(first_difference(logits_in_pieces(w, tokens, {3, 17, 1}, {.max_context = 60, .prefill_chunk = 5}), prefill) == "");
+  CHECK(first_difference(logits_in_pieces(w, tokens, {1}, {.max_context = 64, .kv_format = kv}), prefill) == "");
+  CHECK(first_difference(logits_in_pieces(w, tokens, {10, 1, 1, 1, 1, 1, 20}, {.max_context = 64, .kv_format = kv}), prefill) == "");
+  CHECK(first_difference(logits_in_pieces(w, tokens, {3, 17, 1}, {.max_context = 60, .prefill_chunk = 5, .kv_format = kv}), prefill) == "");
+}
+
+TEST_CASE("a bf16 KV cache takes half the bytes of f32, an int8 one a quarter and its scales", "[forward]") {
+  TempDir dir;
+  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 7});
+  const Weights<TinyE2B> w(dir.path());
+  const auto bytes = [&](KvFormat kv) { return Session<TinyE2B>(w, {.max_context = 256, .kv_format = kv}).kv_cache_bytes(); };
+  const std::size_t f32 = bytes(KvFormat::kF32);
+  CHECK(bytes(KvFormat::kBF16) * 2 == f32);
+  // A byte per element, and per head_dim (at least 32) elements one f32 scale: at most
+  // 1/32 of the f32 bytes more.
+  CHECK(bytes(KvFormat::kInt8) > f32 / 4);
+  CHECK(bytes(KvFormat::kInt8) <= f32 / 4 + f32 / kValueChunk);
+  CHECK(kv_format_from_name("int8") == KvFormat::kInt8);
+  CHECK(kv_format_from_name("f16") == std::nullopt);
 }
 
 TEST_CASE("the last-token logits equal the last row of all logits", "[forward]") {

@@ -157,17 +157,37 @@ void TestSoftmax() {
   }
 }
 
-void TestGroupedAttention() {
+constexpr KvFormat kKvFormats[] = {KvFormat::kF32, KvFormat::kBF16, KvFormat::kInt8};
+
+// What a cache of `format` holds for `rows` rows of D values: each row rounded to bf16,
+// or to int8 steps of max|row| / 127.
+std::vector<float> as_stored(KvFormat format, const float* x, std::size_t rows, int D) {
+  std::vector<float> out(x, x + rows * D);
+  for (std::size_t r = 0; r < rows; ++r) {
+    float* row = out.data() + r * D;
+    const float step = *std::max_element(row, row + D, [](float a, float b) { return std::fabs(a) < std::fabs(b); });
+    for (int i = 0; i < D; ++i) {
+      if (format == KvFormat::kBF16) row[i] = bf16_to_f32(f32_to_bf16(row[i]));
+      if (format == KvFormat::kInt8) row[i] = std::nearbyint(row[i] / (std::fabs(step) / 127)) * (std::fabs(step) / 127);
+    }
+  }
+  return out;
+}
+
+void GroupedAttention(KvFormat format) {
+  INFO("KV format " << kv_format_name(format));
   const int D = 2 * kPositionTile, kv_heads = 2, heads_per_kv = 4;
   // A ring of 20 positions (rounded up to 32) holding positions 0..69: the newest
   // overwrite the oldest, and [first, last] may start and end inside a tile and wrap.
-  KvCache cache(20, kv_heads, D);
+  KvCache cache(20, kv_heads, D, format);
   REQUIRE(cache.capacity() == 2 * kPositionTile);
   const int written = 70;
   Buffer keys(std::size_t(written) * kv_heads * D, 11), values(std::size_t(written) * kv_heads * D, 12);
   for (int p = 0; p < written; ++p) {
     cache.store(p, keys.data + std::size_t(p) * kv_heads * D, values.data + std::size_t(p) * kv_heads * D);
   }
+  const std::vector<float> stored_keys = as_stored(format, keys.data, std::size_t(written) * kv_heads, D);
+  const std::vector<float> stored_values = as_stored(format, values.data, std::size_t(written) * kv_heads, D);
   Buffer q(std::size_t(heads_per_kv) * D, 13, -1.0f, 1.0f);
   const int kv_head = 1;
   for (const std::pair<int, int>& positions : {std::pair{50, 69}, std::pair{64, 69}, std::pair{69, 69}, std::pair{41, 60}}) {
@@ -178,9 +198,9 @@ void TestGroupedAttention() {
     const auto heads = [&](int h, std::vector<float>& out) {
       return QueryBlock{.q = q.data + h * D, .out = out.data() + h * D, .first = {first}, .last = last};
     };
-    AttendGroup<4>(heads(0, grouped), cache, kv_head, scores.data());
-    for (int h = 0; h < heads_per_kv; ++h) AttendGroup<1>(heads(h, alone), cache, kv_head, scores.data());
-    for (int h = 0; h < heads_per_kv; h += 2) AttendGroup<2>(heads(h, pairs), cache, kv_head, scores.data());
+    AttendHeads<4>(4, heads(0, grouped), cache, kv_head, scores.data());
+    for (int h = 0; h < heads_per_kv; ++h) AttendHeads<4>(1, heads(h, alone), cache, kv_head, scores.data());
+    for (int h = 0; h < heads_per_kv; h += 2) AttendHeads<4>(2, heads(h, pairs), cache, kv_head, scores.data());
     CHECK(grouped == alone);
     CHECK(grouped == pairs);
     for (int h = 0; h < heads_per_kv; ++h) {
@@ -188,7 +208,7 @@ void TestGroupedAttention() {
       double max = -INFINITY, sum = 0;
       for (int p = first; p <= last; ++p) {
         double dot = 0;
-        for (int i = 0; i < D; ++i) dot += double(q.data[h * D + i]) * keys.data[(std::size_t(p) * kv_heads + kv_head) * D + i];
+        for (int i = 0; i < D; ++i) dot += double(q.data[h * D + i]) * stored_keys[(std::size_t(p) * kv_heads + kv_head) * D + i];
         s.push_back(dot);
         max = std::max(max, dot);
       }
@@ -196,7 +216,7 @@ void TestGroupedAttention() {
       for (int i = 0; i < D; ++i) {
         double want = 0;
         for (int p = first; p <= last; ++p) {
-          want += std::exp(s[p - first] - max) / sum * values.data[(std::size_t(p) * kv_heads + kv_head) * D + i];
+          want += std::exp(s[p - first] - max) / sum * stored_values[(std::size_t(p) * kv_heads + kv_head) * D + i];
         }
         CHECK(grouped[h * D + i] == Approx(want).margin(1e-5));
       }
@@ -204,13 +224,18 @@ void TestGroupedAttention() {
   }
 }
 
+void TestGroupedAttention() {
+  for (KvFormat format : kKvFormats) GroupedAttention(format);
+}
+
 // A block of consecutive query positions, each with its own sliding window, gives the
 // same bits as the positions one at a time: while the windows start at 0, once they
 // slide, and across the ring's wrap (a ring just big enough for the block).
-void TestAttentionBlock() {
+void AttentionBlock(KvFormat format) {
+  INFO("KV format " << kv_format_name(format));
   const int D = 2 * kPositionTile, kv_heads = 2, heads = 2, window = 12, positions = 60;
   const std::size_t stride = 3 * heads * D;  // rows of other heads lie between tokens
-  KvCache cache(window + kQueryBlock - 1, kv_heads, D);
+  KvCache cache(window + kQueryBlock - 1, kv_heads, D, format);
   Buffer keys(std::size_t(positions) * kv_heads * D, 15), values(std::size_t(positions) * kv_heads * D, 16);
   Buffer q(kQueryBlock * stride, 17, -1.0f, 1.0f);
   const int kv_head = 1;
@@ -224,14 +249,18 @@ void TestAttentionBlock() {
       std::vector<float> together(kQueryBlock * stride), alone(together.size());
       block.q = q.data;
       block.out = together.data();
-      AttendGroup<heads>(block, cache, kv_head, scores.data());
+      AttendHeads<heads>(heads, block, cache, kv_head, scores.data());
       for (int t = 0; t < tokens; ++t) {
         const QueryBlock one{.q = q.data + t * stride, .out = alone.data() + t * stride, .first = {block.first[t]}, .last = block.last + t};
-        AttendGroup<heads>(one, cache, kv_head, scores.data());
+        AttendHeads<heads>(heads, one, cache, kv_head, scores.data());
       }
       CHECK(together == alone);
     }
   }
+}
+
+void TestAttentionBlock() {
+  for (KvFormat format : kKvFormats) AttentionBlock(format);
 }
 
 void TestScaledRow() {

@@ -145,7 +145,7 @@ TEMPLATE_TEST_CASE("draft steps match the double-precision reference at every po
   TinyPair<TestType>& p = pair<TestType>();
   const std::vector<int> tokens = random_tokens(64, 1024, 5);  // 4 sliding windows
   const ReferenceRun run = reference_run(p.target, tokens);
-  Session<Target> session(p.target, {.max_context = 64});
+  Session<Target> session(p.target, {.max_context = 64, .kv_format = KvFormat::kF32});  // as the reference keeps them
   Drafter<TestType> dense(p.assistant, session, {.head = DraftHead::kDense});
   std::vector<float> logits(1024), hidden(Target::config.hidden_size);
   double worst = 0;
@@ -329,8 +329,9 @@ TEST_CASE("speculative generation gives plain generation's tokens", "[assistant]
   const SamplingOptions sampling = GENERATE(SamplingOptions{.temperature = 0.0f},
                                             SamplingOptions{.temperature = 0.9f, .top_k = 40, .top_p = 0.95f, .min_p = 0.01f, .repetition_penalty = 1.2f, .seed = 5},
                                             SamplingOptions{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 77});
-  const int max_context = GENERATE(128, 50);
-  const SessionOptions options{.max_context = max_context, .prefill_chunk = 8};
+  // An int8 KV cache: the drafts read the donor caches in the session's format.
+  const auto [max_context, kv_format] = GENERATE(table<int, KvFormat>({{128, KvFormat::kF32}, {50, KvFormat::kF32}, {128, KvFormat::kInt8}}));
+  const SessionOptions options{.max_context = max_context, .prefill_chunk = 8, .kv_format = kv_format};
   const auto plain = run(p.target, options, [&](Session<TinyE2B>& s) {
     return Generator<TinyE2B>(s, sampling, {}).generate(prompt, 80, [](int) { return true; });
   });

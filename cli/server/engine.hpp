@@ -167,7 +167,7 @@ class BatchEngine final : public JobQueue {
         running_(static_cast<std::size_t>(options.parallel)),
         session_of_(static_cast<std::size_t>(options.parallel)) {
     for (int i = 0; i < options.parallel; ++i) {
-      sessions_.push_back({std::make_unique<Session<V>>(weights, SessionOptions{.max_context = options.max_context, .pool = &pool})});
+      sessions_.push_back({std::make_unique<Session<V>>(weights, SessionOptions{.max_context = options.max_context, .kv_format = options.kv_format, .pool = &pool})});
     }
   }
 
@@ -286,7 +286,7 @@ class SpeculativeEngine final : public JobQueue {
  public:
   SpeculativeEngine(const Weights<V>& weights, const Assistant<A>& assistant, const ServeOptions& options, ThreadPool& pool)
       : JobQueue(options.max_queue),
-        session_(weights, {.max_context = options.max_context, .pool = &pool}),
+        session_(weights, {.max_context = options.max_context, .kv_format = options.kv_format, .pool = &pool}),
         drafter_(assistant, session_, {.max_drafts = options.draft_max}) {}
 
   void run() {

@@ -396,8 +396,8 @@ int serve(const ServeOptions& options) {
         scheduler = &engine;
         api = &endpoints;
         if (stopping) engine.stop();  // a signal came while loading
-        fmt::print("gemma4 serve: {} ({}) on http://{}:{}/ with {} slots of {} tokens{}\n", loaded.name, V::name, options.host, port,
-                   options.parallel, slots.max_context, options.draft.empty() ? "" : ", drafting with " + options.draft);
+        fmt::print("gemma4 serve: {} ({}) on http://{}:{}/ with {} slots of {} tokens ({} KV cache){}\n", loaded.name, V::name, options.host, port,
+                   options.parallel, slots.max_context, kv_format_name(options.kv_format), options.draft.empty() ? "" : ", drafting with " + options.draft);
         std::fflush(stdout);
         engine.run();
         http.stop();

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/weights/load_options.hpp"
 
 namespace gemma4::server {
@@ -25,9 +26,10 @@ struct ServeOptions {
   int threads = 0;                   // 0: all usable CPUs
   std::size_t max_body_bytes = std::size_t{4} << 20;
   std::string api_key{};             // non-empty: every /v1 request needs "Authorization: Bearer KEY"
-  std::optional<WeightFormat> format{};
+  std::optional<WeightFormat> format{};  // of a checkpoint's linear layers; unset: int8 (a packed model as packed)
+  KvFormat kv_format = kDefaultKvFormat;
   std::string draft{};               // an assistant directory: one slot, decoded speculatively
-  int draft_max = 3;                 // tokens drafted per target pass  // of a checkpoint's linear layers; unset: int8 (a packed model as packed)
+  int draft_max = 3;                 // tokens drafted per target pass
 };
 
 // Serves until SIGINT or SIGTERM; returns the exit status.

@@ -45,8 +45,9 @@ start() {
 "$gemma4" synth --variant tiny-e2b --seed 6 --tokenizer "$toy/tokenizer.json" "$dir/random" > /dev/null || exit 1
 start toy --model "$toy" --parallel 2 --api-key test-key --max-body-mb 1 --max-context 1024
 toy_url=$URL toy_pid=${pids[-1]}
-start random --model "$dir/random" --alias random --parallel 1 --max-queue 1
+start random --model "$dir/random" --alias random --parallel 1 --max-queue 1 --kv f32
 random_url=$URL random_pid=${pids[-1]}
+grep -q "slots of 4096 tokens (f32 KV cache)" "$dir/random.log" || { echo "FAILED: the random server's address line does not name its f32 KV cache"; cat "$dir/random.log"; exit 1; }
 start draft --model "$toy" --draft "$toy-assistant" --parallel 1
 draft_url=$URL
 

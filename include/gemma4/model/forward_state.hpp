@@ -7,8 +7,8 @@
 //
 // Caches (ops/kv_cache.hpp): a sliding layer keeps a ring of at least sliding_window
 // + prefill_chunk - 1 positions (enough that writing a whole chunk never overwrites a key
-// a query of that chunk still sees); a full layer keeps max_context positions; a
-// KV-shared layer keeps nothing and reads its donor's cache.
+// a query of that chunk still sees), or max_context with rewind_anywhere; a full layer
+// keeps max_context positions; a KV-shared layer keeps nothing and reads its donor's cache.
 
 #include <algorithm>
 #include <cmath>
@@ -28,6 +28,10 @@ namespace gemma4 {
 struct SessionOptions {
   int max_context = 4096;   // positions; going past it is an Error
   int prefill_chunk = 64;   // tokens per matrix-matrix step of a prompt
+  KvFormat kv_format = kDefaultKvFormat;  // how the KV caches store keys and values (ops/kv_cache.hpp)
+  // Sliding layers keep every position, as full layers do, so that rewind() reaches any
+  // position (a prompt cache reused at any prefix), for their cache at full context.
+  bool rewind_anywhere = false;
   ThreadPool* pool = nullptr;  // threads to run on; null: the process-wide default_pool()
 };
 
@@ -58,8 +62,9 @@ struct SequenceState {
     for (const LayerFacts& f : kLayers<V>) {
       if (f.kind.kv_shared) continue;
       const bool sliding = f.kind.attention == AttentionType::kSliding;
-      const int capacity = sliding ? std::min(options.max_context, kC.sliding_window + options.prefill_chunk - 1) : options.max_context;
-      caches.emplace_back(capacity, kC.num_key_value_heads, f.head_dim);
+      const int ring = options.rewind_anywhere ? options.max_context : kC.sliding_window + options.prefill_chunk - 1;
+      const int capacity = sliding ? std::min(options.max_context, ring) : options.max_context;
+      caches.emplace_back(capacity, kC.num_key_value_heads, f.head_dim, options.kv_format);
     }
     // A rewound query at position p needs keys back to p - window + 1, still in a ring
     // that holds the last `capacity` positions when p is at most capacity - window + 1 back.
@@ -75,6 +80,7 @@ struct SequenceState {
   int max_context;
   std::vector<int> tokens;      // [position]: every token run so far
   int rewind_margin = 0;        // see Session::can_rewind_to()
+  int rewind_floor = 0;         // ... and no further back: a restored prompt cache held no older sliding keys
   std::vector<KvCache> caches;  // one per layer that owns a cache, by kv_cache_slot
 };
 

@@ -68,20 +68,25 @@ class Session {
   ThreadPool& pool() const { return pass_state_.pool; }
   // The KV cache of layers with kv_cache_slot `slot`: what an assistant reads.
   const KvCache& kv_cache(int slot) const { return sequence_.caches.at(static_cast<std::size_t>(slot)); }
-  void reset() { sequence_.tokens.clear(); }
+  void reset() {
+    sequence_.tokens.clear();
+    sequence_.rewind_floor = 0;
+  }
 
   // Whether rewind(position) can keep what the caches hold before `position`: full
   // layers keep every position, but a sliding layer's ring reaches only so far back
-  // (prefill_chunk positions, and at least 1).
+  // (prefill_chunk positions, and at least 1; any with rewind_anywhere), and a restored
+  // prompt cache only as far as the sliding keys it held.
   bool can_rewind_to(int position) const {
-    return position >= 0 && position <= this->position() && this->position() - position <= rewind_margin();
+    return position >= sequence_.rewind_floor && position <= this->position() && this->position() - position <= rewind_margin();
   }
   int rewind_margin() const { return sequence_.rewind_margin; }
   // Forgets the tokens from `position` on, as if only tokens()[0, position) had been run.
   void rewind(int position) {
     if (!can_rewind_to(position)) {
-      fail(ErrorKind::kInvalidArgument, "cannot rewind a session at position {} to {}: its sliding-window caches keep {} positions back at most",
-           this->position(), position, sequence_.rewind_margin);
+      fail(ErrorKind::kInvalidArgument,
+           "cannot rewind a session at position {} to {}: its sliding-window caches keep {} positions back at most, and nothing before {}",
+           this->position(), position, sequence_.rewind_margin, sequence_.rewind_floor);
     }
     sequence_.tokens.resize(static_cast<std::size_t>(position));
   }
@@ -137,6 +142,8 @@ class Session {
  private:
   template <Variant>
   friend class Batch;  // runs the sequence in its own passes
+  template <Variant>
+  friend struct PromptCacheFile;  // writes and reads the sequence (model/prompt_cache.hpp)
 
   SessionOptions options_;
   SequenceState<V> sequence_;

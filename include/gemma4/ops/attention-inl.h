@@ -1,7 +1,9 @@
 // Attention of a few consecutive query positions over a layer's KV cache
 // (ops/kv_cache.hpp), for a group of query heads that share one kv head (GQA): each key
 // tile and value row is loaded once for the whole group and all the positions, instead
-// of once per head and position.
+// of once per head and position. Keys and values are read in the cache's format and
+// widened to f32 in registers; an int8 cache's key scales multiply a tile's scores, and
+// its value scales the softmax weights.
 //
 // Every (head, position) score is one pair of FMA chains over d, in order, and every
 // output element one FMA chain over positions, in order: a row's result does not depend
@@ -13,7 +15,9 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <span>
+#include <type_traits>
 
 #include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
@@ -60,16 +64,26 @@ using VT = hn::Vec<DT>;
 template <size_t kGroup>
 inline constexpr size_t kTokensPerPass = kGroup <= 4 ? 2 : 1;
 
-// Value rows fetched ahead (the keys: one tile ahead). One core's own prefetchers stream a
-// cache at 12-19 GB/s here, and a pass over several tokens waited on the read, then
-// computed; fetching ahead overlaps the two (bench/README.md).
-inline constexpr size_t kValuePrefetchRows = 64;
+// Bytes of a value chunk fetched ahead (the keys: one tile ahead). One core's own
+// prefetchers stream a cache at 12-19 GB/s here, and a pass over several tokens waited
+// on the read, then computed; fetching ahead overlaps the two (bench/README.md).
+inline constexpr size_t kValuePrefetchBytes = 8192;
+
+// kPositionTile-wide loads of a cache's elements (uint16_t: bf16 bits), widened to f32.
+HWY_INLINE VT LoadWidened(DT dt, const float* HWY_RESTRICT p) { return hn::LoadU(dt, p); }
+HWY_INLINE VT LoadWidened(DT dt, const uint16_t* HWY_RESTRICT p) {
+  return hn::PromoteTo(dt, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DT>(), reinterpret_cast<const hwy::bfloat16_t*>(p)));
+}
+HWY_INLINE VT LoadWidened(DT dt, const int8_t* HWY_RESTRICT p) {
+  return hn::ConvertTo(dt, hn::PromoteTo(hn::Rebind<int32_t, DT>(), hn::LoadU(hn::Rebind<int8_t, DT>(), p)));
+}
 
 // Scores of tokens [t0, t0 + kT) of `block` for the key tile `keys`, into row (t, g) of
 // `scores` at `tile_offset`; prefetches `next_keys`, the next tile, unless null.
-template <size_t kGroup, size_t kT>
-HWY_INLINE void TileScores(const QueryBlock& block, size_t t0, size_t D, const float* HWY_RESTRICT keys, const float* next_keys,
-                           float* HWY_RESTRICT scores, size_t span, size_t tile_offset) {
+// An int8 cache's `key_scales` of the tile's positions multiply the scores.
+template <size_t kGroup, size_t kT, typename T>
+HWY_INLINE void TileScores(const QueryBlock& block, size_t t0, size_t D, const T* HWY_RESTRICT keys, const T* next_keys,
+                           const float* HWY_RESTRICT key_scales, float* HWY_RESTRICT scores, size_t span, size_t tile_offset) {
   const DT dt;
   const size_t NT = hn::Lanes(dt);
   const float* HWY_RESTRICT q[kT];
@@ -84,11 +98,11 @@ HWY_INLINE void TileScores(const QueryBlock& block, size_t t0, size_t D, const f
       for (size_t g = 0; g < kGroup; ++g) even[t][g] = odd[t][g] = hn::Zero(dt);
     }
     for (size_t d = 0; d < D; d += 2) {
-      const VT k0 = hn::LoadU(dt, keys + d * kPositionTile + lane);
-      const VT k1 = hn::LoadU(dt, keys + (d + 1) * kPositionTile + lane);
-      if (next_keys != nullptr && lane == 0) {
+      const VT k0 = LoadWidened(dt, keys + d * kPositionTile + lane);
+      const VT k1 = LoadWidened(dt, keys + (d + 1) * kPositionTile + lane);
+      if (next_keys != nullptr && lane == 0) {  // a cache line holds 64 / sizeof(T) / 16 rows
         hwy::Prefetch(next_keys + d * kPositionTile);
-        hwy::Prefetch(next_keys + (d + 1) * kPositionTile);
+        if constexpr (sizeof(T) == 4) hwy::Prefetch(next_keys + (d + 1) * kPositionTile);
       }
       HWY_UNROLL(2)
       for (size_t t = 0; t < kT; ++t) {
@@ -103,7 +117,9 @@ HWY_INLINE void TileScores(const QueryBlock& block, size_t t0, size_t D, const f
     for (size_t t = 0; t < kT; ++t) {
       HWY_UNROLL(8)
       for (size_t g = 0; g < kGroup; ++g) {
-        hn::StoreU(hn::Add(even[t][g], odd[t][g]), dt, scores + ((t0 + t) * kGroup + g) * span + tile_offset + lane);
+        VT sum = hn::Add(even[t][g], odd[t][g]);
+        if constexpr (std::is_same_v<T, int8_t>) sum = hn::Mul(sum, hn::LoadU(dt, key_scales + lane));
+        hn::StoreU(sum, dt, scores + ((t0 + t) * kGroup + g) * span + tile_offset + lane);
       }
     }
   }
@@ -113,12 +129,13 @@ HWY_INLINE void TileScores(const QueryBlock& block, size_t t0, size_t D, const f
 // of `block`, over positions [first, last] (weight row (t, g) of `weights` at p - base),
 // two vectors per row kept in registers over consecutive rows of the values' column
 // chunk; prefetches that chunk's rows ahead when `prefetch`.
-template <size_t kGroup, size_t kT>
+template <size_t kGroup, size_t kT, typename T>
 HWY_INLINE void WeightedValues(const QueryBlock& block, size_t t0, size_t D, const KvCache& cache, int kv_head, size_t i, int base,
                                int first, int last, const float* HWY_RESTRICT weights, size_t span, bool prefetch) {
+  constexpr size_t kPrefetchRows = kValuePrefetchBytes / (kValueChunk * sizeof(T));
   const DT dt;
   const size_t NT = hn::Lanes(dt);
-  const float* HWY_RESTRICT chunk = cache.value_chunk(kv_head, static_cast<int>(i / kValueChunk)) + i % kValueChunk;
+  const T* HWY_RESTRICT chunk = cache.value_chunk<T>(kv_head, static_cast<int>(i / kValueChunk)) + i % kValueChunk;
   VT lo[kT][kGroup], hi[kT][kGroup];
   HWY_UNROLL(2)
   for (size_t t = 0; t < kT; ++t) {
@@ -128,14 +145,14 @@ HWY_INLINE void WeightedValues(const QueryBlock& block, size_t t0, size_t D, con
   int slot = cache.slot(first);
   const size_t end = static_cast<size_t>(last - base) + 1;
   for (size_t p = static_cast<size_t>(first - base); p < end; ++p) {
-    const float* HWY_RESTRICT row = chunk + static_cast<size_t>(slot) * kValueChunk;
-    const VT v0 = hn::LoadU(dt, row), v1 = hn::LoadU(dt, row + NT);
-    if (prefetch && p + kValuePrefetchRows < end) {
-      int ahead = slot + static_cast<int>(kValuePrefetchRows);
+    const T* HWY_RESTRICT row = chunk + static_cast<size_t>(slot) * kValueChunk;
+    const VT v0 = LoadWidened(dt, row), v1 = LoadWidened(dt, row + NT);
+    if (prefetch && p + kPrefetchRows < end) {
+      int ahead = slot + static_cast<int>(kPrefetchRows);
       if (ahead >= cache.capacity()) ahead -= cache.capacity();
-      const float* row_ahead = chunk + static_cast<size_t>(ahead) * kValueChunk;
+      const T* row_ahead = chunk + static_cast<size_t>(ahead) * kValueChunk;
       hwy::Prefetch(row_ahead);
-      hwy::Prefetch(row_ahead + kValueChunk / 2);
+      if constexpr (sizeof(T) == 4) hwy::Prefetch(row_ahead + kValueChunk / 2);  // a row of f32 is two cache lines
     }
     HWY_UNROLL(2)
     for (size_t t = 0; t < kT; ++t) {
@@ -177,8 +194,9 @@ HWY_INLINE void ForEachPass(size_t tokens, Pass&& pass) {
 //
 // Tokens go through the kernels kT at a time, over the positions any of them sees; a
 // row's weights outside its own positions are zero, and adding 0 * v to a sum leaves
-// it unchanged (v finite), so a row gets the bits it would get alone.
-template <size_t kGroup>
+// it unchanged (v finite), so a row gets the bits it would get alone. T is the cache's
+// element type.
+template <size_t kGroup, typename T>
 HWY_NOINLINE void AttendGroup(const QueryBlock& block, const KvCache& cache, int kv_head, float* HWY_RESTRICT scores) {
   constexpr size_t kT = kTokensPerPass<kGroup>;
   const size_t D = static_cast<size_t>(cache.head_dim());
@@ -190,11 +208,12 @@ HWY_NOINLINE void AttendGroup(const QueryBlock& block, const KvCache& cache, int
   // Scores, a key tile at a time for all the tokens, while the next tile is fetched.
   // Lanes outside a token's positions are computed, then zeroed below.
   for (int tile = base; tile <= newest; tile += kPositionTile) {
-    const float* HWY_RESTRICT keys = cache.key_tile(tile, kv_head);
-    const float* next_keys = tile + kPositionTile <= newest ? cache.key_tile(tile + kPositionTile, kv_head) : nullptr;
+    const T* HWY_RESTRICT keys = cache.key_tile<T>(tile, kv_head);
+    const T* next_keys = tile + kPositionTile <= newest ? cache.key_tile<T>(tile + kPositionTile, kv_head) : nullptr;
+    const float* key_scales = std::is_same_v<T, int8_t> ? cache.key_scales(tile, kv_head) : nullptr;
     const size_t offset = static_cast<size_t>(tile - base);
     ForEachPass<kT>(tokens, [&]<size_t kN>(size_t t0) {
-      TileScores<kGroup, kN>(block, t0, D, keys, t0 == 0 ? next_keys : nullptr, scores, span, offset);
+      TileScores<kGroup, kN>(block, t0, D, keys, t0 == 0 ? next_keys : nullptr, key_scales, scores, span, offset);
     });
   }
   for (size_t t = 0; t < tokens; ++t) {
@@ -204,24 +223,37 @@ HWY_NOINLINE void AttendGroup(const QueryBlock& block, const KvCache& cache, int
       Softmax(row + first, end - first);
       std::fill(row, row + first, 0.0f);
       std::fill(row + end, row + span, 0.0f);
+      if constexpr (std::is_same_v<T, int8_t>) {
+        const float* value_scales = cache.value_scales(kv_head);
+        int slot = cache.slot(base + static_cast<int>(first));
+        for (size_t p = first; p < end; ++p) {
+          row[p] *= value_scales[slot];
+          if (++slot == cache.capacity()) slot = 0;
+        }
+      }
     }
   }
 
   for (size_t i = 0; i < D; i += 2 * hn::Lanes(DT())) {
     ForEachPass<kT>(tokens, [&]<size_t kN>(size_t t0) {
       const int first = block.first[t0], last = block.last + static_cast<int>(t0 + kN) - 1;
-      WeightedValues<kGroup, kN>(block, t0, D, cache, kv_head, i, base, first, last, scores, span, t0 == 0);
+      WeightedValues<kGroup, kN, T>(block, t0, D, cache, kv_head, i, base, first, last, scores, span, t0 == 0);
     });
   }
 }
 
-// AttendGroup for `group` heads (a power of two up to kMax), chosen at run time.
+// AttendGroup for `group` heads (a power of two up to kMax) and the cache's format,
+// chosen at run time.
 template <int kMax>
 HWY_INLINE void AttendHeads(int group, const QueryBlock& block, const KvCache& cache, int kv_head, float* HWY_RESTRICT scores) {
   if constexpr (kMax > 1) {
     if (group < kMax) return AttendHeads<kMax / 2>(group, block, cache, kv_head, scores);
   }
-  AttendGroup<kMax>(block, cache, kv_head, scores);
+  switch (cache.format()) {
+    case KvFormat::kF32: return AttendGroup<kMax, float>(block, cache, kv_head, scores);
+    case KvFormat::kBF16: return AttendGroup<kMax, uint16_t>(block, cache, kv_head, scores);
+    case KvFormat::kInt8: return AttendGroup<kMax, int8_t>(block, cache, kv_head, scores);
+  }
 }
 
 // Attention for all kHeads heads of a layer over runs of consecutive query tokens, each

@@ -145,10 +145,8 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
   detail::prepare_packed_dir(source, out, report);
   const std::string prefix = weights.report().prefix;
   std::vector<PackedMatrices::Source> matrices;
-  std::vector<std::string> names;
   for (const auto& m : plan_packed<V>(weights.global, weights.layers, options.format, /*packed_model=*/true)) {
     matrices.push_back({m.shape, *m.slot, !weights.is_copy(*m.slot)});
-    names.push_back(m.shape.name);
   }
   std::vector<PlainTensor> plain;
   for_each_slot<V>(weights.global, weights.layers, [&](const auto& slot, const std::string& name, const LayerFacts& facts) {
@@ -157,7 +155,7 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
   });
   const PackedModelInfo info{.variant = std::string(V::name),
                              .format = options.format,
-                             .source = source_fingerprint(weights.checkpoint(), names, prefix),
+                             .source = checkpoint_fingerprint(weights),
                              .embedding_dtype = weights.global.embed_tokens.dtype};
   detail::write_packed_model(out, info, prefix, matrices, plain, options, report);
   return report;

@@ -184,6 +184,17 @@ class Weights {
   PageResidency residency_;
 };
 
+// The identity of the checkpoint the weights come from: what a packed model records
+// (weights/packed_model.hpp), or the same computed from a checkpoint's matrices, so that
+// a packed model and its checkpoint converted at load share it.
+template <Variant V>
+std::string checkpoint_fingerprint(const Weights<V>& weights) {
+  if (const std::optional<PackedModelInfo> packed = packed_model_info(weights.checkpoint())) return packed->source;
+  std::vector<std::string> names;
+  for (const auto& m : plan_packed<V>(weights.global, weights.layers, WeightFormat::kInt8, /*packed_model=*/true)) names.push_back(m.shape.name);
+  return source_fingerprint(weights.checkpoint(), names, weights.report().prefix);
+}
+
 // Calls f.template operator()<V>() for the one variant among Vs whose config matches
 // config.json; if none does, the error lists for each variant the fields that differ.
 template <Variant... Vs, typename F>
