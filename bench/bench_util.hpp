@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,6 +35,25 @@ inline double status_bytes(const std::string& field) {
     if (line.starts_with(field + ":")) return std::stod(line.substr(field.size() + 1)) * 1024.0;
   }
   fail(ErrorKind::kInvalidArgument, "no {} in /proc/self/status", field);
+}
+
+// n token ids drawn uniformly from [0, vocab).
+inline std::vector<int> random_tokens(std::size_t n, int vocab, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<int> tokens(n);
+  for (int& t : tokens) t = static_cast<int>(rng() % static_cast<unsigned>(vocab));
+  return tokens;
+}
+
+// The comma-separated parts of a command-line list.
+inline std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> parts;
+  for (std::size_t start = 0; start <= s.size();) {
+    const std::size_t comma = std::min(s.find(',', start), s.size());
+    parts.push_back(s.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return parts;
 }
 
 // Starts a new peak (VmHWM) from the current resident size.

@@ -44,14 +44,9 @@ namespace {
 
 using namespace gemma4;
 using bench::median;
+using bench::random_tokens;
+using bench::split;
 using bench::seconds_of;
-
-std::vector<int> random_tokens(std::size_t n, int vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> tokens(n);
-  for (int& t : tokens) t = static_cast<int>(rng() % static_cast<unsigned>(vocab));
-  return tokens;
-}
 
 // Bytes of keys and values a decode step at `depth` reads: every layer's visible
 // positions, a KV-shared layer reading its donor's again.
@@ -211,16 +206,6 @@ void prefill_and_decode(const Weights<V>& weights, int depth, int steps, std::sp
                V::name, depth, kv_format_name(formats[i]), rate, f32_rate > 0 ? fmt::format(" = {:.2f}x f32 KV", rate / f32_rate) : "",
                weight_bytes / 1e9, cache / 1e9, (weight_bytes + cache) * rate / bandwidth, before / 1e9, after / 1e9);
   }
-}
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> parts;
-  for (std::size_t start = 0; start <= s.size();) {
-    const std::size_t comma = std::min(s.find(',', start), s.size());
-    parts.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return parts;
 }
 
 std::vector<int> integers(const std::string& s) {

@@ -53,6 +53,8 @@ namespace {
 
 using namespace gemma4;
 using bench::median;
+using bench::random_tokens;
+using bench::split;
 using bench::quantile;
 using bench::seconds_of;
 
@@ -230,13 +232,6 @@ double oracle_speedup(const Weights<V>& weights, std::span<const int> prompt, in
 }
 
 constexpr int kDepths[3] = {0, 512, 2048};
-
-std::vector<int> random_tokens(std::size_t n, int vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::vector<int> tokens(n);
-  for (int& t : tokens) t = static_cast<int>(rng() % static_cast<unsigned>(vocab));
-  return tokens;
-}
 
 // Multiply-adds per prompt token of a 512-token prefill: every matrix once per token,
 // the LM head once per prompt (only the last token's logits are computed).
@@ -475,16 +470,6 @@ double toy_speculation(const ToyPair& toy, int runs, ThreadPool& pool) {
     if (sampling.greedy()) tokens_per_pass = per_pass;
   }
   return tokens_per_pass;
-}
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> parts;
-  for (std::size_t start = 0; start <= s.size();) {
-    const std::size_t comma = std::min(s.find(',', start), s.size());
-    parts.push_back(s.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return parts;
 }
 
 }  // namespace

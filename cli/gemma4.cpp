@@ -845,6 +845,10 @@ struct ServeCommand {
         ->capture_default_str();
     app.add_option("--threads", options.threads, "threads to run on, 0 = all usable CPUs")->check(CLI::Range(0, kMaxThreads))->capture_default_str();
     app.add_option("--api-key", options.api_key, "require \"Authorization: Bearer KEY\" on /v1 requests");
+    app.add_option("--prompt-cache", options.prompt_cache,
+                   "every slot starts from this prompt cache (written by gemma4 run --prompt-cache): requests sharing its prompt's start"
+                   " do not prefill it")
+        ->check(CLI::ExistingFile);
     app.add_option("--draft", options.draft, "an assistant directory: decode speculatively (with --parallel 1), same output, faster");
     app.add_option("--draft-max", options.draft_max, "tokens the assistant drafts per target pass")->check(CLI::Range(1, 16))->capture_default_str();
     app.add_option("--max-body-mb", max_body_mb, "largest request body taken, in MiB (more gets 413)")->check(CLI::Range(1, 1024))->capture_default_str();

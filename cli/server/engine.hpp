@@ -17,6 +17,7 @@
 
 #include "gemma4/model/batch_generator.hpp"
 #include "gemma4/model/drafter.hpp"
+#include "gemma4/model/prompt_cache.hpp"
 #include "server.hpp"
 
 namespace gemma4::server {
@@ -154,6 +155,19 @@ class JobQueue : public Scheduler {
   bool stopping_ = false;  // guarded by mutex_
 };
 
+// A slot's session. With --prompt-cache its sliding layers keep every position, so that a
+// request sharing only the start of the file's prompt rewinds to it.
+inline SessionOptions slot_options(const ServeOptions& options, ThreadPool& pool) {
+  return {.max_context = options.max_context, .kv_format = options.kv_format, .rewind_anywhere = !options.prompt_cache.empty(), .pool = &pool};
+}
+
+// --prompt-cache: the slot starts holding the file's prompt (a long system prompt, say),
+// which a request sharing it does not prefill again.
+template <Variant V>
+void start_from_prompt_cache(Session<V>& session, const ServeOptions& options) {
+  if (!options.prompt_cache.empty()) restore_prompt_cache(session, options.prompt_cache);
+}
+
 // The slots: --parallel sessions, each keeping its KV cache between requests, and the one
 // thread (run()) that decodes all active slots in one pass, new prompts' chunks beside
 // them (--prefill-rows), and hands out tokens.
@@ -167,7 +181,8 @@ class BatchEngine final : public JobQueue {
         running_(static_cast<std::size_t>(options.parallel)),
         session_of_(static_cast<std::size_t>(options.parallel)) {
     for (int i = 0; i < options.parallel; ++i) {
-      sessions_.push_back({std::make_unique<Session<V>>(weights, SessionOptions{.max_context = options.max_context, .kv_format = options.kv_format, .pool = &pool})});
+      sessions_.push_back({std::make_unique<Session<V>>(weights, slot_options(options, pool))});
+      start_from_prompt_cache(*sessions_.back().session, options);
     }
   }
 
@@ -286,8 +301,10 @@ class SpeculativeEngine final : public JobQueue {
  public:
   SpeculativeEngine(const Weights<V>& weights, const Assistant<A>& assistant, const ServeOptions& options, ThreadPool& pool)
       : JobQueue(options.max_queue),
-        session_(weights, {.max_context = options.max_context, .kv_format = options.kv_format, .pool = &pool}),
-        drafter_(assistant, session_, {.max_drafts = options.draft_max}) {}
+        session_(weights, slot_options(options, pool)),
+        drafter_(assistant, session_, {.max_drafts = options.draft_max}) {
+    start_from_prompt_cache(session_, options);
+  }
 
   void run() {
     while (true) {

@@ -28,6 +28,7 @@ struct ServeOptions {
   std::string api_key{};             // non-empty: every /v1 request needs "Authorization: Bearer KEY"
   std::optional<WeightFormat> format{};  // of a checkpoint's linear layers; unset: int8 (a packed model as packed)
   KvFormat kv_format = kDefaultKvFormat;
+  std::string prompt_cache{};        // a prompt cache file (model/prompt_cache.hpp) every slot starts from
   std::string draft{};               // an assistant directory: one slot, decoded speculatively
   int draft_max = 3;                 // tokens drafted per target pass
 };

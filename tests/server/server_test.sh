@@ -70,6 +70,26 @@ refused "a port in use is named" "cannot listen on 127.0.0.1:${toy_url##*:}" --m
 refused "a missing model directory is named" "$dir/nothing" --model "$dir/nothing" --port 0
 refused "--draft needs one slot" "give --parallel 1" --model "$toy" --draft "$toy-assistant" --parallel 2
 
+# --prompt-cache: a slot starts from the file, and a request sharing its system prompt
+# takes that from it, with gemma4 run's text.
+sys="You tell short animal stories to children at bedtime. Keep them gentle."
+"$gemma4" run --model "$toy" --system "$sys" --prompt "Tell me a story about the fox." --max-tokens 1 --prompt-cache "$dir/sys.cache" > /dev/null 2>&1 ||
+  { echo "FAILED: writing a prompt cache"; exit 1; }
+start cached --model "$toy" --parallel 1 --prompt-cache "$dir/sys.cache"
+want=$("$gemma4" run --model "$toy" --system "$sys" --prompt "Tell me a story about the owl." --greedy --max-tokens 24 2> /dev/null)
+curl -s "$URL/v1/chat/completions" -H 'Content-Type: application/json' -d "{\"messages\": [{\"role\": \"system\", \"content\": \"$sys\"},
+  {\"role\": \"user\", \"content\": \"Tell me a story about the owl.\"}], \"temperature\": 0, \"max_tokens\": 24}" > "$dir/cached.json"
+if WANT="$want" node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const cached = r.usage.prompt_tokens_details.cached_tokens;
+  if (!(cached >= 40)) throw new Error("cached_tokens " + cached);
+  if (r.choices[0].message.content.trim() !== process.env.WANT.trim()) throw new Error(JSON.stringify(r.choices[0].message.content));
+' "$dir/cached.json"; then
+  echo "ok: a slot started from --prompt-cache takes the shared system prompt from it, with gemma4 run's text"
+else
+  echo "FAILED: --prompt-cache slots"; cat "$dir/cached.json"; status=1
+fi
+refused "a prompt cache of another KV format is named" "sys.cache: a prompt cache of another model or KV format" --model "$toy" --port 0 --prompt-cache "$dir/sys.cache" --kv int8
 # SIGTERM while a stream is being written: the stream ends with an error event, the
 # server exits cleanly, nothing hangs.
 curl -sN "$random_url/v1/chat/completions" -H 'Content-Type: application/json' \

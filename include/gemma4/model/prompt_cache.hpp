@@ -14,6 +14,7 @@
 // The file is written under a temporary name and renamed, so a reader never sees half.
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -37,6 +38,7 @@ inline constexpr int kPromptCacheLayout = 1;
 
 template <Variant V>
 struct PromptCacheFile {
+  static_assert(std::endian::native == std::endian::little, "gemma4: prompt cache files are little-endian, as written from memory");
   static constexpr std::size_t kPreamble = kPromptCacheMagic.size() + sizeof(std::uint32_t);
 
   // What a file must match to be restored into `session`: the model and the KV format.
@@ -78,14 +80,16 @@ struct PromptCacheFile {
       }
       out.close();
       if (!out) {
-        std::filesystem::remove(temporary);
+        std::error_code ignored;
+        std::filesystem::remove(temporary, ignored);
         fail(ErrorKind::kIo, "cannot write the prompt cache {}", temporary.string());
       }
     }
     std::error_code error;
     std::filesystem::rename(temporary, path, error);
     if (error) {
-      std::filesystem::remove(temporary);
+      std::error_code ignored;
+      std::filesystem::remove(temporary, ignored);
       fail(ErrorKind::kIo, "cannot write the prompt cache {}: {}", path.string(), error.message());
     }
   }
