@@ -224,7 +224,7 @@ TEMPLATE_TEST_CASE("quality guard: int8 and int4 against f32 weights over 512 po
 }
 
 // The KV cache's formats against f32 on the same weights (f32, trained-like).
-TEMPLATE_TEST_CASE("quality guard: bf16 and int8 KV caches against f32 over 512 positions", "[quantized][quality][kv]", TinyE2B, TinyE4B) {
+TEMPLATE_TEST_CASE("quality guard: bf16 and int8 KV caches against f32 over 512 positions", "[kv][quality][slow-emulated]", TinyE2B, TinyE4B) {
   TempDir dir;
   write_synthetic_checkpoint(TestType::config, dir.path(), {.dtype = DType::kF32, .seed = 3, .trained_like = true});
   const Weights<TestType> weights(dir.path());

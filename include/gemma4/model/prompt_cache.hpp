@@ -45,7 +45,7 @@ struct PromptCacheFile {
   static nlohmann::json identity(const Session<V>& session) {
     return {{"variant", std::string(V::name)},
             {"weights", std::string(weight_format_name(session.weights().report().format))},
-            {"checkpoint", checkpoint_fingerprint(session.weights())},
+            {"checkpoint", session.weights().fingerprint()},
             {"kv_format", std::string(kv_format_name(session.options().kv_format))}};
   }
 

@@ -155,7 +155,7 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
   });
   const PackedModelInfo info{.variant = std::string(V::name),
                              .format = options.format,
-                             .source = checkpoint_fingerprint(weights),
+                             .source = weights.fingerprint(),
                              .embedding_dtype = weights.global.embed_tokens.dtype};
   detail::write_packed_model(out, info, prefix, matrices, plain, options, report);
   return report;

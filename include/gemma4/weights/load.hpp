@@ -79,10 +79,16 @@ class Weights {
       report_.bytes_per_token += quantized != nullptr ? quantized->bytes() : view.bytes().size();
     });
     if (options.prefault) PageResidency::fault_in(matmul_ranges(), options.on_progress);
+    fingerprint_ = packed ? packed->source : source_fingerprint_of_checkpoint();
   }
 
   const LoadReport& report() const { return report_; }
   const Checkpoint& checkpoint() const { return checkpoint_; }
+  // The identity of the checkpoint the weights come from: what a packed model records
+  // (weights/packed_model.hpp), or the same computed from a checkpoint's matrices, so that
+  // a packed model and its checkpoint converted at load share it. Computed once at load:
+  // a prompt cache checks it at every save and restore.
+  const std::string& fingerprint() const { return fingerprint_; }
   // sqrt(hidden_size) as the checkpoint's dtype rounds it: the embedding's scale.
   float embedding_scale() const { return embedding_scale_; }
 
@@ -176,24 +182,20 @@ class Weights {
     return ranges;
   }
 
+  std::string source_fingerprint_of_checkpoint() {
+    std::vector<std::string> names;
+    for (const auto& m : plan_packed<V>(global, layers, WeightFormat::kInt8, /*packed_model=*/true)) names.push_back(m.shape.name);
+    return source_fingerprint(checkpoint_, names, report_.prefix);
+  }
+
   Checkpoint checkpoint_;
   LoadReport report_;
+  std::string fingerprint_;
   float embedding_scale_ = 1.0f;
   WidenedCopies copies_;
   PackedMatrices packed_;
   PageResidency residency_;
 };
-
-// The identity of the checkpoint the weights come from: what a packed model records
-// (weights/packed_model.hpp), or the same computed from a checkpoint's matrices, so that
-// a packed model and its checkpoint converted at load share it.
-template <Variant V>
-std::string checkpoint_fingerprint(const Weights<V>& weights) {
-  if (const std::optional<PackedModelInfo> packed = packed_model_info(weights.checkpoint())) return packed->source;
-  std::vector<std::string> names;
-  for (const auto& m : plan_packed<V>(weights.global, weights.layers, WeightFormat::kInt8, /*packed_model=*/true)) names.push_back(m.shape.name);
-  return source_fingerprint(weights.checkpoint(), names, weights.report().prefix);
-}
 
 // Calls f.template operator()<V>() for the one variant among Vs whose config matches
 // config.json; if none does, the error lists for each variant the fields that differ.
