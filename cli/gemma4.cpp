@@ -36,6 +36,8 @@
 #include <fmt/ranges.h>
 
 #include "gemma4/chat/conversation.hpp"
+#include "gemma4/grammar/gbnf.hpp"
+#include "gemma4/grammar/json_schema.hpp"
 #include "gemma4/model/batch_generator.hpp"
 #include "gemma4/model/drafter.hpp"
 #include "gemma4/model/prompt_cache.hpp"
@@ -535,7 +537,7 @@ struct StreamedReply {
 };
 
 struct RunCommand {
-  std::string model, prompt, prompts, system, weights, draft, tools, prompt_cache;
+  std::string model, prompt, prompts, system, weights, draft, tools, prompt_cache, grammar, json_schema;
   bool chat = false, raw = false, think = false, show_thoughts = false, greedy = false;
   int max_tokens = 512, max_context = 4096, draft_max = 3, batch = 4;
   KvOption kv;
@@ -564,9 +566,21 @@ struct RunCommand {
     app.add_option("--batch", batch, "with --prompts: sequences decoded at once")->check(CLI::Range(1, 256))->capture_default_str()->needs(prompts_option);
     app.add_flag("--raw", raw, "plain text after <bos>, no chat template (pretrained models)");
     app.add_option("--system", system, "system prompt");
-    app.add_flag("--think", think, "thinking mode: the model reasons first");
+    auto* think_option = app.add_flag("--think", think, "thinking mode: the model reasons first");
     app.add_flag("--show-thoughts", show_thoughts, "print the thought channel to stderr");
-    app.add_option("--tools", tools, "tools the model may call (JSON array, OpenAI form); each call is shown on stderr and its result read as a line of stdin");
+    auto* tools_option =
+        app.add_option("--tools", tools, "tools the model may call (JSON array, OpenAI form); each call is shown on stderr and its result read as a line of stdin");
+    auto* grammar_option = app.add_option("--grammar", grammar, "only text this GBNF grammar allows: every answer is one of its sentences (see the README)")
+                               ->check(CLI::ExistingFile)
+                               ->excludes(think_option)
+                               ->excludes(tools_option)
+                               ->excludes(prompts_option);
+    app.add_option("--json-schema", json_schema, "every answer is a JSON document this JSON Schema allows (see the README)")
+        ->check(CLI::ExistingFile)
+        ->excludes(grammar_option)
+        ->excludes(think_option)
+        ->excludes(tools_option)
+        ->excludes(prompts_option);
     app.add_option("--max-tokens", max_tokens, "tokens to generate at most per answer")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     app.add_option("--max-context", max_context, "context size in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     kv.add_to(app);
@@ -600,10 +614,12 @@ struct RunCommand {
   }
 
   template <typename V, typename Drafts>
-  void chat_loop(gemma4::Session<V>& session, Drafts& drafts, const gemma4::Model<V>& loaded, const gemma4::GenerationConfig& generation) const {
+  void chat_loop(gemma4::Session<V>& session, Drafts& drafts, const gemma4::Model<V>& loaded, const gemma4::GenerationConfig& generation,
+                 gemma4::GrammarConstraint* constraint) const {
     gemma4::Conversation<V> conversation(session, loaded.tokenizer, generation,
                                          {.system = system, .thinking = think, .max_new_tokens = max_tokens, .tools = read_tools(tools),
                                           .chat_template = loaded.chat_template});  // generation: the command line's sampling
+    conversation.constrain(constraint);
     if (!loaded.chat_template.warning.empty()) fmt::print(stderr, "warning: {}\n", loaded.chat_template.warning);
     const auto on_text = [&](std::string_view text, bool thought) {
       if (!thought) print_stdout(text);
@@ -792,9 +808,15 @@ struct RunCommand {
       format = gemma4::WeightFormat::kInt8;
     }
     const gemma4::LoadOptions load_options{.format = format, .pool = &pool};
+    std::optional<gemma4::Grammar> parsed_grammar;  // read first: a bad grammar fails before the model loads
+    if (!grammar.empty()) parsed_grammar = gemma4::read_gbnf_file(grammar);
+    if (!json_schema.empty()) parsed_grammar = gemma4::read_json_schema_file(json_schema);
     with_model_variant(model, [&]<typename V>() {
       const gemma4::Model<V> loaded = load_model<V>(model, load_options);
       const gemma4::GenerationConfig generation = generation_config(loaded.generation);
+      std::optional<gemma4::TokenTrie> vocabulary;
+      std::optional<gemma4::GrammarConstraint> constraint;
+      if (parsed_grammar) constraint.emplace(std::move(*parsed_grammar), vocabulary.emplace(loaded.tokenizer));
       if (!prompts.empty()) return run_batch(loaded, generation, pool);
       // A prompt cache may be reused at any prefix: every position of the sliding layers is kept.
       gemma4::Session<V> session(loaded.weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings),
@@ -802,11 +824,12 @@ struct RunCommand {
       if (!prompt_cache.empty()) use_prompt_cache(session, prompt_ids(loaded, prompt));
       const std::size_t bytes_per_token = loaded.weights.report().bytes_per_token;
       with_drafts<V>(draft, session, {.max_drafts = draft_max}, [&](auto& drafts) {
-        if (!raw) return chat_loop(session, drafts, loaded, generation);
+        if (!raw) return chat_loop(session, drafts, loaded, generation, constraint ? &*constraint : nullptr);
 
         const std::vector<int> ids = prompt_ids(loaded, prompt);
         const std::size_t held = gemma4::keep_common_prefix(session, ids);  // what a prompt cache gave
         gemma4::Generator<V> generator(session, generation.sampling, generation.stop_ids);
+        generator.constrain(constraint ? &*constraint : nullptr);
         gemma4::StreamDecoder stream(loaded.tokenizer, {.skip_special = true});
         const auto result = generator.generate(std::span(ids).subspan(held), max_tokens, drafts, [&](int id) {
           print_stdout(stream.push(id));

@@ -102,6 +102,28 @@ check "run --raw --prompt-cache: the file reused" run_to "$dir/pcr2" --raw --pro
 check "the raw prompt's shared start comes from the file" grep -qE "raw.cache: [1-9][0-9]* of the prompt's" "$dir/pcr2.err"
 check "the same raw prompt without a cache" run_to "$dir/pcr3" --raw --prompt "Once upon a time there was an owl." --greedy --max-tokens 8
 check "a prompt cache does not change a raw prompt's text" cmp "$dir/pcr2" "$dir/pcr3"
+
+# --grammar: every answer is a sentence of the grammar, which the synthetic model never writes.
+printf '%s\n' 'root ::= "{\"answer\": " ("\"yes\"" | "\"no\"") ", \"score\": " [0-9]{1,2} "}"' > "$dir/answer.gbnf"
+answer_pattern='^\{"answer": "(yes|no)", "score": [0-9]{1,2}\}$'
+check "run --grammar" run_to "$dir/g1" --prompt "Yes or no?" --max-tokens 40 --seed 3 --grammar "$dir/answer.gbnf"
+check "the answer is a sentence of the grammar" grep -qE "$answer_pattern" "$dir/g1"
+check "it ends with a stop token" grep -q "stop token\]" "$dir/g1.err"
+check "run --raw --grammar" run_to "$dir/g2" --raw --prompt "Once upon a time" --max-tokens 40 --greedy --grammar "$dir/answer.gbnf"
+check "the raw text is a sentence of the grammar" grep -qE "$answer_pattern" "$dir/g2"
+check "run --chat --grammar" bash -c "printf 'Yes?\nNo?\n' | '$gemma4' run --model '$dir/chat' --chat --seed 5 --max-tokens 40 --grammar '$dir/answer.gbnf' > '$dir/g3' 2> '$dir/g3.err'"
+check "every chat answer is a sentence of the grammar" test "$(grep -cE "$answer_pattern" "$dir/g3")" -eq 2
+check "a grammar too short for the token budget stops at the limit" run_to "$dir/g4" --prompt "Yes or no?" --max-tokens 3 --greedy --grammar "$dir/answer.gbnf"
+check "... and says so" grep -q "token limit\]" "$dir/g4.err"
+printf '%s\n' '{"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}, "score": {"type": "integer"}}, "required": ["answer", "score"]}' > "$dir/answer.json"
+check "run --json-schema" run_to "$dir/g5" --prompt "Yes or no?" --max-tokens 60 --seed 4 --json-schema "$dir/answer.json"
+check "the answer is a document of the schema" bash -c "tr -d ' \n\t' < '$dir/g5' | grep -qE '^\{\"answer\":\"(yes|no)\",\"score\":-?[0-9]+\}$'"
+printf '%s\n' '{"type": "string", "format": "email"}' > "$dir/bad.json"
+check_error "a schema keyword that is not supported" "bad.json: #: the keyword 'format' is not supported" "$gemma4" run --model "$dir/chat" --prompt x --json-schema "$dir/bad.json"
+printf 'root ::= "a" missing\n' > "$dir/bad.gbnf"
+check_error "a grammar with an undefined rule" "bad.gbnf: rule 'missing' is used but never defined" "$gemma4" run --model "$dir/chat" --prompt x --grammar "$dir/bad.gbnf"
+check_error "a missing grammar file" "--grammar: File does not exist" "$gemma4" run --model "$dir/chat" --prompt x --grammar "$dir/none.gbnf"
+check_error "--grammar with --think" "--think excludes --grammar" "$gemma4" run --model "$dir/chat" --prompt x --think --grammar "$dir/answer.gbnf"
 check_error "a prompt cache of another KV format" "a prompt cache of another model or KV format: kv_format \"bf16\" (this session: \"int8\")" "$gemma4" run --model "$dir/chat" --system "$system" --prompt hi --kv int8 --prompt-cache "$dir/sys.cache"
 check_error "--prompt-cache needs --prompt" "--prompt-cache requires --prompt" "$gemma4" run --model "$dir/chat" --chat --prompt-cache "$dir/sys.cache"
 check "run with int8 weights on 1 thread" run_to "$dir/i8a" --raw --prompt "Once upon a time" --max-tokens 8 --greedy --weights int8 --threads 1

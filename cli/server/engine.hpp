@@ -29,6 +29,7 @@ struct Job {
   SamplingOptions sampling;
   std::vector<int> stop_ids;
   int max_tokens = 0;
+  std::unique_ptr<GrammarConstraint> constraint;  // response_format: what the reply must be
   // Set by the HTTP thread: the client left, or a stop string ended the reply. The engine
   // stops the sequence before its next pass.
   std::atomic<bool> cancelled{false};
@@ -241,7 +242,7 @@ class BatchEngine final : public JobQueue {
     sessions_[index].busy = true;
     try {
       generator_.join(session, std::span(job->prompt).subspan(static_cast<std::size_t>(job->cached())), job->sampling, job->stop_ids,
-                      job->max_tokens, [this](int s, int id) { return on_token(s, id); });
+                      job->max_tokens, [this](int s, int id) { return on_token(s, id); }, job->constraint.get());
     } catch (const std::exception& e) {
       session.reset();
       job->finish(StopReason::kCaller, {}, e.what());
@@ -319,6 +320,7 @@ class SpeculativeEngine final : public JobQueue {
       job->set_cached(keep_common_prefix(session_, job->prompt));
       try {
         Generator<V> generator(session_, job->sampling, job->stop_ids);
+        generator.constrain(job->constraint.get());
         const GenerationResult result =
             generator.generate(std::span(job->prompt).subspan(static_cast<std::size_t>(job->cached())), job->max_tokens, drafter_, [&](int id) {
               job->add_token(id);

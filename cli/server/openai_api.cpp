@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "gemma4/grammar/json_schema.hpp"
 #include "gemma4/tokenizer/utf8.hpp"
 
 namespace gemma4::server {
@@ -175,6 +176,42 @@ void parse_call_arguments(std::vector<Message>& messages) {
   }
 }
 
+// response_format: text (nothing to constrain), json_object, or json_schema {name, schema,
+// description, strict}; a 400 for anything else, for a schema the compiler refuses (it
+// names the keyword), and beside tools or thinking, whose syntax the grammar would have to
+// allow too.
+std::shared_ptr<const Grammar> response_grammar(const JsonValue& format, const GenerationRequest& r) {
+  constexpr const char* kForm = "\"response_format\" must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or"
+                                " {\"type\": \"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}";
+  if (!format.is_object()) bad_request("response_format", kForm);
+  Fields f(format);
+  const JsonValue* type = f.take("type");
+  if (type == nullptr || !type->is_string() || (*type != "text" && *type != "json_object" && *type != "json_schema")) bad_request("response_format", kForm);
+  if (*type == "text") {
+    f.refuse_unknown();
+    return nullptr;
+  }
+  if (!r.tools.empty() || r.thinking) {
+    bad_request("response_format", "\"response_format\" with tools or enable_thinking is not supported: the grammar would have to allow their syntax");
+  }
+  JsonValue schema = {{"type", "object"}};
+  if (*type == "json_schema") {
+    const JsonValue* spec = f.take("json_schema");
+    if (spec == nullptr || !spec->is_object()) bad_request("response_format", kForm);
+    Fields s(*spec);
+    for (const char* annotation : {"name", "description", "strict"}) s.take(annotation);
+    const JsonValue* given = s.take("schema");
+    s.refuse_unknown();
+    schema = given != nullptr ? *given : JsonValue(true);  // no schema: any JSON value
+  }
+  f.refuse_unknown();
+  try {
+    return std::make_shared<const Grammar>(json_schema_grammar(schema, "response_format"));
+  } catch (const Error& e) {
+    bad_request("response_format", e.what());
+  }
+}
+
 }  // namespace
 
 SamplingOptions SamplingRequest::over(SamplingOptions s) const {
@@ -233,9 +270,7 @@ GenerationRequest parse_chat_request(std::string_view body) {
     if (const auto* t = kwargs.take("enable_thinking")) r.thinking = boolean(*t, "enable_thinking");
     kwargs.refuse_unknown();
   }
-  if (const auto* v = f.take("response_format"); v && !(v->is_object() && string_or_empty(*v, "type") == "text" && v->size() == 1)) {
-    bad_request("response_format", "\"response_format\": only {\"type\": \"text\"} is supported (JSON output needs constrained decoding, not built yet)");
-  }
+  if (const auto* v = f.take("response_format")) r.grammar = response_grammar(*v, r);
   refuse_true(f, "logprobs", "no log probabilities are returned");
   if (f.take("top_logprobs")) bad_request("top_logprobs", "\"top_logprobs\" is not supported");
   f.refuse_unknown();

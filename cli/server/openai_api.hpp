@@ -5,6 +5,7 @@
 // and the unit tests use it on its own.
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "gemma4/chat/messages.hpp"
+#include "gemma4/grammar/grammar.hpp"
 #include "gemma4/sampling/sampling_options.hpp"
 
 namespace gemma4::server {
@@ -55,6 +57,8 @@ struct GenerationRequest {
   std::vector<Tool> tools{};
   bool thinking = false;                     // chat_template_kwargs.enable_thinking
   std::optional<std::string> forced_tool{};  // tool_choice naming a function: the reply is its call
+  // response_format json_object or json_schema: what the reply must be (grammar/json_schema.hpp).
+  std::shared_ptr<const Grammar> grammar{};
   // Completion: the raw text after <bos>.
   std::string prompt{};
 

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -125,6 +127,7 @@ class Api {
     job->sampling = request.sampling.over(model_.generation.sampling);
     job->stop_ids = std::move(stop_ids);
     job->max_tokens = max_tokens;
+    if (request.grammar) job->constraint = std::make_unique<GrammarConstraint>(*request.grammar, vocabulary());
     return job;
   }
 
@@ -266,7 +269,16 @@ class Api {
     return !client_gone;
   }
 
+  // The vocabulary as a trie, built by the first request with a response_format (120 ms
+  // for Gemma's 262144 tokens), then shared by every constraint.
+  const TokenTrie& vocabulary() const {
+    std::call_once(vocabulary_built_, [this] { vocabulary_.emplace(model_.tokenizer); });
+    return *vocabulary_;
+  }
+
   const LoadedModel& model_;
+  mutable std::once_flag vocabulary_built_;
+  mutable std::optional<TokenTrie> vocabulary_;
   const long long created_ = static_cast<long long>(std::time(nullptr));
   mutable std::atomic<long long> ids_{0};
 };

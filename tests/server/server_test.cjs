@@ -145,6 +145,39 @@ async function tools() {
         answer.usage.prompt_tokens > declared.usage.prompt_tokens, JSON.stringify(answer));
 }
 
+async function jsonOutput() {
+  // The toy never writes JSON: response_format makes every reply a document of the schema,
+  // plain, streamed and decoded speculatively (the same text).
+  const schema = { type: "object", properties: { animal: { enum: ["fox", "owl"] }, legs: { type: "integer" }, name: { type: "string" } },
+                   required: ["animal", "legs"] };
+  const request = { model, messages: user("Which animal?"), max_tokens: 120, temperature: 0.9, seed: 3,
+                    response_format: { type: "json_schema", json_schema: { name: "animal", strict: true, schema } } };
+  const valid = (text) => {
+    try {
+      const v = JSON.parse(text);
+      return ["fox", "owl"].includes(v.animal) && Number.isInteger(v.legs) && Object.keys(v).every((k) => k in schema.properties);
+    } catch {
+      return false;
+    }
+  };
+  const replies = await Promise.all([1, 2, 3, 4].map((seed) => toy.chat.completions.create({ ...request, seed })));
+  check("response_format json_schema: every reply is a document of the schema", replies.every((r) => valid(r.choices[0].message.content) &&
+        r.choices[0].finish_reason === "stop"), JSON.stringify(replies.map((r) => r.choices[0])));
+  const streamed = await streamText(toy, request);
+  check("... streamed, the same text", streamed.text === replies[2].choices[0].message.content, JSON.stringify(streamed.text));
+  const speculative = await drafting.chat.completions.create(request);
+  check("... decoded speculatively, the same text", speculative.choices[0].message.content === replies[2].choices[0].message.content,
+        JSON.stringify(speculative.choices[0].message.content));
+  const object = await toy.chat.completions.create({ model, messages: user("Hi"), max_tokens: 200, temperature: 1, seed: 1,
+                                                     response_format: { type: "json_object" } });
+  let parsed = null;
+  try {
+    parsed = JSON.parse(object.choices[0].message.content);
+  } catch {}
+  check("response_format json_object: a JSON object", parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ||
+        object.choices[0].finish_reason === "length", JSON.stringify(object.choices[0]));
+}
+
 async function concurrency() {
   const prompts = ["fox", "cat", "dog", "owl", "bear", "frog", "duck", "wolf"].map((a) => `Tell me a story about the ${a}.`);
   const ask = (p) => toy.chat.completions.create({ model, messages: user(p), temperature: 0, max_tokens: 40 }).then((r) => r.choices[0].message.content);
@@ -215,7 +248,7 @@ async function badInput() {
 }
 
 (async () => {
-  for (const part of [basics, tools, concurrency, cancelling, badInput]) {
+  for (const part of [basics, tools, jsonOutput, concurrency, cancelling, badInput]) {
     try {
       await part();
     } catch (e) {

@@ -86,6 +86,16 @@ class Conversation {
   Conversation(Session<V>&&, const Tokenizer&, const GenerationConfig&, ConversationOptions) = delete;  // would dangle
   Conversation(Session<V>&, const Tokenizer&&, const GenerationConfig&, ConversationOptions) = delete;
 
+  // Every later answer is text `constraint` allows (grammar/grammar_constraint.hpp), the
+  // turn ending where its grammar may end; null: free text. Not with thinking or tools, whose
+  // channel and call syntax a grammar would have to allow too. It must outlive its use.
+  void constrain(GrammarConstraint* constraint) {
+    if (constraint != nullptr && (options_.thinking || !options_.tools.empty())) {
+      fail(ErrorKind::kInvalidArgument, "a grammar constrains plain answers: leave out thinking and tools");
+    }
+    generator_.constrain(constraint);
+  }
+
   // Sends a user turn and generates the model's answer. on_text(text, is_thought) gets
   // the answer as it is decoded (tool calls are not shown: they come in Reply::tool_calls)
   // and returns false to cancel the reply (or returns void). A cancelled reply, or one cut

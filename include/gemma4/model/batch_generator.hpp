@@ -51,11 +51,13 @@ class BatchGenerator {
   // A sequence joins in a free slot, which it returns: `prompt` runs in `session` (after
   // what it holds; now, or with prefill_rows in the steps to come) and its first token
   // is sampled and given to on_token(slot, id) (return false to stop). `session` must
-  // outlive the sequence. Errors, before running anything, when every slot is busy, when
-  // the session already runs here, or for what Generator::generate and Batch reject.
+  // outlive the sequence, and so must `constraint`, if given: its tokens are then those a
+  // grammar allows, as Generator::constrain makes them. Errors, before running anything,
+  // when every slot is busy, when the session already runs here, or for what
+  // Generator::generate and Batch reject.
   template <typename OnToken>
   int join(Session<V>& session, std::span<const int> prompt, const SamplingOptions& sampling, std::vector<int> stop_ids, int max_new_tokens,
-           OnToken&& on_token) {
+           OnToken&& on_token, GrammarConstraint* constraint = nullptr) {
     const auto free = std::find_if(slots_.begin(), slots_.end(), [](const Slot& s) { return !s.active; });
     if (free == slots_.end()) fail(ErrorKind::kInvalidArgument, "batch generator: all {} slots are busy", slots_.size());
     for (const Slot& s : slots_) {
@@ -64,8 +66,9 @@ class BatchGenerator {
     const int slot = static_cast<int>(free - slots_.begin());
     batch_.check_session(session, static_cast<std::size_t>(slot));
     check_generation(session, prompt, max_new_tokens);
+    if (constraint != nullptr) constraint->reset();
     *free = Slot{.session = &session, .sampler = Sampler(sampling, V::config.vocab_size), .stop_ids = std::move(stop_ids),
-                 .max_new_tokens = max_new_tokens, .start = Clock::now()};
+                 .max_new_tokens = max_new_tokens, .constraint = constraint, .start = Clock::now()};
     free->result.tokens.reserve(static_cast<std::size_t>(max_new_tokens));  // no growth in steps
     free->result.stats.prompt_tokens = static_cast<int>(prompt.size());
     free->active = true;
@@ -80,8 +83,6 @@ class BatchGenerator {
     return slot;
   }
 
-  // One batched pass for every active sequence, then each one's next token, given to
-  // on_token(slot, id). Returns how many sequences are still active.
   // One batched pass for every active sequence, then each one's next token, given to
   // on_token(slot, id); with prefill_rows, the pass also runs the next chunks of joined
   // prompts (in slot order), and a prompt it finishes gets its first token. Returns how
@@ -143,6 +144,7 @@ class BatchGenerator {
     Sampler sampler{SamplingOptions{}, 1};
     std::vector<int> stop_ids;
     int max_new_tokens = 0;
+    GrammarConstraint* constraint = nullptr;
     GenerationResult result{};
     int next = -1;  // the sampled token the next pass runs
     bool active = false;
@@ -171,6 +173,7 @@ class BatchGenerator {
   template <typename OnToken>
   void sample_next(int index, std::span<float> row, OnToken& on_token) {
     Slot& s = slots_[static_cast<std::size_t>(index)];
+    if (s.constraint != nullptr && !s.constraint->apply(row, s.stop_ids)) return finish(s, StopReason::kGrammar);
     const int id = s.sampler.sample(row, s.session->tokens());
     s.result.tokens.push_back(id);
     if (s.result.tokens.size() == 1) {
@@ -178,7 +181,9 @@ class BatchGenerator {
       s.decode_start = Clock::now();
     }
     const auto on_this = [&](int token) { return on_token(index, token); };
-    if (!keep_going(id, s.stop_ids, s.max_new_tokens, s.result, on_this)) return finish(s, s.result.stop);
+    if (!keep_going(id, s.stop_ids, s.max_new_tokens, s.result, on_this) || !constraint_goes_on(s.constraint, id, s.stop_ids, s.result)) {
+      return finish(s, s.result.stop);
+    }
     if (s.session->position() >= s.session->max_context()) return finish(s, StopReason::kContextFull);
     s.next = id;
   }

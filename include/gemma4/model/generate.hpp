@@ -18,12 +18,13 @@
 #include <vector>
 
 #include "gemma4/error.hpp"
+#include "gemma4/grammar/grammar_constraint.hpp"
 #include "gemma4/model/session.hpp"
 #include "gemma4/sampling/sampler.hpp"
 
 namespace gemma4 {
 
-enum class StopReason { kStopToken, kMaxTokens, kContextFull, kCaller };
+enum class StopReason { kStopToken, kMaxTokens, kContextFull, kCaller, kGrammar };
 
 inline const char* to_string(StopReason r) {
   switch (r) {
@@ -31,6 +32,7 @@ inline const char* to_string(StopReason r) {
     case StopReason::kMaxTokens: return "token limit";
     case StopReason::kContextFull: return "context full";
     case StopReason::kCaller: return "stopped";
+    case StopReason::kGrammar: return "grammar";
   }
   return "?";
 }
@@ -79,6 +81,17 @@ bool keep_going(int id, std::span<const int> stop_ids, int max_new_tokens, Gener
   return true;
 }
 
+// A constrained step's share (Generator, BatchGenerator), after `id` was sampled: a token
+// that is not a stop id advances the constraint; false (and the stop reason set) when the
+// grammar is then complete and no stop id can end it.
+inline bool constraint_goes_on(GrammarConstraint* constraint, int id, std::span<const int> stop_ids, GenerationResult& result) {
+  if (constraint == nullptr || std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end()) return true;
+  constraint->accept(id);
+  if (constraint->can_continue() || !stop_ids.empty()) return true;
+  result.stop = StopReason::kGrammar;
+  return false;
+}
+
 // Errors unless generating after `prompt` in `session` can start: a prompt of at least
 // one token that fits the free context, and a budget of at least one token.
 template <Variant V>
@@ -116,6 +129,13 @@ class Generator {
   Generator(Session<V>& session, const SamplingOptions& sampling, std::vector<int> stop_ids)
       : session_(session), sampler_(sampling, V::config.vocab_size), stop_ids_(std::move(stop_ids)), logits_(kVocab) {}
   Generator(Session<V>&&, const SamplingOptions&, std::vector<int>) = delete;  // would dangle
+
+  // Every later generate() samples only tokens `constraint` allows, from its start; a stop
+  // id only where its grammar may end (grammar/grammar_constraint.hpp). Generation stops
+  // with StopReason::kGrammar when the grammar allows nothing more and there is no stop id
+  // to end it, or no token of the vocabulary can continue it. Null: unconstrained. The
+  // constraint must outlive its use.
+  void constrain(GrammarConstraint* constraint) { constraint_ = constraint; }
 
   // Feeds `prompt` after what the session holds, then generates up to max_new_tokens.
   // on_token(id) sees each sampled token that is not a stop id and returns false to stop.
@@ -155,6 +175,7 @@ class Generator {
     using Clock = std::chrono::steady_clock;
     const auto seconds_since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
 
+    if (constraint_ != nullptr) constraint_->reset();
     GenerationResult result;
     result.tokens.reserve(static_cast<std::size_t>(max_new_tokens));  // no growth in the decode loop
     result.stats.prompt_tokens = static_cast<int>(prompt.size());
@@ -170,13 +191,18 @@ class Generator {
       int i = 0, id = -1;
       bool go_on = true;
       for (; i <= k; ++i) {
+        if (constraint_ != nullptr && !constraint_->apply(row(i), stop_ids_)) {
+          result.stop = StopReason::kGrammar;
+          go_on = false;
+          break;
+        }
         id = sampler_.sample(row(i), session_.tokens().first(static_cast<std::size_t>(first_row_position + i)));
         result.tokens.push_back(id);
         if (result.tokens.size() == 1) {
           result.stats.first_token_seconds = seconds_since(start);
           decode_start = Clock::now();
         }
-        go_on = keep_going(id, stop_ids_, max_new_tokens, result, on_token);
+        go_on = keep_going(id, stop_ids_, max_new_tokens, result, on_token) && constraint_goes_on(constraint_, id, stop_ids_, result);
         if (!go_on || i == k || id != drafted_[i]) break;
         ++result.stats.accepted;
       }
@@ -220,6 +246,7 @@ class Generator {
   std::vector<float> hidden_;        // [max drafts + 1, hidden]: their final-normed hidden rows (speculative only)
   std::vector<int> drafted_;         // [max drafts]
   std::vector<int> drafted_input_;   // [max drafts + 1]: what the target runs next
+  GrammarConstraint* constraint_ = nullptr;
 };
 
 }  // namespace gemma4

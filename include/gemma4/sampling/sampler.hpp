@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <span>
 #include <utility>
@@ -39,7 +40,11 @@ class Sampler {
   int sample(std::span<float> logits, std::span<const int> history) {
     if (logits.size() != penalized_.size()) fail(ErrorKind::kInvalidArgument, "sampler: {} logits for a vocabulary of {}", logits.size(), penalized_.size());
     if (options_.repetition_penalty != 1.0f) apply_repetition_penalty(logits, history);
-    if (options_.greedy()) return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (options_.greedy()) {
+      const auto best = std::max_element(logits.begin(), logits.end());
+      if (*best == -std::numeric_limits<float>::infinity()) fail_all_forbidden();
+      return static_cast<int>(best - logits.begin());
+    }
 
     select_top_k(logits);
     to_probabilities();
@@ -53,6 +58,7 @@ class Sampler {
     float value;  // logit / temperature, then probability
     int id;
   };
+  [[noreturn]] static void fail_all_forbidden() { fail(ErrorKind::kInvalidArgument, "sampler: every logit is -infinity, no token can be drawn"); }
   static bool more_likely(const Candidate& a, const Candidate& b) { return a.value != b.value ? a.value > b.value : a.id < b.id; }
 
   // Each distinct token once: logit / p if positive, logit * p if not (as HF does).
@@ -68,11 +74,15 @@ class Sampler {
     }
   }
 
-  // Candidates sorted most likely first: the top k, and any tied with the k-th (HF keeps ties).
+  // Candidates sorted most likely first: the top k, and any tied with the k-th (HF keeps
+  // ties). A logit of -infinity (a token a grammar forbids) is never a candidate.
   void select_top_k(std::span<const float> logits) {
     candidates_.clear();
     const float inverse_temperature = 1.0f / options_.temperature;
-    for (std::size_t id = 0; id < logits.size(); ++id) candidates_.push_back({logits[id] * inverse_temperature, static_cast<int>(id)});
+    for (std::size_t id = 0; id < logits.size(); ++id) {
+      if (logits[id] != -std::numeric_limits<float>::infinity()) candidates_.push_back({logits[id] * inverse_temperature, static_cast<int>(id)});
+    }
+    if (candidates_.empty()) fail_all_forbidden();
     const std::size_t k = options_.top_k == 0 ? candidates_.size() : std::min<std::size_t>(options_.top_k, candidates_.size());
     if (k < candidates_.size()) {
       std::nth_element(candidates_.begin(), candidates_.begin() + static_cast<std::ptrdiff_t>(k - 1), candidates_.end(), more_likely);
