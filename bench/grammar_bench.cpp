@@ -1,8 +1,8 @@
 // The cost of constrained decoding (grammar/grammar_constraint.hpp) on the real Gemma
 // vocabulary:
-//   gemma4_bench_grammar [--tokenizer FILE] [--grammar FILE] [--tokens N] [--walks N] [MODEL]
-// Compiles the grammar (by default a JSON document with nested objects, arrays, enums and
-// free strings, as a tool's schema makes it) and times it; then walks it --walks times for
+//   gemma4_bench_grammar [--tokenizer FILE] [--grammar FILE | --json-schema FILE] [--tokens N] [--walks N] [MODEL]
+// Compiles the grammar (by default a JSON Schema of a tool's arguments: nested objects, an
+// array of objects, enums, numbers and free strings) and times it; then walks it --walks times for
 // --tokens tokens each, choosing among the allowed tokens at random (single bytes favoured,
 // so that walks get through the structure), and times each step's mask: median, p99 and the
 // worst, beside the time of a decode step of MODEL (an E2B or E4B directory, measured in the
@@ -21,6 +21,7 @@
 #include "bench_util.hpp"
 #include "gemma4/grammar/gbnf.hpp"
 #include "gemma4/grammar/grammar_constraint.hpp"
+#include "gemma4/grammar/json_schema.hpp"
 #include "gemma4/model/session.hpp"
 #include "gemma4/tokenizer/tokenizer.hpp"
 #include "gemma4/variants.hpp"
@@ -32,20 +33,22 @@ using bench::median;
 using bench::quantile;
 using bench::seconds_of;
 
-// A tool call's arguments as a JSON schema compiles them: an object of known keys, an enum,
-// numbers, free strings, a nested object and an array of objects.
-constexpr const char* kToolArguments = R"(
-root     ::= "{" ws "\"location\"" ws ":" ws string "," ws "\"unit\"" ws ":" ws unit "," ws "\"days\"" ws ":" ws integer
-             ( "," ws "\"filters\"" ws ":" ws filters )? ( "," ws "\"stops\"" ws ":" ws stops )? ws "}"
-unit     ::= "\"celsius\"" | "\"fahrenheit\"" | "\"kelvin\""
-filters  ::= "{" ws "\"min\"" ws ":" ws number "," ws "\"max\"" ws ":" ws number ( "," ws "\"note\"" ws ":" ws string )? ws "}"
-stops    ::= "[" ws ( stop ( "," ws stop )* )? ws "]"
-stop     ::= "{" ws "\"name\"" ws ":" ws string "," ws "\"kind\"" ws ":" ws ("\"city\"" | "\"port\"" | "\"pass\"") ws "}"
-string   ::= "\"" ( [^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}) )* "\""
-integer  ::= "-"? ("0" | [1-9] [0-9]{0,15})
-number   ::= integer ("." [0-9]+)? ([eE] [-+]? [0-9]+)?
-ws       ::= [ \t\n]{0,20}
-)";
+// A tool call's arguments as a JSON Schema: an object of known keys, an enum, numbers,
+// free strings, a nested object and an array of objects.
+constexpr const char* kToolArguments = R"({
+  "type": "object",
+  "properties": {
+    "location": {"type": "string"},
+    "unit": {"enum": ["celsius", "fahrenheit", "kelvin"]},
+    "days": {"type": "integer"},
+    "filters": {"type": "object", "properties": {"min": {"type": "number"}, "max": {"type": "number"}, "note": {"type": "string"}},
+                "required": ["min", "max"]},
+    "stops": {"type": "array", "items": {"$ref": "#/$defs/stop"}}
+  },
+  "required": ["location", "unit", "days"],
+  "$defs": {"stop": {"type": "object", "properties": {"name": {"type": "string"}, "kind": {"enum": ["city", "port", "pass"]}},
+                     "required": ["name", "kind"]}}
+})";
 
 std::filesystem::path default_tokenizer() {
   const char* cache = std::getenv("XDG_CACHE_HOME");
@@ -74,10 +77,11 @@ double decode_step_seconds(const std::filesystem::path& dir) {
 
 int main(int argc, char** argv) {
   CLI::App app{"The cost of constrained decoding on the real Gemma vocabulary"};
-  std::string tokenizer_path = default_tokenizer().string(), grammar_path, model;
+  std::string tokenizer_path = default_tokenizer().string(), grammar_path, schema_path, model;
   int tokens = 200, walks = 5;
   app.add_option("--tokenizer", tokenizer_path, "the real Gemma tokenizer.json");
-  app.add_option("--grammar", grammar_path, "a GBNF file (default: a tool's JSON arguments)");
+  auto* grammar = app.add_option("--grammar", grammar_path, "a GBNF file (default: a JSON Schema of a tool's arguments)");
+  app.add_option("--json-schema", schema_path, "a JSON Schema file")->excludes(grammar);
   app.add_option("--tokens", tokens, "tokens per walk")->check(CLI::PositiveNumber);
   app.add_option("--walks", walks, "walks through the grammar")->check(CLI::PositiveNumber);
   app.add_option("model", model, "an E2B or E4B directory: its decode step is measured for scale");
@@ -87,7 +91,11 @@ int main(int argc, char** argv) {
     double trie_seconds = 0;
     std::optional<TokenTrie> vocabulary;
     trie_seconds = seconds_of([&] { vocabulary.emplace(tokenizer); });
-    const auto compile_grammar = [&] { return grammar_path.empty() ? parse_gbnf(kToolArguments) : read_gbnf_file(grammar_path); };
+    const auto compile_grammar = [&] {
+      if (!grammar_path.empty()) return read_gbnf_file(grammar_path);
+      if (!schema_path.empty()) return read_json_schema_file(schema_path);
+      return json_schema_grammar(nlohmann::ordered_json::parse(kToolArguments));
+    };
     std::vector<double> compile;
     for (int i = 0; i < 20; ++i) compile.push_back(seconds_of([&] { (void)compile_grammar(); }));
     fmt::print("vocabulary: {} tokens, {} trie nodes, built in {:.0f} ms (once per tokenizer)\n", vocabulary->vocab_size(),

@@ -243,20 +243,30 @@ namespace {
 
 // Every token's bit in the constraint's mask equals feeding its bytes to a fresh copy of
 // the state, over a random walk through `grammar` of up to `steps` tokens.
-void check_masks_by_brute_force(const Tokenizer& tokenizer, const TokenTrie& vocabulary, const char* text, int steps, std::uint64_t seed) {
+// Returns how many states it checked.
+int check_masks_by_brute_force(const Tokenizer& tokenizer, const TokenTrie& vocabulary, const char* text, int steps, std::uint64_t seed) {
   GrammarConstraint constraint(parse_gbnf(text), vocabulary);
   std::mt19937_64 rng(seed);
   const int vocab = vocabulary.vocab_size();
   std::vector<float> logits(static_cast<std::size_t>(vocab));
-  for (int step = 0; step < steps && constraint.can_continue(); ++step) {
+  GrammarState scratch[2];
+  // Whether the matcher takes every byte of `bytes` from `start`, without the trie or the DFA.
+  const auto takes = [&](const GrammarState& start, std::string_view bytes) {
+    const GrammarState* from = &start;
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+      if (!constraint.matcher().advance(*from, static_cast<std::uint8_t>(bytes[i]), scratch[i % 2])) return false;
+      from = &scratch[i % 2];
+    }
+    return !bytes.empty();
+  };
+  int step = 0;
+  for (; step < steps && constraint.can_continue(); ++step) {
     std::fill(logits.begin(), logits.end(), 0.0f);
     constraint.apply(logits, {});
     std::vector<int> allowed;
     int disagreements = 0;
     for (int id = 0; id < vocab; ++id) {
-      GrammarState state = constraint.state();
-      const std::string_view bytes = vocabulary.bytes(id);
-      const bool expected = !bytes.empty() && constraint.matcher().advance(state, bytes);
+      const bool expected = takes(constraint.state(), vocabulary.bytes(id));
       const bool masked_in = logits[static_cast<std::size_t>(id)] == 0.0f;
       if (expected != masked_in && disagreements++ < 5) FAIL_CHECK("step " << step << ": token " << id << " " << tokenizer.token_text(id) << " expected " << expected);
       if (expected) allowed.push_back(id);
@@ -272,25 +282,32 @@ void check_masks_by_brute_force(const Tokenizer& tokenizer, const TokenTrie& voc
     const std::vector<int>& from = !single.empty() && rng() % 2 == 0 ? single : allowed;
     constraint.accept(from[std::uniform_int_distribution<std::size_t>(0, from.size() - 1)(rng)]);
   }
+  return step;
 }
 
 }  // namespace
 
-TEST_CASE("token masks equal a byte-by-byte check of every token of the real Gemma vocabulary", "[grammar][tokenizer]") {
+// [exhaustive]: 20 s here, too slow for the sanitizer build and qemu (the fuzz target and the
+// other tests run the same code there).
+TEST_CASE("token masks equal a byte-by-byte check of every token of the real Gemma vocabulary", "[grammar][tokenizer][exhaustive]") {
   const Tokenizer* tokenizer = real_tokenizer();
   if (tokenizer == nullptr) return;
   const TokenTrie vocabulary(*tokenizer);
-  CHECK(vocabulary.bytes(*tokenizer->added_token_id("<|turn>")).empty());  // control tokens never match text
+  REQUIRE(tokenizer->bos_id());
+  CHECK(vocabulary.bytes(*tokenizer->bos_id()).empty());  // control tokens never match text
+  static const std::string trip = json_schema_to_gbnf(nlohmann::ordered_json::parse(kTripSchema));
   const auto [text, steps, seed] = GENERATE(table<const char*, int, std::uint64_t>({
-      {kJsonGrammar, 12, 1},
-      {kJsonGrammar, 12, 2},
-      {kPersonGrammar, 14, 3},
-      {R"(root ::= ([a-z ]+ | "é" | "🐟" | [\u4e00-\u4e0f])+ "." )", 10, 4},
+      {kJsonGrammar, 30, 1},
+      {kJsonGrammar, 30, 2},
+      {kPersonGrammar, 30, 3},
+      {trip.c_str(), 30, 4},
+      {R"(root ::= ([a-z ]+ | "é" | "🐟" | [\u4e00-\u4e0f])+ "." )", 30, 5},
       {R"g(root ::= expr
           expr ::= term ([-+*/] term)*
-          term ::= [0-9]+ | "(" expr ")")g", 10, 5},
+          term ::= [0-9]+ | "(" expr ")")g", 30, 6},
   }));
-  check_masks_by_brute_force(*tokenizer, vocabulary, text, steps, seed);
+  const int checked = check_masks_by_brute_force(*tokenizer, vocabulary, text, steps, seed);
+  CHECK(checked >= 20);  // the walk got well into the grammar (172 states in all)
 }
 
 TEST_CASE("a stop token is allowed only where the grammar may end; a dead end is reported", "[grammar]") {
@@ -308,6 +325,13 @@ TEST_CASE("a stop token is allowed only where the grammar may end; a dead end is
   CHECK(logits[static_cast<std::size_t>(stop)] == 1.0f);
   CHECK_THROWS_WITH(constraint.accept(tokenizer.encode("x", {.add_bos = false}).front()), Catch::Contains("is not allowed here"));
   CHECK_THROWS_WITH(constraint.accept(vocabulary.vocab_size()), Catch::Contains("is not in the vocabulary"));
+  // A model's vocabulary larger than the tokenizer's: the ids past it are forbidden; smaller: the row is what there is.
+  std::vector<float> wider(static_cast<std::size_t>(vocabulary.vocab_size()) + 5, 1.0f);
+  REQUIRE(constraint.apply(wider, std::vector<int>{stop}));
+  CHECK(wider.back() == -std::numeric_limits<float>::infinity());
+  CHECK(wider[static_cast<std::size_t>(stop)] == 1.0f);
+  std::vector<float> narrower(static_cast<std::size_t>(stop) + 1, 1.0f);
+  REQUIRE(constraint.apply(narrower, std::vector<int>{stop}));
 
   // A grammar no token of a vocabulary can continue: one without byte-fallback decoding
   // has no piece for U+10FFFF.
@@ -329,7 +353,8 @@ const std::filesystem::path kToyAssistant = std::filesystem::path(GEMMA4_SOURCE_
 
 }  // namespace
 
-TEST_CASE("the toy model forced through a grammar it never writes: every output is a whole sentence", "[grammar][toy]") {
+// [slow-emulated]: 70 generations of up to 300 tokens; the grammar code has no SIMD in it.
+TEST_CASE("the toy model forced through a grammar it never writes: every output is a whole sentence", "[grammar][toy][slow-emulated]") {
   const Weights<TinyE2B> weights(kToyTarget);
   const Tokenizer tokenizer = Tokenizer::from_file(kToyTarget / "tokenizer.json");
   const TokenTrie vocabulary(tokenizer);
@@ -344,7 +369,7 @@ TEST_CASE("the toy model forced through a grammar it never writes: every output 
     Session<TinyE2B> session(weights, {.max_context = 1024});
     Generator<TinyE2B> generator(session, {.temperature = 1.0f, .top_k = 0, .seed = seed}, stops);
     generator.constrain(&constraint);
-    const GenerationResult r = generator.generate(prompt, 600, [](int) { return true; });
+    const GenerationResult r = generator.generate(prompt, 300, [](int) { return true; });
     INFO("seed " << seed << ": " << tokenizer.decode(r.tokens));
     // A free string may run past the budget (the toy writes stories): then what it wrote
     // is the start of a sentence.
@@ -358,7 +383,8 @@ TEST_CASE("the toy model forced through a grammar it never writes: every output 
     CHECK(matches(grammar, text));
     if (is_schema) CHECK(nlohmann::json::parse(text).at("unit").is_string());
   }
-  CHECK(complete >= seeds * 4 / 5);
+  INFO(complete << " of " << seeds << " complete");
+  CHECK(complete >= seeds * 3 / 4);
 }
 
 TEST_CASE("under a grammar, speculative decoding gives plain decoding's tokens", "[grammar][toy][speculative]") {

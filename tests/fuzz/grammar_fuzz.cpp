@@ -1,7 +1,8 @@
-// libFuzzer target for grammars: any byte string as GBNF text compiles (grammar/gbnf.hpp)
-// or raises gemma4::Error; a grammar that compiles is matched against the input itself and
-// drives a constraint over a small vocabulary for a few tokens, each one allowed by the
-// mask and accepted. Never a crash, a hang, or an unbounded allocation.
+// libFuzzer target for grammars: any byte string as GBNF text (grammar/gbnf.hpp), or, when
+// it starts with '{', as a JSON Schema (grammar/json_schema.hpp), compiles or raises
+// gemma4::Error; a grammar that compiles is matched against the input itself and drives a
+// constraint over a small vocabulary for a few tokens, each one allowed by the mask and
+// accepted. Never a crash, a hang, or an unbounded allocation.
 
 #include <cstdint>
 #include <limits>
@@ -11,6 +12,7 @@
 #include "../small_tokenizer.hpp"
 #include "gemma4/grammar/gbnf.hpp"
 #include "gemma4/grammar/grammar_constraint.hpp"
+#include "gemma4/grammar/json_schema.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace gemma4;
@@ -18,7 +20,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static const TokenTrie vocabulary(tokenizer);
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   try {
-    Grammar grammar = parse_gbnf(text);
+    Grammar grammar;
+    if (text.starts_with('{')) {
+      const auto schema = nlohmann::ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+      if (schema.is_discarded()) return 0;
+      grammar = json_schema_grammar(schema);
+    } else {
+      grammar = parse_gbnf(text);
+    }
     {
       GrammarMatcher matcher(grammar);
       GrammarState state = matcher.start();

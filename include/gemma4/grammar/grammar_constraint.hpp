@@ -15,6 +15,7 @@
 //
 // Not for concurrent use; one per generation stream.
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <limits>
@@ -59,11 +60,10 @@ class GrammarConstraint {
   }
 
   // Sets every logit the grammar forbids to -infinity; `stop_ids` stay only where the text
-  // may end. False if nothing is left (a dead end: the caller stops, see StopReason::kGrammar).
+  // may end. A model's vocabulary may be smaller or larger than the tokenizer's (Gemma's
+  // tokenizer.json has one id past the embedding): an id the tokenizer lacks is forbidden.
+  // False if nothing is left (a dead end: the caller stops, see StopReason::kGrammar).
   bool apply(std::span<float> logits, std::span<const int> stop_ids) {
-    if (logits.size() != static_cast<std::size_t>(vocabulary_.vocab_size())) {
-      fail(ErrorKind::kInvalidArgument, "grammar: {} logits for a vocabulary of {}", logits.size(), vocabulary_.vocab_size());
-    }
     kept_stops_.clear();
     if (can_end()) {
       for (const int id : stop_ids) {
@@ -71,15 +71,16 @@ class GrammarConstraint {
       }
     }
     const std::vector<std::uint64_t>& allowed = mask();
+    const std::size_t known = std::min(logits.size(), static_cast<std::size_t>(vocabulary_.vocab_size()));
     bool any = !kept_stops_.empty();
-    for (std::size_t word = 0; word < allowed.size(); ++word) {
-      const std::uint64_t bits = allowed[word];
-      any = any || bits != 0;
-      const std::size_t end = std::min(logits.size(), word * 64 + 64);
-      for (std::size_t id = word * 64; id < end; ++id) {
-        if ((bits >> (id % 64) & 1) == 0) logits[id] = -std::numeric_limits<float>::infinity();
+    for (std::size_t id = 0; id < known; ++id) {
+      if ((allowed[id / 64] >> (id % 64) & 1) != 0) {
+        any = true;
+      } else {
+        logits[id] = -std::numeric_limits<float>::infinity();
       }
     }
+    std::fill(logits.begin() + static_cast<std::ptrdiff_t>(known), logits.end(), -std::numeric_limits<float>::infinity());
     for (const auto& [id, logit] : kept_stops_) logits[static_cast<std::size_t>(id)] = logit;
     return any;
   }
