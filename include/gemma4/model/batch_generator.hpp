@@ -191,7 +191,7 @@ class BatchGenerator {
   void finish(Slot& s, StopReason why) {
     s.result.stop = why;
     s.result.stats.generated_tokens = static_cast<int>(s.result.tokens.size());
-    s.result.stats.decode_seconds = seconds_since(s.decode_start);
+    s.result.stats.decode_seconds = s.result.tokens.empty() ? 0 : seconds_since(s.decode_start);  // a grammar may allow no first token
     s.active = false;
   }
 

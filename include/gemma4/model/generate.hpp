@@ -228,7 +228,7 @@ class Generator {
       ++result.stats.target_passes;
     }
     result.stats.generated_tokens = static_cast<int>(result.tokens.size());
-    result.stats.decode_seconds = seconds_since(decode_start);
+    result.stats.decode_seconds = result.tokens.empty() ? 0 : seconds_since(decode_start);  // a grammar may allow no first token
     return result;
   }
 
