@@ -105,8 +105,6 @@ class GrammarBuilder {
   }
   void add_alternative(std::uint32_t rule, GrammarSequence sequence) { alternatives_[rule].push_back(std::move(sequence)); }
   std::size_t rule_count() const { return names_.size(); }
-  const std::string& name(std::uint32_t rule) const { return names_[rule]; }
-  bool has_alternatives(std::uint32_t rule) const { return !alternatives_[rule].empty(); }
 
   // `source` names the grammar in error messages.
   Grammar build(std::uint32_t root, std::string_view source) const {

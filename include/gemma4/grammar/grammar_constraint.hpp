@@ -99,7 +99,6 @@ class GrammarConstraint {
   // Where the text stands: the matcher's state (grammar/matcher.hpp).
   const GrammarState& state() const { return states_[static_cast<std::size_t>(current_)]; }
   GrammarMatcher& matcher() { return matcher_; }
-  const TokenTrie& vocabulary() const { return vocabulary_; }
 
  private:
   static constexpr int kDead = -1, kUnknown = -2;

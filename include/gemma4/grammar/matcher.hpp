@@ -40,13 +40,11 @@ class GrammarMatcher {
  public:
   // `grammar` must outlive the matcher.
   explicit GrammarMatcher(const Grammar& grammar) : grammar_(grammar) {
-    start_.stacks.clear();
     begin_closure();
     for (const std::uint32_t alternative : grammar_.rules[grammar_.root]) expand(intern(alternative, kBottom), start_);
     finish(start_);
   }
 
-  const Grammar& grammar() const { return grammar_; }
   const GrammarState& start() const { return start_; }
 
   // `to` = `from` after `byte`; false (and `to` empty) if no stack takes it.
@@ -76,8 +74,6 @@ class GrammarMatcher {
     state = std::move(next);
     return true;
   }
-
-  std::size_t stack_count() const { return frames_.size(); }
 
  private:
   static constexpr std::size_t kMaxStacksPerState = 4096, kMaxStacks = std::size_t{1} << 22;

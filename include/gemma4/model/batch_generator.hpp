@@ -15,7 +15,8 @@
 //   generator.result(slot)...
 //
 // Each sequence gets the very tokens Generator::generate gives it alone: the same logits
-// bit for bit, sampled with its own history and random draws. Steps allocate nothing.
+// bit for bit, sampled with its own history and random draws. Steps allocate nothing,
+// but for a grammar's first visit to a state (its DFA row and mask).
 
 #include <algorithm>
 #include <chrono>
