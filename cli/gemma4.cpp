@@ -537,7 +537,7 @@ struct StreamedReply {
 };
 
 struct RunCommand {
-  std::string model, prompt, prompts, system, weights, draft, tools, prompt_cache, grammar, json_schema;
+  std::string model, prompt, prompts, system, weights, draft, tools, tool_choice = "auto", prompt_cache, grammar, json_schema;
   bool chat = false, raw = false, think = false, show_thoughts = false, greedy = false;
   int max_tokens = 512, max_context = 4096, draft_max = 3, batch = 4;
   KvOption kv;
@@ -570,6 +570,9 @@ struct RunCommand {
     app.add_flag("--show-thoughts", show_thoughts, "print the thought channel to stderr");
     auto* tools_option =
         app.add_option("--tools", tools, "tools the model may call (JSON array, OpenAI form); each call is shown on stderr and its result read as a line of stdin");
+    app.add_option("--tool-choice", tool_choice, "auto: the model decides; required: each answer to a prompt is tool calls; or the name of the tool to call")
+        ->capture_default_str()
+        ->needs(tools_option);
     auto* grammar_option = app.add_option("--grammar", grammar, "only text this GBNF grammar allows: every answer is one of its sentences (see the README)")
                                ->check(CLI::ExistingFile)
                                ->excludes(think_option)
@@ -615,16 +618,31 @@ struct RunCommand {
 
   template <typename V, typename Drafts>
   void chat_loop(gemma4::Session<V>& session, Drafts& drafts, const gemma4::Model<V>& loaded, const gemma4::GenerationConfig& generation,
-                 gemma4::GrammarConstraint* constraint) const {
+                 gemma4::GrammarConstraint* constraint, const gemma4::TokenTrie* vocabulary) const {
     gemma4::Conversation<V> conversation(session, loaded.tokenizer, generation,
                                          {.system = system, .thinking = think, .max_new_tokens = max_tokens, .tools = read_tools(tools),
                                           .chat_template = loaded.chat_template});  // generation: the command line's sampling
     conversation.constrain(constraint);
+    // Tool calls follow the tools' schemas; a forced choice applies to each answer to a prompt.
+    gemma4::ToolChoice choice;
+    if (!tools.empty()) {
+      for (const std::string& why : conversation.constrain_tool_calls(*vocabulary)) fmt::print(stderr, "warning: {}\n", why);
+      if (tool_choice == "required") {
+        choice.mode = gemma4::ToolChoice::Mode::kRequired;
+      } else if (tool_choice != "auto") {
+        choice = {.mode = gemma4::ToolChoice::Mode::kFunction, .function = tool_choice};
+      }
+      conversation.force_tool_call(choice);  // errors now for a tool not declared
+    }
     if (!loaded.chat_template.warning.empty()) fmt::print(stderr, "warning: {}\n", loaded.chat_template.warning);
     const auto on_text = [&](std::string_view text, bool thought) {
       if (!thought) print_stdout(text);
       if (thought && show_thoughts) fmt::print(stderr, "{}", text);
       return !g_interrupted;  // false cancels the reply
+    };
+    const auto ask = [&](std::string_view text) {
+      if (choice.mode != gemma4::ToolChoice::Mode::kAuto) conversation.force_tool_call(choice);
+      return conversation.ask(text, drafts, on_text);
     };
     const bool terminal = ::isatty(STDIN_FILENO) == 1;
     // A reply and, while it calls tools, each call shown on stderr and its result read as
@@ -647,7 +665,7 @@ struct RunCommand {
         reply = conversation.send_tool_results(results, drafts, on_text);
       }
     };
-    if (!chat) return answer(conversation.ask(prompt, drafts, on_text));
+    if (!chat) return answer(ask(prompt));
     constexpr const char* kHelp =
         "chat: an empty line is ignored, Ctrl-C cancels a reply, /reset starts over, /help shows this, /exit or Ctrl-D ends\n";
     if (terminal) fmt::print(stderr, "{}", kHelp);
@@ -668,7 +686,7 @@ struct RunCommand {
       g_interrupted = false;
       g_generating = true;
       try {
-        answer(conversation.ask(line, drafts, on_text));
+        answer(ask(line));
       } catch (const gemma4::Error& e) {  // a bad line (invalid UTF-8, too long) does not end the chat
         fmt::print(stderr, "error: {}\n", e.what());
       }
@@ -816,7 +834,8 @@ struct RunCommand {
       const gemma4::GenerationConfig generation = generation_config(loaded.generation);
       std::optional<gemma4::TokenTrie> vocabulary;
       std::optional<gemma4::GrammarConstraint> constraint;
-      if (parsed_grammar) constraint.emplace(std::move(*parsed_grammar), vocabulary.emplace(loaded.tokenizer));
+      if (parsed_grammar || !tools.empty()) vocabulary.emplace(loaded.tokenizer);
+      if (parsed_grammar) constraint.emplace(std::move(*parsed_grammar), *vocabulary);
       if (!prompts.empty()) return run_batch(loaded, generation, pool);
       // A prompt cache may be reused at any prefix: every position of the sliding layers is kept.
       gemma4::Session<V> session(loaded.weights, {.max_context = std::min<int>(max_context, V::config.max_position_embeddings),
@@ -824,7 +843,7 @@ struct RunCommand {
       if (!prompt_cache.empty()) use_prompt_cache(session, prompt_ids(loaded, prompt));
       const std::size_t bytes_per_token = loaded.weights.report().bytes_per_token;
       with_drafts<V>(draft, session, {.max_drafts = draft_max}, [&](auto& drafts) {
-        if (!raw) return chat_loop(session, drafts, loaded, generation, constraint ? &*constraint : nullptr);
+        if (!raw) return chat_loop(session, drafts, loaded, generation, constraint ? &*constraint : nullptr, vocabulary ? &*vocabulary : nullptr);
 
         const std::vector<int> ids = prompt_ids(loaded, prompt);
         const std::size_t held = gemma4::keep_common_prefix(session, ids);  // what a prompt cache gave

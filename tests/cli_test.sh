@@ -216,6 +216,14 @@ check_error "template: broken JSON" "broken.json: not valid JSON" "$gemma4" temp
 printf '[{"name": "f"}]' > "$dir/bad-tools.json"
 check_error "run: a tools file in the wrong form" "bad-tools.json: tool 0" "$gemma4" run --model "$dir/chat" --prompt hi --tools "$dir/bad-tools.json"
 check "run with tools" run_to "$dir/tools-run" --prompt "Weather in Paris?" --tools "$dir/tools.json" --max-tokens 8 --seed 3
+# A forced tool call: the synthetic model writes a call that fits the tool's schema.
+cat > "$dir/forecast.json" << 'JSON'
+[{"type": "function", "function": {"name": "get_forecast", "parameters": {"type": "object",
+  "properties": {"hourly": {"type": "boolean"}, "city": {"enum": ["Paris", "Oslo"]}}, "required": ["city", "hourly"]}}}]
+JSON
+check "run --tool-choice NAME: a call that fits the schema" bash -c "echo sunny | '$gemma4' run --model '$dir/chat' --prompt 'Weather?' --tools '$dir/forecast.json' --tool-choice get_forecast --max-tokens 80 --seed 2 > /dev/null 2> '$dir/forced.err'; grep -qE '^\[tool call call_1\] get_forecast \{\"city\":\"(Paris|Oslo)\",\"hourly\":(true|false)\}' '$dir/forced.err'"
+check_error "--tool-choice naming a tool not declared" '"nope" is not one of the declared tools' "$gemma4" run --model "$dir/chat" --prompt hi --tools "$dir/forecast.json" --tool-choice nope
+check_error "--tool-choice without --tools" "--tool-choice requires --tools" "$gemma4" run --model "$dir/chat" --prompt hi --tool-choice required
 check "chat on stdin, with /reset" bash -c "printf 'Hi\n\n/reset\nAgain\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 4 2> '$dir/chat.err'"
 check "two chat turns answered" test "$(grep -c 'prompt tokens' "$dir/chat.err")" -eq 2
 check "bad chat line reported, chat goes on" bash -c "printf 'ok\n\xff\xfe\nok\n' | '$gemma4' run --model '$dir/chat' --chat --max-tokens 2 2> '$dir/chat.err'; grep -q 'not valid UTF-8' '$dir/chat.err' && test \$(grep -c 'prompt tokens' '$dir/chat.err') -eq 2"

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "gemma4/chat/tool_call_grammar.hpp"
 #include "gemma4/grammar/gbnf.hpp"
 #include "gemma4/grammar/grammar_constraint.hpp"
 #include "gemma4/grammar/json_schema.hpp"
@@ -245,6 +246,7 @@ namespace {
 // the state, over a random walk through `grammar` of up to `steps` tokens.
 // Returns how many states it checked.
 int check_masks_by_brute_force(const Tokenizer& tokenizer, const TokenTrie& vocabulary, const char* text, int steps, std::uint64_t seed) {
+  const Grammar grammar = parse_gbnf(text);
   GrammarConstraint constraint(parse_gbnf(text), vocabulary);
   std::mt19937_64 rng(seed);
   const int vocab = vocabulary.vocab_size();
@@ -266,7 +268,12 @@ int check_masks_by_brute_force(const Tokenizer& tokenizer, const TokenTrie& voca
     std::vector<int> allowed;
     int disagreements = 0;
     for (int id = 0; id < vocab; ++id) {
-      const bool expected = takes(constraint.state(), vocabulary.bytes(id));
+      bool expected = takes(constraint.state(), vocabulary.bytes(id));
+      if (tokenizer.is_special(id)) {  // only a token the grammar names, where it names it
+        const auto named = std::find(grammar.tokens.begin(), grammar.tokens.end(), tokenizer.token_text(id));
+        expected = named != grammar.tokens.end() &&
+                   constraint.matcher().advance(constraint.state(), kFirstTokenSymbol + static_cast<GrammarSymbol>(named - grammar.tokens.begin()), scratch[0]);
+      }
       const bool masked_in = logits[static_cast<std::size_t>(id)] == 0.0f;
       if (expected != masked_in && disagreements++ < 5) FAIL_CHECK("step " << step << ": token " << id << " " << tokenizer.token_text(id) << " expected " << expected);
       if (expected) allowed.push_back(id);
@@ -296,18 +303,31 @@ TEST_CASE("token masks equal a byte-by-byte check of every token of the real Gem
   REQUIRE(tokenizer->bos_id());
   CHECK(vocabulary.bytes(*tokenizer->bos_id()).empty());  // control tokens never match text
   static const std::string trip = json_schema_to_gbnf(nlohmann::ordered_json::parse(kTripSchema));
+  // Tool calls in Gemma 4's syntax, its control tokens played by Gemma 3's (this vocabulary's).
+  static const std::string calls = [] {
+    const std::vector<Tool> tools = tools_from_json(JsonValue::parse(fmt::format(
+        R"([{{"type": "function", "function": {{"name": "plan_trip", "parameters": {}}}}}, {{"type": "function", "function": {{"name": "ping"}}}}])", kTripSchema)));
+    std::vector<std::string> unchecked;
+    std::string text = tool_call_gbnf(tools, {.mode = ToolChoice::Mode::kRequired}, unchecked);
+    for (const auto& [gemma4_token, gemma3_token] : {std::pair{"<|tool_call>", "<start_of_turn>"}, {"<tool_call|>", "<end_of_turn>"}, {"<|\"|>", "<start_of_image>"}}) {
+      for (std::size_t at; (at = text.find(gemma4_token)) != std::string::npos;) text.replace(at, std::string_view(gemma4_token).size(), gemma3_token);
+    }
+    return text;
+  }();
   const auto [text, steps, seed] = GENERATE(table<const char*, int, std::uint64_t>({
       {kJsonGrammar, 30, 1},
       {kJsonGrammar, 30, 2},
       {kPersonGrammar, 30, 3},
       {trip.c_str(), 30, 4},
+      {calls.c_str(), 40, 7},
+      {calls.c_str(), 40, 8},
       {R"(root ::= ([a-z ]+ | "é" | "🐟" | [\u4e00-\u4e0f])+ "." )", 30, 5},
       {R"g(root ::= expr
           expr ::= term ([-+*/] term)*
           term ::= [0-9]+ | "(" expr ")")g", 30, 6},
   }));
   const int checked = check_masks_by_brute_force(*tokenizer, vocabulary, text, steps, seed);
-  CHECK(checked >= 20);  // the walk got well into the grammar (172 states in all)
+  CHECK(checked >= 20);  // the walk got well into the grammar (252 states in all)
 }
 
 TEST_CASE("a stop token is allowed only where the grammar may end; a dead end is reported", "[grammar]") {
@@ -346,12 +366,6 @@ TEST_CASE("a stop token is allowed only where the grammar may end; a dead end is
   CHECK_FALSE(dead.apply(small_logits, {}));
 }
 
-namespace {
-
-const std::filesystem::path kToyTarget = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b";
-const std::filesystem::path kToyAssistant = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b-assistant";
-
-}  // namespace
 
 // [slow-emulated]: 70 generations of up to 300 tokens; the grammar code has no SIMD in it.
 TEST_CASE("the toy model forced through a grammar it never writes: every output is a whole sentence", "[grammar][toy][slow-emulated]") {

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include "gemma4/chat/prompt_renderer.hpp"
+#include "gemma4/chat/tool_call_grammar.hpp"
 #include "gemma4/chat/tool_call_parser.hpp"
 #include "gemma4/config/config_json.hpp"
 #include "gemma4/config/e2b.hpp"

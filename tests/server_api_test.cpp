@@ -71,7 +71,6 @@ TEST_CASE("A chat request is read field by field") {
   REQUIRE(r.messages.size() == 4);
   CHECK(r.messages[2].tool_calls[0].arguments.dump() == R"({"z":1,"a":2})");  // parsed from the SDK's JSON text, order kept
   CHECK(r.tools.size() == 1);
-  CHECK(r.forced_tool == "f");
   CHECK((r.stream && r.include_usage && r.thinking));
   CHECK(r.max_tokens == 12);
   CHECK(r.stop == std::vector<std::string>{"END", "\n\n"});
@@ -107,6 +106,25 @@ TEST_CASE("response_format: json_object and json_schema become a grammar for the
   CHECK_FALSE(whole(*schema.grammar, R"({"n": "5"})"));
 }
 
+TEST_CASE("tools become a grammar for the calls: waiting for <|tool_call>, or from the first token when a call is required") {
+  const std::string hi = R"("messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "function", "function": {"name": "f",
+      "parameters": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}, "required": ["n"]}}}])";
+  const GenerationRequest automatic = parse_chat_request("{" + hi + "}");
+  REQUIRE(automatic.grammar != nullptr);
+  CHECK(automatic.grammar_start == ConstraintStart::kOnTrigger);
+  CHECK(automatic.unchecked_tools.empty());
+  const GenerationRequest required = parse_chat_request("{" + hi + R"(, "tool_choice": "required"})");
+  CHECK(required.tool_choice.mode == ToolChoice::Mode::kRequired);
+  CHECK(required.grammar_start == ConstraintStart::kNow);
+  const GenerationRequest loose = parse_chat_request(R"({"messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "function",
+      "function": {"name": "f", "parameters": {"type": "object", "properties": {"n": {"allOf": [{"type": "integer"}]}}}}}]})");
+  REQUIRE(loose.unchecked_tools.size() == 1);
+  CHECK_THAT(loose.unchecked_tools[0], Contains("'allOf'"));
+  const auto [code, message] = refusal(R"({"messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "function", "function": {"name": "a b"}}]})");
+  CHECK(code == 400);
+  CHECK_THAT(message, Contains("tool \"a b\"") && Contains("letters, digits"));
+}
+
 TEST_CASE("A field the server does not support is refused by name, never ignored") {
   const auto refused = [](const std::string& body, int status, const std::string& words) {
     const auto [code, message] = refusal(body);
@@ -118,7 +136,8 @@ TEST_CASE("A field the server does not support is refused by name, never ignored
   refused("{" + hi + R"(, "n": 3})", 400, "\"n\" must be 1");
   refused("{" + hi + R"(, "logprobs": true})", 400, "logprobs");
   refused("{" + hi + R"(, "presence_penalty": 0.2})", 400, "presence_penalty");
-  refused("{" + hi + R"(, "tool_choice": "required"})", 400, "constrained decoding");
+  refused("{" + hi + R"(, "tool_choice": "required"})", 400, "\"required\" needs \"tools\"");
+  refused("{" + hi + R"(, "tool_choice": "any"})", 400, "\"tool_choice\" must be");
   refused("{" + hi + R"(, "tool_choice": {"type": "function", "function": {"name": "g"}}})", 400, "not among");
   refused("{" + hi + R"(, "response_format": {"type": "xml"}})", 400, "\"response_format\" must be");
   refused("{" + hi + R"(, "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "string", "pattern": "x"}}}})", 400,

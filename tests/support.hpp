@@ -21,6 +21,10 @@
 
 namespace gemma4::test {
 
+// The trained toy pair the first command runs (examples/data).
+inline const std::filesystem::path kToyTarget = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b";
+inline const std::filesystem::path kToyAssistant = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b-assistant";
+
 // A fresh directory under the system temp dir, removed when the test ends.
 class TempDir {
  public:

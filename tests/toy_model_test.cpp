@@ -21,8 +21,6 @@ using namespace gemma4::test;
 
 namespace {
 
-const std::filesystem::path kToyTarget = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b";
-const std::filesystem::path kToyAssistant = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b-assistant";
 constexpr std::size_t kVocab = TinyE2B::config.vocab_size;
 
 // What the trainer wrote (tests/data/toy_pair_logits.bin): the token count T, the tokens,

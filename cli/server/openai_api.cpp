@@ -247,18 +247,30 @@ GenerationRequest parse_chat_request(std::string_view body) {
     if (m.content.is_string() && !utf8::is_valid(m.content.get_ref<const std::string&>())) bad_request("messages", "a message is not valid UTF-8");
   }
   if (const auto* v = f.take("tool_choice")) {
-    if (v->is_string() && (*v == "auto" || *v == "none")) {
-      if (*v == "none") r.tools.clear();  // nothing declared, nothing to call
+    if (*v == "none") {
+      r.tools.clear();  // nothing declared, nothing to call
+    } else if (*v == "required") {
+      if (r.tools.empty()) bad_request("tool_choice", "\"tool_choice\": \"required\" needs \"tools\"");
+      r.tool_choice.mode = ToolChoice::Mode::kRequired;
     } else if (v->is_object() && string_or_empty(*v, "type") == "function" && v->contains("function") && (*v)["function"].is_object() &&
                (*v)["function"].contains("name") && (*v)["function"]["name"].is_string()) {
       const std::string& name = (*v)["function"]["name"].get_ref<const std::string&>();
       if (std::none_of(r.tools.begin(), r.tools.end(), [&](const Tool& t) { return t.name() == name; })) {
         bad_request("tool_choice", fmt::format("\"tool_choice\" names \"{}\", which is not among \"tools\"", name));
       }
-      r.forced_tool = name;
-    } else {
-      bad_request("tool_choice", "\"tool_choice\" must be \"auto\", \"none\" or {\"type\": \"function\", \"function\": {\"name\": ...}}"
-                                 " (\"required\" needs constrained decoding, not built yet)");
+      r.tool_choice = {.mode = ToolChoice::Mode::kFunction, .function = name};
+    } else if (*v != "auto") {
+      bad_request("tool_choice", "\"tool_choice\" must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}");
+    }
+  }
+  if (!r.tools.empty()) {
+    try {
+      ToolCallGrammar calls = tool_call_grammar(r.tools, r.tool_choice);
+      r.grammar = std::make_shared<const Grammar>(std::move(calls.grammar));
+      r.grammar_start = calls.start;
+      r.unchecked_tools = std::move(calls.unchecked);
+    } catch (const Error& e) {
+      bad_request("tools", e.what());
     }
   }
   if (const auto* v = f.take("parallel_tool_calls"); v && !boolean(*v, "parallel_tool_calls")) {
@@ -270,7 +282,9 @@ GenerationRequest parse_chat_request(std::string_view body) {
     if (const auto* t = kwargs.take("enable_thinking")) r.thinking = boolean(*t, "enable_thinking");
     kwargs.refuse_unknown();
   }
-  if (const auto* v = f.take("response_format")) r.grammar = response_grammar(*v, r);
+  if (const auto* v = f.take("response_format")) {
+    if (auto grammar = response_grammar(*v, r)) r.grammar = std::move(grammar);  // "text": the tools' grammar, if any, stays
+  }
   refuse_true(f, "logprobs", "no log probabilities are returned");
   if (f.take("top_logprobs")) bad_request("top_logprobs", "\"top_logprobs\" is not supported");
   f.refuse_unknown();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gemma4/chat/messages.hpp"
+#include "gemma4/chat/tool_call_grammar.hpp"
 #include "gemma4/grammar/grammar.hpp"
 #include "gemma4/sampling/sampling_options.hpp"
 
@@ -56,9 +57,12 @@ struct GenerationRequest {
   std::vector<Message> messages{};
   std::vector<Tool> tools{};
   bool thinking = false;                     // chat_template_kwargs.enable_thinking
-  std::optional<std::string> forced_tool{};  // tool_choice naming a function: the reply is its call
-  // response_format json_object or json_schema: what the reply must be (grammar/json_schema.hpp).
+  ToolChoice tool_choice{};                  // "required" or a function: the reply is calls
+  // What the reply must be: response_format's JSON (grammar/json_schema.hpp), or with tools,
+  // the calls they allow (chat/tool_call_grammar.hpp), waiting for <|tool_call> unless forced.
   std::shared_ptr<const Grammar> grammar{};
+  ConstraintStart grammar_start = ConstraintStart::kNow;
+  std::vector<std::string> unchecked_tools{};  // why some tools' arguments are checked for syntax only
   // Completion: the raw text after <bos>.
   std::string prompt{};
 

@@ -37,10 +37,6 @@ class ReplyBuilder {
     chat_ ? chat_->push(id, piece) : piece(raw_->push(id), false);
   }
   template <typename OnDelta>
-  void push_text(std::string_view text, OnDelta&& on_delta) {
-    chat_->push_text(text, [&](std::string_view t, bool thought) { add(t, thought, on_delta); });
-  }
-  template <typename OnDelta>
   void finish(OnDelta&& on_delta) {
     const auto piece = [&](std::string_view text, bool thought) { add(text, thought, on_delta); };
     chat_ ? chat_->finish(piece) : piece(raw_->finish(), false);

@@ -58,21 +58,16 @@ class Api {
   void chat_completions(const httplib::Request& req, httplib::Response& res) const {
     GenerationRequest request = parse_chat_request(req.body);
     check_model(request.model);
+    for (const std::string& why : request.unchecked_tools) fmt::print(stderr, "gemma4 serve: {}\n", why);
     std::vector<int> prompt;
-    std::string forced;  // the start of the call tool_choice asks for, written for the model
     try {
       prompt = render_prompt(model_.chat_template, request.messages, request.tools, {.thinking = request.thinking, .add_generation_prompt = true})
                    .ids(model_.tokenizer);
-      if (request.forced_tool) {
-        forced = fmt::format("{}call:{}{{", control_token::kToolCallStart, *request.forced_tool);
-        const std::vector<int> ids = model_.tokenizer.encode(forced, {.add_bos = false});
-        prompt.insert(prompt.end(), ids.begin(), ids.end());
-      }
     } catch (const Error& e) {
       bad_request("messages", e.what());
     }
     const std::vector<int> stop_ids = chat_stop_ids(model_.generation.stop_ids, model_.tokenizer, !request.tools.empty());
-    respond(request, std::move(prompt), stop_ids, forced, res);
+    respond(request, std::move(prompt), stop_ids, res);
   }
 
   void completions(const httplib::Request& req, httplib::Response& res) const {
@@ -81,7 +76,7 @@ class Api {
     std::vector<int> prompt = {control_token_id(model_.tokenizer, control_token::kBos)};
     const std::vector<int> text = model_.tokenizer.encode(request.prompt, {.add_bos = false});
     prompt.insert(prompt.end(), text.begin(), text.end());
-    respond(request, std::move(prompt), model_.generation.stop_ids, {}, res);
+    respond(request, std::move(prompt), model_.generation.stop_ids, res);
   }
 
   void models(httplib::Response& res) const {
@@ -127,7 +122,7 @@ class Api {
     job->sampling = request.sampling.over(model_.generation.sampling);
     job->stop_ids = std::move(stop_ids);
     job->max_tokens = max_tokens;
-    if (request.grammar) job->constraint = std::make_unique<GrammarConstraint>(*request.grammar, vocabulary());
+    if (request.grammar) job->constraint = std::make_unique<GrammarConstraint>(*request.grammar, vocabulary(), request.grammar_start);
     return job;
   }
 
@@ -162,15 +157,13 @@ class Api {
 
   std::string next_id(bool chat) const { return fmt::format("{}-{}-{}", chat ? "chatcmpl" : "cmpl", created_, ++ids_); }
 
-  void respond(const GenerationRequest& request, std::vector<int> prompt, std::vector<int> stop_ids, const std::string& forced,
-               httplib::Response& res) const {
+  void respond(const GenerationRequest& request, std::vector<int> prompt, std::vector<int> stop_ids, httplib::Response& res) const {
     std::shared_ptr<Job> job = make_job(request, std::move(prompt), std::move(stop_ids));
     if (!model_.scheduler.submit(job)) throw ApiError(503, "server_busy", "every slot is busy and the queue is full: retry later");
     const std::string id = next_id(request.chat);
     auto reply = std::make_shared<ReplyBuilder>(model_.tokenizer, request.chat, request.stop, id);
-    if (request.stream) return stream(request, job, reply, forced, id, res);
+    if (request.stream) return stream(request, job, reply, id, res);
 
-    if (!forced.empty()) reply->push_text(forced, [](std::string_view, bool) {});
     const auto ignore = [](std::string_view, bool) {};
     std::size_t seen = 0;
     for (bool ended = false; !ended;) {
@@ -201,12 +194,12 @@ class Api {
   // Server-sent events: a chunk per piece of text as it is decoded, tool calls once
   // parsed, the finish reason, the usage if asked, then [DONE]. A client that goes away
   // cancels its generation before the next decode step.
-  void stream(const GenerationRequest& request, std::shared_ptr<Job> job, std::shared_ptr<ReplyBuilder> reply, const std::string& forced,
-              const std::string& id, httplib::Response& res) const {
+  void stream(const GenerationRequest& request, std::shared_ptr<Job> job, std::shared_ptr<ReplyBuilder> reply, const std::string& id,
+              httplib::Response& res) const {
     res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [this, request, job, reply, forced, id](std::size_t, httplib::DataSink& sink) {
+    res.set_chunked_content_provider("text/event-stream", [this, request, job, reply, id](std::size_t, httplib::DataSink& sink) {
       try {
-        return send_events(request, *job, *reply, forced, id, sink);
+        return send_events(request, *job, *reply, id, sink);
       } catch (const std::exception&) {  // nothing is left to tell the client: end the stream
         job->cancelled = true;
         return false;
@@ -215,8 +208,7 @@ class Api {
   }
 
   // The events of one streamed reply, as its tokens come; false if the client went away.
-  bool send_events(const GenerationRequest& request, Job& job, ReplyBuilder& reply, const std::string& forced, const std::string& id,
-                   httplib::DataSink& sink) const {
+  bool send_events(const GenerationRequest& request, Job& job, ReplyBuilder& reply, const std::string& id, httplib::DataSink& sink) const {
     bool client_gone = false;
     const auto send = [&](const JsonValue& event) {
       const std::string text = fmt::format("data: {}\n\n", dump(event));
@@ -239,7 +231,6 @@ class Api {
       chunk({{thought ? "reasoning_content" : "content", std::string(text)}}, nullptr);
     };
     if (request.chat) chunk({{"role", "assistant"}, {"content", ""}}, nullptr);
-    if (!forced.empty()) reply.push_text(forced, on_delta);
     std::size_t seen = 0;
     for (bool ended = false; !ended;) {
       for (const int token : job.wait_for_tokens(seen, ended, std::chrono::milliseconds(200))) reply.push(token, on_delta);

@@ -126,13 +126,25 @@ async function tools() {
   const declared = await toy.chat.completions.create({ model, messages: user("Weather?"), tools: [weather], max_tokens: 1 });
   check("tools are declared to the model in the prompt", declared.usage.prompt_tokens > plain.usage.prompt_tokens + 10,
         `${declared.usage.prompt_tokens} vs ${plain.usage.prompt_tokens}`);
-  // The toy was never taught to call tools: tool_choice starts the call for it, and what
-  // it writes is shown, parsed or not (tests/server_api_test.cpp parses real calls).
-  const forced = await toy.chat.completions.create({ model, messages: user("Weather in Paris?"), tools: [weather], max_tokens: 12,
-    tool_choice: { type: "function", function: { name: "get_weather" } }, temperature: 0 });
+  // The toy was never taught to call tools: a forced tool_choice makes it write a call, and
+  // the grammar of the tool's schema makes the call valid (plain, then streamed).
+  const forecast = { type: "function", function: { name: "get_forecast", parameters: { type: "object",
+    properties: { city: { enum: ["Paris", "Oslo"] }, days: { type: "integer" }, hourly: { type: "boolean" } }, required: ["city", "days", "hourly"] } } };
+  const fits = (call) => {
+    const args = JSON.parse(call?.function?.arguments ?? "null") ?? {};
+    return call.function.name === "get_forecast" && ["Paris", "Oslo"].includes(args.city) && Number.isInteger(args.days) && typeof args.hourly === "boolean";
+  };
+  const forced = await toy.chat.completions.create({ model, messages: user("Weather in Paris?"), tools: [weather, forecast], max_tokens: 60,
+    tool_choice: { type: "function", function: { name: "get_forecast" } }, temperature: 0 });
   const m = forced.choices[0].message;
-  check("tool_choice naming a function starts its call", (m.tool_calls?.[0]?.function.name === "get_weather") ||
-        m.content.startsWith("<|tool_call>call:get_weather{"), JSON.stringify(m));
+  check("tool_choice naming a function: a call to it that fits its schema", forced.choices[0].finish_reason === "tool_calls" &&
+        m.tool_calls?.length >= 1 && m.tool_calls.every(fits), JSON.stringify(forced.choices[0]));
+  const calls = [];
+  for await (const chunk of await toy.chat.completions.create({ model, messages: user("Weather?"), tools: [forecast], max_tokens: 60,
+    tool_choice: "required", temperature: 0.8, seed: 3, stream: true })) {
+    calls.push(...(chunk.choices[0]?.delta?.tool_calls ?? []));
+  }
+  check("tool_choice \"required\", streamed: calls that fit the schema", calls.length >= 1 && calls.every(fits), JSON.stringify(calls));
   // The round trip's second half: the call (arguments as JSON text, as the SDK sends
   // them) and its result go back, and the model answers.
   const answer = await toy.chat.completions.create({

@@ -5,6 +5,7 @@
 // number the library reads from a file goes through json_integer or json_number, which
 // check the kind and the range first.
 
+#include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstdint>
@@ -34,6 +35,12 @@ inline nlohmann::json read_json_file(const std::filesystem::path& path) {
 inline nlohmann::json read_model_config(const std::filesystem::path& dir) {
   if (!std::filesystem::is_directory(dir)) fail(ErrorKind::kMissingFile, "{}: not a model directory", dir.string());
   return read_json_file(dir / "config.json");
+}
+
+// Jinja's dictsort order of keys: case-insensitive (ASCII); sort stably to keep equal ones in order.
+inline bool dictsort_less(std::string_view a, std::string_view b) {
+  const auto lower = [](char c) { return static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); };  // std::string compares bytes unsigned
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [&](char x, char y) { return lower(x) < lower(y); });
 }
 
 // The value as a T when it is a JSON integer that T can hold exactly, else nothing.

@@ -17,6 +17,7 @@
 // Not for concurrent use.
 
 #include <algorithm>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -28,6 +29,7 @@
 #include "gemma4/chat/messages.hpp"
 #include "gemma4/chat/prompt_renderer.hpp"
 #include "gemma4/chat/reply_stream.hpp"
+#include "gemma4/chat/tool_call_grammar.hpp"
 #include "gemma4/model/generate.hpp"
 #include "gemma4/model/model.hpp"
 
@@ -94,6 +96,31 @@ class Conversation {
       fail(ErrorKind::kInvalidArgument, "a grammar constrains plain answers: leave out thinking and tools");
     }
     generator_.constrain(constraint);
+  }
+
+  // Every tool call the model writes from now on names a declared tool and has arguments
+  // its parameters schema allows, so that it parses (chat/tool_call_grammar.hpp); the text
+  // around calls stays free. `vocabulary` is this conversation's tokenizer's and must
+  // outlive the conversation. Returns why some tools' arguments are checked for syntax only.
+  std::vector<std::string> constrain_tool_calls(const TokenTrie& vocabulary) {
+    ToolCallGrammar calls = tool_call_grammar(options_.tools);
+    tool_calls_ = std::make_unique<GrammarConstraint>(std::move(calls.grammar), vocabulary, calls.start);
+    vocabulary_ = &vocabulary;
+    generator_.constrain(tool_calls_.get());
+    return calls.unchecked;
+  }
+
+  // The next reply is tool calls (ToolChoice::kRequired: to any tool; kFunction: to that
+  // one), started from its first token; later replies are free to call or not. Needs
+  // constrain_tool_calls first.
+  void force_tool_call(ToolChoice choice) {
+    if (vocabulary_ == nullptr) fail(ErrorKind::kInvalidArgument, "force_tool_call: constrain_tool_calls first (it gives the vocabulary)");
+    if (choice.mode == ToolChoice::Mode::kAuto) {
+      forced_.reset();
+      return;
+    }
+    ToolCallGrammar calls = tool_call_grammar(options_.tools, choice);  // errors for a tool not declared, now
+    forced_ = std::make_unique<GrammarConstraint>(std::move(calls.grammar), *vocabulary_, calls.start);
   }
 
   // Sends a user turn and generates the model's answer. on_text(text, is_thought) gets
@@ -191,10 +218,20 @@ class Conversation {
         go_on = on_text(text, thought);
       }
     };
-    reply.generation = generator_.generate(feed, options_.max_new_tokens, drafts, [&](int id) {
-      stream.push(id, emit);
-      return go_on;
-    });
+    // A forced call constrains this reply only; the usual constraint comes back after it, thrown or not.
+    const std::unique_ptr<GrammarConstraint> forced = std::move(forced_);
+    if (forced) generator_.constrain(forced.get());
+    const auto restore = [this] { generator_.constrain(tool_calls_.get()); };
+    try {
+      reply.generation = generator_.generate(feed, options_.max_new_tokens, drafts, [&](int id) {
+        stream.push(id, emit);
+        return go_on;
+      });
+    } catch (...) {
+      if (forced) restore();
+      throw;
+    }
+    if (forced) restore();
     stream.finish(emit);
 
     for (ToolCall& call : stream.calls()) call.id = fmt::format("call_{}", ++calls_made_);
@@ -240,6 +277,9 @@ class Conversation {
   Generator<V> generator_;
   std::vector<Message> messages_;  // the conversation; a system message first if there is one
   int calls_made_ = 0;             // numbers the tool calls' ids
+  const TokenTrie* vocabulary_ = nullptr;          // given to constrain_tool_calls
+  std::unique_ptr<GrammarConstraint> tool_calls_;  // constrain_tool_calls: what every reply's calls follow
+  std::unique_ptr<GrammarConstraint> forced_;      // force_tool_call: the next reply's calls
 };
 
 }  // namespace gemma4

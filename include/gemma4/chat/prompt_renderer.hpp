@@ -113,12 +113,7 @@ inline std::string javascript_number(double value) {
 inline std::vector<const JsonValue::object_t::value_type*> sorted_items(const JsonValue& object) {
   std::vector<const JsonValue::object_t::value_type*> items;
   for (const auto& item : object.get_ref<const JsonValue::object_t&>()) items.push_back(&item);
-  const auto lower = [](const std::string& s) {
-    std::string out = s;
-    for (char& c : out) c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    return out;
-  };
-  std::stable_sort(items.begin(), items.end(), [&](auto* a, auto* b) { return lower(a->first) < lower(b->first); });
+  std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return dictsort_less(a->first, b->first); });
   return items;
 }
 

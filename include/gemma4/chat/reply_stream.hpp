@@ -49,13 +49,6 @@ class ReplyStream {
     }
   }
 
-  // Text that is part of the reply without being generated (a call the prompt opened):
-  // read as visible text, so the parser sees it.
-  template <typename OnText>
-  void push_text(std::string_view text, OnText&& on_text) {
-    emit(parser_.push(text), false, on_text);
-  }
-
   // The end of the reply: text still held back, and an unterminated call reported.
   template <typename OnText>
   void finish(OnText&& on_text) {

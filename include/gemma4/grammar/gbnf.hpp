@@ -13,6 +13,9 @@
 //   classes `[a-z_]` and `[^"\\]`, `.` (any character), rule names and `( groups )`, each
 //   optionally repeated with `*`, `+`, `?`, `{n}`, `{m,}` or `{m,n}` (n at most 1000).
 // - Escapes in literals and classes: \n \r \t \\ \" \' \[ \] \- \^ \xHH \uHHHH \UHHHHHHHH.
+// - `<...>` up to the first '>' is a special token by its text (`<|tool_call>`, `<|"|>`):
+//   only that token matches it, never text spelling it (grammar/grammar_constraint.hpp
+//   refuses a name the vocabulary has no special token for).
 // Errors name the line and column: unknown syntax, an undefined or twice-defined rule,
 // left recursion, a rule that can never end, text that is not UTF-8.
 
@@ -176,6 +179,11 @@ class GbnfParser {
       if (peek() != ')') error("'(' is never closed");
       ++pos_;
       out.push_back(rule_ref(group));
+    } else if (c == '<') {
+      const std::size_t end = text_.find_first_of(">\n", pos_);
+      if (end == std::string_view::npos || text_[end] != '>') error("a special token '<...' is never closed with '>' on its line");
+      out.push_back(token_ref(builder_.token(text_.substr(pos_, end + 1 - pos_))));
+      pos_ = end + 1;
     } else if (is_name_char(c)) {
       out.push_back(rule_ref(rule_index(parse_name())));
     } else {

@@ -1,15 +1,18 @@
 #pragma once
 // A context-free grammar over bytes, what constrained decoding follows (grammar/matcher.hpp).
-// Each rule is a list of alternatives; each alternative a sequence of byte ranges and
-// references to rules. Text grammars (grammar/gbnf.hpp) speak of code points: their
+// Each rule is a list of alternatives; each alternative a sequence of byte ranges, special
+// tokens and references to rules. A special token (Gemma's <|"|>, <|tool_call>) is a
+// terminal of its own, matched by that token and never by text that spells it. Text grammars (grammar/gbnf.hpp) speak of code points: their
 // classes are compiled to UTF-8 byte sequences here (utf8_sequences), so the matcher
 // consumes a token byte by byte, a token that ends inside a character included.
 //
 // A Grammar is immutable once built and checked (check_grammar): every referenced rule
 // defined, none left-recursive, every rule able to finish.
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -18,24 +21,31 @@
 namespace gemma4 {
 
 struct GrammarElement {
-  enum class Kind : std::uint8_t { kBytes, kRule, kEnd };
+  enum class Kind : std::uint8_t { kBytes, kToken, kRule, kEnd };
   Kind kind = Kind::kEnd;
   std::uint8_t lo = 0, hi = 0;  // kBytes: one byte in [lo, hi]
-  std::uint32_t rule = 0;       // kRule: the rule's index
+  std::uint32_t index = 0;      // kRule: the rule's index; kToken: the token's in Grammar::tokens
 };
+
+// What a matcher consumes: a byte (0..255), or special token k of Grammar::tokens as
+// kFirstTokenSymbol + k.
+using GrammarSymbol = std::uint32_t;
+inline constexpr GrammarSymbol kFirstTokenSymbol = 256;
 
 struct Grammar {
   std::vector<GrammarElement> elements;             // every alternative back to back, each ending in kEnd
   std::vector<std::vector<std::uint32_t>> rules;    // per rule: where each alternative starts in `elements`
   std::vector<std::string> rule_names;              // per rule, for messages (generated rules: "name_3")
+  std::vector<std::string> tokens;                  // the special tokens it matches, by their text
   std::uint32_t root = 0;
 };
 
-// One alternative under construction: byte ranges and rule references, no kEnd.
+// One alternative under construction: byte ranges, tokens and rule references, no kEnd.
 using GrammarSequence = std::vector<GrammarElement>;
 
 inline GrammarElement byte_range(std::uint8_t lo, std::uint8_t hi) { return {GrammarElement::Kind::kBytes, lo, hi, 0}; }
 inline GrammarElement rule_ref(std::uint32_t rule) { return {GrammarElement::Kind::kRule, 0, 0, rule}; }
+inline GrammarElement token_ref(std::uint32_t token) { return {GrammarElement::Kind::kToken, 0, 0, token}; }
 
 inline void append_utf8(std::uint32_t cp, GrammarSequence& out) {
   const auto byte = [&](std::uint32_t b) { out.push_back(byte_range(static_cast<std::uint8_t>(b), static_cast<std::uint8_t>(b))); };
@@ -105,12 +115,20 @@ class GrammarBuilder {
   }
   void add_alternative(std::uint32_t rule, GrammarSequence sequence) { alternatives_[rule].push_back(std::move(sequence)); }
   std::size_t rule_count() const { return names_.size(); }
+  // The index of the special token with this text, for token_ref.
+  std::uint32_t token(std::string_view text) {
+    const auto it = std::find(tokens_.begin(), tokens_.end(), text);
+    if (it != tokens_.end()) return static_cast<std::uint32_t>(it - tokens_.begin());
+    tokens_.emplace_back(text);
+    return static_cast<std::uint32_t>(tokens_.size() - 1);
+  }
 
   // `source` names the grammar in error messages.
   Grammar build(std::uint32_t root, std::string_view source) const {
     Grammar g;
     g.root = root;
     g.rule_names = names_;
+    g.tokens = tokens_;
     for (const auto& alternatives : alternatives_) {
       auto& starts = g.rules.emplace_back();
       for (const GrammarSequence& sequence : alternatives) {
@@ -140,8 +158,8 @@ class GrammarBuilder {
           bool all_finish = true, all_nullable = true;
           for (const GrammarElement& e : s) {
             const bool is_rule = e.kind == GrammarElement::Kind::kRule;
-            all_finish = all_finish && (!is_rule || finishes[e.rule]);
-            all_nullable = all_nullable && is_rule && nullable[e.rule];
+            all_finish = all_finish && (!is_rule || finishes[e.index]);
+            all_nullable = all_nullable && is_rule && nullable[e.index];
           }
           if (all_finish && !finishes[r]) finishes[r] = changed = true;
           if (all_nullable && !nullable[r]) nullable[r] = changed = true;
@@ -157,8 +175,8 @@ class GrammarBuilder {
       for (const GrammarSequence& s : alternatives_[r]) {
         for (const GrammarElement& e : s) {
           if (e.kind != GrammarElement::Kind::kRule) break;
-          left[r].push_back(e.rule);
-          if (!nullable[e.rule]) break;
+          left[r].push_back(e.index);
+          if (!nullable[e.index]) break;
         }
       }
     }
@@ -182,6 +200,7 @@ class GrammarBuilder {
 
   std::vector<std::vector<GrammarSequence>> alternatives_;
   std::vector<std::string> names_;
+  std::vector<std::string> tokens_;
 };
 
 }  // namespace gemma4

@@ -1,6 +1,7 @@
 #pragma once
-// Where a text stands in a Grammar (grammar/grammar.hpp), byte by byte: a pushdown
-// matcher whose state is the set of stacks that can still match.
+// Where a text stands in a Grammar (grammar/grammar.hpp), byte by byte (and special token
+// by special token): a pushdown matcher whose state is the set of stacks that can still
+// match.
 //
 //   GrammarMatcher m(grammar);
 //   GrammarState s = m.start();
@@ -8,7 +9,7 @@
 //   next.can_end;                 // the text so far is a whole sentence of the grammar
 //
 // A stack is a chain of frames, each a place in an alternative; the top frame always
-// waits on a byte range. Stacks are interned (equal stacks share one id), so a state is a
+// waits on a byte range or a token. Stacks are interned (equal stacks share one id), so a state is a
 // sorted list of ids: cheap to copy, compare and use as a cache key. A rule referenced
 // last in an alternative replaces its caller's frame (a tail call), so repetition by
 // right recursion keeps the stack flat and its states repeat.
@@ -29,7 +30,7 @@
 namespace gemma4 {
 
 struct GrammarState {
-  std::vector<std::uint32_t> stacks;  // sorted ids of the stacks waiting on a byte
+  std::vector<std::uint32_t> stacks;  // sorted ids of the stacks waiting on a byte or a token
   bool can_end = false;               // the text so far is complete
 
   bool can_continue() const { return !stacks.empty(); }
@@ -47,8 +48,9 @@ class GrammarMatcher {
 
   const GrammarState& start() const { return start_; }
 
-  // `to` = `from` after `byte`; false (and `to` empty) if no stack takes it.
-  bool advance(const GrammarState& from, std::uint8_t byte, GrammarState& to) {
+  // `to` = `from` after `symbol` (a byte, or a token: grammar.hpp's GrammarSymbol); false
+  // (and `to` empty) if no stack takes it.
+  bool advance(const GrammarState& from, GrammarSymbol symbol, GrammarState& to) {
     to.stacks.clear();
     to.can_end = false;
     begin_closure();
@@ -56,7 +58,8 @@ class GrammarMatcher {
     for (const std::uint32_t id : from.stacks) {
       const Frame frame = frames_[id];
       const GrammarElement& e = grammar_.elements[frame.position];
-      if (byte < e.lo || byte > e.hi) continue;
+      const bool takes = e.kind == GrammarElement::Kind::kToken ? symbol == kFirstTokenSymbol + e.index : symbol >= e.lo && symbol <= e.hi;
+      if (!takes) continue;
       taken = true;
       expand(intern(frame.position + 1, frame.caller), to);
     }
@@ -104,7 +107,7 @@ class GrammarMatcher {
     std::sort(state.stacks.begin(), state.stacks.end());
   }
 
-  // Adds to `out` every stack waiting on a byte that `id` reaches without consuming one:
+  // Adds to `out` every stack waiting on a byte or token that `id` reaches without consuming one:
   // a finished frame returns to its caller, a rule reference opens each alternative.
   void expand(std::uint32_t id, GrammarState& out) {
     pending_.assign(1, id);
@@ -116,7 +119,8 @@ class GrammarMatcher {
       const Frame frame = frames_[s];
       const GrammarElement& e = grammar_.elements[frame.position];
       switch (e.kind) {
-        case GrammarElement::Kind::kBytes: out.stacks.push_back(s); break;
+        case GrammarElement::Kind::kBytes:
+        case GrammarElement::Kind::kToken: out.stacks.push_back(s); break;
         case GrammarElement::Kind::kEnd:
           if (frame.caller == kBottom) {
             out.can_end = true;
@@ -127,7 +131,7 @@ class GrammarMatcher {
         case GrammarElement::Kind::kRule: {
           const bool tail = grammar_.elements[frame.position + 1].kind == GrammarElement::Kind::kEnd;
           const std::uint32_t caller = tail ? frame.caller : intern(frame.position + 1, frame.caller);
-          for (const std::uint32_t alternative : grammar_.rules[e.rule]) pending_.push_back(intern(alternative, caller));
+          for (const std::uint32_t alternative : grammar_.rules[e.index]) pending_.push_back(intern(alternative, caller));
           break;
         }
       }

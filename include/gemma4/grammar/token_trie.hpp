@@ -5,12 +5,15 @@
 // subtree, so a step never looks at most of the vocabulary byte by byte.
 //
 // Byte-fallback tokens ("<0xE2>") add their one byte; special (control) tokens and tokens
-// that add nothing are left out: a grammar never allows them (stop tokens are decided
-// where the grammar may end). Built once per tokenizer; immutable, shareable by threads.
+// that add nothing are left out of the trie: a grammar allows a special token only where it
+// names it (special_token), and stop tokens where it may end. Built once per tokenizer;
+// immutable, shareable by threads.
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +36,7 @@ class TokenTrie {
     std::string pending;
     for (int id = 0; id < vocab_size_; ++id) {
       offsets_[id] = static_cast<std::uint32_t>(bytes_.size());
+      if (tokenizer.is_special(id)) special_ids_.emplace(tokenizer.token_text(id), id);
       if (!tokenizer.is_known(id) || tokenizer.is_special(id)) continue;
       tokenizer.append_decoded(id, {}, bytes_, pending);
       bytes_ += pending;  // a byte-fallback token: its raw byte
@@ -48,6 +52,11 @@ class TokenTrie {
   const std::vector<Node>& nodes() const { return nodes_; }
   const std::vector<int>& token_ids() const { return token_ids_; }
   std::size_t max_depth() const { return max_depth_; }
+  // The id of the special token with this text (<|tool_call>), if the vocabulary has one.
+  std::optional<int> special_token(std::string_view text) const {
+    const auto it = special_ids_.find(text);
+    return it == special_ids_.end() ? std::nullopt : std::optional<int>(it->second);
+  }
 
  private:
   void build() {
@@ -85,6 +94,7 @@ class TokenTrie {
   std::vector<Node> nodes_;
   std::vector<int> token_ids_;         // in node order
   std::size_t max_depth_ = 0;
+  std::map<std::string, int, std::less<>> special_ids_;  // by text
 };
 
 }  // namespace gemma4

@@ -41,8 +41,8 @@ struct SamplingOptions {
 };
 
 struct GenerationConfig {
-  SamplingOptions sampling;
-  std::vector<int> stop_ids;  // generation ends when any of these is sampled
+  SamplingOptions sampling{};
+  std::vector<int> stop_ids{};  // generation ends when any of these is sampled
 };
 
 namespace detail {
