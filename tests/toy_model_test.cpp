@@ -116,7 +116,7 @@ TEST_CASE("quality guard on a trained model: int8 and int4 keep the bf16 checkpo
 }
 
 // A compact KV cache against the f32 one, both over the bf16 checkpoint's weights.
-TEST_CASE("quality guard on a trained model: bf16 and int8 KV caches keep the f32 cache's choices", "[toy][quality][kv]") {
+TEST_CASE("quality guard on a trained model: bf16 and int8 KV caches keep the f32 cache's choices", "[toy][quality][kv][slow-emulated]") {
   const std::vector<int> tokens = heldout_tokens();
   const Weights<TinyE2B> weights(kToyTarget);
   const auto logits = [&](KvFormat kv) { return all_logits(weights, tokens, {.max_context = static_cast<int>(tokens.size()), .kv_format = kv}); };

@@ -145,16 +145,15 @@ async function tools() {
     calls.push(...(chunk.choices[0]?.delta?.tool_calls ?? []));
   }
   check("tool_choice \"required\", streamed: calls that fit the schema", calls.length >= 1 && calls.every(fits), JSON.stringify(calls));
-  // The round trip's second half: the call (arguments as JSON text, as the SDK sends
-  // them) and its result go back, and the model answers.
+  // The round trip's second half: the model's own call, as the SDK gave it back (arguments
+  // as JSON text), and its result go back, and the model answers.
+  const call = m.tool_calls?.[0] ?? { id: "missing", type: "function", function: { name: "get_forecast", arguments: "{}" } };
   const answer = await toy.chat.completions.create({
-    model, tools: [weather], max_tokens: 16, temperature: 0,
-    messages: [...user("Weather in Paris?"),
-      { role: "assistant", content: null, tool_calls: [{ id: "call-1", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] },
-      { role: "tool", tool_call_id: "call-1", content: "sunny, 21 C" }],
+    model, tools: [weather, forecast], max_tokens: 16, temperature: 0,
+    messages: [...user("Weather in Paris?"), m, { role: "tool", tool_call_id: call.id, content: "sunny, 21 C" }],
   });
-  check("a tool result goes back and the model answers", answer.choices[0].message.role === "assistant" && answer.usage.completion_tokens > 0 &&
-        answer.usage.prompt_tokens > declared.usage.prompt_tokens, JSON.stringify(answer));
+  check("the model's call and its result go back, and the model answers", answer.choices[0].message.role === "assistant" &&
+        answer.usage.completion_tokens > 0 && answer.usage.prompt_tokens > forced.usage.prompt_tokens, JSON.stringify(answer));
 }
 
 async function jsonOutput() {
