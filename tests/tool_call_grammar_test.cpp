@@ -35,7 +35,8 @@ const std::vector<Tool> kTools = tools_from_json(JsonValue::parse(R"([
      "required": ["City", "unit"]}}},
   {"type": "function", "function": {"name": "ping"}},
   {"type": "function", "function": {"name": "set.mode", "parameters": {"type": "object",
-    "properties": {"on": {"type": "boolean"}, "level": {"enum": [1, 2.5, null]}}, "required": ["on", "level"]}}}
+    "properties": {"on": {"type": "boolean"}, "level": {"enum": [1, 2.5, null]}, "preset": {"const": {"b": 1, "A": ["x"]}}},
+    "required": ["on", "level"]}}}
 ])"));
 
 // Where `segments` (text runs and control tokens, as PromptText holds them) leave the
@@ -97,7 +98,8 @@ TEST_CASE("tool-call grammar: every call the template writes for allowed argumen
                                   call("get_weather", R"({"City": "a <b> | c \" <|x", "unit": "fahrenheit", "days": 3, "window": {"from": -1.5, "to": 2e3},
                                                          "tags": ["x", ""], "note": null})"),
                                   call("get_weather", R"({"City": "", "unit": "celsius", "days": 0, "tags": [], "note": "n"})"),
-                                  call("ping", "{}"), call("set.mode", R"({"on": true, "level": 2.5})"), call("set.mode", R"({"on": false, "level": null})")}) {
+                                  call("ping", "{}"), call("set.mode", R"({"on": true, "level": 2.5})"), call("set.mode", R"({"on": false, "level": null})"),
+                                  call("set.mode", R"({"on": false, "level": 1, "preset": {"b": 1, "A": ["x"]}})")}) {
     INFO(allowed.name << " " << allowed.arguments.dump());
     const std::vector<PromptText::Segment> rendered = rendered_call(allowed);
     CHECK(matches(calls.grammar, rendered));

@@ -4,7 +4,7 @@
 //   <|tool_call>call:NAME{ARGUMENTS}<tool_call|>
 //
 // with NAME one of the functions and ARGUMENTS what its `parameters` schema allows, in
-// Gemma 4's argument syntax (grammar/json_schema.hpp, JsonSchemaOptions::kGemmaArguments),
+// Gemma 4's argument syntax (grammar/json_schema.hpp, JsonSchemaOptions::Syntax::kGemmaArguments),
 // so that every call parses with chat/tool_call_parser.hpp.
 //
 //   gemma4::ToolCallGrammar calls = gemma4::tool_call_grammar(tools);           // ToolChoice{}: the model decides
@@ -74,6 +74,8 @@ inline std::string tool_call_gbnf(std::span<const Tool> tools, const ToolChoice&
     } else {
       try {
         compiled = json_schema_rules(*parameters, arguments, fmt::format("tool \"{}\" parameters", name), kArguments);
+        // On its own first, so that what it cannot compile (an enum value that is not UTF-8) is this tool's alone.
+        (void)parse_gbnf(fmt::format("root ::= {}\n{}{}", arguments, compiled, json_schema_basics(kArguments.syntax)), "tool parameters");
       } catch (const Error& e) {
         unchecked.push_back(fmt::format("{} (its arguments are checked for syntax only)", e.what()));
         compiled = arguments + " ::= gemma-object\n";

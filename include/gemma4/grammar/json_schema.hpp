@@ -6,7 +6,8 @@
 // Supported: `type` (object, array, string, number, integer, boolean, null, or a list of
 // them), `properties` with `required` (properties come in the schema's order, optional ones
 // may be left out; no others), `enum`, `const`, `items`, `minItems`, `maxItems` (at most
-// 1000), `anyOf`, and `$ref` to `#/$defs/NAME` or `#/definitions/NAME` (recursion allowed).
+// 1000), `anyOf`, `$ref` to `#/$defs/NAME` or `#/definitions/NAME` (recursion allowed), and
+// OpenAPI's `nullable` (Gemma's chat template writes it), which allows null too.
 // Annotations (`title`, `description`, `default`, `examples`, `$schema`, `$id`, `$comment`)
 // are ignored; `additionalProperties` may only be false, what the grammar does anyway. Any
 // other keyword is an error naming it and where it is: a schema is never silently widened.
@@ -14,13 +15,13 @@
 // model cannot spend its budget on blanks; integers have at most 16 digits and exponents
 // 2, so that every number a reader parses is a finite double.
 //
-// The same schemas compile to Gemma 4's tool-call argument syntax (JsonSyntax::
-// kGemmaArguments, what chat/tool_call_parser.hpp reads and the chat template writes):
-// strings between <|"|> tokens (any text that does not spell <|"|>), bare keys, no blanks,
-// properties in the template's order (dictsort), and `nullable: true` (the template's
-// keyword) allowing null. A tool's declaration is written for the model to read, not for a
-// validator: with `ignore_narrowing`, keywords that only narrow a value (minimum, pattern,
-// format, minLength, ...) are left unchecked instead of refused.
+// The same schemas compile to Gemma 4's tool-call argument syntax (JsonSchemaOptions::
+// Syntax::kGemmaArguments, what chat/tool_call_parser.hpp reads and the chat template
+// writes): strings between <|"|> tokens (any text that does not spell <|"|>), bare keys,
+// no blanks, properties and object keys in the template's order (dictsort). A tool's
+// declaration is written for the model to read, not for a validator: with
+// `ignore_narrowing`, keywords that only narrow a value (minimum, pattern, format,
+// minLength, ...) are left unchecked instead of refused.
 
 #include <algorithm>
 #include <filesystem>
@@ -132,10 +133,25 @@ gemma-array ::= "[" ( gemma-value ( "," gemma-value )* )? "]"
     if (value.is_object()) {
       std::string out = "\"{\"";
       bool first = true;
-      for (const auto& [key, v] : value.items()) out += (std::exchange(first, false) ? " " : " \",\" ") + key_literal(key) + " " + value_literal(v);
+      for (const std::string& key : gemma_order(value)) {
+        out += (std::exchange(first, false) ? " " : " \",\" ") + key_literal(key) + " " + value_literal(value[key]);
+      }
       return out + " \"}\"";
     }
     return literal(value.dump());
+  }
+
+  static std::vector<std::string> keys_of(const nlohmann::ordered_json& object) {
+    std::vector<std::string> keys;
+    for (const auto& [key, value] : object.items()) keys.push_back(key);
+    return keys;
+  }
+
+  // An object's keys in the order the chat template writes them (dictsort).
+  static std::vector<std::string> gemma_order(const nlohmann::ordered_json& object) {
+    std::vector<std::string> keys = keys_of(object);
+    std::stable_sort(keys.begin(), keys.end(), dictsort_less);
+    return keys;
   }
 
   // GBNF matching a key and its ':' (with the blanks around it).
@@ -256,11 +272,8 @@ gemma-array ::= "[" ( gemma-value ( "," gemma-value )* )? "]"
       std::string pair;
       bool required;
     };
-    std::vector<std::string> names;
-    for (const auto& [name, sub] : properties.items()) names.push_back(name);
-    if (gemma_) std::stable_sort(names.begin(), names.end(), dictsort_less);  // as the template writes a call's arguments
     std::vector<Member> members;
-    for (const std::string& name : names) {
+    for (const std::string& name : gemma_ ? gemma_order(properties) : keys_of(properties)) {
       const std::string value = rule_for(properties[name], where + "/properties/" + name);
       members.push_back({key_literal(name) + " " + value, std::find(required.begin(), required.end(), name) != required.end()});
     }
