@@ -34,6 +34,7 @@ std::pair<int, std::string> refusal(const std::string& body) {
 struct Built {
   std::string content, reasoning, streamed;
   std::vector<ToolCall> calls;
+  JsonValue call_deltas = JsonValue::array();  // delta.tool_calls entries, as streamed
   bool stopped = false;
 };
 
@@ -44,8 +45,15 @@ Built build_reply(const std::string& text, std::vector<std::string> stops = {}) 
   const auto on_delta = [&](std::string_view piece, bool thought) {
     if (!thought) out.streamed += piece;
   };
-  for (const int id : demo_tokenizer().encode(text, {.add_bos = false})) reply.push(id, on_delta);
+  const auto take_deltas = [&] {
+    for (JsonValue& delta : reply.take_call_deltas()) out.call_deltas.push_back(std::move(delta));
+  };
+  for (const int id : demo_tokenizer().encode(text, {.add_bos = false})) {
+    reply.push(id, on_delta);
+    take_deltas();
+  }
   reply.finish(on_delta);
+  take_deltas();
   out.content = reply.content();
   out.reasoning = reply.reasoning();
   out.calls = reply.calls();
@@ -209,6 +217,32 @@ TEST_CASE("A reply's tool call, thought and text come apart, with ids and argume
   const JsonValue json = tool_calls_json(call.calls);
   CHECK(json[0]["type"] == "function");
   CHECK(json[0]["function"]["arguments"] == R"({"city":"Paris","days":2})");
+
+  // Streamed: each call's id and name first, then its arguments in pieces, which put
+  // together are the JSON of the parsed arguments.
+  const Built streamed = build_reply("Sure.<|tool_call>call:get_weather{city:<|\"|>Par \"is\"\\ é\n<|\"|>,days:[2,-1.5e3],"
+                                     "<|\"|>odd key<|\"|>:{a:true,b:null}}<tool_call|><|tool_call>call:ping{}<tool_call|>");
+  REQUIRE(streamed.calls.size() == 2);
+  std::vector<std::string> names(2), arguments(2);
+  std::vector<int> pieces(2);
+  for (const JsonValue& delta : streamed.call_deltas) {
+    const std::size_t i = delta.at("index").get<std::size_t>();
+    REQUIRE(i < 2);
+    if (delta.contains("id")) {
+      CHECK(delta["id"] == streamed.calls[i].id);
+      CHECK(delta["type"] == "function");
+      names[i] = delta["function"]["name"];
+    }
+    const std::string piece = delta["function"]["arguments"];
+    arguments[i] += piece;
+    pieces[i] += !piece.empty();
+  }
+  for (std::size_t i = 0; i < 2; ++i) {
+    CHECK(names[i] == streamed.calls[i].name);
+    CHECK(nlohmann::json::parse(arguments[i]) == nlohmann::json(streamed.calls[i].arguments));
+  }
+  CHECK(pieces[0] > 5);  // as the call was written, not at its end
+  CHECK(streamed.content == "Sure.");
 
   const Built thought = build_reply("<|channel>thought\nThink.\nMore.\n<channel|>Answer.");
   CHECK(thought.reasoning == "Think.\nMore.");  // as the template writes reasoning_content back

@@ -39,6 +39,7 @@ struct Parsed {
   std::string shown;
   std::vector<ToolCall> calls;
   std::vector<MalformedToolCall> malformed;
+  std::vector<StreamedToolCall> streamed;
 };
 
 // Feeds `text` cut at the given byte positions.
@@ -54,6 +55,7 @@ Parsed parse_in_pieces(std::string_view text, std::vector<std::size_t> cuts) {
   out.shown += parser.finish();
   out.calls = parser.calls();
   out.malformed = parser.malformed();
+  out.streamed = parser.streamed();
   return out;
 }
 
@@ -91,6 +93,12 @@ TEST_CASE("Consecutive calls and the text around them, split at every position, 
       REQUIRE(parsed.calls.size() == 3);
       for (std::size_t i = 0; i < 3; ++i) REQUIRE(same_json(parsed.calls[i].arguments, kCalls[i].arguments));
       REQUIRE(parsed.malformed.empty());
+      // As streamed: the name, and arguments whose JSON text is the parsed arguments'.
+      REQUIRE(parsed.streamed.size() == 3);
+      for (std::size_t i = 0; i < 3; ++i) {
+        REQUIRE(parsed.streamed[i].name == kCalls[i].name);
+        REQUIRE(nlohmann::json::parse(parsed.streamed[i].arguments) == nlohmann::json::parse(kCalls[i].arguments.dump()));
+      }
     }
   }
   // One byte at a time.

@@ -57,8 +57,30 @@ class ReplyBuilder {
   // The complete tool calls, with ids unique to this reply.
   std::vector<ToolCall> calls() const {
     std::vector<ToolCall> calls = chat_ ? chat_->calls() : std::vector<ToolCall>{};
-    for (std::size_t i = 0; i < calls.size(); ++i) calls[i].id = fmt::format("call-{}-{}", id_, i);
+    for (std::size_t i = 0; i < calls.size(); ++i) calls[i].id = call_id(i);
     return calls;
+  }
+
+  // What the tool calls added since the last time, as delta.tool_calls entries: a call's
+  // index, id, type and name once its name is known, then its arguments as they are
+  // written (JSON text, in pieces). A call that turns out malformed has streamed as far
+  // as it went; its raw text comes as content at the end, as without streaming.
+  JsonValue take_call_deltas() {
+    JsonValue deltas = JsonValue::array();
+    if (!chat_) return deltas;
+    const std::vector<StreamedToolCall>& streamed = chat_->streamed_calls();
+    for (std::size_t i = 0; i < streamed.size() && streamed[i].named; ++i) {
+      const std::string& arguments = streamed[i].arguments;
+      if (i == arguments_sent_.size()) {
+        arguments_sent_.push_back(0);
+        deltas.push_back({{"index", i}, {"id", call_id(i)}, {"type", "function"}, {"function", {{"name", streamed[i].name}, {"arguments", ""}}}});
+      }
+      if (arguments.size() > arguments_sent_[i]) {
+        deltas.push_back({{"index", i}, {"function", {{"arguments", arguments.substr(arguments_sent_[i])}}}});
+        arguments_sent_[i] = arguments.size();
+      }
+    }
+    return deltas;
   }
 
  private:
@@ -94,8 +116,11 @@ class ReplyBuilder {
   StopStrings stops_;
   std::string content_, reasoning_, held_reasoning_;
   bool named_ = false;  // the thought channel's name line is past
+  std::string call_id(std::size_t index) const { return fmt::format("call-{}-{}", id_, index); }
+
   std::string id_;
   int tokens_ = 0;
+  std::vector<std::size_t> arguments_sent_;  // per call streamed: the bytes of its arguments sent
 };
 
 }  // namespace gemma4::server

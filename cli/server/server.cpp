@@ -234,6 +234,7 @@ class Api {
     std::size_t seen = 0;
     for (bool ended = false; !ended;) {
       for (const int token : job.wait_for_tokens(seen, ended, std::chrono::milliseconds(200))) reply.push(token, on_delta);
+      if (JsonValue calls = reply.take_call_deltas(); !calls.empty()) chunk({{"tool_calls", std::move(calls)}}, nullptr);
       if (client_gone || !sink.is_writable()) {
         job.cancelled = true;
         return false;
@@ -244,7 +245,7 @@ class Api {
     if (!job.error.empty()) {
       send(JsonValue::parse(ApiError(job.error_status, job.error_status == 503 ? "unavailable" : "server_error", job.error).json()));
     } else {
-      if (!reply.calls().empty()) chunk({{"tool_calls", tool_calls_json(reply.calls())}}, nullptr);
+      if (JsonValue calls = reply.take_call_deltas(); !calls.empty()) chunk({{"tool_calls", std::move(calls)}}, nullptr);
       chunk(JsonValue::object(), finish_reason_name(finish_reason(job, reply)));
       if (request.include_usage) {
         JsonValue event = envelope(request, id, true);

@@ -139,12 +139,20 @@ async function tools() {
   const m = forced.choices[0].message;
   check("tool_choice naming a function: a call to it that fits its schema", forced.choices[0].finish_reason === "tool_calls" &&
         m.tool_calls?.length >= 1 && m.tool_calls.every(fits), JSON.stringify(forced.choices[0]));
+  // Streamed, each call's arguments come in pieces as they are written: put together by
+  // index, as clients do.
   const calls = [];
+  let pieces = 0;
   for await (const chunk of await toy.chat.completions.create({ model, messages: user("Weather?"), tools: [forecast], max_tokens: 60,
     tool_choice: "required", temperature: 0.8, seed: 3, stream: true })) {
-    calls.push(...(chunk.choices[0]?.delta?.tool_calls ?? []));
+    for (const delta of chunk.choices[0]?.delta?.tool_calls ?? []) {
+      calls[delta.index] ??= { id: delta.id, type: delta.type, function: { name: delta.function?.name, arguments: "" } };
+      pieces += delta.function?.arguments ? 1 : 0;
+      calls[delta.index].function.arguments += delta.function?.arguments ?? "";
+    }
   }
-  check("tool_choice \"required\", streamed: calls that fit the schema", calls.length >= 1 && calls.every(fits), JSON.stringify(calls));
+  check("tool_choice \"required\", streamed: arguments in pieces, calls that fit the schema", calls.length >= 1 && calls.every(fits) &&
+        pieces > 2 * calls.length, JSON.stringify(calls));
   // The round trip's second half: the model's own call, as the SDK gave it back (arguments
   // as JSON text), and its result go back, and the model answers.
   const call = m.tool_calls?.[0] ?? { id: "missing", type: "function", function: { name: "get_forecast", arguments: "{}" } };

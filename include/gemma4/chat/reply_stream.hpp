@@ -61,6 +61,8 @@ class ReplyStream {
   const std::vector<ToolCall>& calls() const { return parser_.calls(); }
   std::vector<MalformedToolCall>& malformed() { return parser_.malformed(); }
   const std::vector<MalformedToolCall>& malformed() const { return parser_.malformed(); }
+  // Every call begun, as far as it has streamed (ToolCallParser::streamed).
+  const std::vector<StreamedToolCall>& streamed_calls() const { return parser_.streamed(); }
 
  private:
   template <typename OnText>

@@ -13,6 +13,10 @@
 //   ToolCallParser parser;
 //   show(parser.push(decoded_text));   // text to show now; calls() grows as calls end
 //   show(parser.finish());             // at the end of the output
+//
+// For a client that shows calls as they are written (the server's streamed delta.tool_calls),
+// streamed() has every call begun: its name once known, and its arguments so far as JSON
+// text, written as the call's text arrives.
 
 #include <cctype>
 #include <cstddef>
@@ -35,6 +39,71 @@ struct MalformedToolCall {
 // Parses the body of one call ("call:NAME{...}"); nullopt with `reason` set if it is not one.
 inline std::optional<ToolCall> parse_tool_call_body(std::string_view body, std::string& reason);
 
+// A call as it streams. `arguments` is a prefix of the JSON text of the call's arguments:
+// for a call that parses, the whole of a JSON object equal to ToolCall::arguments once the
+// call has ended. Bytes come as the call's text does (<|"|> strings become JSON strings,
+// bare keys quoted keys; numbers and literals are copied).
+struct StreamedToolCall {
+  std::string name;       // once `named`
+  std::string arguments;  // JSON text so far
+  bool named = false;     // the '{' after the name came
+
+  // The call's text after "<|tool_call>", one byte or <|"|> at a time.
+  void add(char c) {
+    if (!named) {
+      if (c != '{') {
+        head_ += c;
+        return;
+      }
+      named = true;
+      name = head_.starts_with("call:") ? head_.substr(5) : head_;
+    }
+    if (in_string_) return escape(c);
+    if (in_bare_key_) {
+      if (c != ':') return escape(c);
+      in_bare_key_ = false;
+      arguments += '"';
+    }
+    if (open_.empty() && !arguments.empty()) return;  // past the arguments: the parser reports it
+    switch (c) {
+      case '{': case '[': open_.push_back(c); break;
+      case '}': case ']': if (!open_.empty()) open_.pop_back(); break;
+      default: break;
+    }
+    const bool key_next = (c == '{' || c == ',') && !open_.empty() && open_.back() == '{';
+    if (expect_key_ && c != '}') {
+      in_bare_key_ = true;
+      arguments += '"';
+      expect_key_ = false;
+      return escape(c);
+    }
+    expect_key_ = key_next;
+    arguments += c;
+  }
+  void add_quote() {
+    if (!named || (open_.empty() && !arguments.empty())) return;
+    arguments += '"';
+    in_string_ = !in_string_;
+    expect_key_ = false;
+  }
+
+ private:
+  void escape(char c) {
+    if (c == '"' || c == '\\') {
+      arguments += '\\';
+      arguments += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      arguments += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    } else {
+      arguments += c;
+    }
+  }
+
+  std::string head_;        // "call:NAME" before the '{'
+  std::vector<char> open_;  // the objects and lists open, innermost last
+  bool in_string_ = false, in_bare_key_ = false, expect_key_ = false;
+};
+
 class ToolCallParser {
  public:
   static constexpr std::size_t kMaxCallBytes = std::size_t{1} << 20;
@@ -55,6 +124,7 @@ class ToolCallParser {
         shown += pending_.substr(0, start);
         pending_.erase(0, start + control_token::kToolCallStart.size());
         in_call_ = true;
+        streamed_.emplace_back();
         call_.clear();
         scanned_ = 0;
         in_string_ = false;
@@ -83,6 +153,8 @@ class ToolCallParser {
   const std::vector<ToolCall>& calls() const { return calls_; }
   std::vector<MalformedToolCall>& malformed() { return malformed_; }
   const std::vector<MalformedToolCall>& malformed() const { return malformed_; }
+  // Every call begun, as far as it streamed (malformed ones included).
+  const std::vector<StreamedToolCall>& streamed() const { return streamed_; }
 
  private:
   // Moves text into the open call up to its end marker (outside strings); true when the
@@ -96,6 +168,7 @@ class ToolCallParser {
       if (rest.starts_with(control_token::kQuote)) {
         in_string_ = !in_string_;
         scanned_ += control_token::kQuote.size() - 1;
+        streamed_.back().add_quote();
       } else if (!in_string_ && rest.starts_with(control_token::kToolCallEnd)) {
         pending_ = call_.substr(scanned_ + control_token::kToolCallEnd.size());
         end_call(call_.substr(0, scanned_));
@@ -103,6 +176,8 @@ class ToolCallParser {
       } else if (rest.size() < control_token::kToolCallEnd.size() &&
                  (control_token::kToolCallEnd.starts_with(rest) || control_token::kQuote.starts_with(rest))) {
         break;  // a marker may be arriving
+      } else {
+        streamed_.back().add(rest[0]);
       }
     }
     if (call_.size() <= kMaxCallBytes) return false;
@@ -152,6 +227,7 @@ class ToolCallParser {
   bool in_call_ = false, in_string_ = false, skipping_ = false;
   std::vector<ToolCall> calls_;
   std::vector<MalformedToolCall> malformed_;
+  std::vector<StreamedToolCall> streamed_;
 };
 
 namespace detail {
