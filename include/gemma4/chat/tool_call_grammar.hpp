@@ -20,6 +20,7 @@
 // keyword the compiler does not know gets arguments checked for syntax only, listed in
 // ToolCallGrammar::unchecked rather than refused (a client's tools keep working).
 
+#include <algorithm>
 #include <span>
 #include <string>
 #include <string_view>
@@ -29,6 +30,7 @@
 
 #include "gemma4/chat/messages.hpp"
 #include "gemma4/chat/prompt_text.hpp"
+#include "gemma4/chat/tool_call_parser.hpp"
 #include "gemma4/error.hpp"
 #include "gemma4/grammar/gbnf.hpp"
 #include "gemma4/grammar/grammar_constraint.hpp"
@@ -62,8 +64,7 @@ inline std::string tool_call_gbnf(std::span<const Tool> tools, const ToolChoice&
   for (std::size_t i = 0; i < tools.size(); ++i) {
     const std::string_view name = tools[i].name();
     if (choice.mode == ToolChoice::Mode::kFunction && name != choice.function) continue;
-    // What the parser reads as a name (ToolValueReader::take_name).
-    const bool writable = !name.empty() && name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == std::string_view::npos;
+    const bool writable = !name.empty() && std::all_of(name.begin(), name.end(), is_tool_name_char);  // what the parser reads as a name
     if (!writable) fail(ErrorKind::kInvalidArgument, "tool \"{}\": a call can only name a function of letters, digits, '_', '-' and '.'", name);
     const std::string arguments = fmt::format("tool{}-arguments", i);
     const JsonValue& function = tools[i].declaration.at("function");

@@ -36,6 +36,9 @@ struct MalformedToolCall {
   std::string reason;
 };
 
+// What a call's function name is made of: letters, digits, '_', '-' and '.'.
+inline bool is_tool_name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'; }
+
 // Parses the body of one call ("call:NAME{...}"); nullopt with `reason` set if it is not one.
 inline std::optional<ToolCall> parse_tool_call_body(std::string_view body, std::string& reason);
 
@@ -245,10 +248,10 @@ class ToolValueReader {
     return true;
   }
 
-  // A function name: letters, digits, '_', '-', '.' (possibly none).
+  // A function name (is_tool_name_char), possibly empty.
   std::string_view take_name() {
     const std::size_t begin = at_;
-    while (at_ < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[at_])) || std::string_view("_-.").find(text_[at_]) != std::string_view::npos)) ++at_;
+    while (at_ < text_.size() && is_tool_name_char(text_[at_])) ++at_;
     return text_.substr(begin, at_ - begin);
   }
 
