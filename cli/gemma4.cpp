@@ -43,6 +43,7 @@
 #include "gemma4/model/prompt_cache.hpp"
 #include "gemma4/variants.hpp"
 #include "gemma4/testing/synthetic.hpp"
+#include "line_reader.hpp"
 #if GEMMA4_SERVER
 #include "server.hpp"
 #endif
@@ -149,7 +150,7 @@ static_assert(std::atomic<bool>::is_always_lock_free);
 extern "C" void on_interrupt(int) {
   g_interrupted = true;
   if (!g_generating) {
-    constexpr char kHint[] = "\n(/exit or Ctrl-D ends the chat)\n> ";
+    constexpr char kHint[] = "\n(/exit or Ctrl-D ends the chat)\n";
     [[maybe_unused]] const ssize_t written = ::write(STDERR_FILENO, kHint, sizeof kHint - 1);
   }
 }
@@ -415,20 +416,9 @@ struct TokenizeCommand {
   }
 };
 
-// A chat JSON file (messages, tools) with its keys in file order, as the template sees them.
-gemma4::JsonValue read_chat_json(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorKind::kMissingFile, "{}: missing or unreadable", path);
-  try {
-    return gemma4::JsonValue::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    fail(ErrorKind::kBadFile, "{}: not valid JSON: {}", path, e.what());
-  }
-}
-
 std::vector<gemma4::Tool> read_tools(const std::string& path) {
   if (path.empty()) return {};
-  const gemma4::JsonValue json = read_chat_json(path);  // its errors name the file already
+  const gemma4::JsonValue json = gemma4::read_json_file<gemma4::JsonValue>(path);  // keys in file order; its errors name the file
   try {
     return gemma4::tools_from_json(json);
   } catch (const gemma4::Error& e) {
@@ -460,7 +450,7 @@ struct TemplateCommand {
     const gemma4::ChatTemplate chat_template = chat_template_with_warning(model);
     std::vector<gemma4::Message> parsed;
     try {
-      parsed = gemma4::messages_from_json(read_chat_json(messages));
+      parsed = gemma4::messages_from_json(gemma4::read_json_file<gemma4::JsonValue>(messages));
     } catch (const gemma4::Error& e) {
       fail(e.kind(), "{}: {}", messages, e.what());
     }
@@ -644,7 +634,7 @@ struct RunCommand {
       if (choice.mode != gemma4::ToolChoice::Mode::kAuto) conversation.force_tool_call(choice);
       return conversation.ask(text, drafts, on_text);
     };
-    const bool terminal = ::isatty(STDIN_FILENO) == 1;
+    gemma4::cli::LineReader input;
     // A reply and, while it calls tools, each call shown on stderr and its result read as
     // one line of stdin (a script can pipe them in), then the model's continuation.
     const auto answer = [&](gemma4::Reply reply) {
@@ -657,10 +647,9 @@ struct RunCommand {
         std::vector<gemma4::ToolResult> results;
         for (const gemma4::ToolCall& call : reply.tool_calls) {
           fmt::print(stderr, "[tool call {}] {} {}\n", call.id, call.name, call.arguments.dump());
-          if (terminal) fmt::print(stderr, "result of {}> ", call.name);
-          std::string line;
-          if (!std::getline(std::cin, line)) fail(ErrorKind::kInvalidArgument, "stdin ended before the result of tool call {} ({})", call.id, call.name);
-          results.push_back({.call_id = call.id, .content = line});
+          const std::optional<std::string> line = input.read(fmt::format("result of {}> ", call.name).c_str());
+          if (!line) fail(ErrorKind::kInvalidArgument, "stdin ended before the result of tool call {} ({})", call.id, call.name);
+          results.push_back({.call_id = call.id, .content = *line});
         }
         reply = conversation.send_tool_results(results, drafts, on_text);
       }
@@ -668,11 +657,12 @@ struct RunCommand {
     if (!chat) return answer(ask(prompt));
     constexpr const char* kHelp =
         "chat: an empty line is ignored, Ctrl-C cancels a reply, /reset starts over, /help shows this, /exit or Ctrl-D ends\n";
-    if (terminal) fmt::print(stderr, "{}", kHelp);
+    if (input.terminal()) fmt::print(stderr, "{}", kHelp);
     const InterruptCancelsReply interrupts;
-    for (std::string line;;) {
-      if (terminal) fmt::print(stderr, "> ");
-      if (!std::getline(std::cin, line) || line == "/exit") break;
+    for (;;) {
+      const std::optional<std::string> read = input.read("> ");
+      if (!read || *read == "/exit") break;
+      const std::string& line = *read;
       if (line.empty()) continue;
       if (line == "/help") {
         fmt::print(stderr, "{}", kHelp);
@@ -708,11 +698,7 @@ struct RunCommand {
     }
     std::vector<gemma4::Message> messages;
     if (line.starts_with('[')) {
-      try {
-        messages = gemma4::messages_from_json(gemma4::JsonValue::parse(line));
-      } catch (const nlohmann::json::exception& e) {
-        fail(ErrorKind::kInvalidArgument, "not a valid JSON array of messages: {}", e.what());
-      }
+      messages = gemma4::messages_from_json(gemma4::parse_json(line, "a JSON array of messages"));
     } else {
       if (!system.empty()) messages.push_back({.role = gemma4::Role::kSystem, .content = system});
       messages.push_back({.role = gemma4::Role::kUser, .content = line});

@@ -78,17 +78,18 @@ class Arithmetic {
   std::size_t at_ = 0;
 };
 
-const gemma4::Tool kCalculator{gemma4::JsonValue::parse(R"({"type": "function", "function": {
+const gemma4::Tool kCalculator{gemma4::parse_json(R"({"type": "function", "function": {
   "name": "calculate", "description": "Evaluates an arithmetic expression with + - * / and parentheses.",
   "parameters": {"type": "object", "properties": {"expression": {"type": "string", "description": "e.g. (2 + 3) * 4"}},
-                 "required": ["expression"]}}})")};
+                 "required": ["expression"]}}})", "the calculator tool")};
 
 // The tool's result: the value, or the reason it has none (the model reads either).
 gemma4::JsonValue calculate(const gemma4::ToolCall& call) {
   try {
-    const gemma4::JsonValue& expression = call.arguments.at("expression");
-    return Arithmetic::evaluate(expression.get<std::string>());
-  } catch (const std::exception& e) {
+    const gemma4::JsonValue& expression = call.argument("expression");
+    if (!expression.is_string()) return "error: the expression must be a string";
+    return Arithmetic::evaluate(expression.get_ref<const std::string&>());
+  } catch (const gemma4::Error& e) {
     return fmt::format("error: {}", e.what());
   }
 }

@@ -64,6 +64,13 @@ TEST_CASE("A model directory's template: chat_template.jinja, tokenizer_config.j
   test::write_file(dir.path() / "tokenizer_config.json",
                    JsonValue{{"chat_template", test::read_file(kTemplates / "gemma-4-first-release.jinja")}}.dump());
   CHECK(chat_template_of(dir.path()).revision == TemplateRevision::kFirstRelease);
+  {  // named templates: the "default" one; entries of another shape are passed over
+    test::TempDir named;
+    JsonValue list = JsonValue::array({1, JsonValue{{"name", 5}}, JsonValue{{"name", "tool_use"}, {"template", "x"}}});
+    list.push_back(JsonValue{{"name", "default"}, {"template", test::read_file(kTemplates / "gemma-4-first-release.jinja")}});
+    test::write_file(named.path() / "tokenizer_config.json", JsonValue{{"chat_template", list}}.dump());
+    CHECK(chat_template_of(named.path()).revision == TemplateRevision::kFirstRelease);
+  }
   std::filesystem::copy_file(kTemplates / "gemma-4-31B-it-2026-04-29.jinja", dir.path() / "chat_template.jinja");
   const ChatTemplate t = chat_template_of(dir.path());
   CHECK((t.revision == TemplateRevision::kNestedSchemas && t.empty_thought_when_off));

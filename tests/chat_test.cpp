@@ -208,7 +208,7 @@ std::vector<int> fresh_greedy_reply(const std::vector<int>& prompt, int max_new_
 
 }  // namespace
 
-TEST_CASE("A reply cut by an exception, a cancel or a full context leaves the conversation in step with its session") {
+TEST_CASE("A reply cut by an exception, a cancel or a full context leaves the conversation in step with its session", "[host-only]") {
   const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = kStops};
   constexpr int kMaxNew = 8;
   Session<TinyE2B> session(model().weights);
@@ -254,7 +254,7 @@ TEST_CASE("A reply that fills the context ends the conversation cleanly; a resta
   CHECK(again.generation.tokens == full.generation.tokens);
 }
 
-TEST_CASE("A chat that outgrows its context drops its oldest turns and goes on") {
+TEST_CASE("A chat that outgrows its context drops its oldest turns and goes on", "[host-only]") {
   const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = {}};
   constexpr int kContext = 96;
   Session<TinyE2B> session(model().weights, {.max_context = kContext});
@@ -287,7 +287,7 @@ const Tool kWeatherTool{JsonValue::parse(R"({"type": "function", "function": {"n
 
 }  // namespace
 
-TEST_CASE("A chat whose history holds tool turns renders them and keeps its cache in step") {
+TEST_CASE("A chat whose history holds tool turns renders them and keeps its cache in step", "[host-only]") {
   const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = kStops};
   const ConversationOptions options{.max_new_tokens = 6, .tools = {kWeatherTool}};
   Session<TinyE2B> session(model().weights);
@@ -314,7 +314,7 @@ TEST_CASE("A chat whose history holds tool turns renders them and keeps its cach
   (void)first;
 }
 
-TEST_CASE("Tool results answer the last reply's calls and the model goes on in the same turn") {
+TEST_CASE("Tool results answer the last reply's calls and the model goes on in the same turn", "[host-only]") {
   const GenerationConfig greedy{.sampling = {.temperature = 0.0f}, .stop_ids = kStops};
   const ConversationOptions options{.thinking = true, .max_new_tokens = 5, .tools = {kWeatherTool}};
   Session<TinyE2B> session(model().weights);

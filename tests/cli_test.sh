@@ -82,7 +82,7 @@ check "a batch gives each prompt the text it gets alone, and a bad line an error
     if (!r || r.text.replace(/\n$/, "") !== alone.replace(/\n$/, "") || !["stop token", "token limit"].includes(r.stop) || !(r.generated_tokens > 0))
       throw new Error("line " + line + ": " + JSON.stringify(r));
   }
-  if (!/not a valid JSON array of messages/.test(by_line[5].error) || replies.length !== 5) throw new Error(JSON.stringify(replies));
+  if (!/a JSON array of messages: not valid JSON/.test(by_line[5].error) || replies.length !== 5) throw new Error(JSON.stringify(replies));
 ' "$dir"
 check "run --prompts, one token each" run_to "$dir/batch1" --prompts "$dir/prompts.txt" --batch 1 --greedy --max-tokens 1
 check "a reply that ends at its first token is written before its slot is reused" test "$(grep -c '"generated_tokens":1' "$dir/batch1")" -eq 4
@@ -177,6 +177,20 @@ check "chat: Ctrl-C cancels a reply, not the chat" bash -c "
   exec 3> '$dir/chat-in'
   echo Hi >&3; sleep 1; kill -INT \$pid; sleep 0.2; echo /exit >&3; exec 3>&-
   wait \$pid && grep -q 'prompt tokens' '$dir/interrupt.err'"
+# In a terminal (script(1) gives it one), the chat edits lines with libedit: Ctrl-C at
+# the prompt drops the line typed so far and the chat goes on; lines go to the history file.
+if command -v script > /dev/null && ldd "$gemma4" | grep -q libedit; then
+  check "chat in a terminal: Ctrl-C at the prompt drops the line, the history is kept" bash -c "
+    export XDG_STATE_HOME='$dir/state'
+    mkfifo '$dir/tty-in'
+    script -qfc \"'$gemma4' run --model '$dir/chat' --chat --max-tokens 3 --seed 2\" '$dir/tty.out' < '$dir/tty-in' > /dev/null & pid=\$!
+    exec 3> '$dir/tty-in'
+    wait_for() { for i in \$(seq 1 300); do grep -qF \"\$1\" '$dir/tty.out' 2> /dev/null && return 0; sleep 0.1; done; echo \"no '\$1' in:\"; cat '$dir/tty.out'; return 1; }
+    wait_for 'Ctrl-D ends' && printf 'abc\\003' >&3 && wait_for '(/exit or Ctrl-D ends the chat)' &&
+      printf 'Hi\\n' >&3 && wait_for 'prompt tokens' && printf '/exit\\n' >&3
+    ok=\$?; exec 3>&-; wait \$pid
+    test \$ok -eq 0 && grep -qx Hi '$dir/state/gemma4/chat_history' && ! grep -q abc '$dir/state/gemma4/chat_history'"
+fi
 check_error "no prompt and no chat" "give one of --prompt TEXT, --prompts FILE and --chat" "$gemma4" run --model "$dir/chat"
 
 # The chat template: the prompt of a list of messages, as text and as ids.

@@ -426,7 +426,7 @@ TEST_CASE("under a grammar, speculative decoding gives plain decoding's tokens",
   CHECK(drafted.stats.drafted > 0);
 }
 
-TEST_CASE("in a batch, each sequence follows its own grammar and gets the tokens it gets alone", "[grammar][toy][batch]") {
+TEST_CASE("in a batch, each sequence follows its own grammar and gets the tokens it gets alone", "[grammar][toy][batch][host-only]") {
   const Weights<TinyE2B> weights(kToyTarget);
   const Tokenizer tokenizer = Tokenizer::from_file(kToyTarget / "tokenizer.json");
   const TokenTrie vocabulary(tokenizer);

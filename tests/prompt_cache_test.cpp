@@ -89,7 +89,7 @@ TEMPLATE_TEST_CASE("a restored prompt cache continues with the bits of a session
 }
 
 TEST_CASE("a prompt cache that does not fit the session is an error naming the file and the mismatch, the session unchanged",
-          "[prompt-cache][hostile]") {
+          "[prompt-cache][hostile][host-only]") {
   TempDir dir;
   write_synthetic_checkpoint(TinyE2B::config, dir / "m", {.seed = 13});
   write_synthetic_checkpoint(TinyE2B::config, dir / "other", {.seed = 14});

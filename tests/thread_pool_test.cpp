@@ -1,8 +1,11 @@
 // The thread pool: every index runs exactly once, on a valid thread slot, in ranges of
-// whole grains, for any loop size, grain and thread count; and a thread that stalls
-// does not hold up the loop, because the others take over its share.
+// whole grains, for any loop size, grain and thread count; a thread that stalls
+// does not hold up the loop, because the others take over its share; and with more
+// threads than CPUs, workers joining late never run a loop that is over.
 
 #include <catch2/catch.hpp>
+
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -74,6 +77,32 @@ TEST_CASE("a pool runs many small loops in a row", "[threads]") {
   CHECK(total == 30000);
 }
 
+TEST_CASE("with more threads than CPUs, each loop still runs every index once", "[threads]") {
+  // One CPU for six threads: most loops end before some worker gets to run, so workers
+  // join late, or find the loop closed, all the time.
+  cpu_set_t all, one;
+  REQUIRE(::sched_getaffinity(0, sizeof(all), &all) == 0);
+  int first = 0;
+  while (!CPU_ISSET(first, &all)) ++first;
+  CPU_ZERO(&one);
+  CPU_SET(first, &one);
+  REQUIRE(::sched_setaffinity(0, sizeof(one), &one) == 0);
+  struct RestoreAffinity {
+    cpu_set_t& mask;
+    ~RestoreAffinity() { ::sched_setaffinity(0, sizeof(mask), &mask); }
+  } restore{all};
+  ThreadPool pool(6);  // its threads inherit the one CPU
+  std::vector<std::atomic<int>> runs(40);
+  std::atomic<int> bad{0};
+  for (int loop = 1; loop <= 3000; ++loop) {
+    pool.parallel_for(runs.size(), [&](int, std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) ++runs[i];
+    });
+    for (std::atomic<int>& r : runs) bad += r.load() != loop;
+  }
+  CHECK(bad == 0);
+}
+
 TEST_CASE("thread counts", "[threads]") {
   CHECK(ThreadPool(0).size() >= 1);  // all cores
   CHECK_THROWS_WITH(ThreadPool(-1), Contains("thread count must be at least 0"));
@@ -110,11 +139,11 @@ TEST_CASE("a loop started inside a loop, or on a busy pool, runs on its caller",
   CHECK(inner_total == 80);
 }
 
-TEST_CASE("the process-wide pool has one thread per usable CPU", "[threads]") {
-  CHECK(usable_cpus() >= 1);
-  CHECK(usable_cpus() <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+TEST_CASE("the process-wide pool has one thread per usable core", "[threads]") {
+  CHECK(usable_cores() >= 1);
+  CHECK(usable_cores() <= static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 #ifndef GEMMA4_MAX_THREADS
-  CHECK(default_pool().size() == usable_cpus());
+  CHECK(default_pool().size() == usable_cores());
 #endif
   CHECK(&default_pool() == &default_pool());
 }

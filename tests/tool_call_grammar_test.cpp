@@ -292,7 +292,7 @@ TEST_CASE("constrained tool calls change nothing in a reply that makes none; for
   CHECK(after.tool_calls.empty());  // free again: the toy writes text
 }
 
-TEST_CASE("a forced tool call decoded speculatively is the call plain decoding writes", "[grammar][tools][toy][speculative]") {
+TEST_CASE("a forced tool call decoded speculatively is the call plain decoding writes", "[grammar][tools][toy][speculative][host-only]") {
   const Assistant<TinyE2BAssistant> assistant(kToyAssistant);
   const auto sampling = GENERATE(SamplingOptions{.temperature = 0.0f}, SamplingOptions{.temperature = 0.8f, .top_k = 20, .seed = 9});
   const auto run = [&](bool speculative) {

@@ -31,6 +31,7 @@ constexpr bool kReadsChat = requires(const Json& j) {
   messages_from_json(j);
 };
 static_assert(kReadsChat<JsonValue> && !kReadsChat<nlohmann::json>);
+static_assert(std::is_constructible_v<Tool, JsonValue> && !std::is_constructible_v<Tool, nlohmann::json>);
 
 // Equal as JSON, whatever the key order (the parser keeps the model's, which is sorted).
 bool same_json(const JsonValue& a, const JsonValue& b) { return nlohmann::json::parse(a.dump()) == nlohmann::json::parse(b.dump()); }
@@ -147,4 +148,17 @@ TEST_CASE("A huge tool call is cut at the limit, reported, and the output after 
   CHECK(parsed.shown == "after");
   REQUIRE(parsed.calls.size() == 1);
   CHECK(parsed.calls[0].name == "g");
+}
+
+TEST_CASE("JSON text and a call's arguments fail as gemma4::Error, naming what is wrong") {
+  CHECK_THROWS_MATCHES(parse_json("[{\"type\": ", "tools"), Error, Catch::Matchers::Predicate<Error>([](const Error& e) {
+    return e.kind() == ErrorKind::kInvalidArgument && std::string(e.what()).starts_with("tools: not valid JSON");
+  }));
+  const JsonValue parsed = parse_json(R"({"b": 1, "a": 2})", "arguments");
+  CHECK(parsed.begin().key() == "b");  // keys in the order written
+  const ToolCall call{.id = "call_1", .name = "calculate", .arguments = parsed};
+  CHECK(call.argument("a") == 2);
+  CHECK_THROWS_WITH(call.argument("expression"), "tool call call_1 (calculate): no argument \"expression\"; it has: b, a");
+  const ToolCall empty{.id = "call_2", .name = "now", .arguments = nullptr};
+  CHECK_THROWS_WITH(empty.argument("zone"), "tool call call_2 (now): no argument \"zone\"; it has: none");
 }

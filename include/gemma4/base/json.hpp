@@ -21,13 +21,29 @@
 
 namespace gemma4 {
 
-inline nlohmann::json read_json_file(const std::filesystem::path& path) {
+// JSON whose objects keep their keys in the order written: what prompts render (a tool's
+// parameters, a call's arguments), where nlohmann::json would sort them.
+using JsonValue = nlohmann::ordered_json;
+
+// A JSON file; Json = JsonValue keeps its keys in file order.
+template <typename Json = nlohmann::json>
+Json read_json_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(ErrorKind::kMissingFile, "{}: missing or unreadable", path.string());
   try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
+    return Json::parse(in);
+  } catch (const typename Json::exception& e) {
     fail(ErrorKind::kBadFile, "{}: not valid JSON: {}", path.string(), e.what());
+  }
+}
+
+// JSON text from a caller (tools, messages, a tool's result), keys in the order written;
+// an Error naming `what` if it is not JSON.
+inline JsonValue parse_json(std::string_view text, std::string_view what) {
+  try {
+    return JsonValue::parse(text);
+  } catch (const JsonValue::exception& e) {
+    fail(ErrorKind::kInvalidArgument, "{}: not valid JSON: {}", what, e.what());
   }
 }
 

@@ -129,7 +129,8 @@ inline ChatTemplate chat_template_of(const std::filesystem::path& dir) {
     if (it != json.end() && it->is_string()) return identify_chat_template(it->get<std::string>(), config.string());
     if (it != json.end() && it->is_array()) {  // named templates: the "default" one
       for (const nlohmann::json& named : *it) {
-        if (named.value("name", "") == "default" && named.contains("template") && named["template"].is_string()) {
+        const auto is_string_at = [&](const char* key) { return named.is_object() && named.contains(key) && named[key].is_string(); };
+        if (is_string_at("name") && named["name"] == "default" && is_string_at("template")) {
           return identify_chat_template(named["template"].get<std::string>(), config.string());
         }
       }

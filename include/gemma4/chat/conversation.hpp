@@ -50,6 +50,7 @@ struct ConversationOptions {
   bool thinking = false;     // <|think|> in the system turn: the model reasons first
   int max_new_tokens = 1024;  // per answer
   std::vector<Tool> tools{};  // functions the model may call
+  std::optional<SamplingOptions> sampling{};  // unset: generation_config.json's (GenerationConfig::sampling)
   // The revision to render; unset: the model directory's (with a Model), else the current one.
   std::optional<ChatTemplate> chat_template{};
 };
@@ -77,7 +78,7 @@ class Conversation {
   // lists. Throws for tools the chat template cannot declare.
   Conversation(Session<V>& session, const Tokenizer& tokenizer, const GenerationConfig& generation, ConversationOptions options)
       : tokenizer_(tokenizer), options_(std::move(options)), chat_template_(options_.chat_template.value_or(ChatTemplate{})),
-        generator_(session, generation.sampling, chat_stop_ids(generation.stop_ids, tokenizer, !options_.tools.empty())) {
+        generator_(session, options_.sampling.value_or(generation.sampling), chat_stop_ids(generation.stop_ids, tokenizer, !options_.tools.empty())) {
     render_prompt(chat_template_, {}, options_.tools);  // refuses tools it cannot declare, now
     restart();
   }

@@ -16,11 +16,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gemma4/base/json.hpp"
 #include "gemma4/error.hpp"
 
 namespace gemma4 {
-
-using JsonValue = nlohmann::ordered_json;
 
 enum class Role { kSystem, kDeveloper, kUser, kAssistant, kTool };
 
@@ -40,6 +39,20 @@ struct ToolCall {
   std::string id{};        // optional; a tool message names the call it answers by it
   std::string name{};
   JsonValue arguments = JsonValue::object();  // an object; null renders as no arguments
+
+  // The argument called `key`; an Error naming the call and the arguments it has if
+  // there is none (JsonValue::at would throw nlohmann's exception instead).
+  const JsonValue& argument(std::string_view key) const {
+    if (arguments.is_object()) {
+      if (const auto it = arguments.find(key); it != arguments.end()) return *it;
+    }
+    std::vector<std::string_view> keys;
+    if (arguments.is_object()) {
+      for (const auto& item : arguments.items()) keys.push_back(item.key());
+    }
+    fail(ErrorKind::kInvalidArgument, "tool call {} ({}): no argument \"{}\"; it has: {}", id, name, key,
+         keys.empty() ? std::string("none") : fmt::format("{}", fmt::join(keys, ", ")));
+  }
 };
 
 struct Message {
@@ -52,10 +65,25 @@ struct Message {
   std::string name{};                // tool messages: the tool, when there is no id
 };
 
-// A declared tool: the OpenAI form, {"type": "function", "function": {...}}.
+// A declared tool: the OpenAI form, {"type": "function", "function": {"name": ...,
+// "description": ..., "parameters": ...}}; another shape is an Error naming `where`.
 struct Tool {
+  Tool(JsonValue json, std::string_view where = "tool") : declaration(std::move(json)) {  // implicit: {json} reads as a tool
+    const bool wrapped = declaration.is_object() && declaration.contains("function") && declaration["function"].is_object();
+    if (!wrapped || !declaration["function"].contains("name") || !declaration["function"]["name"].is_string()) {
+      fail(ErrorKind::kInvalidArgument, "{}: {{\"type\": \"function\", \"function\": {{\"name\": ..., \"description\": ..., \"parameters\": ...}}}} expected", where);
+    }
+    const JsonValue& function = declaration["function"];
+    if (function.contains("parameters") && !function["parameters"].is_object()) {
+      fail(ErrorKind::kInvalidArgument, "{}: \"parameters\" must be a JSON schema object", where);
+    }
+  }
+  // nlohmann::json has sorted the parameters' keys already: the prompt would list them
+  // out of the order written. Parse into JsonValue instead.
+  Tool(const nlohmann::json&, std::string_view = {}) = delete;
+
   JsonValue declaration;
-  std::string_view name() const { return declaration.at("function").at("name").get_ref<const std::string&>(); }
+  std::string_view name() const { return declaration["function"]["name"].get_ref<const std::string&>(); }
 };
 
 namespace detail {
@@ -140,18 +168,7 @@ inline std::vector<Message> messages_from_json(const JsonValue& json) {
 inline std::vector<Tool> tools_from_json(const JsonValue& json) {
   if (!json.is_array()) fail(ErrorKind::kInvalidArgument, "tools: a JSON array of tools expected");
   std::vector<Tool> tools;
-  for (std::size_t i = 0; i < json.size(); ++i) {
-    const JsonValue& tool = json[i];
-    const bool wrapped = tool.is_object() && tool.contains("function") && tool["function"].is_object();
-    if (!wrapped || !tool["function"].contains("name") || !tool["function"]["name"].is_string()) {
-      fail(ErrorKind::kInvalidArgument, "tool {}: {{\"type\": \"function\", \"function\": {{\"name\": ..., \"description\": ..., \"parameters\": ...}}}} expected", i);
-    }
-    const JsonValue& function = tool["function"];
-    if (function.contains("parameters") && !function["parameters"].is_object()) {
-      fail(ErrorKind::kInvalidArgument, "tool {}: \"parameters\" must be a JSON schema object", i);
-    }
-    tools.push_back({tool});
-  }
+  for (std::size_t i = 0; i < json.size(); ++i) tools.emplace_back(json[i], fmt::format("tool {}", i));
   return tools;
 }
 

@@ -20,6 +20,9 @@ namespace gemma4 {
 // take all threads, decode's few rows stay on the caller, where a hand-off would cost
 // more than the work.
 inline constexpr std::size_t kRowWorkFloats = 16384;
+// A matmul call of fewer multiply-adds than this (a toy model's layers) runs on the
+// caller alone: waking a worker and waiting for it costs more than the work.
+inline constexpr std::size_t kParallelMatMulMacs = std::size_t{1} << 17;
 template <typename F>
 void for_rows(ThreadPool& pool, std::size_t rows, std::size_t width, const F& f) {
   pool.parallel_for(rows, [&](int, std::size_t first, std::size_t end) { f(first, end); },
@@ -86,8 +89,10 @@ void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCou
     stack[i + 1] = stack[i] + matrix_rows(*ws[i]) / unit_rows[i];
   }
   if (first_packed != nullptr) QuantizeInput(pool, x, n, cols, activations);
-  const std::size_t grain = first_packed != nullptr ? quantized_pass_blocks(first_packed->format(), n) : 1;
-  pool.parallel_for(stack[kCount], [&](int, std::size_t begin, std::size_t end) {
+  const std::size_t units = stack[kCount];
+  const bool too_small = units * (first_packed != nullptr ? kRowBlock : 1) * cols * n < kParallelMatMulMacs;
+  const std::size_t grain = too_small ? units : first_packed != nullptr ? quantized_pass_blocks(first_packed->format(), n) : 1;
+  pool.parallel_for(units, [&](int, std::size_t begin, std::size_t end) {
     for (std::size_t i = 0; i < kCount; ++i) {
       const std::size_t first = std::max(begin, stack[i]), last = std::min(end, stack[i + 1]);
       if (first < last) MatMulRows(*ws[i], (first - stack[i]) * unit_rows[i], (last - stack[i]) * unit_rows[i], x, n, activations, outs[i]);
