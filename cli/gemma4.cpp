@@ -520,7 +520,7 @@ gemma4::Model<V> load_model(const std::filesystem::path& dir, gemma4::LoadOption
 // apart, tool calls parsed out.
 struct StreamedReply {
   gemma4::ReplyStream stream;
-  std::string text, thought;
+  std::string text{}, thought{};
 
   void push(int id) { stream.push(id, [&](std::string_view piece, bool in_thought) { (in_thought ? thought : text) += piece; }); }
   void finish() { stream.finish([&](std::string_view piece, bool in_thought) { (in_thought ? thought : text) += piece; }); }
@@ -780,7 +780,7 @@ struct RunCommand {
         if (static_cast<std::size_t>(slot) == sessions.size()) sessions.emplace_back(loaded.weights, gemma4::SessionOptions{.max_context = context, .kv_format = kv.format(), .pool = &pool});
         gemma4::Session<V>& session = sessions[static_cast<std::size_t>(slot)];
         session.reset();
-        replies[static_cast<std::size_t>(slot)].emplace(gemma4::ReplyStream(loaded.tokenizer));
+        replies[static_cast<std::size_t>(slot)].emplace(StreamedReply{.stream = gemma4::ReplyStream(loaded.tokenizer)});
         line_of[static_cast<std::size_t>(slot)] = line;
         try {
           generator.join(session, prompt_ids(loaded, lines[line]), generation.sampling, stop_ids, max_tokens, on_token);

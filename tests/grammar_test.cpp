@@ -373,7 +373,7 @@ TEST_CASE("the toy model forced through a grammar it never writes: every output 
   const Tokenizer tokenizer = Tokenizer::from_file(kToyTarget / "tokenizer.json");
   const TokenTrie vocabulary(tokenizer);
   const auto [grammar_text, is_schema, seeds] = GENERATE(table<const char*, bool, int>({{kPersonGrammar, false, 20}, {kTripSchema, true, 50}}));
-  const auto compile = [&] { return is_schema ? schema(grammar_text) : parse_gbnf(grammar_text); };
+  const auto compile = [&, text = grammar_text, json = is_schema] { return json ? schema(text) : parse_gbnf(text); };  // clang 14: no bindings in lambdas
   const Grammar grammar = compile();
   GrammarConstraint constraint(compile(), vocabulary);
   const std::vector<int> prompt = tokenizer.encode("the cat sat on the mat");

@@ -164,4 +164,6 @@ TEST_CASE("Defaults come from generation_config.json, else config.json's eos ids
   std::filesystem::remove(dir / "generation_config.json");
   gemma4::test::write_file(dir / "config.json", R"({"text_config": {}})");
   CHECK_THROWS_WITH(gemma4::read_generation_config(dir.path()), Contains("cannot tell when to stop"));
+  gemma4::test::write_file(dir / "config.json", R"([1, 2])");  // JSON, but no object: still our error
+  CHECK_THROWS_WITH(gemma4::read_generation_config(dir.path()), Contains("cannot tell when to stop"));
 }

@@ -90,7 +90,7 @@ inline GenerationConfig read_generation_config(const std::filesystem::path& dir)
   if (config.stop_ids.empty()) {
     const nlohmann::json model = read_model_config(dir);
     const nlohmann::json& text = model.contains("text_config") ? model["text_config"] : model;
-    const nlohmann::json& eos = text.contains("eos_token_id") ? text["eos_token_id"] : model.value("eos_token_id", nlohmann::json());
+    const nlohmann::json eos = text.contains("eos_token_id") ? text["eos_token_id"] : model.is_object() ? model.value("eos_token_id", nlohmann::json()) : nlohmann::json();
     if (eos.is_null()) fail(ErrorKind::kBadFile, "{}: no eos_token_id in generation_config.json or config.json: cannot tell when to stop", dir.string());
     config.stop_ids = detail::ids_of(eos, (dir / "config.json").string());
   }
