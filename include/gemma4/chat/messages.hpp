@@ -43,11 +43,9 @@ struct ToolCall {
   // The argument called `key`; an Error naming the call and the arguments it has if
   // there is none (JsonValue::at would throw nlohmann's exception instead).
   const JsonValue& argument(std::string_view key) const {
-    if (arguments.is_object()) {
-      if (const auto it = arguments.find(key); it != arguments.end()) return *it;
-    }
     std::vector<std::string_view> keys;
     if (arguments.is_object()) {
+      if (const auto it = arguments.find(key); it != arguments.end()) return *it;
       for (const auto& item : arguments.items()) keys.push_back(item.key());
     }
     fail(ErrorKind::kInvalidArgument, "tool call {} ({}): no argument \"{}\"; it has: {}", id, name, key,
