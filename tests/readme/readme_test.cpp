@@ -7,7 +7,6 @@
 #include <set>
 #include <sstream>
 #include <string>
-#include <unistd.h>
 
 #include "gemma4/tiny.hpp"
 #include "readme_snippets.inc"
@@ -36,8 +35,6 @@ const Model<TinyE2B>& readme_toy_model() {
   static const Model<TinyE2B> model(kToyTarget);
   return model;
 }
-
-std::string readme_text_of(const Model<TinyE2B>& model, std::span<const int> tokens) { return model.tokenizer.decode(tokens); }
 
 }  // namespace
 
@@ -114,7 +111,7 @@ TEST_CASE("README: output constrained by a grammar", "[readme]") {
   const GenerationResult result = generator.generate(prompt, 16, [](int) { return true; });
   std::vector<int> text_tokens = result.tokens;
   if (result.stop == StopReason::kStopToken) text_tokens.pop_back();
-  const std::string text = readme_text_of(model, text_tokens);
+  const std::string text = model.tokenizer.decode(text_tokens);
   CHECK((text == "yes." || text == "no."));
 }
 
