@@ -100,8 +100,8 @@ using gemma4::QuantizedMatrix;
   GEMMA4_KERNEL(int4_prefill, Int4Prefill, dot) \
   GEMMA4_KERNEL(int4_verify, Int4Verify, dot)
 GEMMA4_KERNELS(Portable)
-#if GEMMA4_INT_DOT_PAIRS
-GEMMA4_KERNELS(Pairs)
+#if GEMMA4_INT_DOT_INT16
+GEMMA4_KERNELS(Int16)
 #endif
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 GEMMA4_KERNELS(Vnni)
@@ -170,8 +170,8 @@ int run(int runs) {
        gemma4_loop_int4_prefill_##dot[1], gemma4_loop_int4_verify_##dot[1]}}
   const std::vector<Dot> dots = {
       GEMMA4_DOT(Portable, true),
-#if GEMMA4_INT_DOT_PAIRS
-      GEMMA4_DOT(Pairs, true),
+#if GEMMA4_INT_DOT_INT16
+      GEMMA4_DOT(Int16, true),
 #endif
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
       GEMMA4_DOT(Vnni, ops::HaveVnni()),

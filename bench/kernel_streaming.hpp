@@ -44,7 +44,9 @@ inline KernelStreaming kernel_streaming(std::span<const QuantizedMatrix* const> 
 
   // The session's own matmul entry point, one token.
   const auto kernels = [&] {
-    for (const WeightMatrix& m : weights) ops::ParallelMatMul<1>(pool, {&m}, x.data(), 1, {out.data()}, a);
+    ops::WithChosenIntDot([&]<ops::IntDot kDot>() {
+      for (const WeightMatrix& m : weights) ops::ParallelMatMul<kDot, 1>(pool, {&m}, x.data(), 1, {out.data()}, a);
+    });
   };
   // The same row blocks' share of each matrix's bytes (whole lines), in four streams as
   // the kernels read them.

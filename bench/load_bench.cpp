@@ -19,7 +19,7 @@
 
 #include "bench_util.hpp"
 #include "gemma4/variants.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 
 namespace {
 

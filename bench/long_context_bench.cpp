@@ -33,7 +33,7 @@
 #include "gemma4/model/generate.hpp"
 #include "gemma4/model/prompt_cache.hpp"
 #include "gemma4/testing/logit_agreement.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "gemma4/testing/toy_heldout.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/tokenizer/tokenizer.hpp"

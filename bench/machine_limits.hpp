@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "bench_util.hpp"
-#include "gemma4/ops/quantized_matmul-inl.h"
+#include "gemma4/ops/int_dot-inl.h"
 #include "gemma4/parallel/thread_pool.hpp"
 #include "hwy/aligned_allocator.h"
 #include "hwy/highway.h"
@@ -158,18 +158,7 @@ void int8_dots(std::size_t steps) {
 inline double int8_dot_rate(ThreadPool& pool, int runs) {
   const ops::DQ dq;
   return peak_rate(pool, runs, static_cast<double>(kChains * hn::Lanes(dq) * 4), [](std::size_t steps) {
-    switch (ops::ChosenIntDot()) {
-      case ops::IntDot::kVnni: return int8_dots<ops::IntDot::kVnni>(steps);
-      case ops::IntDot::kPairs: return int8_dots<ops::IntDot::kPairs>(steps);
-#if GEMMA4_ARM_DOT
-      case ops::IntDot::kSdot: return int8_dots<ops::IntDot::kSdot>(steps);
-      case ops::IntDot::kI8mm: return int8_dots<ops::IntDot::kI8mm>(steps);
-#else
-      case ops::IntDot::kSdot:
-      case ops::IntDot::kI8mm:
-#endif
-      case ops::IntDot::kPortable: return int8_dots<ops::IntDot::kPortable>(steps);
-    }
+    ops::WithChosenIntDot([&]<ops::IntDot kDot>() { int8_dots<kDot>(steps); });
   });
 }
 

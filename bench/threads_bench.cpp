@@ -22,7 +22,7 @@
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
-#include "gemma4/model/model.hpp"
+#include "gemma4/app/model.hpp"
 #include "gemma4/model/session.hpp"
 #include "gemma4/variants.hpp"
 

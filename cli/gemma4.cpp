@@ -35,14 +35,14 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "gemma4/chat/conversation.hpp"
+#include "gemma4/app/conversation.hpp"
 #include "gemma4/grammar/gbnf.hpp"
 #include "gemma4/grammar/json_schema.hpp"
 #include "gemma4/model/batch_generator.hpp"
 #include "gemma4/model/drafter.hpp"
 #include "gemma4/model/prompt_cache.hpp"
 #include "gemma4/variants.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "line_reader.hpp"
 #if GEMMA4_SERVER
 #include "server.hpp"

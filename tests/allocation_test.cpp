@@ -6,7 +6,7 @@
 #include <atomic>
 
 #include "gemma4/tiny.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "support.hpp"
 
 namespace gemma4::test {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "gemma4/model/batch.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "gemma4/tiny.hpp"
 #include "session_support.hpp"
 #include "support.hpp"

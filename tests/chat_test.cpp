@@ -6,10 +6,10 @@
 #include <catch2/catch.hpp>
 #include <fmt/format.h>
 
-#include "gemma4/chat/conversation.hpp"
+#include "gemma4/app/conversation.hpp"
 #include "gemma4/chat/prompt_renderer.hpp"
 #include "gemma4/tiny.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "support.hpp"
 
 using namespace gemma4;

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "gemma4/variants.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "support.hpp"
 
 using namespace gemma4;

@@ -3,7 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "gemma4/tiny.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "small_tokenizer.hpp"
 #include "support.hpp"
 

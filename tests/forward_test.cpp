@@ -9,7 +9,7 @@
 
 #include "gemma4/tiny.hpp"
 #include "hwy/targets.h"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "reference_model.hpp"
 #include "session_support.hpp"
 #include "support.hpp"

@@ -13,7 +13,7 @@
 #include "gemma4/config/tiny.hpp"
 #include "gemma4/grammar/gbnf.hpp"
 #include "gemma4/grammar/grammar_constraint.hpp"
-#include "gemma4/model/forward_state.hpp"
+#include "gemma4/model/pass_state.hpp"
 #include "gemma4/sampling/sampler.hpp"
 #include "gemma4/tokenizer/stream_decoder.hpp"
 

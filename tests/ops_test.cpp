@@ -295,11 +295,13 @@ void TestIntDotChoice() {
   const ArmFeatures& arm = arm_features();
   CHECK(ChosenIntDot() == (arm.i8mm ? IntDot::kI8mm : arm.dotprod ? IntDot::kSdot : IntDot::kPortable));
 #else
-  CHECK(ChosenIntDot() == (HaveVnni() ? IntDot::kVnni : kPairsTarget ? IntDot::kPairs : IntDot::kPortable));
+  CHECK(ChosenIntDot() == (HaveVnni() ? IntDot::kVnni : kInt16Target ? IntDot::kInt16 : IntDot::kPortable));
 #endif
 #if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_SSE4
-  CHECK(ChosenIntDot() == IntDot::kPairs);
+  CHECK(ChosenIntDot() == IntDot::kInt16);
 #endif
+  // The passes are compiled for the dot chosen here.
+  CHECK(WithChosenIntDot([]<IntDot kDot>() { return kDot; }) == ChosenIntDot());
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   CHECK(HaveVnni() == static_cast<bool>(__builtin_cpu_supports("avx512vnni")));
 #else
@@ -345,11 +347,15 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
     q.quantize_blocks(w.data(), 0, rows / kRowBlock);
     std::vector<float> chosen(tokens * rows, -1.0f), portable(tokens * rows, -2.0f), split(tokens * rows, -3.0f),
         odd_split(tokens * rows, -4.0f);
-    QuantizedMatMul(q, a, 0, rows / kRowBlock, chosen.data());  // VNNI or 16-bit pairs where the target has them
+    // With the dot a session would choose: VNNI or 16-bit pairs where the target has them.
+    const auto chosen_matmul = [&](std::size_t first_block, std::size_t end_block, float* out) {
+      WithChosenIntDot([&]<IntDot kDot>() { QuantizedMatMul<kDot>(q, a, first_block, end_block, out); });
+    };
+    chosen_matmul(0, rows / kRowBlock, chosen.data());
     QuantizedMatMul<IntDot::kPortable>(q, a, 0, rows / kRowBlock, portable.data());
-    for (std::size_t b = 0; b < rows / kRowBlock; ++b) QuantizedMatMul(q, a, b, b + 1, split.data());
-    QuantizedMatMul(q, a, 0, 1, odd_split.data());  // the rest starts inside an int4 panel
-    QuantizedMatMul(q, a, 1, rows / kRowBlock, odd_split.data());
+    for (std::size_t b = 0; b < rows / kRowBlock; ++b) chosen_matmul(b, b + 1, split.data());
+    chosen_matmul(0, 1, odd_split.data());  // the rest starts inside an int4 panel
+    chosen_matmul(1, rows / kRowBlock, odd_split.data());
     INFO(weight_format_name(f) << ", " << tokens << " tokens");
     CHECK(first_difference(chosen, portable) == "");
     CHECK(first_difference(chosen, split) == "");  // a row's result does not depend on how blocks are split

@@ -13,7 +13,7 @@
 #include "gemma4/testing/logit_agreement.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/weights/convert.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "session_support.hpp"
 #include "support.hpp"
 

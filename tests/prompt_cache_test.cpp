@@ -9,7 +9,7 @@
 #include <filesystem>
 
 #include "gemma4/model/prompt_cache.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "gemma4/tiny.hpp"
 #include "session_support.hpp"
 #include "support.hpp"

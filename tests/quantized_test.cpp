@@ -10,7 +10,7 @@
 #include "gemma4/testing/logit_agreement.hpp"
 #include "gemma4/model/session.hpp"
 #include "gemma4/tiny.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "gemma4/weights/convert.hpp"
 #include "gemma4/weights/packed_store.hpp"
 #include "session_support.hpp"

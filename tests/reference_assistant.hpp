@@ -27,7 +27,7 @@ ReferenceDraft reference_draft_step(const Assistant<A>& a, const Weights<typenam
 
   Vec u(2 * static_cast<std::size_t>(B));
   for (int i = 0; i < B; ++i) {
-    u[i] = target.global.embed_tokens.at(static_cast<std::size_t>(token) * B + i) * static_cast<double>(target.embedding_scale());
+    u[i] = target.global.embed_tokens.at(static_cast<std::size_t>(token) * B + i) * static_cast<double>(target.embedding_scale);
     u[B + i] = g[i];
   }
   Vec x = linear(a.pre_projection, {u})[0];

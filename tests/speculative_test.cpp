@@ -9,12 +9,12 @@
 #include <fstream>
 #include <random>
 
-#include "gemma4/chat/conversation.hpp"
+#include "gemma4/app/conversation.hpp"
 #include "gemma4/model/drafter.hpp"
 #include "gemma4/weights/convert.hpp"
 #include "gemma4/tiny.hpp"
 #include "gemma4/testing/replay_drafts.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "reference_assistant.hpp"
 #include "support.hpp"
 

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "gemma4/tiny.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "support.hpp"
 
 using namespace gemma4;

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "gemma4/chat/conversation.hpp"
+#include "gemma4/app/conversation.hpp"
 #include "gemma4/chat/prompt_renderer.hpp"
 #include "gemma4/chat/tool_call_grammar.hpp"
 #include "gemma4/chat/tool_call_parser.hpp"

@@ -48,7 +48,7 @@ ARCHES = {
     "x86": {
         "compile": ["g++", "-march=skylake-avx512"],
         "mca": ["-mtriple=x86_64"],
-        "dots": ["Portable", "Pairs", "Vnni"],
+        "dots": ["Portable", "Int16", "Vnni"],
         "vector_bytes": 64,
         # LLVM 14's Zen models lack AVX-512; this host is a Zen 4 EPYC.
         "cpus": {"icelake-server": "x86 AVX-512 (Skylake-server model)"},

@@ -19,7 +19,7 @@
 
 #include "chat_page.hpp"
 #include "engine.hpp"
-#include "gemma4/chat/conversation.hpp"
+#include "gemma4/app/conversation.hpp"
 #include "gemma4/variants.hpp"
 #include "openai_api.hpp"
 #include "reply_builder.hpp"

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "gemma4/model/prompt_cache.hpp"
-#include "gemma4/testing/synthetic.hpp"
+#include "gemma4/weights/synthetic_checkpoint.hpp"
 #include "gemma4/tiny.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -1,8 +1,11 @@
-// What an ARM CPU can do beyond the Armv8.0 baseline the binary was built for, asked of
-// the operating system once. The one place with calls that differ between systems:
-// Linux and Android (bionic has had getauxval since API level 18) report the kernel's
-// HWCAP bits; elsewhere only what the compiler was told (-march) counts, e.g. Apple
-// silicon, whose default target already has the dot product.
+// What the CPU can do beyond what Highway's targets tell apart, asked once: the integer
+// dot products the int8/int4 kernels choose among (ops/int_dot-inl.h).
+// ARM: beyond the Armv8.0 baseline the binary was built for. The one place with calls
+// that differ between systems: Linux and Android (bionic has had getauxval since API
+// level 18) report the kernel's HWCAP bits; elsewhere only what the compiler was told
+// (-march) counts, e.g. Apple silicon, whose default target already has the dot product.
+// x86: AVX-512 VNNI, which Highway 1.0.3 folds into its AVX3_DL target only together with
+// the VEX-coded AVX-VNNI that Zen 4 lacks.
 #ifndef GEMMA4_BASE_CPU_FEATURES_HPP_
 #define GEMMA4_BASE_CPU_FEATURES_HPP_
 
@@ -35,6 +38,19 @@ inline ArmFeatures detect_arm_features() {
 
 inline const ArmFeatures& arm_features() {
   static const ArmFeatures features = detect_arm_features();
+  return features;
+}
+
+struct X86Features {
+  bool avx512_vnni = false;  // VPDPBUSD on 512-bit vectors (Ice Lake, Sapphire Rapids, Zen 4)
+};
+
+inline const X86Features& x86_features() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const X86Features features{.avx512_vnni = __builtin_cpu_supports("avx512vnni") != 0};
+#else
+  static const X86Features features;
+#endif
   return features;
 }
 

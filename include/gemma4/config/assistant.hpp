@@ -67,7 +67,7 @@ constexpr bool pairs_with(const AssistantHead& head, const ModelConfig& text, co
 }
 
 template <AssistantVariant A>
-constexpr bool kPairs = pairs_with(A::head, A::config, A::Target::config);
+constexpr bool kFitsTarget = pairs_with(A::head, A::config, A::Target::config);
 
 struct E2BAssistant {
   using Target = E2B;
@@ -98,7 +98,7 @@ struct TinyE4BAssistant {
   static constexpr ModelConfig config = assistant_text_config(TinyE4B::config, 32, 64);
 };
 
-static_assert(kPairs<E2BAssistant> && kPairs<E4BAssistant> && kPairs<TinyE2BAssistant> && kPairs<TinyE4BAssistant>,
+static_assert(kFitsTarget<E2BAssistant> && kFitsTarget<E4BAssistant> && kFitsTarget<TinyE2BAssistant> && kFitsTarget<TinyE4BAssistant>,
               "gemma4: an assistant does not fit its target");
 static_assert(assistant_donor(E2B::config, AttentionType::kSliding) == 13 && assistant_donor(E2B::config, AttentionType::kFull) == 14 &&
                   assistant_donor(E4B::config, AttentionType::kSliding) == 22 && assistant_donor(E4B::config, AttentionType::kFull) == 23,

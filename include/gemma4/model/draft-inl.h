@@ -1,6 +1,7 @@
 // One draft step of an assistant (spec gemma4-assistant.md section 3), written once with
-// Highway and compiled per SIMD target alongside the target's forward pass (forward-inl.h
-// includes this file, so a session's target choice covers it). What it works on is in
+// Highway and compiled per SIMD target alongside the target's forward pass
+// (model/passes-inl.h), so a session's target choice covers it. Templates only: a
+// program instantiates them only when it makes a Drafter. What it works on is in
 // model/draft_state.hpp; model/drafter.hpp is the public face.
 
 #ifndef GEMMA4_MODEL_DRAFT_INL_H_
@@ -20,7 +21,9 @@
 #define GEMMA4_MODEL_DRAFT_TOGGLE
 #endif
 
+#include "gemma4/model/forward-inl.h"  // LookupRow: the target's embedding, as its pass looks it up
 #include "gemma4/ops/attention-inl.h"
+#include "gemma4/ops/int_dot-inl.h"
 #include "gemma4/ops/matmul-inl.h"
 #include "gemma4/ops/ops-inl.h"
 #include "hwy/highway.h"
@@ -29,7 +32,7 @@ HWY_BEFORE_NAMESPACE();
 namespace gemma4 {
 namespace HWY_NAMESPACE {
 
-template <AssistantVariant A>
+template <AssistantVariant A, IntDot kDot>
 class Draft {
   using State = DraftState<A>;
   static constexpr const ModelConfig& kC = A::config;
@@ -43,7 +46,7 @@ class Draft {
 
   void step(int token, int position, DraftHead head) {
     // u = concat(E_target[token] * sqrt(B) as the target scales it, g); x = W_pre u.
-    LookupRow(s_.target.global.embed_tokens, token, kBackbone, s_.target.embedding_scale(), s_.u.data());
+    LookupRow(s_.target.global.embed_tokens, token, kBackbone, s_.target.embedding_scale, s_.u.data());
     std::copy(s_.g.begin(), s_.g.end(), s_.u.begin() + kBackbone);
     matmul(s_.assistant.pre_projection.linear, s_.u.data(), s_.x.data());
     for (typename State::RopeTable& r : s_.rope) {
@@ -94,7 +97,7 @@ class Draft {
 
     std::copy(s_.x.begin(), s_.x.end(), s_.normed.begin());
     RMSNormRows(s_.normed.data(), 1, kHidden, w.pre_feedforward_layernorm, eps);
-    ParallelMatMul<2>(s_.pool, {&w.gate_proj.linear, &w.up_proj.linear}, s_.normed.data(), 1, {s_.gate.data(), s_.up.data()}, s_.activations);
+    ParallelMatMul<kDot, 2>(s_.pool, {&w.gate_proj.linear, &w.up_proj.linear}, s_.normed.data(), 1, {s_.gate.data(), s_.up.data()}, s_.activations);
     GeluMul(s_.gate.data(), s_.up.data(), s_.gate.size());
     matmul(w.down_proj.linear, s_.gate.data(), s_.normed.data());
     RMSNormRows(s_.normed.data(), 1, kHidden, w.post_feedforward_layernorm, eps);
@@ -117,7 +120,7 @@ class Draft {
     if (packed_matrix(table) != nullptr) QuantizeInput(s_.pool, s_.y.data(), 1, kHidden, s_.activations);
     s_.pool.parallel_for(static_cast<std::size_t>(s_.centroids_kept), [&](int, std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) {
-        MatMulRows(table, first_row(i), first_row(i) + State::kIdsPerCentroid, s_.y.data(), 1, s_.activations, s_.ordered_logits.data());
+        MatMulRows<kDot>(table, first_row(i), first_row(i) + State::kIdsPerCentroid, s_.y.data(), 1, s_.activations, s_.ordered_logits.data());
       }
     });
     float lowest = s_.ordered_logits[first_row(0)];
@@ -134,14 +137,16 @@ class Draft {
     for (std::size_t r = first; r < end; ++r) s_.logits[s_.assistant.token_ordering[r]] = s_.ordered_logits[r];
   }
 
-  void matmul(const WeightMatrix& w, const float* x, float* out) { ParallelMatMul<1>(s_.pool, {&w}, x, 1, {out}, s_.activations); }
+  void matmul(const WeightMatrix& w, const float* x, float* out) { ParallelMatMul<kDot, 1>(s_.pool, {&w}, x, 1, {out}, s_.activations); }
 
   State& s_;
 };
 
+// The draft step of this target, with the dot product the CPU does best, as the target's
+// forward pass.
 template <AssistantVariant A>
-DraftPass<A> DraftPassHere() {
-  return {&Draft<A>::Step};
+DraftPass<A> SimdTargetDraftPass() {
+  return WithChosenIntDot([]<IntDot kDot>() { return DraftPass<A>{&Draft<A, kDot>::Step}; });
 }
 
 }  // namespace HWY_NAMESPACE

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "gemma4/config/assistant.hpp"
-#include "gemma4/model/forward_state.hpp"
+#include "gemma4/model/pass_state.hpp"
 #include "gemma4/weights/assistant_weights.hpp"
 
 namespace gemma4 {
@@ -32,14 +32,14 @@ struct DraftState {
   static constexpr int kCentroids = A::head.num_centroids;
   static constexpr int kIdsPerCentroid = kVocab / kCentroids;
   static_assert(kIdsPerCentroid % kRowBlock == 0, "gemma4: a centroid's ids are whole row blocks of a packed head table");
-  static_assert(kPairs<A>, "gemma4: this assistant does not fit its target");
+  static_assert(kFitsTarget<A>, "gemma4: this assistant does not fit its target");
   static_assert(kC.head_dim % kValueChunk == 0 && kC.global_head_dim % kValueChunk == 0,
                 "gemma4: the attention kernel needs head dims that are multiples of 32");
 
   // The target's cache each attention type reads (E2B: layers 13 and 14).
   static constexpr int cache_slot(AttentionType type) { return kv_cache_slot(Target::config, assistant_donor(Target::config, type)); }
 
-  DraftState(const Assistant<A>& assistant, const Weights<Target>& target, const KvCache& sliding_cache, const KvCache& full_cache,
+  DraftState(const Assistant<A>& assistant, const ModelWeights<Target>& target, const KvCache& sliding_cache, const KvCache& full_cache,
              ThreadPool& pool, int max_context, int centroids_kept)
       : assistant(assistant), target(target), caches{&sliding_cache, &full_cache}, pool(pool), centroids_kept(centroids_kept) {
     if (centroids_kept < 1 || centroids_kept > kCentroids) {
@@ -75,7 +75,7 @@ struct DraftState {
   };
 
   const Assistant<A>& assistant;
-  const Weights<Target>& target;
+  const ModelWeights<Target>& target;
   const KvCache* caches[2];  // by AttentionType: the target's donor caches
   ThreadPool& pool;
   int centroids_kept;

@@ -1,9 +1,9 @@
 // The forward pass (spec sections 3-4) over the rows of one pass, written once with
 // Highway and compiled per SIMD target: for the one target of the compiler's flags, or,
 // with GEMMA4_DYNAMIC_DISPATCH, for each target model/passes.hpp builds in (Highway's
-// foreach_target), the best of which a Session chooses at run time. What it works on,
+// foreach_target over model/passes-inl.h), the best of which a Session chooses at run time. What it works on,
 // the sequences' caches and the pass's scratch, is target-independent
-// (model/forward_state.hpp). Prompts run as matrix-matrix products; decoding is the
+// (model/pass_state.hpp). Prompts run as matrix-matrix products; decoding is the
 // same path with one token, and a batch (model/batch.hpp) one token of each sequence:
 // the matmuls see rows, only the cache writes and attention see the sequences.
 
@@ -16,7 +16,7 @@
 #include <span>
 #include <utility>
 
-#include "gemma4/model/forward_state.hpp"
+#include "gemma4/model/pass_state.hpp"
 #endif  // GEMMA4_MODEL_FORWARD_INL_H_
 
 #if defined(GEMMA4_MODEL_FORWARD_TOGGLE) == defined(HWY_TARGET_TOGGLE)
@@ -27,9 +27,9 @@
 #endif
 
 #include "gemma4/ops/attention-inl.h"
+#include "gemma4/ops/int_dot-inl.h"
 #include "gemma4/ops/matmul-inl.h"
 #include "gemma4/ops/ops-inl.h"
-#include "gemma4/ops/quantized_matmul-inl.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -46,16 +46,14 @@ inline void LookupRow(const MatrixView& table, int token, std::size_t width, flo
   Scale(out, width, scale);
 }
 
-template <Variant V>
+// The forward pass of variant V whose integer kernels multiply with dot product kDot.
+template <Variant V, IntDot kDot>
 class Forward {
   using State = PassState<V>;
   using Runs = std::span<const SequenceRun<V>>;
   static constexpr const ModelConfig& kC = V::config;
   static constexpr int kHidden = State::kHidden, kHeads = State::kHeads, kKvHeads = State::kKvHeads, kPle = State::kPle,
                        kNumLayers = State::kNumLayers, kWindow = State::kWindow;
-  // Dropping the table pages costs a TLB shootdown on every core: do it every
-  // kReleaseEvery tokens, which bounds what the tables add to the resident size.
-  static constexpr int kReleaseEvery = 32;
 
  public:
   // ForwardPass's functions for this target.
@@ -88,11 +86,7 @@ class Forward {
     const int n = static_cast<int>(tokens.size());
     embed(tokens);
     per_layer_inputs(tokens);
-    s_.tokens_since_release += n;
-    if (s_.tokens_since_release >= kReleaseEvery) {
-      s_.weights.release_looked_up_rows();
-      s_.tokens_since_release = 0;
-    }
+    s_.row_release.looked_up(n);
     for (typename State::RopeTables& r : s_.rope) {
       const std::size_t half = r.frequencies.size();
       for_each_run([&](const SequenceRun<V>& run, int first_row) {
@@ -113,7 +107,7 @@ class Forward {
   // h = E[token] * embed_scale
   void embed(std::span<const int> tokens) {
     for (std::size_t t = 0; t < tokens.size(); ++t) {
-      LookupRow(s_.weights.global.embed_tokens, tokens[t], kHidden, s_.weights.embedding_scale(), s_.x.data() + t * kHidden);
+      LookupRow(s_.weights.global.embed_tokens, tokens[t], kHidden, s_.weights.embedding_scale, s_.x.data() + t * kHidden);
     }
   }
 
@@ -204,7 +198,7 @@ class Forward {
   template <std::size_t kCount>
   void matmul(const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
               const std::array<float*, kCount>& outs) {
-    ParallelMatMul<kCount>(s_.pool, ws, x, n, outs, s_.activations);
+    ParallelMatMul<kDot, kCount>(s_.pool, ws, x, n, outs, s_.activations);
   }
   void matmul(const WeightMatrix& w, const float* x, std::size_t n, float* out) { matmul<1>({&w}, x, n, {out}); }
 
@@ -258,16 +252,16 @@ class Forward {
   Runs runs_;
 };
 
+// The forward pass of this target, with the dot product the CPU does best.
 template <Variant V>
-ForwardPass<V> ForwardPassHere() {
-  return {&Forward<V>::Run, &Forward<V>::FinalLogits, hwy::TargetName(HWY_TARGET), IntDotName(ChosenIntDot())};
+ForwardPass<V> SimdTargetForwardPass() {
+  return WithChosenIntDot([]<IntDot kDot>() {
+    return ForwardPass<V>{&Forward<V, kDot>::Run, &Forward<V, kDot>::FinalLogits, hwy::TargetName(HWY_TARGET), IntDotName(kDot)};
+  });
 }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace gemma4
 HWY_AFTER_NAMESPACE();
-
-// An assistant's draft step runs on the same target as the forward pass it drafts for.
-#include "gemma4/model/draft-inl.h"
 
 #endif  // toggle

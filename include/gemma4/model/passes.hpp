@@ -1,7 +1,8 @@
 #pragma once
 // The forward pass (model/forward-inl.h) and the draft step (model/draft-inl.h) of every
 // SIMD target this program is built for, and the choice among them: the one place where
-// Highway's target code meets the model's types.
+// Highway's target code meets the model's types. Each pass picks its integer dot product
+// once, when it is chosen (WithChosenIntDot, ops/int_dot-inl.h).
 //
 // Header-only use: model/session.hpp includes this file, so every translation unit that
 // makes a Session compiles the passes of the variants it uses. A program with many such
@@ -19,7 +20,7 @@
 #include <cstddef>
 
 #include "gemma4/model/draft_state.hpp"
-#include "gemma4/model/forward_state.hpp"
+#include "gemma4/model/pass_state.hpp"
 
 #ifndef GEMMA4_DYNAMIC_DISPATCH
 #define GEMMA4_DYNAMIC_DISPATCH 0
@@ -28,11 +29,11 @@
 #if defined(HIGHWAY_HWY_FOREACH_TARGET_H_) || defined(GEMMA4_OPS_OPS_INL_H_)
 #error "gemma4: with GEMMA4_DYNAMIC_DISPATCH, include gemma4/model/session.hpp before foreach_target.h and any ops/-inl.h header"
 #endif
-#define HWY_TARGET_INCLUDE "gemma4/model/forward-inl.h"
+#define HWY_TARGET_INCLUDE "gemma4/model/passes-inl.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #undef HWY_TARGET_INCLUDE
 #endif
-#include "gemma4/model/forward-inl.h"
+#include "gemma4/model/passes-inl.h"
 
 // The forward pass compiled here runs one to two orders of magnitude below the machine's
 // speed without optimisation, or for Highway's portable baseline (no -march on x86-64):
@@ -63,10 +64,10 @@ inline std::size_t chosen_target_index() {
 template <Variant V>
 ForwardPass<V> choose_forward_pass() {
 #if GEMMA4_DYNAMIC_DISPATCH
-  static constexpr ForwardPass<V> (*kByTarget[])() = {nullptr, HWY_CHOOSE_TARGET_LIST(ForwardPassHere<V>), HWY_CHOOSE_FALLBACK(ForwardPassHere<V>)};
+  static constexpr ForwardPass<V> (*kByTarget[])() = {nullptr, HWY_CHOOSE_TARGET_LIST(SimdTargetForwardPass<V>), HWY_CHOOSE_FALLBACK(SimdTargetForwardPass<V>)};
   return kByTarget[chosen_target_index()]();
 #else
-  return HWY_STATIC_DISPATCH(ForwardPassHere<V>)();
+  return HWY_STATIC_DISPATCH(SimdTargetForwardPass<V>)();
 #endif
 }
 
@@ -74,10 +75,10 @@ ForwardPass<V> choose_forward_pass() {
 template <AssistantVariant A>
 DraftPass<A> choose_draft_pass() {
 #if GEMMA4_DYNAMIC_DISPATCH
-  static constexpr DraftPass<A> (*kByTarget[])() = {nullptr, HWY_CHOOSE_TARGET_LIST(DraftPassHere<A>), HWY_CHOOSE_FALLBACK(DraftPassHere<A>)};
+  static constexpr DraftPass<A> (*kByTarget[])() = {nullptr, HWY_CHOOSE_TARGET_LIST(SimdTargetDraftPass<A>), HWY_CHOOSE_FALLBACK(SimdTargetDraftPass<A>)};
   return kByTarget[chosen_target_index()]();
 #else
-  return HWY_STATIC_DISPATCH(DraftPassHere<A>)();
+  return HWY_STATIC_DISPATCH(SimdTargetDraftPass<A>)();
 #endif
 }
 

@@ -6,7 +6,7 @@
 // round trip.
 //
 // The file, little-endian: "GEMMA4PC", a u32 n, n bytes of JSON header, the tokens as
-// i32, then for each cache slot (model/forward_state.hpp) its stored positions
+// i32, then for each cache slot (model/pass_state.hpp) its stored positions
 // [first, tokens) in order, each as KvCache::copy_out() writes it. The header:
 //   {"layout": 1, "variant": "e2b", "weights": "int4", "checkpoint": "<fingerprint>",
 //    "kv_format": "bf16", "tokens": N, "caches": [{"first": f, "position_bytes": b}, ...]}

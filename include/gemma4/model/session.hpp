@@ -1,6 +1,6 @@
 #pragma once
 // A session runs the Gemma 4 forward pass over a token stream and owns the KV caches:
-// the public face of model/forward_state.hpp (what is held) and model/forward-inl.h
+// the public face of model/pass_state.hpp (what is held) and model/forward-inl.h
 // (the code, per SIMD target). Everything is sized when the session is created;
 // running tokens allocates nothing.
 //
@@ -12,7 +12,8 @@
 #include <span>
 
 #include "gemma4/error.hpp"
-#include "gemma4/model/forward_state.hpp"
+#include "gemma4/model/pass_state.hpp"
+#include "gemma4/weights/load.hpp"
 
 #ifndef GEMMA4_DYNAMIC_DISPATCH
 #define GEMMA4_DYNAMIC_DISPATCH 0
@@ -47,7 +48,8 @@ class Session {
   explicit Session(const Weights<V>& weights, const SessionOptions& options = {})
       : options_(options),
         sequence_(options),
-        pass_state_(weights, options.prefill_chunk, options.max_context, pool_or_default(options.pool)),
+        weights_(weights),
+        pass_state_(weights, weights.residency(), options.prefill_chunk, options.max_context, pool_or_default(options.pool)),
         pass_(choose_forward_pass<V>()) {}
 
   // The tokens the KV caches hold, in order: the one record of what the session has seen.
@@ -64,7 +66,7 @@ class Session {
   std::size_t scratch_bytes() const { return pass_state_.bytes(); }
   const SessionOptions& options() const { return options_; }
   int max_context() const { return options_.max_context; }
-  const Weights<V>& weights() const { return pass_state_.weights; }
+  const Weights<V>& weights() const { return weights_; }
   ThreadPool& pool() const { return pass_state_.pool; }
   // The KV cache of layers with kv_cache_slot `slot`: what an assistant reads.
   const KvCache& kv_cache(int slot) const { return sequence_.caches.at(static_cast<std::size_t>(slot)); }
@@ -147,6 +149,7 @@ class Session {
 
   SessionOptions options_;
   SequenceState<V> sequence_;
+  const Weights<V>& weights_;
   PassState<V> pass_state_;  // for prefill chunks
   ForwardPass<V> pass_;
 };

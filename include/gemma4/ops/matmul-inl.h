@@ -10,7 +10,7 @@
 #include <cstddef>
 
 #include "gemma4/error.hpp"
-#include "gemma4/ops/weight_matrix.hpp"
+#include "gemma4/quant/weight_matrix.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
 
 namespace gemma4 {
@@ -60,11 +60,12 @@ inline void QuantizeInput(ThreadPool& pool, const float* x, std::size_t n, std::
 
 // Rows [first_row, end_row) of out [n, rows of w] = x [n, cols] times w: from x for
 // dense weights, from x as QuantizeInput left it in `activations` for packed ones,
-// whose row range must be whole row blocks.
+// whose row range must be whole row blocks, multiplied with dot product kDot.
+template <IntDot kDot>
 HWY_INLINE void MatMulRows(const WeightMatrix& w, std::size_t first_row, std::size_t end_row, const float* x, std::size_t n,
                            const QuantizedActivations& activations, float* out) {
   if (const QuantizedMatrix* packed = packed_matrix(w)) {
-    return QuantizedMatMul(*packed, activations, first_row / kRowBlock, end_row / kRowBlock, out);
+    return QuantizedMatMul<kDot>(*packed, activations, first_row / kRowBlock, end_row / kRowBlock, out);
   }
   MatMul(std::get<TensorView>(w), first_row, end_row, x, n, out);
 }
@@ -72,7 +73,7 @@ HWY_INLINE void MatMulRows(const WeightMatrix& w, std::size_t first_row, std::si
 // outs[i] [n, rows of ws[i]] = x [n, cols] times ws[i] for layers with the same cols.
 // activations: scratch for the quantized input, reserved for n tokens of cols columns.
 // Dense and packed layers may be mixed; a packed one sets the pass width of the split.
-template <std::size_t kCount>
+template <IntDot kDot, std::size_t kCount>
 void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
                     const std::array<float*, kCount>& outs, QuantizedActivations& activations) {
   const std::size_t cols = matrix_cols(*ws[0]);
@@ -95,7 +96,7 @@ void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCou
   pool.parallel_for(units, [&](int, std::size_t begin, std::size_t end) {
     for (std::size_t i = 0; i < kCount; ++i) {
       const std::size_t first = std::max(begin, stack[i]), last = std::min(end, stack[i + 1]);
-      if (first < last) MatMulRows(*ws[i], (first - stack[i]) * unit_rows[i], (last - stack[i]) * unit_rows[i], x, n, activations, outs[i]);
+      if (first < last) MatMulRows<kDot>(*ws[i], (first - stack[i]) * unit_rows[i], (last - stack[i]) * unit_rows[i], x, n, activations, outs[i]);
     }
   }, grain);
 }

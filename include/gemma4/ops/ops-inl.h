@@ -1,6 +1,6 @@
-// SIMD kernels of the forward pass, written once with Highway. Header-only users get
-// static dispatch for the target they compile for (-march=...); a user who wants
-// runtime dispatch re-includes this file from a foreach_target translation unit.
+// SIMD kernels of the forward pass, written once with Highway and compiled for each
+// target model/passes.hpp builds in (its foreach_target pass includes this file through
+// the forward pass).
 // Weights arrive as f32 or bf16 (as stored in the checkpoint); activations are f32.
 // Lengths need not be multiples of the vector width: element-wise kernels run on
 // Highway's Transform (which handles the partial last vector), the others finish with

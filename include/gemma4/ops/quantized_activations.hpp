@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "gemma4/ops/packed_matrix.hpp"
+#include "gemma4/quant/weight_format.hpp"
 
 namespace gemma4 {
 

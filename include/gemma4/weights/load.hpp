@@ -41,12 +41,11 @@ inline float embedding_scale(int hidden_size, DType stored) {
 // misshapen tensor, or naming the unreadable file. Read-only after construction: any
 // number of Sessions on any threads may share one Weights.
 template <Variant V>
-class Weights {
+class Weights : public ModelWeights<V> {
  public:
   static constexpr const ModelConfig& config = V::config;
-
-  GlobalWeights global;
-  std::array<LayerWeights, kNumLayers<V>> layers;
+  using ModelWeights<V>::global;
+  using ModelWeights<V>::layers;
 
   explicit Weights(const std::filesystem::path& dir, const LoadOptions& options = {}) : checkpoint_(dir) {
     const auto mismatches = compare_config(V::config, text_config_of(checkpoint_.config()));
@@ -60,7 +59,7 @@ class Weights {
     report_.packed_model = packed.has_value();
     report_.format = packed ? packed->format : options.format.value_or(WeightFormat::kBF16);
     bind_checkpoint<V>(checkpoint_, global, layers, copies_, residency_, report_, packed.has_value());
-    embedding_scale_ = gemma4::embedding_scale(V::config.hidden_size,
+    this->embedding_scale = gemma4::embedding_scale(V::config.hidden_size,
                                                packed ? packed->embedding_dtype : *checkpoint_.find(report_.prefix + "embed_tokens.weight")->dtype);
     const std::vector<Planned> planned =
         report_.format != WeightFormat::kBF16 ? plan_packed<V>(global, layers, report_.format, packed.has_value()) : std::vector<Planned>{};
@@ -89,15 +88,14 @@ class Weights {
   // a packed model and its checkpoint converted at load share it. Computed once at load:
   // a prompt cache checks it at every save and restore.
   const std::string& fingerprint() const { return fingerprint_; }
-  // sqrt(hidden_size) as the checkpoint's dtype rounds it: the embedding's scale.
-  float embedding_scale() const { return embedding_scale_; }
 
   // Whether `view` is an f32 copy made at load (f16, or misaligned in the file), not
   // the file's mapped bytes.
   bool is_copy(const TensorView& view) const { return copies_.is_copy(view); }
 
-  // Drops the pages of tables read a few rows per token (weights/residency.hpp).
-  void release_looked_up_rows() const { residency_.release_rows(); }
+  // Which pages stay resident: a pass drops the pages of tables read a few rows per
+  // token every so often (weights/residency.hpp).
+  const PageResidency& residency() const { return residency_; }
 
   // Fails, naming the file and token, if a row `tokens` will look up in a packed table
   // read by rows (the PLE table) has an invalid scale. Such rows are checked when first
@@ -191,7 +189,6 @@ class Weights {
   Checkpoint checkpoint_;
   LoadReport report_;
   std::string fingerprint_;
-  float embedding_scale_ = 1.0f;
   WidenedCopies copies_;
   PackedMatrices packed_;
   PageResidency residency_;

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "gemma4/ops/packed_matrix.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
+#include "gemma4/quant/weight_format.hpp"
 
 namespace gemma4 {
 

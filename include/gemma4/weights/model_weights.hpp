@@ -17,7 +17,7 @@
 #include "gemma4/config/topology.hpp"
 #include "gemma4/detail/fixed_string.hpp"
 #include "gemma4/base/tensor.hpp"
-#include "gemma4/ops/weight_matrix.hpp"
+#include "gemma4/quant/weight_matrix.hpp"
 
 namespace gemma4 {
 
@@ -118,6 +118,16 @@ struct LayerWeights {
   PerLayerInputWeight<"per_layer_projection.weight", Dim::kHidden, Dim::kPle> per_layer_projection;
   PerLayerInputWeight<"post_per_layer_input_norm.weight", Dim::kHidden> post_per_layer_input_norm;
   Weight<"layer_scalar", Dim::kOne> layer_scalar;
+};
+
+// The tensors a forward pass reads for variant V: views into memory that the loaded
+// model (Weights<V>, weights/load.hpp) owns. Data only: the engine (model/) needs
+// nothing of how they were loaded.
+template <Variant V>
+struct ModelWeights {
+  GlobalWeights global;
+  std::array<LayerWeights, kNumLayers<V>> layers;
+  float embedding_scale = 1.0f;  // sqrt(hidden_size) as the checkpoint's dtype rounds it
 };
 
 // Checkpoint name (after the prefix) of a slot in layer `layer`, or of a global slot.

@@ -4,7 +4,7 @@
 // the checkpoint's; its model.safetensors holds every tensor the forward pass reads,
 // under the checkpoint's names:
 //   - every matrix, the embedding (also the tied LM head) included, as one U8 tensor of
-//     its packed int8/int4 bytes (ops/packed_matrix.hpp), used in place from the mapping;
+//     its packed int8/int4 bytes (quant/quantized_matrix.hpp), used in place from the mapping;
 //   - the per-layer embedding (PLE) table the same way, packed as [vocab * layers, P]:
 //     a row per token and layer, so one token's lookup reads a few row blocks;
 //   - norms and scalars as F32.
@@ -33,7 +33,7 @@
 
 #include "gemma4/base/dtype.hpp"
 #include "gemma4/error.hpp"
-#include "gemma4/ops/packed_matrix.hpp"
+#include "gemma4/quant/quantized_matrix.hpp"
 #include "gemma4/weights/binding.hpp"
 #include "gemma4/weights/checkpoint.hpp"
 #include "gemma4/weights/model_weights.hpp"
@@ -41,7 +41,7 @@
 namespace gemma4 {
 
 inline constexpr std::string_view kPackedFormat = "gemma4-packed";
-// Bump whenever packed_matrix.hpp's layouts or rounding, or what a packed model holds, change.
+// Bump whenever quant/layout.hpp's layouts, quant/quantized_matrix.hpp's rounding, or what a packed model holds, change.
 inline constexpr int kPackedLayout = 2;  // 2: int4 row blocks in panels of two
 // The data section starts on a page, so every matrix (64-byte multiples) starts on a line.
 inline constexpr std::size_t kPackedAlignment = 4096;

@@ -16,7 +16,7 @@
 
 #include "gemma4/base/mapped_file.hpp"
 #include "gemma4/base/tensor.hpp"
-#include "gemma4/ops/packed_matrix.hpp"
+#include "gemma4/quant/quantized_matrix.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
 #include "gemma4/weights/checkpoint.hpp"
 #include "gemma4/weights/packed_model.hpp"

@@ -47,4 +47,24 @@ class PageResidency {
   std::vector<std::span<const std::byte>> tables_;
 };
 
+// When a pass drops the pages of the tables read by rows: every kEvery tokens it looked
+// up. Dropping pages costs a TLB shootdown on every core, so not every token; the bound
+// keeps what the tables add to the resident size small. One per pass state: the weights
+// are shared read-only.
+class RowRelease {
+ public:
+  explicit RowRelease(const PageResidency& residency) : residency_(&residency) {}
+  void looked_up(int tokens) {
+    since_release_ += tokens;
+    if (since_release_ < kEvery) return;
+    residency_->release_rows();
+    since_release_ = 0;
+  }
+
+ private:
+  static constexpr int kEvery = 32;
+  const PageResidency* residency_;
+  int since_release_ = 0;
+};
+
 }  // namespace gemma4

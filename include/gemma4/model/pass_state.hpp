@@ -21,7 +21,8 @@
 #include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/ops/quantized_activations.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
-#include "gemma4/weights/load.hpp"
+#include "gemma4/weights/model_weights.hpp"
+#include "gemma4/weights/residency.hpp"
 
 namespace gemma4 {
 
@@ -93,7 +94,8 @@ struct SequenceRun {
   int rows;
 };
 
-// What a forward pass works on besides the sequences: the weights, the threads, and
+// What a forward pass works on besides the sequences: the weights (and when to release
+// the pages of the tables it looks rows up in), the threads, and
 // scratch for up to `rows` rows (a session's prefill chunk, or a batch's rows) of
 // sequences whose context is at most `max_context` positions.
 template <Variant V>
@@ -120,7 +122,8 @@ struct PassState {
     std::vector<float> cos, sin;     // [rows, head_dim / 2] for the rows' positions
   };
 
-  PassState(const Weights<V>& weights, int rows, int max_context, ThreadPool& pool) : weights(weights), pool(pool), rows(rows) {
+  PassState(const ModelWeights<V>& weights, const PageResidency& residency, int rows, int max_context, ThreadPool& pool)
+      : weights(weights), row_release(residency), pool(pool), rows(rows) {
     const std::size_t n = static_cast<std::size_t>(rows);
     x.resize(n * kHidden);
     normed.resize(n * kHidden);
@@ -156,10 +159,10 @@ struct PassState {
     return floats * sizeof(float) + activations.bytes();
   }
 
-  const Weights<V>& weights;
+  const ModelWeights<V>& weights;
+  RowRelease row_release;
   ThreadPool& pool;
   int rows;                      // the most rows a pass may run
-  int tokens_since_release = 0;  // see Forward::kReleaseEvery
   RopeTables rope[2];            // by AttentionType
   std::vector<float> x;          // [rows, hidden] residual stream
   std::vector<float> normed;     // [rows, hidden]

@@ -31,7 +31,7 @@
 #include "gemma4/chat/reply_stream.hpp"
 #include "gemma4/chat/tool_call_grammar.hpp"
 #include "gemma4/model/generate.hpp"
-#include "gemma4/model/model.hpp"
+#include "gemma4/app/model.hpp"
 
 namespace gemma4 {
 

@@ -1,13 +1,13 @@
 #pragma once
 // What a matmul reads for a linear layer [rows, cols], said explicitly: dense bf16/f32
 // elements (used in place from the checkpoint's mapping, or widened from f16 at load),
-// or a packed int8/int4 matrix (ops/packed_matrix.hpp). ops/matmul-inl.h takes either.
+// or a packed int8/int4 matrix (quant/quantized_matrix.hpp). ops/matmul-inl.h takes either.
 
 #include <cstddef>
 #include <variant>
 
 #include "gemma4/base/tensor.hpp"
-#include "gemma4/ops/packed_matrix.hpp"
+#include "gemma4/quant/quantized_matrix.hpp"
 
 namespace gemma4 {
 
