@@ -21,6 +21,7 @@
 #define GEMMA4_MODEL_DRAFT_TOGGLE
 #endif
 
+#include "gemma4/model/decoder_layer-inl.h"
 #include "gemma4/model/forward-inl.h"  // LookupRow: the target's embedding, as its pass looks it up
 #include "gemma4/ops/attention-inl.h"
 #include "gemma4/ops/int_dot-inl.h"
@@ -49,13 +50,7 @@ class Draft {
     LookupRow(s_.target.global.embed_tokens, token, kBackbone, s_.target.embedding_scale, s_.u.data());
     std::copy(s_.g.begin(), s_.g.end(), s_.u.begin() + kBackbone);
     matmul(s_.assistant.pre_projection.linear, s_.u.data(), s_.x.data());
-    for (typename State::RopeTable& r : s_.rope) {
-      for (std::size_t i = 0; i < r.frequencies.size(); ++i) {
-        const float angle = static_cast<float>(position) * r.frequencies[i];
-        r.cos[i] = std::cos(angle);
-        r.sin[i] = std::sin(angle);
-      }
-    }
+    for (RopeTable& r : s_.rope) r.set_row(0, position);
     run_layers(position, std::make_index_sequence<kNumLayers<A>>{});
     std::copy(s_.x.begin(), s_.x.end(), s_.y.begin());
     RMSNormRows(s_.y.data(), 1, kHidden, s_.assistant.global.norm, kC.rms_norm_eps);
@@ -70,40 +65,32 @@ class Draft {
 
   template <std::size_t... kLayer>
   void run_layers(int position, std::index_sequence<kLayer...>) {
-    (run_layer<kLayers<A>[kLayer].kind.attention>(static_cast<int>(kLayer), position), ...);
+    (run_layer<kLayers<A>[kLayer].kind>(static_cast<int>(kLayer), position), ...);
   }
 
   // A query-only layer: keys and values are the target's, as its donor layer stored them.
-  template <AttentionType kType>
+  template <LayerKind kKind>
   void run_layer(int layer, int position) {
-    constexpr int D = head_dim(kC, kType);
-    const LayerWeights& w = s_.assistant.layers[layer];
-    const float eps = kC.rms_norm_eps;
-    const typename State::RopeTable& rope = s_.rope[static_cast<int>(kType)];
-
-    std::copy(s_.x.begin(), s_.x.end(), s_.normed.begin());
-    RMSNormRows(s_.normed.data(), 1, kHidden, w.input_layernorm, eps);
-    matmul(w.q_proj.linear, s_.normed.data(), s_.q.data());
-    RMSNormRows(s_.q.data(), kHeads, D, w.q_norm, eps);
-    for (int h = 0; h < kHeads; ++h) Rope(s_.q.data() + h * D, rope.cos.data(), rope.sin.data(), D / 2);
-    // Keys 0..position-1, and for a sliding layer the target's window at query `position`.
-    const KvCache& cache = *s_.caches[static_cast<int>(kType)];
-    const int first = first_visible_position(position, kType, kC.sliding_window);
-    const AttentionRun run{.cache = &cache, .q = s_.q.data(), .out = s_.attn.data(), .tokens = 1, .last = position - 1};
-    AttendAllHeads<kHeads, kKvHeads>(s_.pool, std::span(&run, 1), [first](int) { return first; }, s_.scores.data(), s_.scores_per_thread);
-    matmul(w.o_proj.linear, s_.attn.data(), s_.normed.data());
-    RMSNormRows(s_.normed.data(), 1, kHidden, w.post_attention_layernorm, eps);
-    AddTo(s_.normed.data(), s_.x.data(), kHidden);
-
-    std::copy(s_.x.begin(), s_.x.end(), s_.normed.begin());
-    RMSNormRows(s_.normed.data(), 1, kHidden, w.pre_feedforward_layernorm, eps);
-    ParallelMatMul<kDot, 2>(s_.pool, {&w.gate_proj.linear, &w.up_proj.linear}, s_.normed.data(), 1, {s_.gate.data(), s_.up.data()}, s_.activations);
-    GeluMul(s_.gate.data(), s_.up.data(), s_.gate.size());
-    matmul(w.down_proj.linear, s_.gate.data(), s_.normed.data());
-    RMSNormRows(s_.normed.data(), 1, kHidden, w.post_feedforward_layernorm, eps);
-    AddTo(s_.normed.data(), s_.x.data(), kHidden);
-    Scale(s_.x.data(), kHidden, w.layer_scalar.at(0));
+    static_assert(kKind.kv_shared && !kLayers<A>[0].per_layer_input, "gemma4: an assistant's layers only query");
+    TargetCache kv{*this, position};
+    DecoderLayer<kC, kKind, false, kDot>(s_, s_.assistant.layers[layer], 1, s_.rope[static_cast<int>(kKind.attention)], kv);
   }
+
+  // The target's cache of an attention type, as DecoderLayer reads it: keys
+  // 0..position-1, and for a sliding layer the target's window at query `position`.
+  struct TargetCache {
+    Draft& d;
+    int position;
+
+    template <AttentionType kType, int D>
+    void attend() {
+      const int first = first_visible_position(position, kType, kC.sliding_window);
+      const AttentionRun run{.cache = d.s_.caches[static_cast<int>(kType)], .q = d.s_.q.data(), .out = d.s_.attn.data(), .tokens = 1,
+                             .last = position - 1};
+      AttendAllHeads<kHeads, kKvHeads>(d.s_.pool, std::span(&run, 1), [first](int) { return first; }, d.s_.scores.data(),
+                                       d.s_.scores_per_thread);
+    }
+  };
 
   // The centroid head: scores of the centroids, the ids of the best few, their logits
   // E_a[t] . y; every other id gets min(candidate logits) - 1.
@@ -137,7 +124,7 @@ class Draft {
     for (std::size_t r = first; r < end; ++r) s_.logits[s_.assistant.token_ordering[r]] = s_.ordered_logits[r];
   }
 
-  void matmul(const WeightMatrix& w, const float* x, float* out) { ParallelMatMul<kDot, 1>(s_.pool, {&w}, x, 1, {out}, s_.activations); }
+  void matmul(const WeightMatrix& w, const float* x, float* out) { LayerMatMul<kDot, 1>(s_.pool, s_.activations, {&w}, x, 1, {out}); }
 
   State& s_;
 };

@@ -5,6 +5,7 @@
 // the scratch of one step, all sized up front. No Highway here.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <utility>
 #include <vector>
@@ -41,7 +42,8 @@ struct DraftState {
 
   DraftState(const Assistant<A>& assistant, const ModelWeights<Target>& target, const KvCache& sliding_cache, const KvCache& full_cache,
              ThreadPool& pool, int max_context, int centroids_kept)
-      : assistant(assistant), target(target), caches{&sliding_cache, &full_cache}, pool(pool), centroids_kept(centroids_kept) {
+      : assistant(assistant), target(target), caches{&sliding_cache, &full_cache}, pool(pool), centroids_kept(centroids_kept),
+        rope(rope_tables(kC, 1)) {
     if (centroids_kept < 1 || centroids_kept > kCentroids) {
       fail(ErrorKind::kInvalidArgument, "an assistant keeps between 1 and {} centroids, not {}", kCentroids, centroids_kept);
     }
@@ -61,18 +63,7 @@ struct DraftState {
     scores_per_thread = std::size_t{kHeads / kKvHeads} * attention_score_span(0, max_context - 1);
     scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
     activations.reserve(1, std::max<std::size_t>({2 * kBackbone, std::size_t{kHeads} * kMaxHeadDim, std::size_t(kC.intermediate_size)}));
-    for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {
-      const Rope& r = type == AttentionType::kFull ? kC.rope_parameters.value.full_attention : kC.rope_parameters.value.sliding_attention;
-      RopeTable& table = rope[static_cast<int>(type)];
-      table.frequencies = rope_frequencies(r, head_dim(kC, type));
-      table.cos.resize(table.frequencies.size());
-      table.sin.resize(table.frequencies.size());
-    }
   }
-
-  struct RopeTable {
-    std::vector<float> frequencies, cos, sin;  // [head_dim / 2], cos/sin at the round's position
-  };
 
   const Assistant<A>& assistant;
   const ModelWeights<Target>& target;
@@ -90,7 +81,7 @@ struct DraftState {
   std::vector<float> logits;                    // [vocab]
   std::vector<float> scores;                    // [threads, scores_per_thread]
   std::size_t scores_per_thread = 0;
-  RopeTable rope[2];                            // by AttentionType
+  std::array<RopeTable, 2> rope;                // by AttentionType, at the round's position
   QuantizedActivations activations;             // the quantized input of packed matrices
 };
 

@@ -26,6 +26,7 @@
 #define GEMMA4_MODEL_FORWARD_TOGGLE
 #endif
 
+#include "gemma4/model/decoder_layer-inl.h"
 #include "gemma4/ops/attention-inl.h"
 #include "gemma4/ops/int_dot-inl.h"
 #include "gemma4/ops/matmul-inl.h"
@@ -87,20 +88,11 @@ class Forward {
     embed(tokens);
     per_layer_inputs(tokens);
     s_.row_release.looked_up(n);
-    for (typename State::RopeTables& r : s_.rope) {
-      const std::size_t half = r.frequencies.size();
-      for_each_run([&](const SequenceRun<V>& run, int first_row) {
-        for (int t = 0; t < run.rows; ++t) {
-          const float pos = static_cast<float>(run.sequence->position() + t);
-          const std::size_t row = static_cast<std::size_t>(first_row + t);
-          for (std::size_t i = 0; i < half; ++i) {
-            const float angle = pos * r.frequencies[i];
-            r.cos[row * half + i] = std::cos(angle);
-            r.sin[row * half + i] = std::sin(angle);
-          }
-        }
-      });
-    }
+    for_each_run([&](const SequenceRun<V>& run, int first_row) {
+      for (int t = 0; t < run.rows; ++t) {
+        for (RopeTable& r : s_.rope) r.set_row(static_cast<std::size_t>(first_row + t), run.sequence->position() + t);
+      }
+    });
     run_layers(n, std::make_index_sequence<kNumLayers>{});
   }
 
@@ -130,94 +122,44 @@ class Forward {
 
   template <std::size_t... kLayer>
   void run_layers(int n, std::index_sequence<kLayer...>) {
-    (run_layer<kLayers<V>[kLayer].kind>(static_cast<int>(kLayer), n), ...);
+    (run_layer<kLayers<V>[kLayer].kind, kLayers<V>[kLayer].per_layer_input>(static_cast<int>(kLayer), n), ...);
   }
 
-  // One decoder layer of kind kKind over the chunk's n tokens (spec section 3).
-  template <LayerKind kKind>
+  // Decoder layer `layer` (of kind kKind) over the pass's n rows.
+  template <LayerKind kKind, bool kPerLayerInput>
   void run_layer(int layer, int n) {
-    constexpr int D = head_dim(kC, kKind.attention);
-    const LayerWeights& w = s_.weights.layers[layer];
-    const float eps = kC.rms_norm_eps;
-    const std::size_t hidden_floats = static_cast<std::size_t>(n) * kHidden;
-    const typename State::RopeTables& rope = s_.rope[static_cast<int>(kKind.attention)];
-    const int cache_slot = kLayers<V>[layer].kv_cache_slot;
+    SequenceCaches kv{*this, kLayers<V>[layer].kv_cache_slot};
+    DecoderLayer<kC, kKind, kPerLayerInput, kDot>(s_, s_.weights.layers[layer], n, s_.rope[static_cast<int>(kKind.attention)], kv,
+                                                  s_.ple.data() + static_cast<std::size_t>(layer) * kPle,
+                                                  static_cast<std::size_t>(kNumLayers) * kPle);
+  }
 
-    // Attention.
-    std::copy_n(s_.x.data(), hidden_floats, s_.normed.data());
-    norm_rows(s_.normed.data(), n, kHidden, w.input_layernorm);
-    if constexpr (kKind.kv_shared) {
-      matmul(w.q_proj.linear, s_.normed.data(), n, s_.q.data());
-    } else {
-      matmul<3>({&w.q_proj.linear, &w.k_proj.linear, &w.v_proj.linear}, s_.normed.data(), n, {s_.q.data(), s_.k.data(), s_.v.data()});
-    }
-    norm_rows(s_.q.data(), n * kHeads, D, w.q_norm);
-    apply_rope<D>(s_.q.data(), n, kHeads, rope);
-    if constexpr (!kKind.kv_shared) {
-      norm_rows(s_.k.data(), n * kKvHeads, D, w.k_norm);
-      apply_rope<D>(s_.k.data(), n, kKvHeads, rope);
-      for (int r = 0; r < n * kKvHeads; ++r) RMSNormPlain(s_.v.data() + r * D, D, eps);
+  // A layer's caches, one per sequence of the pass, as DecoderLayer reads and writes them.
+  struct SequenceCaches {
+    Forward& f;
+    int slot;  // the layer's kv_cache_slot
+
+    // Each run's new keys and values [rows, kv_heads, D] at its next positions.
+    template <int D>
+    void store(const float* k, const float* v) {
       const std::size_t row = static_cast<std::size_t>(kKvHeads) * D;
-      for_each_run([&](const SequenceRun<V>& run, int first_row) {
-        KvCache& cache = run.sequence->caches[cache_slot];
+      f.for_each_run([&](const SequenceRun<V>& run, int first_row) {
+        KvCache& cache = run.sequence->caches[slot];
         for (int t = first_row; t < first_row + run.rows; ++t) {
-          cache.store(run.sequence->position() + t - first_row, s_.k.data() + t * row, s_.v.data() + t * row);
+          cache.store(run.sequence->position() + t - first_row, k + t * row, v + t * row);
         }
       });
     }
-    attend<kKind.attention, D>(cache_slot);
-    matmul(w.o_proj.linear, s_.attn.data(), n, s_.normed.data());
-    norm_rows(s_.normed.data(), n, kHidden, w.post_attention_layernorm);
-    AddTo(s_.normed.data(), s_.x.data(), hidden_floats);
-
-    // MLP.
-    constexpr int F = ffn_width(kC, kKind);
-    std::copy_n(s_.x.data(), hidden_floats, s_.normed.data());
-    norm_rows(s_.normed.data(), n, kHidden, w.pre_feedforward_layernorm);
-    matmul<2>({&w.gate_proj.linear, &w.up_proj.linear}, s_.normed.data(), n, {s_.gate.data(), s_.up.data()});
-    for_rows(s_.pool, n, F, [&](std::size_t first, std::size_t end) {
-      for (std::size_t t = first; t < end; ++t) GeluMul(s_.gate.data() + t * F, s_.up.data() + t * F, F);
-    });
-    matmul(w.down_proj.linear, s_.gate.data(), n, s_.normed.data());
-    norm_rows(s_.normed.data(), n, kHidden, w.post_feedforward_layernorm);
-    AddTo(s_.normed.data(), s_.x.data(), hidden_floats);
-
-    // Per-layer input.
-    matmul(w.per_layer_input_gate.linear, s_.x.data(), n, s_.ple_gate.data());
-    for (int t = 0; t < n; ++t) {
-      GeluMul(s_.ple_gate.data() + t * kPle, s_.ple.data() + (static_cast<std::size_t>(t) * kNumLayers + layer) * kPle, kPle);
+    template <AttentionType kType, int D>
+    void attend() {
+      f.template attend<kType, D>(slot);
     }
-    matmul(w.per_layer_projection.linear, s_.ple_gate.data(), n, s_.normed.data());
-    norm_rows(s_.normed.data(), n, kHidden, w.post_per_layer_input_norm);
-    AddTo(s_.normed.data(), s_.x.data(), hidden_floats);
+  };
 
-    Scale(s_.x.data(), hidden_floats, w.layer_scalar.at(0));
+  void matmul(const WeightMatrix& w, const float* x, std::size_t n, float* out) {
+    LayerMatMul<kDot, 1>(s_.pool, s_.activations, {&w}, x, n, {out});
   }
-
-  // ops/matmul-inl.h: layers that share their input x [n, cols], in one parallel loop.
-  template <std::size_t kCount>
-  void matmul(const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
-              const std::array<float*, kCount>& outs) {
-    ParallelMatMul<kDot, kCount>(s_.pool, ws, x, n, outs, s_.activations);
-  }
-  void matmul(const WeightMatrix& w, const float* x, std::size_t n, float* out) { matmul<1>({&w}, x, n, {out}); }
-
-  // RMSNorm of `rows` rows of `width` floats, in place.
-  void norm_rows(float* x, std::size_t rows, std::size_t width, const TensorView& w) {
-    for_rows(s_.pool, rows, width, [&](std::size_t first, std::size_t end) {
-      RMSNormRows(x + first * width, end - first, width, w, kC.rms_norm_eps);
-    });
-  }
-
-  template <int D>
-  void apply_rope(float* heads, int n, int num_heads, const typename State::RopeTables& rope) {
-    for (int t = 0; t < n; ++t) {
-      for (int h = 0; h < num_heads; ++h) {
-        Rope(heads + (static_cast<std::size_t>(t) * num_heads + h) * D, rope.cos.data() + t * D / 2,
-                  rope.sin.data() + t * D / 2, D / 2);
-      }
-    }
-  }
+  void norm_rows(float* x, std::size_t rows, std::size_t width, const TensorView& w) { NormRows(s_.pool, x, rows, width, w, kC.rms_norm_eps); }
 
   // attn[t, h] = softmax(q[t, h] . K) V over the positions query t may see in the cache
   // of its sequence.

@@ -11,6 +11,7 @@
 // keeps max_context positions; a KV-shared layer keeps nothing and reads its donor's cache.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -47,6 +48,35 @@ inline std::vector<float> rope_frequencies(const Rope& rope, int head_dim) {
     f[i] = 1.0f / std::pow(static_cast<float>(rope.rope_theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
   }
   return f;
+}
+
+// The rotations of one attention type at the positions of the rows of a pass (a draft
+// step has one row).
+struct RopeTable {
+  RopeTable(const Rope& rope, int head_dim, int rows) : frequencies(rope_frequencies(rope, head_dim)) {
+    cos.resize(static_cast<std::size_t>(rows) * frequencies.size());
+    sin.resize(cos.size());
+  }
+  // Row `row` at `position`.
+  void set_row(std::size_t row, int position) {
+    const std::size_t half = frequencies.size();
+    for (std::size_t i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(position) * frequencies[i];
+      cos[row * half + i] = std::cos(angle);
+      sin[row * half + i] = std::sin(angle);
+    }
+  }
+  std::size_t bytes() const { return (frequencies.size() + cos.size() + sin.size()) * sizeof(float); }
+
+  std::vector<float> frequencies;  // [head_dim / 2]
+  std::vector<float> cos, sin;     // [rows, head_dim / 2]
+};
+
+// Both attention types' tables of config c for `rows` rows, by AttentionType.
+inline std::array<RopeTable, 2> rope_tables(const ModelConfig& c, int rows) {
+  const auto& r = c.rope_parameters.value;
+  return {RopeTable(r.sliding_attention, head_dim(c, AttentionType::kSliding), rows),
+          RopeTable(r.full_attention, head_dim(c, AttentionType::kFull), rows)};
 }
 
 // One sequence's memory: the KV caches and the tokens they hold. A session owns one; a
@@ -117,13 +147,8 @@ struct PassState {
                 "gemma4: the attention kernel needs head dims that are multiples of 32");
   static_assert(kC.vocab_size_per_layer_input >= kC.vocab_size, "gemma4: every token id must have a PLE row");
 
-  struct RopeTables {
-    std::vector<float> frequencies;  // [head_dim / 2]
-    std::vector<float> cos, sin;     // [rows, head_dim / 2] for the rows' positions
-  };
-
   PassState(const ModelWeights<V>& weights, const PageResidency& residency, int rows, int max_context, ThreadPool& pool)
-      : weights(weights), row_release(residency), pool(pool), rows(rows) {
+      : weights(weights), row_release(residency), pool(pool), rows(rows), rope(rope_tables(kC, rows)) {
     const std::size_t n = static_cast<std::size_t>(rows);
     x.resize(n * kHidden);
     normed.resize(n * kHidden);
@@ -141,29 +166,20 @@ struct PassState {
     scores_per_thread = kGroupHeads * std::min<std::size_t>(kQueryBlock, n) * attention_score_span(0, max_context - 1);
     scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
     activations.reserve(n, std::max<std::size_t>({kHidden, std::size_t{kHeads} * kMaxHeadDim, kMaxFfn, kPle}));
-    for (AttentionType type : {AttentionType::kSliding, AttentionType::kFull}) {
-      const int d = head_dim(kC, type);
-      const Rope& r = type == AttentionType::kFull ? kC.rope_parameters.value.full_attention : kC.rope_parameters.value.sliding_attention;
-      RopeTables& tables = rope[static_cast<int>(type)];
-      tables.frequencies = rope_frequencies(r, d);
-      tables.cos.resize(n * d / 2);
-      tables.sin.resize(n * d / 2);
-    }
   }
 
   // Memory of the scratch, sized when it was made.
   std::size_t bytes() const {
     std::size_t floats = x.size() + normed.size() + q.size() + k.size() + v.size() + attn.size() + gate.size() + up.size() + ple.size() +
                          ple_gate.size() + ple_row.size() + scores.size();
-    for (const RopeTables& r : rope) floats += r.frequencies.size() + r.cos.size() + r.sin.size();
-    return floats * sizeof(float) + activations.bytes();
+    return floats * sizeof(float) + rope[0].bytes() + rope[1].bytes() + activations.bytes();
   }
 
   const ModelWeights<V>& weights;
   RowRelease row_release;
   ThreadPool& pool;
   int rows;                      // the most rows a pass may run
-  RopeTables rope[2];            // by AttentionType
+  std::array<RopeTable, 2> rope;  // by AttentionType
   std::vector<float> x;          // [rows, hidden] residual stream
   std::vector<float> normed;     // [rows, hidden]
   std::vector<float> q;          // [rows, heads, head_dim]

@@ -169,11 +169,13 @@ class Assistant {
   }
 
   // The matrices a draft step multiplies by, in the order a packed assistant stores them,
-  // with their shapes in `format` (full names; the head's table in int8).
-  std::vector<std::pair<MatrixView*, PackedMatrixShape>> matrices_to_pack(WeightFormat format) {
-    std::vector<std::pair<MatrixView*, PackedMatrixShape>> planned;
+  // with their shapes in `format` (full names; the head's table in int8): the plan a
+  // target's plan_packed (weights/packed_model.hpp) makes for its own matrices.
+  std::vector<PlannedMatrix<MatrixView>> plan_packed(WeightFormat format) {
+    std::vector<PlannedMatrix<MatrixView>> planned;
     const auto add = [&](MatrixView& slot, std::string name, WeightFormat f) {
-      planned.push_back({&slot, {std::move(name), f, static_cast<std::size_t>(slot.shape[0]), static_cast<std::size_t>(slot.shape[1])}});
+      planned.push_back({{std::move(name), f, static_cast<std::size_t>(slot.shape[0]), static_cast<std::size_t>(slot.shape[1])}, &slot,
+                         /*read_by_rows=*/false});
     };
     for_each_slot<A>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts&) {
       using S = std::remove_cvref_t<decltype(slot)>;
@@ -231,40 +233,24 @@ class Assistant {
 
   // Every matrix, the head's table included, used in place from the mapping.
   void view_packed() {
-    const auto planned = matrices_to_pack(report_.format);
+    const auto planned = plan_packed(report_.format);
     std::vector<PackedMatrixShape> shapes;
-    for (const auto& [slot, shape] : planned) shapes.push_back(shape);
+    for (const auto& m : planned) shapes.push_back(m.shape);
     packed_.view(checkpoint_, shapes, "");
-    attach(planned, /*check_scales=*/true);
+    attach_packed(planned, packed_, report_, checkpoint_.files().front().path().string(), "");
     if (const TensorInfo* t = checkpoint_.find(std::string(kOrderedTableName))) report_.weight_bytes += t->bytes.size();
   }
 
   // Every matrix a draft step multiplies by, packed in report_.format; the ordered copy is
   // freed once packed.
   void quantize(ThreadPool& pool) {
-    const auto planned = matrices_to_pack(report_.format);
+    const auto planned = plan_packed(report_.format);
     std::vector<PackedMatrices::Source> sources;
-    for (const auto& [slot, shape] : planned) sources.push_back({shape, *slot, slot != &ordered_embeddings && !copies_.is_copy(*slot)});
+    for (const auto& m : planned) sources.push_back({m.shape, *m.slot, m.slot != &ordered_embeddings && !copies_.is_copy(*m.slot)});
     packed_.convert(sources, pool);
-    attach(planned, /*check_scales=*/false);
+    attach_packed(planned, packed_, report_, checkpoint_.files().front().path().string(), "");
     ordered_embeddings.data = nullptr;
     ordered_bytes_ = {};
-  }
-
-  // Matmuls read the packed matrices, in the order of `planned`, from now on. A packed
-  // file's scales are checked: a corrupt one would make every draft NaN.
-  void attach(const std::vector<std::pair<MatrixView*, PackedMatrixShape>>& planned, bool check_scales) {
-    for (std::size_t i = 0; i < planned.size(); ++i) {
-      const QuantizedMatrix* matrix = packed_.matrices()[i].second.get();
-      if (check_scales) {
-        if (const auto row = matrix->first_invalid_scale()) {
-          fail(ErrorKind::kBadFile, "{}: {}: row {} has an invalid scale (corrupt file)", checkpoint_.files().front().path().string(),
-               planned[i].second.name, *row);
-        }
-      }
-      planned[i].first->linear = matrix;
-      report_.quantized_bytes += matrix->bytes();
-    }
   }
 
   Checkpoint checkpoint_;

@@ -175,9 +175,9 @@ ConvertReport convert_assistant(const std::filesystem::path& source, const std::
   detail::prepare_packed_dir(source, out, report);
   std::vector<PackedMatrices::Source> matrices;
   std::vector<std::string> names;
-  for (const auto& [slot, shape] : assistant.matrices_to_pack(options.format)) {
-    matrices.push_back({shape, *slot, false});  // 12 M weights besides the copied table: no pages dropped as it goes
-    names.push_back(slot == &assistant.ordered_embeddings ? std::string(kTextOnlyPrefix) + "embed_tokens.weight" : shape.name);
+  for (const auto& m : assistant.plan_packed(options.format)) {
+    matrices.push_back({m.shape, *m.slot, false});  // 12 M weights besides the copied table: no pages dropped as it goes
+    names.push_back(m.slot == &assistant.ordered_embeddings ? std::string(kTextOnlyPrefix) + "embed_tokens.weight" : m.shape.name);
   }
   std::vector<PlainTensor> plain;
   for_each_slot<A>(assistant.global, assistant.layers, [&](const auto& slot, const std::string& name, const LayerFacts& facts) {

@@ -72,7 +72,7 @@ class Weights : public ModelWeights<V> {
       for (const Planned& m : planned) sources.push_back({m.shape, *m.slot, !copies_.is_copy(*m.slot)});
       packed_.convert(sources, pool_or_default(options.pool));
     }
-    attach_packed(planned);
+    use_packed(planned);
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
       const QuantizedMatrix* quantized = matrix != nullptr ? packed_matrix(matrix->linear) : nullptr;
       report_.bytes_per_token += quantized != nullptr ? quantized->bytes() : view.bytes().size();
@@ -143,25 +143,13 @@ class Weights : public ModelWeights<V> {
     });
   }
 
-  // Matmuls (and a packed model's lookups) read the packed matrices, made or viewed in
-  // the order of `planned`, from now on. The dense elements of a converted matrix whose
-  // source stays mapped are only looked up by rows (the embedding) from now on. Scales
-  // are checked where they are read at load anyway: a matrix read by rows is checked
-  // row by row as it is used (check_looked_up_rows).
-  void attach_packed(const std::vector<Planned>& planned) {
-    for (std::size_t i = 0; i < planned.size(); ++i) {
-      const QuantizedMatrix* matrix = packed_.matrices()[i].second.get();
-      MatrixView& slot = *planned[i].slot;
-      if (matrix->format() != report_.format) report_.kept_int8.push_back(planned[i].shape.name);
-      if (!planned[i].read_by_rows) {
-        report_.quantized_bytes += matrix->bytes();
-        if (const auto row = report_.packed_model ? matrix->first_invalid_scale() : std::nullopt) {
-          fail(ErrorKind::kBadFile, "{}: {}{}: row {} has an invalid scale (corrupt file)", checkpoint_.files().front().path().string(),
-               report_.prefix, planned[i].shape.name, *row);
-        }
-      }
-      slot.linear = matrix;
-      if (slot.data != nullptr && !copies_.is_copy(slot)) residency_.read_by_rows(slot.bytes());
+  // Matmuls (and a packed model's lookups) read the packed matrices from now on. The
+  // dense elements of a converted matrix whose source stays mapped are only looked up by
+  // rows (the embedding) from now on.
+  void use_packed(const std::vector<Planned>& planned) {
+    attach_packed(planned, packed_, report_, checkpoint_.files().front().path().string(), report_.prefix);
+    for (const Planned& m : planned) {
+      if (m.slot->data != nullptr && !copies_.is_copy(*m.slot)) residency_.read_by_rows(m.slot->bytes());
     }
   }
 

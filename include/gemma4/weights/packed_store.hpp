@@ -19,6 +19,7 @@
 #include "gemma4/quant/quantized_matrix.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
 #include "gemma4/weights/checkpoint.hpp"
+#include "gemma4/weights/load_options.hpp"
 #include "gemma4/weights/packed_model.hpp"
 
 namespace gemma4 {
@@ -111,5 +112,26 @@ class PackedMatrices {
   std::unique_ptr<std::byte[], detail::FreeDeleter> arena_;  // converted matrices' bytes, or null: in place
   std::vector<std::pair<std::string, std::unique_ptr<QuantizedMatrix>>> matrices_;
 };
+
+// Points each planned slot's matmul form at its packed matrix, made or viewed in the
+// order of `planned`, for a target model and an assistant alike, and counts them in
+// `report`. A packed file's scales are checked here, where they are read at load anyway,
+// except a table read by rows, whose rows are checked as they are used: a corrupt scale
+// would turn logits into NaN. Errors name `file` and the tensor (`prefix` + its name).
+inline void attach_packed(const std::vector<PlannedMatrix<MatrixView>>& planned, const PackedMatrices& packed, LoadReport& report,
+                          const std::string& file, std::string_view prefix) {
+  for (std::size_t i = 0; i < planned.size(); ++i) {
+    const QuantizedMatrix* matrix = packed.matrices()[i].second.get();
+    const PlannedMatrix<MatrixView>& m = planned[i];
+    if (matrix->format() != report.format) report.kept_int8.push_back(m.shape.name);
+    if (!m.read_by_rows) {
+      report.quantized_bytes += matrix->bytes();
+      if (const auto row = report.packed_model ? matrix->first_invalid_scale() : std::nullopt) {
+        fail(ErrorKind::kBadFile, "{}: {}{}: row {} has an invalid scale (corrupt file)", file, prefix, m.shape.name, *row);
+      }
+    }
+    m.slot->linear = matrix;
+  }
+}
 
 }  // namespace gemma4
