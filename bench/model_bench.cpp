@@ -253,7 +253,7 @@ std::vector<const QuantizedMatrix*> quantized_matrices(const Weights<V>& w) {
   std::vector<const QuantizedMatrix*> all;
   const auto add = [&](const auto& slot) {
     if constexpr (std::is_base_of_v<MatrixView, std::remove_cvref_t<decltype(slot)>>) {
-      if (const QuantizedMatrix* packed = packed_matrix(slot.linear)) all.push_back(packed);
+      if (const QuantizedMatrix* packed = quantized_matrix(slot.linear)) all.push_back(packed);
     }
   };
   add(w.global.per_layer_model_projection);

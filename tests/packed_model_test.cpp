@@ -49,7 +49,7 @@ std::vector<std::span<const std::byte>> packed_matrices(const Weights<V>& w) {
   std::vector<std::span<const std::byte>> all;
   for_each_slot<V>(w.global, w.layers, [&](const auto& slot, const std::string&, const LayerFacts&) {
     using S = std::remove_cvref_t<decltype(slot)>;
-    if constexpr (std::is_base_of_v<MatrixView, S> && S::residency == Residency::kInMemory) all.push_back(packed_matrix(slot.linear)->packed());
+    if constexpr (std::is_base_of_v<MatrixView, S> && S::residency == Residency::kInMemory) all.push_back(quantized_matrix(slot.linear)->packed());
   });
   return all;
 }
@@ -77,9 +77,9 @@ TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, 
   CHECK(Weights<TestType>(out.path(), {.format = format}).report().packed_model);
   // A lookup reads the packed rows: the embedding's are the LM head's.
   REQUIRE(packed.global.embed_tokens.data == nullptr);
-  const QuantizedMatrix& head = *packed_matrix(packed.global.embed_tokens.linear);
+  const QuantizedMatrix& head = *quantized_matrix(packed.global.embed_tokens.linear);
   // The PLE table: a row per token and layer.
-  const QuantizedMatrix& ple = *packed_matrix(packed.global.embed_tokens_per_layer.linear);
+  const QuantizedMatrix& ple = *quantized_matrix(packed.global.embed_tokens_per_layer.linear);
   CHECK(ple.rows() == std::size_t{TestType::config.vocab_size_per_layer_input} * kNumLayers<TestType>);
   CHECK(ple.cols() == std::size_t{TestType::config.hidden_size_per_layer_input});
   CHECK(ple.format() == format);
@@ -120,7 +120,7 @@ TEST_CASE("an f16 checkpoint converts too: its PLE table, left as stored, is wid
   convert_checkpoint<TinyE2B>(source.path(), out.path(), {.format = WeightFormat::kInt8});
   const Weights<TinyE2B> packed(out.path()), stored(source.path());
   REQUIRE(stored.global.embed_tokens_per_layer.dtype == DType::kF16);
-  const QuantizedMatrix& table = *packed_matrix(packed.global.embed_tokens_per_layer.linear);
+  const QuantizedMatrix& table = *quantized_matrix(packed.global.embed_tokens_per_layer.linear);
   const std::size_t width = table.cols(), rows = table.rows();
   std::vector<float> row(width);
   for (const std::size_t r : {std::size_t{0}, std::size_t{7 * 35 + 3}, rows - 1}) {

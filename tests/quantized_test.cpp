@@ -161,21 +161,21 @@ TEST_CASE("loading reports what was converted", "[quantized]") {
   const Weights<TinyE2B> int8(dir.path(), {.format = WeightFormat::kInt8});
   const Weights<TinyE2B> int4(dir.path(), {.format = WeightFormat::kInt4});
   CHECK(bf16.report().quantized_bytes == 0);
-  CHECK(packed_matrix(bf16.global.embed_tokens.linear) == nullptr);
-  REQUIRE(packed_matrix(int8.global.embed_tokens.linear) != nullptr);  // the tied LM head
-  CHECK(packed_matrix(int8.global.embed_tokens.linear)->format() == WeightFormat::kInt8);
+  CHECK(quantized_matrix(bf16.global.embed_tokens.linear) == nullptr);
+  REQUIRE(quantized_matrix(int8.global.embed_tokens.linear) != nullptr);  // the tied LM head
+  CHECK(quantized_matrix(int8.global.embed_tokens.linear)->format() == WeightFormat::kInt8);
   STATIC_REQUIRE_FALSE(std::is_base_of_v<MatrixView, decltype(int8.layers[0].input_layernorm)>);  // vectors stay as stored
   CHECK(int8.report().bytes_per_token < bf16.report().bytes_per_token * 0.55);
   CHECK(int4.report().bytes_per_token < int8.report().bytes_per_token * 0.65);
   CHECK(int4.report().kept_int8.empty());
-  CHECK(packed_matrix(int4.layers[0].gate_proj.linear)->format() == WeightFormat::kInt4);
+  CHECK(quantized_matrix(int4.layers[0].gate_proj.linear)->format() == WeightFormat::kInt4);
 
   TempDir narrow;
   write_synthetic_checkpoint(NarrowPle::config, narrow.path(), {.seed = 1});
   const Weights<NarrowPle> narrow_int4(narrow.path(), {.format = WeightFormat::kInt4});
   REQUIRE(narrow_int4.report().kept_int8.size() == kNumLayers<NarrowPle>);
   CHECK(narrow_int4.report().kept_int8[0] == "layers.0.per_layer_projection.weight");
-  CHECK(packed_matrix(narrow_int4.layers[0].per_layer_projection.linear)->format() == WeightFormat::kInt8);
+  CHECK(quantized_matrix(narrow_int4.layers[0].per_layer_projection.linear)->format() == WeightFormat::kInt8);
 }
 
 // The quality guard. Random synthetic models have flat output distributions: their

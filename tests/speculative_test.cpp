@@ -204,10 +204,10 @@ TEMPLATE_TEST_CASE("an int8/int4 assistant drafts what the bf16 one does, within
     INFO(weight_format_name(format));
     const Assistant<TestType> packed(p.assistant_dir.path(), {.format = format});
     CHECK(packed.report().format == format);
-    REQUIRE(packed_matrix(packed.layers[3].down_proj.linear) != nullptr);
-    CHECK(packed_matrix(packed.layers[3].down_proj.linear)->format() == format);
-    CHECK(packed_matrix(packed.pre_projection.linear)->format() == format);
-    CHECK(packed_matrix(packed.ordered_embeddings.linear)->format() == WeightFormat::kInt8);
+    REQUIRE(quantized_matrix(packed.layers[3].down_proj.linear) != nullptr);
+    CHECK(quantized_matrix(packed.layers[3].down_proj.linear)->format() == format);
+    CHECK(quantized_matrix(packed.pre_projection.linear)->format() == format);
+    CHECK(quantized_matrix(packed.ordered_embeddings.linear)->format() == WeightFormat::kInt8);
     Session<Target> session(p.target, {.max_context = 64});
     Drafter<TestType> exact(p.assistant, session), rounded(packed, session);
     std::vector<float> logits(1024), hidden(Target::config.hidden_size);

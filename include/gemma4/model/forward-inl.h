@@ -41,9 +41,9 @@ namespace HWY_NAMESPACE {
 // packed model the rows of its packed matrix that make up the token's row.
 inline void LookupRow(const MatrixView& table, int token, std::size_t width, float scale, float* out) {
   if (table.data != nullptr) return ScaledRow(table, static_cast<std::size_t>(token) * width, width, scale, out);
-  const QuantizedMatrix& packed = *packed_matrix(table.linear);
-  const std::size_t rows = width / packed.cols();
-  packed.dequantize_rows(static_cast<std::size_t>(token) * rows, rows, out);
+  const QuantizedMatrix& quantized = *quantized_matrix(table.linear);
+  const std::size_t rows = width / quantized.cols();
+  quantized.dequantize_rows(static_cast<std::size_t>(token) * rows, rows, out);
   Scale(out, width, scale);
 }
 

@@ -47,7 +47,7 @@ HWY_BEFORE_NAMESPACE();
 namespace gemma4 {
 namespace HWY_NAMESPACE {
 
-// x [n, cols] quantized into `activations` (scratch reserved for n x cols) for packed
+// x [n, cols] quantized into `activations` (scratch reserved for n x cols) for int8/int4
 // matmuls, the rows split between the threads.
 inline void QuantizeInput(ThreadPool& pool, const float* x, std::size_t n, std::size_t cols, QuantizedActivations& activations) {
   if (activations.q.size() < n * cols || activations.scale.size() < n) {
@@ -59,40 +59,40 @@ inline void QuantizeInput(ThreadPool& pool, const float* x, std::size_t n, std::
 }
 
 // Rows [first_row, end_row) of out [n, rows of w] = x [n, cols] times w: from x for
-// dense weights, from x as QuantizeInput left it in `activations` for packed ones,
+// dense weights, from x as QuantizeInput left it in `activations` for int8/int4 ones,
 // whose row range must be whole row blocks, multiplied with dot product kDot.
 template <IntDot kDot>
 HWY_INLINE void MatMulRows(const WeightMatrix& w, std::size_t first_row, std::size_t end_row, const float* x, std::size_t n,
                            const QuantizedActivations& activations, float* out) {
-  if (const QuantizedMatrix* packed = packed_matrix(w)) {
-    return QuantizedMatMul<kDot>(*packed, activations, first_row / kRowBlock, end_row / kRowBlock, out);
+  if (const QuantizedMatrix* quantized = quantized_matrix(w)) {
+    return QuantizedMatMul<kDot>(*quantized, activations, first_row / kRowBlock, end_row / kRowBlock, out);
   }
   MatMul(std::get<TensorView>(w), first_row, end_row, x, n, out);
 }
 
 // outs[i] [n, rows of ws[i]] = x [n, cols] times ws[i] for layers with the same cols.
 // activations: scratch for the quantized input, reserved for n tokens of cols columns.
-// Dense and packed layers may be mixed; a packed one sets the pass width of the split.
+// Dense and int8/int4 layers may be mixed; an int8/int4 one sets the pass width of the split.
 template <IntDot kDot, std::size_t kCount>
 void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
                     const std::array<float*, kCount>& outs, QuantizedActivations& activations) {
   const std::size_t cols = matrix_cols(*ws[0]);
   std::array<std::size_t, kCount + 1> stack{};  // stack[i]: the first unit (row block, or row if dense) of ws[i]
   std::array<std::size_t, kCount> unit_rows{};
-  const QuantizedMatrix* first_packed = nullptr;
+  const QuantizedMatrix* first_quantized = nullptr;
   for (std::size_t i = 0; i < kCount; ++i) {
     if (matrix_cols(*ws[i]) != cols) {
       fail(ErrorKind::kInvalidArgument, "matmul: layers sharing an input have {} and {} columns", cols, matrix_cols(*ws[i]));
     }
-    const QuantizedMatrix* packed = packed_matrix(*ws[i]);
-    if (first_packed == nullptr) first_packed = packed;
-    unit_rows[i] = packed != nullptr ? kRowBlock : 1;
+    const QuantizedMatrix* quantized = quantized_matrix(*ws[i]);
+    if (first_quantized == nullptr) first_quantized = quantized;
+    unit_rows[i] = quantized != nullptr ? kRowBlock : 1;
     stack[i + 1] = stack[i] + matrix_rows(*ws[i]) / unit_rows[i];
   }
-  if (first_packed != nullptr) QuantizeInput(pool, x, n, cols, activations);
+  if (first_quantized != nullptr) QuantizeInput(pool, x, n, cols, activations);
   const std::size_t units = stack[kCount];
-  const bool too_small = units * (first_packed != nullptr ? kRowBlock : 1) * cols * n < kParallelMatMulMacs;
-  const std::size_t grain = too_small ? units : first_packed != nullptr ? quantized_pass_blocks(first_packed->format(), n) : 1;
+  const bool too_small = units * (first_quantized != nullptr ? kRowBlock : 1) * cols * n < kParallelMatMulMacs;
+  const std::size_t grain = too_small ? units : first_quantized != nullptr ? quantized_pass_blocks(first_quantized->format(), n) : 1;
   pool.parallel_for(units, [&](int, std::size_t begin, std::size_t end) {
     for (std::size_t i = 0; i < kCount; ++i) {
       const std::size_t first = std::max(begin, stack[i]), last = std::min(end, stack[i + 1]);

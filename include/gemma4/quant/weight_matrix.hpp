@@ -14,19 +14,19 @@ namespace gemma4 {
 using WeightMatrix = std::variant<TensorView, const QuantizedMatrix*>;
 
 inline std::size_t matrix_rows(const WeightMatrix& m) {
-  if (const auto* packed = std::get_if<const QuantizedMatrix*>(&m)) return (*packed)->rows();
+  if (const auto* quantized = std::get_if<const QuantizedMatrix*>(&m)) return (*quantized)->rows();
   return static_cast<std::size_t>(std::get<TensorView>(m).shape[0]);
 }
 
 inline std::size_t matrix_cols(const WeightMatrix& m) {
-  if (const auto* packed = std::get_if<const QuantizedMatrix*>(&m)) return (*packed)->cols();
+  if (const auto* quantized = std::get_if<const QuantizedMatrix*>(&m)) return (*quantized)->cols();
   return static_cast<std::size_t>(std::get<TensorView>(m).shape[1]);
 }
 
-// The packed matrix, or null for dense elements.
-inline const QuantizedMatrix* packed_matrix(const WeightMatrix& m) {
-  const auto* packed = std::get_if<const QuantizedMatrix*>(&m);
-  return packed != nullptr ? *packed : nullptr;
+// The int8/int4 matrix, or null for dense elements.
+inline const QuantizedMatrix* quantized_matrix(const WeightMatrix& m) {
+  const auto* quantized = std::get_if<const QuantizedMatrix*>(&m);
+  return quantized != nullptr ? *quantized : nullptr;
 }
 
 }  // namespace gemma4

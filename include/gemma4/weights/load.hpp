@@ -74,7 +74,7 @@ class Weights : public ModelWeights<V> {
     }
     use_packed(planned);
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
-      const QuantizedMatrix* quantized = matrix != nullptr ? packed_matrix(matrix->linear) : nullptr;
+      const QuantizedMatrix* quantized = matrix != nullptr ? quantized_matrix(matrix->linear) : nullptr;
       report_.bytes_per_token += quantized != nullptr ? quantized->bytes() : view.bytes().size();
     });
     if (options.prefault) PageResidency::fault_in(matmul_ranges(), options.on_progress);
@@ -101,7 +101,7 @@ class Weights : public ModelWeights<V> {
   // read by rows (the PLE table) has an invalid scale. Such rows are checked when first
   // needed: checking them all at load would read the whole table.
   void check_looked_up_rows(std::span<const int> tokens) const {
-    const QuantizedMatrix* table = packed_matrix(global.embed_tokens_per_layer.linear);
+    const QuantizedMatrix* table = quantized_matrix(global.embed_tokens_per_layer.linear);
     if (!report_.packed_model || table == nullptr) return;
     const std::size_t rows_per_token = table->rows() / static_cast<std::size_t>(V::config.vocab_size_per_layer_input);
     for (const int token : tokens) {
@@ -158,7 +158,7 @@ class Weights : public ModelWeights<V> {
   std::vector<std::span<const std::byte>> matmul_ranges() {
     std::vector<std::span<const std::byte>> ranges;
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
-      const QuantizedMatrix* quantized = matrix != nullptr ? packed_matrix(matrix->linear) : nullptr;
+      const QuantizedMatrix* quantized = matrix != nullptr ? quantized_matrix(matrix->linear) : nullptr;
       if (quantized == nullptr) {
         ranges.push_back(view.bytes());
       } else if (packed_.in_place()) {
