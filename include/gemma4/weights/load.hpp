@@ -60,7 +60,7 @@ class Weights : public ModelWeights<V> {
     report_.format = packed ? packed->format : options.format.value_or(WeightFormat::kBF16);
     bind_checkpoint<V>(checkpoint_, global, layers, copies_, residency_, report_, packed.has_value());
     this->embedding_scale = gemma4::embedding_scale(V::config.hidden_size,
-                                               packed ? packed->embedding_dtype : *checkpoint_.find(report_.prefix + "embed_tokens.weight")->dtype);
+                                                    packed ? packed->embedding_dtype : *checkpoint_.find(report_.prefix + "embed_tokens.weight")->dtype);
     const std::vector<Planned> planned =
         report_.format != WeightFormat::kBF16 ? plan_packed<V>(global, layers, report_.format, packed.has_value()) : std::vector<Planned>{};
     std::vector<PackedMatrixShape> shapes;
