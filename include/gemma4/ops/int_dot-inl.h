@@ -116,8 +116,11 @@ HWY_INLINE IntDot ChosenIntDot() {
 // that dot; only the dots this target can run are instantiated.
 template <class F>
 HWY_INLINE decltype(auto) WithChosenIntDot(F&& f) {
+#if HWY_TARGET == HWY_AVX3_DL || (HWY_TARGET == HWY_AVX3 && defined(__AVX512VNNI__))
+  return f.template operator()<IntDot::kVnni>();  // the target's flags promise it
+#else
   switch (ChosenIntDot()) {
-#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3
+#if HWY_TARGET == HWY_AVX3
     case IntDot::kVnni: return f.template operator()<IntDot::kVnni>();
 #endif
 #if GEMMA4_ARM_DOT
@@ -126,6 +129,7 @@ HWY_INLINE decltype(auto) WithChosenIntDot(F&& f) {
 #endif
     default: return f.template operator()<kInt16Target ? IntDot::kInt16 : IntDot::kPortable>();
   }
+#endif
 }
 
 inline const char* IntDotName(IntDot dot) {
