@@ -24,12 +24,14 @@
 #include "gemma4/ops/quantized_tiles-inl.h"
 #include "hwy/highway.h"
 
+// Only NEON on aarch64 has them: other targets compile nothing here (an empty
+// HWY_BEFORE_NAMESPACE region is a clang warning).
+#if GEMMA4_ARM_DOT
 HWY_BEFORE_NAMESPACE();
 namespace gemma4 {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-#if GEMMA4_ARM_DOT
 // USMMLA multiplies 2 rows x 8 columns of unsigned weights by 2 tokens x 8 columns of
 // signed activations into a 2 x 2 block of sums: twice USDOT's products per instruction.
 // Two vectors of 4 rows' quads interleave into 2 rows x 8 columns; the sums unzip back
@@ -147,10 +149,9 @@ HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
     StoreInt4Sums(w, block, lane, a, token, sum, out);
   }
 }
-#endif  // GEMMA4_ARM_DOT
-
 }  // namespace HWY_NAMESPACE
 }  // namespace gemma4
 HWY_AFTER_NAMESPACE();
+#endif  // GEMMA4_ARM_DOT
 
 #endif  // toggle
