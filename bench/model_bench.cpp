@@ -1,6 +1,6 @@
 // Speed and memory of the forward pass on full-size synthetic checkpoints, against the
 // machine's limits measured in the same run (bench/machine_limits.hpp):
-//   gemma4_bench_model [--variants e2b,e4b] [--formats bf16,int8,int4] [--runs N]
+//   gemma4_bench_model [--variants e2b,e4b] [--formats bf16,int8,int4,int4-head4] [--runs N]
 //                      [--threads N] [--decode-steps N] DIR
 // Checkpoints are synthesized into DIR/<variant> when missing. For each variant and
 // weight format it prints load time (int8/int4: converting, and loading the packed model
@@ -262,9 +262,19 @@ std::vector<const QuantizedMatrix*> quantized_matrices(const Weights<V>& w) {
   return all;
 }
 
+// A --formats entry: the weights' format, and an int4 model's LM head ("int4-head4": int4).
+struct BenchFormat {
+  std::string name;
+  WeightFormat weights;
+  std::optional<WeightFormat> head;
+
+  LoadOptions load(ThreadPool* pool = nullptr) const { return {.format = weights, .head_format = head, .pool = pool}; }
+};
+
 template <Variant V>
-Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, int decode_steps, ThreadPool& pool) {
-  Row row{std::string(V::name), std::string(weight_format_name(format))};
+Row run_format(const std::filesystem::path& dir, const BenchFormat& bench_format, int runs, int decode_steps, ThreadPool& pool) {
+  const WeightFormat format = bench_format.weights;
+  Row row{std::string(V::name), bench_format.name};
   // Peak RSS while prefilling and decoding; the limit measurements between the phases
   // allocate buffers of their own, which must not count.
   const auto running = [&](auto&& phase) {
@@ -274,7 +284,7 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   };
   std::vector<double> loads;
   for (int run = 0; run < runs; ++run) {
-    loads.push_back(seconds_of([&] { const Weights<V> w(dir, {.format = format, .pool = &pool}); }));
+    loads.push_back(seconds_of([&] { const Weights<V> w(dir, bench_format.load(&pool)); }));
   }
   row.load_s = median(loads);
   // int8/int4: the packed model next to the checkpoint (DIR/e2b-int8), written, loaded,
@@ -282,7 +292,7 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
   const auto packed_dir = dir.parent_path() / fmt::format("{}-{}", dir.filename().string(), row.format);
   if (format != WeightFormat::kBF16) {
     std::filesystem::remove_all(packed_dir);
-    const double convert_s = seconds_of([&] { convert_checkpoint<V>(dir, packed_dir, {.format = format, .pool = &pool}); });
+    const double convert_s = seconds_of([&] { convert_checkpoint<V>(dir, packed_dir, {.format = format, .head_format = bench_format.head, .pool = &pool}); });
     std::vector<double> packed_loads;
     for (int run = 0; run < runs; ++run) packed_loads.push_back(seconds_of([&] { const Weights<V> w(packed_dir); }));
     row.load_packed_s = median(packed_loads);
@@ -291,7 +301,7 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
                V::name, row.format, row.load_s, row.load_packed_s, std::filesystem::file_size(packed_dir / "model.safetensors") / 1e9,
                convert_s);
   }
-  const Weights<V> weights(dir, {.format = format, .pool = &pool});
+  const Weights<V> weights(dir, bench_format.load(&pool));
   row.bytes_per_token = static_cast<double>(weights.report().bytes_per_token);
   row.macs_per_token = macs_per_prompt_token(weights);
   // Room past the deepest decode steps for the speculative costs' passes of up to 5 tokens
@@ -382,18 +392,20 @@ Row run_format(const std::filesystem::path& dir, WeightFormat format, int runs, 
     // The packed model (4 KiB pages of the page cache, not the arena's huge pages; its
     // tables looked up packed): decode steps at depth 0, alternating with the converted
     // weights' so that both see the same bandwidth.
+    // At least 30 pairs: a few steps' median moves by several percent on a noisy host.
+    const int alternating = std::max(decode_steps, 30);
     const Weights<V> packed(packed_dir);
-    Session<V> from_packed(packed, {.max_context = decode_steps + 1, .pool = &pool});
-    Session<V> converted(weights, {.max_context = decode_steps + 1, .pool = &pool});
+    Session<V> from_packed(packed, {.max_context = alternating + 1, .pool = &pool});
+    Session<V> converted(weights, {.max_context = alternating + 1, .pool = &pool});
     std::vector<double> packed_steps, converted_steps;
-    for (int s = 0; s < decode_steps; ++s) {
+    for (int s = 0; s < alternating; ++s) {
       const auto next = all.subspan(static_cast<std::size_t>(s), 1);
       packed_steps.push_back(seconds_of([&] { from_packed.forward(next, Logits::kLast, logits); }));
       converted_steps.push_back(seconds_of([&] { converted.forward(next, Logits::kLast, logits); }));
     }
     row.decode_packed = 1.0 / median(packed_steps);
-    fmt::print("  {} {}: decode at depth 0 in alternating steps: {:.2f} tok/s from the packed model, {:.2f} converting at load\n",
-               V::name, row.format, row.decode_packed, 1.0 / median(converted_steps));
+    fmt::print("  {} {}: decode at depth 0 in alternating steps: {:.2f} tok/s from the packed model, {:.2f} converting at load: {:.3f}x\n",
+               V::name, row.format, row.decode_packed, 1.0 / median(converted_steps), median(converted_steps) / median(packed_steps));
     std::filesystem::remove_all(packed_dir);
   }
   return row;
@@ -412,8 +424,8 @@ ToyPair load_toy_pair(const std::filesystem::path& data, const std::filesystem::
 }
 
 // The toy target's logits over the held-out text in a format (unset: its bf16 as stored).
-std::vector<float> toy_logits(const ToyPair& toy, std::optional<WeightFormat> format) {
-  const Weights<TinyE2B> w(toy.target, {.format = format});
+std::vector<float> toy_logits(const ToyPair& toy, const LoadOptions& format) {
+  const Weights<TinyE2B> w(toy.target, format);
   Session<TinyE2B> s(w, {.max_context = static_cast<int>(toy.heldout.tokens.size())});
   std::vector<float> out(toy.heldout.tokens.size() * TinyE2B::config.vocab_size);
   s.forward(toy.heldout.tokens, Logits::kAll, out);
@@ -421,11 +433,11 @@ std::vector<float> toy_logits(const ToyPair& toy, std::optional<WeightFormat> fo
 }
 
 // Top-1 agreement and KL of a format against the bf16 checkpoint's logits over the held-out text.
-void toy_quality(const ToyPair& toy, std::span<const float> reference, WeightFormat format) {
-  const auto agreement = compare_logits(reference, toy_logits(toy, format), TinyE2B::config.vocab_size);
+void toy_quality(const ToyPair& toy, std::span<const float> reference, const BenchFormat& format) {
+  const auto agreement = compare_logits(reference, toy_logits(toy, format.load()), TinyE2B::config.vocab_size);
   fmt::print("quality of {} on the trained toy-e2b: top-1 agreement {:6.2f}% | mean KL {:.5f} nats | rms logit error {:.3f} | top-1"
              " moved only where the reference led by <= {:.3f} (median lead {:.3f}) | {} held-out positions, vs bf16 weights\n",
-             weight_format_name(format), 100 * agreement.top1, agreement.mean_kl, agreement.rms_error, agreement.largest_flipped_lead,
+             format.name, 100 * agreement.top1, agreement.mean_kl, agreement.rms_error, agreement.largest_flipped_lead,
              agreement.median_lead, agreement.positions);
 }
 
@@ -482,18 +494,18 @@ int main(int argc, char** argv) {
   app.add_option("--variants", variants, "comma-separated: e2b, e4b, or none (the toy pair only)")->capture_default_str();
   app.add_option("--toy", toy_dir, "where the trained toy pair is (toy-e2b, toy-e2b-assistant)")->capture_default_str();
   app.add_option("--heldout", heldout_file, "the toy pair's held-out chats")->capture_default_str();
-  app.add_option("--formats", formats, "comma-separated: bf16, int8, int4")->capture_default_str();
+  app.add_option("--formats", formats, "comma-separated: bf16, int8, int4, int4-head4 (int4 with an int4 LM head)")->capture_default_str();
   app.add_option("--runs", runs, "runs to take medians of")->check(CLI::Range(1, 1000))->capture_default_str();
   app.add_option("--threads", threads, "threads, 0 = all usable CPUs")->check(CLI::Range(0, 1024))->capture_default_str();
   app.add_option("--decode-steps", decode_steps, "decode steps per depth")->check(CLI::Range(1, 100000))->capture_default_str();
   app.add_option("DIR", dir, "where the synthetic checkpoints are (written when missing)")->required();
   CLI11_PARSE(app, argc, argv);
   try {
-    std::vector<WeightFormat> chosen;
+    std::vector<BenchFormat> chosen;
     for (const std::string& f : split(formats)) {
-      const auto format = parse_weight_format(f);
-      if (!format) fail(ErrorKind::kInvalidArgument, "unknown weight format '{}': expected bf16, int8 or int4", f);
-      chosen.push_back(*format);
+      const auto format = f == "int4-head4" ? std::optional(WeightFormat::kInt4) : parse_weight_format(f);
+      if (!format) fail(ErrorKind::kInvalidArgument, "unknown weight format '{}': expected bf16, int8, int4 or int4-head4", f);
+      chosen.push_back({f, *format, f == "int4-head4" ? std::optional(WeightFormat::kInt4) : std::nullopt});
     }
 
     ThreadPool pool(threads);
@@ -504,9 +516,9 @@ int main(int argc, char** argv) {
                bench::ops::IntDotName(bench::ops::ChosenIntDot()));
 
     const ToyPair toy = load_toy_pair(toy_dir, heldout_file);
-    const std::vector<float> toy_reference = toy_logits(toy, std::nullopt);
-    for (WeightFormat f : chosen) {
-      if (f != WeightFormat::kBF16) toy_quality(toy, toy_reference, f);
+    const std::vector<float> toy_reference = toy_logits(toy, {});
+    for (const BenchFormat& f : chosen) {
+      if (f.weights != WeightFormat::kBF16) toy_quality(toy, toy_reference, f);
     }
     const double toy_tokens_per_pass = toy_speculation(toy, runs, pool);
 
@@ -517,7 +529,7 @@ int main(int argc, char** argv) {
         fmt::print("synthesizing {} into {} ...\n", V::name, path.string());
         write_synthetic_checkpoint(V::config, path, {.seed = 1, .shards = 2});
       }
-      for (WeightFormat f : chosen) rows.push_back(run_format<V>(path, f, runs, decode_steps, pool));
+      for (const BenchFormat& f : chosen) rows.push_back(run_format<V>(path, f, runs, decode_steps, pool));
     };
     for (const std::string& v : split(variants)) {
       if (v == "none") {

@@ -81,6 +81,28 @@ struct KvOption {
   gemma4::KvFormat format() const { return kKvFormats.at(name); }
 };
 
+// --weights and --head of the commands that run a model: how a checkpoint is converted at
+// load (a packed model runs as it was packed).
+struct LoadFormatOption {
+  std::string weights, head;
+
+  void add_to(CLI::App& app) {
+    app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
+        ->check(CLI::IsMember(keys(kWeightFormats)));
+    add_head_option(app, head);
+  }
+  static void add_head_option(CLI::App& app, std::string& head) {
+    app.add_option("--head", head, "an int4 model's LM head (the tied embedding): int8 (default), or int4: up to a tenth faster decoding, less accurate")
+        ->check(CLI::IsMember(std::vector<std::string>{"int8", "int4"}));
+  }
+  // Empty: unset.
+  static std::optional<gemma4::WeightFormat> format_named(const std::string& name) {
+    return name.empty() ? std::nullopt : std::optional(kWeightFormats.at(name));
+  }
+  std::optional<gemma4::WeightFormat> format() const { return format_named(weights); }
+  std::optional<gemma4::WeightFormat> head_format() const { return format_named(head); }
+};
+
 // The whole of `text` as an integer, or an error naming `what`.
 long long parse_integer(const std::string& text, const char* what) {
   std::size_t used = 0;
@@ -360,12 +382,13 @@ struct LogitsCommand {
 // ---- convert ----
 
 struct ConvertCommand {
-  std::string model, weights = "int4", out;
+  std::string model, weights = "int4", head, out;
   Threads threads;
 
   void add_to(CLI::App& app) {
     app.add_option("--model", model, "the checkpoint to convert")->required();
     app.add_option("--weights", weights, "format of the packed model")->check(CLI::IsMember(std::vector<std::string>{"int8", "int4"}))->capture_default_str();
+    LoadFormatOption::add_head_option(app, head);
     threads.add_to(app);
     app.add_option("OUT_DIR", out, "the directory to write: config, tokenizer and packed weights")->required();
   }
@@ -373,7 +396,9 @@ struct ConvertCommand {
   int operator()() {
     const auto start = std::chrono::steady_clock::now();
     const bool terminal = ::isatty(STDERR_FILENO) == 1;
-    gemma4::ConvertOptions options{.format = kWeightFormats.at(weights), .pool = &threads.pool()};
+    gemma4::ConvertOptions options{.format = kWeightFormats.at(weights),
+                                   .head_format = LoadFormatOption::format_named(head),
+                                   .pool = &threads.pool()};
     const auto report = [&](std::string_view name, const gemma4::ConvertReport& report, std::string_view use) {
       const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
       if (terminal) fmt::print(stderr, "\n");
@@ -527,9 +552,10 @@ struct StreamedReply {
 };
 
 struct RunCommand {
-  std::string model, prompt, prompts, system, weights, draft, tools, tool_choice = "auto", prompt_cache, grammar, json_schema;
+  std::string model, prompt, prompts, system, draft, tools, tool_choice = "auto", prompt_cache, grammar, json_schema;
   bool chat = false, raw = false, think = false, show_thoughts = false, greedy = false;
   int max_tokens = 512, max_context = 4096, draft_max = 3, batch = 4;
+  LoadFormatOption load_format;
   KvOption kv;
   Threads threads;
   // Sampling settings: generation_config.json's unless given.
@@ -577,8 +603,7 @@ struct RunCommand {
     app.add_option("--max-tokens", max_tokens, "tokens to generate at most per answer")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     app.add_option("--max-context", max_context, "context size in tokens")->check(CLI::Range(1, 1 << 30))->capture_default_str();
     kv.add_to(app);
-    app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
-        ->check(CLI::IsMember(keys(kWeightFormats)));
+    load_format.add_to(app);
     threads.add_to(app);
     app.add_option("--draft", draft, "an assistant directory (e.g. gemma-4-E2B-it-assistant): decode speculatively, same output, faster");
     app.add_option("--draft-max", draft_max, "tokens the assistant drafts per target pass")->check(CLI::Range(1, 16))->capture_default_str();
@@ -805,13 +830,9 @@ struct RunCommand {
     if (!prompts.empty() && !draft.empty()) fail(ErrorKind::kInvalidArgument, "--prompts decodes a batch plainly: leave out --draft");
     gemma4::ThreadPool& pool = threads.pool();
     // Unset: a packed model as packed, a checkpoint in int8 (bf16 decodes at half the speed).
-    std::optional<gemma4::WeightFormat> format;
-    if (!weights.empty()) {
-      format = kWeightFormats.at(weights);
-    } else if (!gemma4::packed_model_info(gemma4::Checkpoint(model))) {
-      format = gemma4::WeightFormat::kInt8;
-    }
-    const gemma4::LoadOptions load_options{.format = format, .pool = &pool};
+    std::optional<gemma4::WeightFormat> format = load_format.format();
+    if (!format && !gemma4::packed_model_info(gemma4::Checkpoint(model))) format = gemma4::WeightFormat::kInt8;
+    const gemma4::LoadOptions load_options{.format = format, .head_format = load_format.head_format(), .pool = &pool};
     std::optional<gemma4::Grammar> parsed_grammar;  // read first: a bad grammar fails before the model loads
     if (!grammar.empty()) parsed_grammar = gemma4::read_gbnf_file(grammar);
     if (!json_schema.empty()) parsed_grammar = gemma4::read_json_schema_file(json_schema);
@@ -854,7 +875,7 @@ struct RunCommand {
 
 struct ServeCommand {
   gemma4::server::ServeOptions options;
-  std::string weights;
+  LoadFormatOption load_format;
   KvOption kv;
   std::size_t max_body_mb = 4;
 
@@ -880,14 +901,14 @@ struct ServeCommand {
     app.add_option("--draft", options.draft, "an assistant directory: decode speculatively (with --parallel 1), same output, faster");
     app.add_option("--draft-max", options.draft_max, "tokens the assistant drafts per target pass")->check(CLI::Range(1, 16))->capture_default_str();
     app.add_option("--max-body-mb", max_body_mb, "largest request body taken, in MiB (more gets 413)")->check(CLI::Range(1, 1024))->capture_default_str();
-    app.add_option("--weights", weights, "format of a checkpoint's linear layers, converted at load (default int8; a packed model runs as packed)")
-        ->check(CLI::IsMember(keys(kWeightFormats)));
+    load_format.add_to(app);
   }
 
   int operator()() {
     options.max_body_bytes = max_body_mb << 20;
     options.kv_format = kv.format();
-    if (!weights.empty()) options.format = kWeightFormats.at(weights);
+    options.format = load_format.format();
+    options.head_format = load_format.head_format();
     return gemma4::server::serve(options);
   }
 };

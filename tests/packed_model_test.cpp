@@ -54,6 +54,18 @@ std::vector<std::span<const std::byte>> packed_matrices(const Weights<V>& w) {
   return all;
 }
 
+// Each matrix a matmul reads holds the same bytes in a and b.
+template <Variant V>
+void check_same_matrices(const Weights<V>& a, const Weights<V>& b) {
+  const auto ours = packed_matrices(a), theirs = packed_matrices(b);
+  REQUIRE(ours.size() == theirs.size());
+  for (std::size_t i = 0; i < ours.size(); ++i) {
+    INFO("matrix " << i);
+    REQUIRE(ours[i].size() == theirs[i].size());
+    CHECK(std::memcmp(ours[i].data(), theirs[i].data(), ours[i].size()) == 0);
+  }
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, and looks its tables up packed", "[packed]", TinyE2B,
@@ -84,23 +96,16 @@ TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, 
   CHECK(ple.cols() == std::size_t{TestType::config.hidden_size_per_layer_input});
   CHECK(ple.format() == format);
 
-  // Every matrix as converting at load makes it, the embedding in int8 (its rows are
-  // looked up too: int4 rows cost too much, see plan_packed).
+  // Every matrix as converting at load makes it, the embedding (the LM head) in int8 in
+  // both unless an int4 head is asked for (head_format).
   CHECK(head.format() == WeightFormat::kInt8);
   CHECK((format == WeightFormat::kInt4) == (r.kept_int8.size() == 1 && r.kept_int8[0] == "embed_tokens.weight"));
   write_synthetic_checkpoint(TestType::config, source.path(), {.seed = 11, .trained_like = true});
   const Weights<TestType> at_load(source.path(), {.format = format});
-  const Weights<TestType> at_load_int8(source.path(), {.format = WeightFormat::kInt8});
+  CHECK(at_load.report().kept_int8 == r.kept_int8);
   // Vectors are f32 in a packed model, bf16 in this checkpoint.
   CHECK(r.bytes_per_token - r.quantized_bytes == 2 * (at_load.report().bytes_per_token - at_load.report().quantized_bytes));
-  const auto ours = packed_matrices(packed), theirs = packed_matrices(at_load);
-  REQUIRE(ours.size() == theirs.size());
-  for (std::size_t i = 0; i < ours.size(); ++i) {
-    INFO("matrix " << i);
-    const std::span<const std::byte> expected = i == 0 ? packed_matrices(at_load_int8)[0] : theirs[i];
-    REQUIRE(ours[i].size() == expected.size());
-    CHECK(std::memcmp(ours[i].data(), expected.data(), ours[i].size()) == 0);
-  }
+  check_same_matrices(packed, at_load);
   // Only the tables' rounding is new: logits stay close to converting at load, and
   // prefill and decode agree bit for bit as for every format.
   const auto logits = all_logits(packed, tokens);
@@ -112,6 +117,44 @@ TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, 
   CHECK(size == converted.bytes);
   CHECK(size >= r.quantized_bytes + ple.packed().size());
   CHECK(size <= r.quantized_bytes + ple.packed().size() + kPackedAlignment + 256 * 1024);
+}
+
+TEST_CASE("an int4 model may hold its LM head in int4, packed and converted at load alike", "[packed]") {
+  TempDir source, out, other;
+  write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11, .trained_like = true});
+  const ConvertReport converted =
+      convert_checkpoint<TinyE2B>(source.path(), out.path(), {.format = WeightFormat::kInt4, .head_format = WeightFormat::kInt4});
+  CHECK(converted.kept_int8.empty());
+  CHECK(header_of(out / "model.safetensors").at("__metadata__").at("head") == "int4");
+  const Weights<TinyE2B> packed(out.path());
+  CHECK(packed.report().kept_int8.empty());
+  // The embedding's rows are looked up from the int4 table too.
+  REQUIRE(packed.global.embed_tokens.data == nullptr);
+  CHECK(quantized_matrix(packed.global.embed_tokens.linear)->format() == WeightFormat::kInt4);
+  const Weights<TinyE2B> at_load(source.path(), {.format = WeightFormat::kInt4, .head_format = WeightFormat::kInt4});
+  CHECK(at_load.report().kept_int8.empty());
+  check_same_matrices(packed, at_load);
+  // What a token reads: the head's int4 bytes in place of its int8 ones.
+  const Weights<TinyE2B> int8_head(source.path(), {.format = WeightFormat::kInt4});
+  constexpr std::size_t kVocab = TinyE2B::config.vocab_size, kHidden = TinyE2B::config.hidden_size;
+  CHECK(int8_head.report().bytes_per_token - at_load.report().bytes_per_token ==
+        QuantizedMatrix::storage_bytes(WeightFormat::kInt8, kVocab, kHidden) - QuantizedMatrix::storage_bytes(WeightFormat::kInt4, kVocab, kHidden));
+  const auto tokens = some_tokens(TinyE2B::config.vocab_size);
+  const auto logits = all_logits(packed, tokens);
+  CHECK(compare_logits(all_logits(at_load, tokens), logits, TinyE2B::config.vocab_size).mean_kl < 0.03);
+  CHECK(first_difference(logits_in_pieces(packed, tokens, {1}), logits) == "");
+
+  // Loaded with the head it was packed with, or none asked; an int4 head needs int4 weights.
+  CHECK_THROWS_WITH(Weights<TinyE2B>(out.path(), {.head_format = WeightFormat::kInt8}),
+                    Contains((out / "model.safetensors").string()) && Contains("a packed model with an int4 LM head cannot be loaded with an int8 head"));
+  CHECK_THROWS_WITH(Weights<TinyE2B>(source.path(), {.format = WeightFormat::kInt8, .head_format = WeightFormat::kInt4}),
+                    Contains("an LM head in int4 needs int4 weights, not int8"));
+  CHECK_THROWS_WITH(Weights<TinyE2B>(source.path(), {.head_format = WeightFormat::kInt4}), Contains("an LM head in int4 needs int4 weights, not bf16"));
+  CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), other.path(), {.format = WeightFormat::kInt8, .head_format = WeightFormat::kInt4}),
+                    Contains("an LM head in int4 needs int4 weights, not int8"));
+  CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), other.path(), {.format = WeightFormat::kInt4, .head_format = WeightFormat::kBF16}),
+                    Contains("an LM head in bf16 needs int4 weights"));
+  CHECK_FALSE(std::filesystem::exists(other / "model.safetensors"));
 }
 
 TEST_CASE("an f16 checkpoint converts too: its PLE table, left as stored, is widened as it is packed", "[packed]") {
@@ -190,6 +233,8 @@ TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the
     CHECK_THROWS_WITH(Weights<TinyE2B>(int8_dir.path(), {.format = WeightFormat::kInt4}),
                       Contains(file8.string()) && Contains("a packed int8 model cannot be loaded as int4"));
     CHECK_THROWS_WITH(Weights<TinyE2B>(int8_dir.path(), {.format = WeightFormat::kBF16}), Contains("cannot be loaded as bf16"));
+    CHECK_THROWS_WITH(Weights<TinyE2B>(int4_dir.path(), {.head_format = WeightFormat::kInt4}),
+                      Contains(file4.string()) && Contains("a packed model with an int8 LM head cannot be loaded with an int4 head"));
   }
   SECTION("packed for another variant") {
     patch_file(file8, R"("variant":"tiny-e2b")", R"("variant":"tiny-e4b")");
@@ -208,6 +253,16 @@ TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the
     CHECK_THROWS_WITH(load8(), Contains("a packed model's __metadata__ lacks 'source'"));
     patch_file(file4, R"("weights":"int4")", R"("weights":"bf16")");
     CHECK_THROWS_WITH(load4(), Contains("packed weights 'bf16' are neither int8 nor int4"));
+  }
+  SECTION("the LM head's format: absent (written before it was recorded) is int8; a lying or impossible one is refused") {
+    patch_file(file4, R"("head":"int8")", R"("heaX":"int8")");
+    CHECK(quantized_matrix(load4().global.embed_tokens.linear)->format() == WeightFormat::kInt8);
+    patch_file(file4, R"("heaX":"int8")", R"("head":"int4")");
+    CHECK_THROWS_WITH(load4(), Contains(embed + ": U8 [135168], expected U8 [") && Contains("(a [1024, 128] int4 matrix with its scales)"));
+    patch_file(file8, R"("head":"int8")", R"("head":"int4")");
+    CHECK_THROWS_WITH(load8(), Contains(file8.string()) && Contains("an LM head in 'int4' in a packed int8 model"));
+    patch_file(file8, R"("head":"int4")", R"("head":"bf16")");
+    CHECK_THROWS_WITH(load8(), Contains("an LM head in 'bf16' in a packed int8 model"));
   }
   SECTION("truncated") {
     std::filesystem::resize_file(file4, std::filesystem::file_size(file4) - 64);

@@ -123,6 +123,14 @@ TEST_CASE("a prompt cache that does not fit the session is an error naming the f
     refused(save(Weights<TinyE2B>(dir / "other"), options, "other.cache"), "checkpoint");
     refused(save(w, {.max_context = 48, .kv_format = KvFormat::kInt8}, "kv.cache"), "kv_format \"int8\" (this session: \"bf16\")");
   }
+  SECTION("an int4 model with the other LM head") {
+    const Weights<TinyE2B> int4(dir / "m", {.format = WeightFormat::kInt4});
+    Session<TinyE2B> s(int4, options);
+    save(Weights<TinyE2B>(dir / "m", {.format = WeightFormat::kInt4, .head_format = WeightFormat::kInt4}), options, "head4.cache");
+    CHECK_THROWS_WITH(restore_prompt_cache(s, dir / "head4.cache"),
+                      Contains("weights \"int4 with an int4 LM head\" (this session: \"int4\")"));
+    CHECK(s.position() == 0);
+  }
   SECTION("more tokens than the context") {
     Session<TinyE2B> small(w, {.max_context = 20});
     write_file(dir / "bad", good);

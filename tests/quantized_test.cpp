@@ -167,12 +167,16 @@ TEST_CASE("loading reports what was converted", "[quantized]") {
   STATIC_REQUIRE_FALSE(std::is_base_of_v<MatrixView, decltype(int8.layers[0].input_layernorm)>);  // vectors stay as stored
   CHECK(int8.report().bytes_per_token < bf16.report().bytes_per_token * 0.55);
   CHECK(int4.report().bytes_per_token < int8.report().bytes_per_token * 0.65);
-  CHECK(int4.report().kept_int8.empty());
+  // The LM head stays int8 unless an int4 head is asked for (weights/packed_model.hpp).
+  CHECK(int4.report().kept_int8 == std::vector<std::string>{"embed_tokens.weight"});
   CHECK(quantized_matrix(int4.layers[0].gate_proj.linear)->format() == WeightFormat::kInt4);
+  const Weights<TinyE2B> int4_head(dir.path(), {.format = WeightFormat::kInt4, .head_format = WeightFormat::kInt4});
+  CHECK(int4_head.report().kept_int8.empty());
+  CHECK(quantized_matrix(int4_head.global.embed_tokens.linear)->format() == WeightFormat::kInt4);
 
   TempDir narrow;
   write_synthetic_checkpoint(NarrowPle::config, narrow.path(), {.seed = 1});
-  const Weights<NarrowPle> narrow_int4(narrow.path(), {.format = WeightFormat::kInt4});
+  const Weights<NarrowPle> narrow_int4(narrow.path(), {.format = WeightFormat::kInt4, .head_format = WeightFormat::kInt4});
   REQUIRE(narrow_int4.report().kept_int8.size() == kNumLayers<NarrowPle>);
   CHECK(narrow_int4.report().kept_int8[0] == "layers.0.per_layer_projection.weight");
   CHECK(quantized_matrix(narrow_int4.layers[0].per_layer_projection.linear)->format() == WeightFormat::kInt8);
@@ -185,13 +189,16 @@ TEST_CASE("loading reports what was converted", "[quantized]") {
 // numbers and why the 99% / 95% top-1 of issue 6 are out of reach on these models.
 // A packed model (weights/convert.hpp) also rounds the embedding lookup and the PLE
 // table to its format: that may add at most a quarter to the KL of the matrices alone.
+// An int4 LM head (`--head int4`), whose table's rows are then looked up in int4 too,
+// may add at most half.
 TEMPLATE_TEST_CASE("quality guard: int8 and int4 against f32 weights over 512 positions", "[quantized][quality][slow-emulated]",
                    TinyE2B, TinyE4B) {
-  TempDir dir, bf16_dir, int8_dir, int4_dir;
+  TempDir dir, bf16_dir, int8_dir, int4_dir, int4_head_dir;
   write_synthetic_checkpoint(TestType::config, dir.path(), {.dtype = DType::kF32, .seed = 3, .trained_like = true});
   write_synthetic_checkpoint(TestType::config, bf16_dir.path(), {.dtype = DType::kBF16, .seed = 3, .trained_like = true});
   convert_checkpoint<TestType>(dir.path(), int8_dir.path(), {.format = WeightFormat::kInt8});
   convert_checkpoint<TestType>(dir.path(), int4_dir.path(), {.format = WeightFormat::kInt4});
+  convert_checkpoint<TestType>(dir.path(), int4_head_dir.path(), {.format = WeightFormat::kInt4, .head_format = WeightFormat::kInt4});
   const auto tokens = uniform_tokens(512, TestType::config.vocab_size, 5);
   const std::size_t vocab = TestType::config.vocab_size;
   const auto reference = all_logits(Weights<TestType>(dir.path()), tokens);
@@ -203,13 +210,14 @@ TEMPLATE_TEST_CASE("quality guard: int8 and int4 against f32 weights over 512 po
   const auto int4 = measure(dir.path(), {.format = WeightFormat::kInt4});
   const auto packed8 = measure(int8_dir.path(), {});
   const auto packed4 = measure(int4_dir.path(), {});
+  const auto packed4_head4 = measure(int4_head_dir.path(), {});
   const auto line = [](const char* name, const LogitAgreement& r) {
     return fmt::format("{} top-1 {:.4f} KL {:.2e} rms {:.3f} largest flipped lead {:.3f}", name, r.top1, r.mean_kl, r.rms_error,
                        r.largest_flipped_lead);
   };
   WARN(TestType::name << " vs f32 over 512 positions (median lead " << floor.median_lead << "): " << line("bf16", floor) << "; "
                       << line("int8", int8) << "; " << line("int4", int4) << "; " << line("packed int8", packed8) << "; "
-                      << line("packed int4", packed4));
+                      << line("packed int4", packed4) << "; " << line("packed int4 with an int4 head", packed4_head4));
   CHECK(floor.mean_kl < 3e-4);  // the model is not chaotic: rounding alone barely moves it
   CHECK(int8.top1 >= 0.90);
   CHECK(int8.mean_kl <= 2e-3);
@@ -221,6 +229,7 @@ TEMPLATE_TEST_CASE("quality guard: int8 and int4 against f32 weights over 512 po
   CHECK(int4.largest_flipped_lead <= 1.5);
   CHECK(packed8.mean_kl <= 1.25 * int8.mean_kl);
   CHECK(packed4.mean_kl <= 1.25 * int4.mean_kl);
+  CHECK(packed4_head4.mean_kl <= 1.5 * int4.mean_kl);
 }
 
 // The KV cache's formats against f32 on the same weights (f32, trained-like).

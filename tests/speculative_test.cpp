@@ -266,6 +266,8 @@ TEST_CASE("a packed assistant drafts exactly as one converted at load, from a di
       }
     }
     CHECK_THROWS_WITH(convert_assistant<A>(out.path(), out.path() / "again", {.format = format}), Contains("already a packed"));
+    CHECK_THROWS_WITH(convert_assistant<A>(p.assistant_dir.path(), out.path() / "head", {.format = format, .head_format = WeightFormat::kInt4}),
+                      Contains("an assistant's head table is int8: leave out the head format (int4 asked)"));
     CHECK_THROWS_WITH(Assistant<TinyE4BAssistant>(out.path()), Contains("text_config.num_key_value_heads"));
     const auto file = out.path() / "model.safetensors";
     std::filesystem::resize_file(file, std::filesystem::file_size(file) - 64);

@@ -94,9 +94,10 @@ TEST_CASE("quality guard on a trained model: int8 and int4 keep the bf16 checkpo
   REQUIRE(tokens.size() >= 513);
   const SessionOptions options{.max_context = static_cast<int>(tokens.size())};
   const auto reference = all_logits(Weights<TinyE2B>(kToyTarget), tokens, options);
-  TempDir int8_dir, int4_dir;
+  TempDir int8_dir, int4_dir, int4_head_dir;
   convert_checkpoint<TinyE2B>(kToyTarget, int8_dir.path(), {.format = WeightFormat::kInt8});
   convert_checkpoint<TinyE2B>(kToyTarget, int4_dir.path(), {.format = WeightFormat::kInt4});
+  convert_checkpoint<TinyE2B>(kToyTarget, int4_head_dir.path(), {.format = WeightFormat::kInt4, .head_format = WeightFormat::kInt4});
   const auto measure = [&](const std::filesystem::path& model, LoadOptions load) {
     return compare_logits(reference, all_logits(Weights<TinyE2B>(model, load), tokens, options), kVocab);
   };
@@ -104,15 +105,20 @@ TEST_CASE("quality guard on a trained model: int8 and int4 keep the bf16 checkpo
   const LogitAgreement int4 = measure(kToyTarget, {.format = WeightFormat::kInt4});
   const LogitAgreement packed8 = measure(int8_dir.path(), {});
   const LogitAgreement packed4 = measure(int4_dir.path(), {});
+  const LogitAgreement int4_head = measure(kToyTarget, {.format = WeightFormat::kInt4, .head_format = WeightFormat::kInt4});
+  const LogitAgreement packed4_head4 = measure(int4_head_dir.path(), {});
   const auto line = [](const char* name, const LogitAgreement& r) {
     return fmt::format("{} top-1 {:.4f} KL {:.2e} largest flipped lead {:.3f}", name, r.top1, r.mean_kl, r.largest_flipped_lead);
   };
   WARN("toy-e2b vs bf16 over " << int8.positions << " held-out positions (median lead " << int8.median_lead << "): " << line("int8", int8)
-                               << "; " << line("int4", int4) << "; " << line("packed int8", packed8) << "; " << line("packed int4", packed4));
+                               << "; " << line("int4", int4) << "; " << line("packed int8", packed8) << "; " << line("packed int4", packed4)
+                               << "; " << line("int4 with an int4 head", int4_head) << "; " << line("packed int4 with an int4 head", packed4_head4));
   CHECK(int8.top1 >= 0.99);
   CHECK(packed8.top1 >= 0.99);
   CHECK(int4.top1 >= 0.92);
   CHECK(packed4.top1 >= 0.92);
+  CHECK(int4_head.top1 >= 0.92);
+  CHECK(packed4_head4.top1 >= 0.92);
 }
 
 // A compact KV cache against the f32 one, both over the bf16 checkpoint's weights.

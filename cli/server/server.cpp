@@ -389,7 +389,7 @@ int serve(const ServeOptions& options) {
     std::optional<WeightFormat> format = options.format;
     if (!format && !packed_model_info(Checkpoint(options.model))) format = WeightFormat::kInt8;  // as gemma4 run
     CompiledVariants::with_matching(read_model_config(options.model), [&]<typename V>() {
-      const Model<V> model(options.model, {.format = format, .pool = &pool});
+      const Model<V> model(options.model, {.format = format, .head_format = options.head_format, .pool = &pool});
       ServeOptions slots = options;
       slots.max_context = std::min<int>(options.max_context, V::config.max_position_embeddings);
       // Serves with `engine` until it stops; no handler may outlive what it reads, so the

@@ -27,6 +27,7 @@ struct ServeOptions {
   std::size_t max_body_bytes = std::size_t{4} << 20;
   std::string api_key{};             // non-empty: every /v1 request needs "Authorization: Bearer KEY"
   std::optional<WeightFormat> format{};  // of a checkpoint's linear layers; unset: int8 (a packed model as packed)
+  std::optional<WeightFormat> head_format{};  // of an int4 checkpoint's LM head (LoadOptions::head_format)
   KvFormat kv_format = kDefaultKvFormat;
   std::string prompt_cache{};        // a prompt cache file (model/prompt_cache.hpp) every slot starts from
   std::string draft{};               // an assistant directory: one slot, decoded speculatively

@@ -10,7 +10,6 @@
 #ifndef GEMMA4_MODEL_DECODER_LAYER_INL_H_
 #define GEMMA4_MODEL_DECODER_LAYER_INL_H_
 #include <algorithm>
-#include <array>
 #include <cstddef>
 
 #include "gemma4/config/topology.hpp"
@@ -33,13 +32,6 @@
 HWY_BEFORE_NAMESPACE();
 namespace gemma4 {
 namespace HWY_NAMESPACE {
-
-// ops/matmul-inl.h: layers that share their input x [n, cols], in one parallel loop.
-template <IntDot kDot, std::size_t kCount>
-void LayerMatMul(ThreadPool& pool, QuantizedActivations& activations, const std::array<const WeightMatrix*, kCount>& ws,
-                 const float* x, std::size_t n, const std::array<float*, kCount>& outs) {
-  ParallelMatMul<kDot, kCount>(pool, ws, x, n, outs, activations);
-}
 
 // RMSNorm of `rows` rows of `width` floats, in place.
 inline void NormRows(ThreadPool& pool, float* x, std::size_t rows, std::size_t width, const TensorView& w, float eps) {
@@ -69,7 +61,7 @@ void DecoderLayer(Scratch& s, const LayerWeights& w, int n, const RopeTable& rop
   const float eps = kC.rms_norm_eps;
   const std::size_t rows = static_cast<std::size_t>(n), hidden_floats = rows * kHidden;
   const auto matmul = [&](const WeightMatrix& m, const float* x, float* out) {
-    LayerMatMul<kDot, 1>(s.pool, s.activations, {&m}, x, rows, {out});
+    ParallelMatMul<kDot, 1>(s.pool, {&m}, x, rows, {out}, s.activations);
   };
 
   // Attention.
@@ -78,8 +70,8 @@ void DecoderLayer(Scratch& s, const LayerWeights& w, int n, const RopeTable& rop
   if constexpr (kKind.kv_shared) {
     matmul(w.q_proj.linear, s.normed.data(), s.q.data());
   } else {
-    LayerMatMul<kDot, 3>(s.pool, s.activations, {&w.q_proj.linear, &w.k_proj.linear, &w.v_proj.linear}, s.normed.data(), rows,
-                         {s.q.data(), s.k.data(), s.v.data()});
+    ParallelMatMul<kDot, 3>(s.pool, {&w.q_proj.linear, &w.k_proj.linear, &w.v_proj.linear}, s.normed.data(), rows,
+                            {s.q.data(), s.k.data(), s.v.data()}, s.activations);
   }
   NormRows(s.pool, s.q.data(), rows * kHeads, D, w.q_norm, eps);
   ApplyRope<D>(s.q.data(), n, kHeads, rope);
@@ -97,7 +89,7 @@ void DecoderLayer(Scratch& s, const LayerWeights& w, int n, const RopeTable& rop
   // MLP.
   std::copy_n(s.x.data(), hidden_floats, s.normed.data());
   NormRows(s.pool, s.normed.data(), rows, kHidden, w.pre_feedforward_layernorm, eps);
-  LayerMatMul<kDot, 2>(s.pool, s.activations, {&w.gate_proj.linear, &w.up_proj.linear}, s.normed.data(), rows, {s.gate.data(), s.up.data()});
+  ParallelMatMul<kDot, 2>(s.pool, {&w.gate_proj.linear, &w.up_proj.linear}, s.normed.data(), rows, {s.gate.data(), s.up.data()}, s.activations);
   for_rows(s.pool, rows, F, [&](std::size_t first, std::size_t end) {
     for (std::size_t t = first; t < end; ++t) GeluMul(s.gate.data() + t * F, s.up.data() + t * F, F);
   });

@@ -7,7 +7,6 @@
 #ifndef GEMMA4_MODEL_DRAFT_INL_H_
 #define GEMMA4_MODEL_DRAFT_INL_H_
 #include <algorithm>
-#include <cmath>
 #include <cstddef>
 #include <utility>
 
@@ -124,7 +123,7 @@ class Draft {
     for (std::size_t r = first; r < end; ++r) s_.logits[s_.assistant.token_ordering[r]] = s_.ordered_logits[r];
   }
 
-  void matmul(const WeightMatrix& w, const float* x, float* out) { LayerMatMul<kDot, 1>(s_.pool, s_.activations, {&w}, x, 1, {out}); }
+  void matmul(const WeightMatrix& w, const float* x, float* out) { ParallelMatMul<kDot, 1>(s_.pool, {&w}, x, 1, {out}, s_.activations); }
 
   State& s_;
 };

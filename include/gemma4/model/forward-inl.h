@@ -157,7 +157,7 @@ class Forward {
   };
 
   void matmul(const WeightMatrix& w, const float* x, std::size_t n, float* out) {
-    LayerMatMul<kDot, 1>(s_.pool, s_.activations, {&w}, x, n, {out});
+    ParallelMatMul<kDot, 1>(s_.pool, {&w}, x, n, {out}, s_.activations);
   }
   void norm_rows(float* x, std::size_t rows, std::size_t width, const TensorView& w) { NormRows(s_.pool, x, rows, width, w, kC.rms_norm_eps); }
 

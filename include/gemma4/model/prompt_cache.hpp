@@ -42,9 +42,11 @@ struct PromptCacheFile {
   static constexpr std::size_t kPreamble = kPromptCacheMagic.size() + sizeof(std::uint32_t);
 
   // What a file must match to be restored into `session`: the model and the KV format.
+  // An int4 LM head's table is what a packed model's lookups read, so it changes the cache.
   static nlohmann::json identity(const Session<V>& session) {
+    const LoadReport& report = session.weights().report();
     return {{"variant", std::string(V::name)},
-            {"weights", std::string(weight_format_name(session.weights().report().format))},
+            {"weights", fmt::format("{}{}", weight_format_name(report.format), report.int4_head ? " with an int4 LM head" : "")},
             {"checkpoint", session.weights().fingerprint()},
             {"kv_format", std::string(kv_format_name(session.options().kv_format))}};
   }

@@ -11,6 +11,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ namespace gemma4 {
 
 struct ConvertOptions {
   WeightFormat format = WeightFormat::kInt4;
+  // The tied LM head's (the embedding's) format in an int4 model: int8 (unset) or int4
+  // (weights/packed_model.hpp's head_format()). An assistant's head table is int8.
+  std::optional<WeightFormat> head_format{};
   ThreadPool* pool = nullptr;  // null: default_pool()
   // Called as matrices are packed, with source bytes done and total.
   std::function<void(std::size_t done, std::size_t total)> on_progress{};
@@ -32,7 +36,7 @@ struct ConvertOptions {
 
 struct ConvertReport {
   std::size_t bytes = 0;                // of the packed model's model.safetensors
-  std::vector<std::string> kept_int8;   // int4 asked, int8 written: the embedding, and columns not a multiple of 32
+  std::vector<std::string> kept_int8;   // int4 asked, int8 written: the embedding (unless its head is int4), columns not a multiple of 32
   std::vector<std::string> copied;      // the checkpoint's other files copied alongside
 };
 
@@ -136,6 +140,7 @@ inline void write_packed_model(const std::filesystem::path& out, const PackedMod
 template <Variant V>
 ConvertReport convert_checkpoint(const std::filesystem::path& source, const std::filesystem::path& out, const ConvertOptions& options) {
   if (options.format == WeightFormat::kBF16) fail(ErrorKind::kInvalidArgument, "convert to int8 or int4: bf16 is the checkpoint as stored");
+  const WeightFormat head = head_format(options.format, options.head_format);
   const Weights<V> weights(source, {.prefault = false});
   if (weights.report().packed_model) {
     fail(ErrorKind::kInvalidArgument, "{}: already a packed {} model; re-quantizing would compound the rounding: convert the original checkpoint",
@@ -145,7 +150,7 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
   detail::prepare_packed_dir(source, out, report);
   const std::string prefix = weights.report().prefix;
   std::vector<PackedMatrices::Source> matrices;
-  for (const auto& m : plan_packed<V>(weights.global, weights.layers, options.format, /*packed_model=*/true)) {
+  for (const auto& m : plan_packed<V>(weights.global, weights.layers, options.format, head, /*packed_model=*/true)) {
     matrices.push_back({m.shape, *m.slot, !weights.is_copy(*m.slot)});
   }
   std::vector<PlainTensor> plain;
@@ -156,7 +161,8 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
   const PackedModelInfo info{.variant = std::string(V::name),
                              .format = options.format,
                              .source = weights.fingerprint(),
-                             .embedding_dtype = weights.global.embed_tokens.dtype};
+                             .embedding_dtype = weights.global.embed_tokens.dtype,
+                             .head_format = head};
   detail::write_packed_model(out, info, prefix, matrices, plain, options, report);
   return report;
 }
@@ -166,6 +172,9 @@ ConvertReport convert_checkpoint(const std::filesystem::path& source, const std:
 template <AssistantVariant A>
 ConvertReport convert_assistant(const std::filesystem::path& source, const std::filesystem::path& out, const ConvertOptions& options) {
   if (options.format == WeightFormat::kBF16) fail(ErrorKind::kInvalidArgument, "convert to int8 or int4: bf16 is the checkpoint as stored");
+  if (options.head_format && *options.head_format != WeightFormat::kInt8) {
+    fail(ErrorKind::kInvalidArgument, "an assistant's head table is int8: leave out the head format ({} asked)", weight_format_name(*options.head_format));
+  }
   Assistant<A> assistant(source);
   if (assistant.report().packed_model) {
     fail(ErrorKind::kInvalidArgument, "{}: already a packed {} assistant; re-quantizing would compound the rounding: convert the original",

@@ -55,14 +55,16 @@ class Weights : public ModelWeights<V> {
     }
     report_.prefix = std::string(checkpoint_.prefix());
     const std::optional<PackedModelInfo> packed = packed_model_info(checkpoint_);
-    if (packed) check_packed(*packed, options.format);
+    if (packed) check_packed(*packed, options);
     report_.packed_model = packed.has_value();
     report_.format = packed ? packed->format : options.format.value_or(WeightFormat::kBF16);
+    const WeightFormat head = packed ? packed->head_format : head_format(report_.format, options.head_format);
+    report_.int4_head = report_.format == WeightFormat::kInt4 && head == WeightFormat::kInt4;
     bind_checkpoint<V>(checkpoint_, global, layers, copies_, residency_, report_, packed.has_value());
     this->embedding_scale = gemma4::embedding_scale(V::config.hidden_size,
                                                     packed ? packed->embedding_dtype : *checkpoint_.find(report_.prefix + "embed_tokens.weight")->dtype);
     const std::vector<Planned> planned =
-        report_.format != WeightFormat::kBF16 ? plan_packed<V>(global, layers, report_.format, packed.has_value()) : std::vector<Planned>{};
+        report_.format != WeightFormat::kBF16 ? plan_packed<V>(global, layers, report_.format, head, packed.has_value()) : std::vector<Planned>{};
     std::vector<PackedMatrixShape> shapes;
     for (const Planned& m : planned) shapes.push_back(m.shape);
     if (packed) {
@@ -73,12 +75,15 @@ class Weights : public ModelWeights<V> {
       packed_.convert(sources, pool_or_default(options.pool));
     }
     use_packed(planned);
+    fingerprint_ = packed ? packed->source : source_fingerprint_of_checkpoint();
+    // The fingerprint's reads, with their readahead, faulted in about 1 GB of E2B's tables
+    // and converted sources, which would stay resident until a pass releases them.
+    if (!packed) residency_.release_rows();
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
       const QuantizedMatrix* quantized = matrix != nullptr ? quantized_matrix(matrix->linear) : nullptr;
       report_.bytes_per_token += quantized != nullptr ? quantized->bytes() : view.bytes().size();
     });
     if (options.prefault) PageResidency::fault_in(matmul_ranges(), options.on_progress);
-    fingerprint_ = packed ? packed->source : source_fingerprint_of_checkpoint();
   }
 
   const LoadReport& report() const { return report_; }
@@ -117,14 +122,18 @@ class Weights : public ModelWeights<V> {
   using Planned = PlannedMatrix<MatrixView>;
 
   // A packed model is loaded as it was packed, for the variant it was packed for.
-  void check_packed(const PackedModelInfo& packed, std::optional<WeightFormat> asked) const {
+  void check_packed(const PackedModelInfo& packed, const LoadOptions& options) const {
     const std::string where = checkpoint_.files().front().path().string();
     if (packed.variant != V::name) {
       fail(ErrorKind::kConfigMismatch, "{}: packed for variant {}, but config.json describes {}", where, packed.variant, V::name);
     }
-    if (asked && *asked != packed.format) {
+    if (const auto asked = options.format; asked && *asked != packed.format) {
       fail(ErrorKind::kInvalidArgument, "{}: a packed {} model cannot be loaded as {}: convert the original checkpoint to {}", where,
            weight_format_name(packed.format), weight_format_name(*asked), weight_format_name(*asked));
+    }
+    if (const auto head = options.head_format; head && *head != packed.head_format) {
+      fail(ErrorKind::kInvalidArgument, "{}: a packed model with an {} LM head cannot be loaded with an {} head: convert the original checkpoint with it",
+           where, weight_format_name(packed.head_format), weight_format_name(*head));
     }
   }
 
@@ -170,7 +179,7 @@ class Weights : public ModelWeights<V> {
 
   std::string source_fingerprint_of_checkpoint() {
     std::vector<std::string> names;
-    for (const auto& m : plan_packed<V>(global, layers, WeightFormat::kInt8, /*packed_model=*/true)) names.push_back(m.shape.name);
+    for (const auto& m : plan_packed<V>(global, layers, WeightFormat::kInt8, WeightFormat::kInt8, /*packed_model=*/true)) names.push_back(m.shape.name);
     return source_fingerprint(checkpoint_, names, report_.prefix);
   }
 

@@ -17,6 +17,8 @@
 //                    not a multiple of 32)
 //   source           a fingerprint of the checkpoint tensors it was converted from
 //   embedding_dtype  the checkpoint's embedding dtype, which rounds its sqrt(hidden) scale
+//   head             the embedding's (the tied LM head's) format: "int8", or "int4" in an
+//                    int4 model (head_format below); absent in files written before it: int8
 
 #include <charconv>
 #include <cstdint>
@@ -52,7 +54,22 @@ struct PackedModelInfo {
   WeightFormat format = WeightFormat::kInt8;
   std::string source;  // source_fingerprint() of the checkpoint
   DType embedding_dtype = DType::kBF16;
+  WeightFormat head_format = WeightFormat::kInt8;
 };
+
+// The format of the embedding, which is also the tied LM head, in a model of `format`
+// converted to int8/int4: int8 unless an int4 model asks for an int4 head. Its rows are
+// looked up as well as multiplied: a packed int4 table adds 17% to int4's KL divergence on
+// the trained toy, about 30% on the tiny models; an int4 head reads 177 MB less per E2B
+// token (README, "The LM head's format").
+inline WeightFormat head_format(WeightFormat format, std::optional<WeightFormat> asked) {
+  if (!asked || *asked == WeightFormat::kInt8) return WeightFormat::kInt8;
+  if (*asked != WeightFormat::kInt4 || format != WeightFormat::kInt4) {
+    fail(ErrorKind::kInvalidArgument, "an LM head in {} needs int4 weights, not {} (the head is int8 or, in an int4 model, int4)",
+         weight_format_name(*asked), weight_format_name(format));
+  }
+  return WeightFormat::kInt4;
+}
 
 inline std::map<std::string, std::string> packed_model_metadata(const PackedModelInfo& info) {
   return {{"format", std::string(kPackedFormat)},
@@ -60,7 +77,8 @@ inline std::map<std::string, std::string> packed_model_metadata(const PackedMode
           {"variant", info.variant},
           {"weights", std::string(weight_format_name(info.format))},
           {"source", info.source},
-          {"embedding_dtype", std::string(dtype_name(info.embedding_dtype))}};
+          {"embedding_dtype", std::string(dtype_name(info.embedding_dtype))},
+          {"head", std::string(weight_format_name(info.head_format))}};
 }
 
 // The packed model a safetensors file's __metadata__ describes; nullopt when it is no
@@ -94,6 +112,14 @@ inline std::optional<PackedModelInfo> packed_model_info(const std::map<std::stri
   const auto embedding = weight_dtype_from_name(field("embedding_dtype"));
   if (!embedding) fail(ErrorKind::kBadFile, "{}: embedding_dtype '{}' is not BF16, F16 or F32", where, field("embedding_dtype"));
   info.embedding_dtype = *embedding;
+  if (metadata.contains("head")) {
+    const auto head = parse_weight_format(field("head"));
+    if (!head || *head == WeightFormat::kBF16 || (*head == WeightFormat::kInt4 && info.format != WeightFormat::kInt4)) {
+      fail(ErrorKind::kBadFile, "{}: an LM head in '{}' in a packed {} model (it is int8, or int4 in an int4 model)", where, field("head"),
+           weight_format_name(info.format));
+    }
+    info.head_format = *head;
+  }
   return info;
 }
 
@@ -123,14 +149,14 @@ struct PlannedMatrix {
   bool read_by_rows;  // the PLE table: never a matmul, looked up a row per token
 };
 
-// The matrices to hold as int8/int4, in slot order. int4 falls back to int8 where columns
-// are not whole groups. `packed_model`: as a packed model holds them, with the PLE
-// table, as [vocab * layers, P], and the embedding in int8 whatever the format: its rows
-// are looked up too, and int4 rows there add a quarter to int4's KL divergence, where an
-// int4 PLE table adds 1% (README, "Deploying"). Converting at load time leaves both
-// tables' rows in the checkpoint.
+// The matrices to hold as int8/int4, in slot order: the embedding (the tied LM head) in
+// `head` (head_format above), the others in `format`, int4 falling back to int8 where
+// columns are not whole groups. `packed_model`: as a packed model holds them, with the
+// PLE table, as [vocab * layers, P], so a token's lookup reads a few row blocks, and the
+// embedding's rows looked up packed. Converting at load time leaves both tables' rows in
+// the checkpoint.
 template <Variant V, typename Global, typename Layers>
-auto plan_packed(Global& global, Layers& layers, WeightFormat format, bool packed_model) {
+auto plan_packed(Global& global, Layers& layers, WeightFormat format, WeightFormat head, bool packed_model) {
   using Slot = std::conditional_t<std::is_const_v<Global>, const MatrixView, MatrixView>;
   std::vector<PlannedMatrix<Slot>> planned;
   for_each_slot<V>(global, layers, [&](auto& slot, const std::string& name, const LayerFacts& facts) {
@@ -138,11 +164,11 @@ auto plan_packed(Global& global, Layers& layers, WeightFormat format, bool packe
     if constexpr (std::is_base_of_v<MatrixView, S>) {
       constexpr bool kTable = S::residency == Residency::kOnDisk;
       if (kTable && !packed_model) return;
-      const bool int8_rows = packed_model && std::is_same_v<S, decltype(GlobalWeights::embed_tokens)>;
       const auto shape = expected_shape<S>(V::config, facts);
       const std::size_t per_row = kTable ? static_cast<std::size_t>(V::config.hidden_size_per_layer_input) : static_cast<std::size_t>(shape[1]);
       const std::size_t rows = static_cast<std::size_t>(shape[0] * shape[1]) / per_row, cols = per_row;
-      const WeightFormat f = format == WeightFormat::kInt4 && (int8_rows || !packable(format, rows, cols)) ? WeightFormat::kInt8 : format;
+      const WeightFormat wanted = std::is_same_v<S, decltype(GlobalWeights::embed_tokens)> ? head : format;
+      const WeightFormat f = wanted == WeightFormat::kInt4 && !packable(wanted, rows, cols) ? WeightFormat::kInt8 : wanted;
       if (!packable(f, rows, cols)) {
         fail(ErrorKind::kInvalidArgument, "{}: a [{}, {}] matrix cannot be stored as {}", name, rows, cols, weight_format_name(f));
       }
