@@ -58,6 +58,36 @@ TEMPLATE_TEST_CASE("prefill, decode and any mix give the same logits, in every K
   CHECK(first_difference(logits_in_pieces(w, tokens, {3, 17, 1}, {.max_context = 60, .prefill_chunk = 5, .kv_format = kv}), prefill) == "");
 }
 
+// Attention over more than one segment (ops/attention_scratch.hpp): a chunk's blocks, a
+// decode step and a step spread over threads (its segments' partial results on different
+// threads) merge the same partials in the same order.
+TEST_CASE("past several attention segments, prefill and decode give the same logits", "[forward][slow-emulated]") {
+  TempDir dir;
+  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 8});
+  const Weights<TinyE2B> w(dir.path());
+  const int n = 2 * kAttentionSegment + 40;
+  const auto tokens = random_tokens(n, TinyE2B::config.vocab_size, 8);
+  const SessionOptions options{.max_context = n, .prefill_chunk = 64};
+  const auto prefill = all_logits(w, tokens, options);
+  // Decode steps across the edges of segments 0 and 1, and chunks that straddle them.
+  CHECK(first_difference(logits_in_pieces(w, tokens, {kAttentionSegment - 3, 1, 1, 1, 1, 1, 1, 30, kAttentionSegment - 40}, options),
+                         prefill) == "");
+}
+
+TEST_CASE("past several attention segments, decode on 3 threads gives the bits of one", "[forward][threads]") {
+  TempDir dir;
+  write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 9});
+  const Weights<TinyE2B> w(dir.path());
+  const int n = 2 * kAttentionSegment + 10;
+  const auto tokens = random_tokens(n, TinyE2B::config.vocab_size, 9);
+  ThreadPool one(1), three(3);
+  const auto alone = all_logits(w, tokens, {.max_context = n, .pool = &one});
+  // A chunk, then 30 decode steps across the edge of segment 1.
+  std::vector<int> pieces(31, 1);
+  pieces[0] = n - 30;
+  CHECK(first_difference(logits_in_pieces(w, tokens, pieces, {.max_context = n, .pool = &three}), alone) == "");
+}
+
 TEST_CASE("a bf16 KV cache takes half the bytes of f32, an int8 one a quarter and its scales", "[forward]") {
   TempDir dir;
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 7});

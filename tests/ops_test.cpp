@@ -174,6 +174,41 @@ std::vector<float> as_stored(KvFormat format, const float* x, std::size_t rows, 
   return out;
 }
 
+// One head's attention in double precision: query q [D] over positions [first, last] of
+// keys and values [positions, kv_heads, D] as the cache stores them.
+std::vector<double> reference_attention(const float* q, int first, int last, const std::vector<float>& keys,
+                                        const std::vector<float>& values, int kv_heads, int kv_head, int D) {
+  const auto row = [&](int p) { return (std::size_t(p) * kv_heads + kv_head) * D; };
+  std::vector<double> s, out(D);
+  double max = -INFINITY, sum = 0;
+  for (int p = first; p <= last; ++p) {
+    double dot = 0;
+    for (int i = 0; i < D; ++i) dot += double(q[i]) * keys[row(p) + i];
+    s.push_back(dot);
+    max = std::max(max, dot);
+  }
+  for (double x : s) sum += std::exp(x - max);
+  for (int p = first; p <= last; ++p) {
+    for (int i = 0; i < D; ++i) out[i] += std::exp(s[p - first] - max) / sum * values[row(p) + i];
+  }
+  return out;
+}
+
+// The attention of `block` (its out unused) for kHeads heads, its tokens together; checks
+// they are the bits of each token alone.
+template <int kHeads>
+std::vector<float> attend_together_and_alone(QueryBlock block, const KvCache& cache, int kv_head, AttentionScratch& scratch) {
+  std::vector<float> together(kQueryBlock * block.stride), alone(together.size());
+  block.out = together.data();
+  AttendHeads<kHeads>(kHeads, block, cache, kv_head, scratch, 0);
+  for (int t = 0; t < block.tokens; ++t) {
+    const QueryBlock one{.q = block.q + t * block.stride, .out = alone.data() + t * block.stride, .first = {block.first[t]}, .last = block.last + t};
+    AttendHeads<kHeads>(kHeads, one, cache, kv_head, scratch, 0);
+  }
+  CHECK(together == alone);
+  return together;
+}
+
 void GroupedAttention(KvFormat format) {
   INFO("KV format " << kv_format_name(format));
   const int D = 2 * kPositionTile, kv_heads = 2, heads_per_kv = 4;
@@ -193,33 +228,19 @@ void GroupedAttention(KvFormat format) {
   for (const std::pair<int, int>& positions : {std::pair{50, 69}, std::pair{64, 69}, std::pair{69, 69}, std::pair{41, 60}}) {
     const int first = positions.first, last = positions.second;  // the lambda below captures them: no structured binding (C++20 allows it, clang 14 does not)
     INFO("positions " << first << ".." << last);
-    std::vector<float> scores(heads_per_kv * attention_score_span(first, last));
+    AttentionScratch scratch(1, heads_per_kv, D);
     std::vector<float> grouped(std::size_t(heads_per_kv) * D), alone(grouped.size()), pairs(grouped.size());
     const auto heads = [&](int h, std::vector<float>& out) {
       return QueryBlock{.q = q.data + h * D, .out = out.data() + h * D, .first = {first}, .last = last};
     };
-    AttendHeads<4>(4, heads(0, grouped), cache, kv_head, scores.data());
-    for (int h = 0; h < heads_per_kv; ++h) AttendHeads<4>(1, heads(h, alone), cache, kv_head, scores.data());
-    for (int h = 0; h < heads_per_kv; h += 2) AttendHeads<4>(2, heads(h, pairs), cache, kv_head, scores.data());
+    AttendHeads<4>(4, heads(0, grouped), cache, kv_head, scratch, 0);
+    for (int h = 0; h < heads_per_kv; ++h) AttendHeads<4>(1, heads(h, alone), cache, kv_head, scratch, 0);
+    for (int h = 0; h < heads_per_kv; h += 2) AttendHeads<4>(2, heads(h, pairs), cache, kv_head, scratch, 0);
     CHECK(grouped == alone);
     CHECK(grouped == pairs);
     for (int h = 0; h < heads_per_kv; ++h) {
-      std::vector<double> s;
-      double max = -INFINITY, sum = 0;
-      for (int p = first; p <= last; ++p) {
-        double dot = 0;
-        for (int i = 0; i < D; ++i) dot += double(q.data[h * D + i]) * stored_keys[(std::size_t(p) * kv_heads + kv_head) * D + i];
-        s.push_back(dot);
-        max = std::max(max, dot);
-      }
-      for (double x : s) sum += std::exp(x - max);
-      for (int i = 0; i < D; ++i) {
-        double want = 0;
-        for (int p = first; p <= last; ++p) {
-          want += std::exp(s[p - first] - max) / sum * stored_values[(std::size_t(p) * kv_heads + kv_head) * D + i];
-        }
-        CHECK(grouped[h * D + i] == Approx(want).margin(1e-5));
-      }
+      const std::vector<double> want = reference_attention(q.data + h * D, first, last, stored_keys, stored_values, kv_heads, kv_head, D);
+      for (int i = 0; i < D; ++i) CHECK(grouped[h * D + i] == Approx(want[i]).margin(1e-5));
     }
   }
 }
@@ -239,28 +260,87 @@ void AttentionBlock(KvFormat format) {
   Buffer keys(std::size_t(positions) * kv_heads * D, 15), values(std::size_t(positions) * kv_heads * D, 16);
   Buffer q(kQueryBlock * stride, 17, -1.0f, 1.0f);
   const int kv_head = 1;
-  std::vector<float> scores(heads * kQueryBlock * attention_score_span(0, positions - 1));
+  AttentionScratch scratch(1, heads * kQueryBlock, D);
   for (int newest = 0; newest < positions; ++newest) {
     cache.store(newest, keys.data + std::size_t(newest) * kv_heads * D, values.data + std::size_t(newest) * kv_heads * D);
     for (int tokens = 1; tokens <= std::min(kQueryBlock, newest + 1); ++tokens) {
       INFO("tokens " << tokens << " up to position " << newest);
-      QueryBlock block{.tokens = tokens, .stride = stride, .last = newest - tokens + 1};
+      QueryBlock block{.q = q.data, .tokens = tokens, .stride = stride, .last = newest - tokens + 1};
       for (int t = 0; t < tokens; ++t) block.first[t] = first_visible_position(block.last + t, AttentionType::kSliding, window);
-      std::vector<float> together(kQueryBlock * stride), alone(together.size());
-      block.q = q.data;
-      block.out = together.data();
-      AttendHeads<heads>(heads, block, cache, kv_head, scores.data());
-      for (int t = 0; t < tokens; ++t) {
-        const QueryBlock one{.q = q.data + t * stride, .out = alone.data() + t * stride, .first = {block.first[t]}, .last = block.last + t};
-        AttendHeads<heads>(heads, one, cache, kv_head, scores.data());
-      }
-      CHECK(together == alone);
+      attend_together_and_alone<heads>(block, cache, kv_head, scratch);
     }
   }
 }
 
 void TestAttentionBlock() {
   for (KvFormat format : kKvFormats) AttentionBlock(format);
+}
+
+// Attention over several segments (ops/attention_scratch.hpp), merged through their
+// softmax sums: a token matches the double-precision reference, and a block of tokens
+// whose positions end on either side of a segment's edge gives the bits of its tokens
+// one at a time.
+void SegmentedAttention(KvFormat format) {
+  INFO("KV format " << kv_format_name(format));
+  const int D = 2 * kPositionTile, kv_heads = 2, heads = 4, positions = 2 * kAttentionSegment + 70;
+  const std::size_t stride = std::size_t(kv_heads) * heads * D;
+  KvCache cache(positions, kv_heads, D, format);
+  Buffer keys(std::size_t(positions) * kv_heads * D, 21), values(std::size_t(positions) * kv_heads * D, 22);
+  for (int p = 0; p < positions; ++p) cache.store(p, keys.data + std::size_t(p) * kv_heads * D, values.data + std::size_t(p) * kv_heads * D);
+  const std::vector<float> stored_keys = as_stored(format, keys.data, std::size_t(positions) * kv_heads, D);
+  const std::vector<float> stored_values = as_stored(format, values.data, std::size_t(positions) * kv_heads, D);
+  Buffer q(kQueryBlock * stride, 23, -2.0f, 2.0f);
+  const int kv_head = 1;
+  AttentionScratch scratch(1, heads * kQueryBlock, D);
+  for (int newest : {kAttentionSegment - 2, kAttentionSegment, kAttentionSegment + 2, 2 * kAttentionSegment + 1, positions - 1}) {
+    for (int tokens = 1; tokens <= kQueryBlock; ++tokens) {
+      INFO("tokens " << tokens << " up to position " << newest);
+      // Queries from the kv head's group onwards; the first token's positions start past
+      // segment 0 when the window slides, so a block may see a partial first segment.
+      const int window = 700;
+      QueryBlock block{.q = q.data + kv_head * heads * D, .tokens = tokens, .stride = stride, .last = newest - tokens + 1};
+      for (int t = 0; t < tokens; ++t) block.first[t] = first_visible_position(block.last + t, AttentionType::kSliding, window);
+      const std::vector<float> together = attend_together_and_alone<heads>(block, cache, kv_head, scratch);
+      const int t = tokens - 1;
+      for (int h = 0; h < heads; ++h) {
+        const float* query = block.q + t * stride + h * D;
+        const std::vector<double> want = reference_attention(query, block.first[t], block.last + t, stored_keys, stored_values, kv_heads, kv_head, D);
+        for (int i = 0; i < D; ++i) CHECK(together[t * stride + h * D + i] == Approx(want[i]).margin(1e-5));
+      }
+    }
+  }
+}
+
+void TestSegmentedAttention() {
+  for (KvFormat format : kKvFormats) SegmentedAttention(format);
+}
+
+// All heads of a layer over a long context on 1 and 3 threads: decode and a block of
+// drafts spread their segments' partial results over the threads, a prefill chunk its
+// blocks; the bits are those of one thread.
+void TestSegmentedAttentionThreads() {
+  constexpr int kHeads = 8, kKvHeads = 2, D = 2 * kPositionTile;
+  const int positions = 3 * kAttentionSegment + 40;
+  ThreadPool one(1), three(3);
+  for (KvFormat format : kKvFormats) {
+    INFO("KV format " << kv_format_name(format));
+    KvCache cache(positions, kKvHeads, D, format);
+    Buffer keys(std::size_t(positions) * kKvHeads * D, 31), values(std::size_t(positions) * kKvHeads * D, 32);
+    for (int p = 0; p < positions; ++p) cache.store(p, keys.data + std::size_t(p) * kKvHeads * D, values.data + std::size_t(p) * kKvHeads * D);
+    for (int tokens : {1, 3, 9}) {
+      INFO(tokens << " tokens");
+      Buffer q(std::size_t(tokens) * kHeads * D, 33, -2.0f, 2.0f);
+      std::vector<float> outs[2];
+      ThreadPool* pools[] = {&one, &three};
+      for (int i = 0; i < 2; ++i) {
+        outs[i].resize(std::size_t(tokens) * kHeads * D);
+        const AttentionRun run{.cache = &cache, .q = q.data, .out = outs[i].data(), .tokens = tokens, .last = positions - tokens};
+        AttentionScratch scratch(pools[i]->size(), std::size_t(kHeads / kKvHeads) * kQueryBlock, D);
+        AttendAllHeads<kHeads, kKvHeads>(*pools[i], std::span(&run, 1), [](int) { return 0; }, scratch);
+      }
+      CHECK(outs[0] == outs[1]);
+    }
+  }
 }
 
 void TestScaledRow() {
@@ -396,6 +476,8 @@ GEMMA4_TARGET_TEST(TestRope, "rotate-half RoPE, including unrotated pairs, match
 GEMMA4_TARGET_TEST(TestSoftmax, "softmax matches scalar and sums to 1", "[ops]")
 GEMMA4_TARGET_TEST(TestGroupedAttention, "grouped attention over a ring of cached positions matches scalar, for any head grouping", "[ops]")
 GEMMA4_TARGET_TEST(TestAttentionBlock, "attention of a block of positions gives the bits of one position at a time", "[ops]")
+GEMMA4_TARGET_TEST(TestSegmentedAttention, "attention over several segments matches the reference, a block the bits of its tokens alone", "[ops]")
+GEMMA4_TARGET_TEST(TestSegmentedAttentionThreads, "attention over several segments gives the same bits on 1 and 3 threads", "[ops][threads]")
 GEMMA4_TARGET_TEST(TestScaledRow, "embedding rows widen to f32 from every stored layout", "[ops]")
 GEMMA4_TARGET_TEST(TestIntDotChoice, "a target uses the best integer dot it and the CPU have (VNNI, SDOT, i8mm)", "[ops][quantized]")
 

@@ -299,7 +299,7 @@ TEST_CASE("a draft reads only the donor caches, and only positions before its ow
   }
   using State = DraftState<A>;
   State state(p.assistant, p.target, caches[State::cache_slot(AttentionType::kSliding)], caches[State::cache_slot(AttentionType::kFull)],
-              session.pool(), 64, A::head.centroid_intermediate_top_k);
+              session.pool(), A::head.centroid_intermediate_top_k);
   std::copy(hidden.begin(), hidden.end(), state.g.begin());
   choose_draft_pass<A>().step(state, tokens[30], 30, DraftHead::kCentroids);
   CHECK(std::equal(state.logits.begin(), state.logits.end(), want.begin()));

@@ -47,7 +47,7 @@ class Batch {
   Batch(const Weights<V>&&, const BatchOptions& = {}) = delete;  // would dangle
   explicit Batch(const Weights<V>& weights, const BatchOptions& options = {})
       : options_(checked(options)),
-        pass_state_(weights, weights.residency(), options.max_rows, options.max_context, pool_or_default(options.pool)),
+        pass_state_(weights, weights.residency(), options.max_rows, pool_or_default(options.pool)),
         pass_(choose_forward_pass<V>()) {
     runs_.reserve(static_cast<std::size_t>(options.max_rows));
     tokens_.reserve(static_cast<std::size_t>(options.max_rows));

@@ -86,8 +86,7 @@ class Draft {
       const int first = first_visible_position(position, kType, kC.sliding_window);
       const AttentionRun run{.cache = d.s_.caches[static_cast<int>(kType)], .q = d.s_.q.data(), .out = d.s_.attn.data(), .tokens = 1,
                              .last = position - 1};
-      AttendAllHeads<kHeads, kKvHeads>(d.s_.pool, std::span(&run, 1), [first](int) { return first; }, d.s_.scores.data(),
-                                       d.s_.scores_per_thread);
+      AttendAllHeads<kHeads, kKvHeads>(d.s_.pool, std::span(&run, 1), [first](int) { return first; }, d.s_.attention);
     }
   };
 

@@ -41,9 +41,9 @@ struct DraftState {
   static constexpr int cache_slot(AttentionType type) { return kv_cache_slot(Target::config, assistant_donor(Target::config, type)); }
 
   DraftState(const Assistant<A>& assistant, const ModelWeights<Target>& target, const KvCache& sliding_cache, const KvCache& full_cache,
-             ThreadPool& pool, int max_context, int centroids_kept)
+             ThreadPool& pool, int centroids_kept)
       : assistant(assistant), target(target), caches{&sliding_cache, &full_cache}, pool(pool), centroids_kept(centroids_kept),
-        rope(rope_tables(kC, 1)) {
+        rope(rope_tables(kC, 1)), attention(pool.size(), std::size_t{kHeads / kKvHeads}, kMaxHeadDim) {
     if (centroids_kept < 1 || centroids_kept > kCentroids) {
       fail(ErrorKind::kInvalidArgument, "an assistant keeps between 1 and {} centroids, not {}", kCentroids, centroids_kept);
     }
@@ -60,8 +60,6 @@ struct DraftState {
     ranked.resize(kCentroids);
     ordered_logits.resize(kVocab);
     logits.resize(kVocab);
-    scores_per_thread = std::size_t{kHeads / kKvHeads} * attention_score_span(0, max_context - 1);
-    scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
     activations.reserve(1, std::max<std::size_t>({2 * kBackbone, std::size_t{kHeads} * kMaxHeadDim, std::size_t(kC.intermediate_size)}));
   }
 
@@ -79,9 +77,8 @@ struct DraftState {
   std::vector<std::pair<float, int>> ranked;    // [num_centroids]: (score, centroid)
   std::vector<float> ordered_logits;            // [vocab] in token_ordering's order; the kept centroids' blocks only
   std::vector<float> logits;                    // [vocab]
-  std::vector<float> scores;                    // [threads, scores_per_thread]
-  std::size_t scores_per_thread = 0;
   std::array<RopeTable, 2> rope;                // by AttentionType, at the round's position
+  AttentionScratch attention;
   QuantizedActivations activations;             // the quantized input of packed matrices
 };
 

@@ -43,7 +43,7 @@ class Drafter {
   Drafter(const Assistant<A>& assistant, const Session<Target>& session, const DrafterOptions& options = {})
       : session_(session), options_(options),
         state_(assistant, session.weights(), session.kv_cache(State::cache_slot(AttentionType::kSliding)),
-               session.kv_cache(State::cache_slot(AttentionType::kFull)), session.pool(), session.max_context(),
+               session.kv_cache(State::cache_slot(AttentionType::kFull)), session.pool(),
                options.centroids_kept == 0 ? A::head.centroid_intermediate_top_k.value : options.centroids_kept),
         pass_(choose_draft_pass<A>()) {
     if (options.max_drafts < 0) fail(ErrorKind::kInvalidArgument, "max_drafts must not be negative, got {}", options.max_drafts);

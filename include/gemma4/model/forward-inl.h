@@ -173,7 +173,7 @@ class Forward {
     });
     AttendAllHeads<kHeads, kKvHeads>(s_.pool, std::span(s_.attention_runs).first(count),
                                      [](int position) { return first_visible_position(position, kType, kWindow); },
-                                     s_.scores.data(), s_.scores_per_thread);
+                                     s_.attention);
   }
 
   // logits of `count` chunk tokens from `first`: softcap(E . RMSNorm(x, norm)).

@@ -19,6 +19,7 @@
 
 #include "gemma4/config/topology.hpp"
 #include "gemma4/error.hpp"
+#include "gemma4/ops/attention_scratch.hpp"
 #include "gemma4/ops/kv_cache.hpp"
 #include "gemma4/ops/quantized_activations.hpp"
 #include "gemma4/parallel/thread_pool.hpp"
@@ -126,8 +127,7 @@ struct SequenceRun {
 
 // What a forward pass works on besides the sequences: the weights (and when to release
 // the pages of the tables it looks rows up in), the threads, and
-// scratch for up to `rows` rows (a session's prefill chunk, or a batch's rows) of
-// sequences whose context is at most `max_context` positions.
+// scratch for up to `rows` rows (a session's prefill chunk, or a batch's rows).
 template <Variant V>
 struct PassState {
   static constexpr const ModelConfig& kC = V::config;
@@ -147,8 +147,9 @@ struct PassState {
                 "gemma4: the attention kernel needs head dims that are multiples of 32");
   static_assert(kC.vocab_size_per_layer_input >= kC.vocab_size, "gemma4: every token id must have a PLE row");
 
-  PassState(const ModelWeights<V>& weights, const PageResidency& residency, int rows, int max_context, ThreadPool& pool)
-      : weights(weights), row_release(residency), pool(pool), rows(rows), rope(rope_tables(kC, rows)) {
+  PassState(const ModelWeights<V>& weights, const PageResidency& residency, int rows, ThreadPool& pool)
+      : weights(weights), row_release(residency), pool(pool), rows(rows), rope(rope_tables(kC, rows)),
+        attention(pool.size(), kGroupHeads * std::min<std::size_t>(kQueryBlock, static_cast<std::size_t>(rows)), kMaxHeadDim) {
     const std::size_t n = static_cast<std::size_t>(rows);
     x.resize(n * kHidden);
     normed.resize(n * kHidden);
@@ -162,17 +163,14 @@ struct PassState {
     ple_gate.resize(n * kPle);
     ple_row.resize(static_cast<std::size_t>(kNumLayers) * kPle);
     attention_runs.resize(n);
-    // Every query row of a block of tokens sees positions below max_context.
-    scores_per_thread = kGroupHeads * std::min<std::size_t>(kQueryBlock, n) * attention_score_span(0, max_context - 1);
-    scores.resize(scores_per_thread * static_cast<std::size_t>(pool.size()));
     activations.reserve(n, std::max<std::size_t>({kHidden, std::size_t{kHeads} * kMaxHeadDim, kMaxFfn, kPle}));
   }
 
   // Memory of the scratch, sized when it was made.
   std::size_t bytes() const {
     std::size_t floats = x.size() + normed.size() + q.size() + k.size() + v.size() + attn.size() + gate.size() + up.size() + ple.size() +
-                         ple_gate.size() + ple_row.size() + scores.size();
-    return floats * sizeof(float) + rope[0].bytes() + rope[1].bytes() + activations.bytes();
+                         ple_gate.size() + ple_row.size();
+    return floats * sizeof(float) + rope[0].bytes() + rope[1].bytes() + attention.bytes() + activations.bytes();
   }
 
   const ModelWeights<V>& weights;
@@ -189,8 +187,7 @@ struct PassState {
   std::vector<float> ple;        // [rows, layers, ple_dim]
   std::vector<float> ple_gate;   // [rows, ple_dim]
   std::vector<float> ple_row;    // [layers, ple_dim]: one token's row of the PLE table
-  std::vector<float> scores;     // [threads, scores_per_thread]
-  std::size_t scores_per_thread = 0;
+  AttentionScratch attention;
   std::vector<AttentionRun> attention_runs;  // [rows]: a pass has at most one run per row
   QuantizedActivations activations;  // the current int8/int4 matmul's input
 };

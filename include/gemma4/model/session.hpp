@@ -49,7 +49,7 @@ class Session {
       : options_(options),
         sequence_(options),
         weights_(weights),
-        pass_state_(weights, weights.residency(), options.prefill_chunk, options.max_context, pool_or_default(options.pool)),
+        pass_state_(weights, weights.residency(), options.prefill_chunk, pool_or_default(options.pool)),
         pass_(choose_forward_pass<V>()) {}
 
   // The tokens the KV caches hold, in order: the one record of what the session has seen.

@@ -14,6 +14,14 @@
 #include <cstdint>
 
 #include "gemma4/base/tensor.hpp"
+
+namespace gemma4 {
+// What a softmax divided by: its largest input and the sum of exp(x - max).
+struct SoftmaxSums {
+  float max;
+  float sum;
+};
+}  // namespace gemma4
 #endif  // GEMMA4_OPS_OPS_INL_H_
 
 #if defined(GEMMA4_OPS_OPS_TOGGLE) == defined(HWY_TARGET_TOGGLE)
@@ -211,7 +219,7 @@ HWY_INLINE void Rope(float* HWY_RESTRICT x, const float* HWY_RESTRICT cos, const
 }
 
 // x = softmax(x), in f32.
-HWY_INLINE void Softmax(float* x, size_t n) {
+HWY_INLINE SoftmaxSums Softmax(float* x, size_t n) {
   const DF df;
   const size_t N = hn::Lanes(df);
   float max = -INFINITY;
@@ -230,6 +238,7 @@ HWY_INLINE void Softmax(float* x, size_t n) {
     sum += x[i];
   }
   Scale(x, n, 1.0f / sum);
+  return {max, sum};
 }
 
 // out += x
