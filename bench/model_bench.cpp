@@ -29,6 +29,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -268,7 +269,15 @@ struct BenchFormat {
   WeightFormat weights;
   std::optional<WeightFormat> head;
 
+  static BenchFormat parse(const std::string& name) {
+    static constexpr std::string_view kInt4Head = "int4-head4";
+    if (name == kInt4Head) return {name, WeightFormat::kInt4, WeightFormat::kInt4};
+    const auto format = parse_weight_format(name);
+    if (!format) fail(ErrorKind::kInvalidArgument, "unknown weight format '{}': expected bf16, int8, int4 or {}", name, kInt4Head);
+    return {name, *format, std::nullopt};
+  }
   LoadOptions load(ThreadPool* pool = nullptr) const { return {.format = weights, .head_format = head, .pool = pool}; }
+  ConvertOptions convert(ThreadPool* pool) const { return {.format = weights, .head_format = head, .pool = pool}; }
 };
 
 template <Variant V>
@@ -292,7 +301,7 @@ Row run_format(const std::filesystem::path& dir, const BenchFormat& bench_format
   const auto packed_dir = dir.parent_path() / fmt::format("{}-{}", dir.filename().string(), row.format);
   if (format != WeightFormat::kBF16) {
     std::filesystem::remove_all(packed_dir);
-    const double convert_s = seconds_of([&] { convert_checkpoint<V>(dir, packed_dir, {.format = format, .head_format = bench_format.head, .pool = &pool}); });
+    const double convert_s = seconds_of([&] { convert_checkpoint<V>(dir, packed_dir, bench_format.convert(&pool)); });
     std::vector<double> packed_loads;
     for (int run = 0; run < runs; ++run) packed_loads.push_back(seconds_of([&] { const Weights<V> w(packed_dir); }));
     row.load_packed_s = median(packed_loads);
@@ -337,7 +346,7 @@ Row run_format(const std::filesystem::path& dir, const BenchFormat& bench_format
     drafter.emplace(*assistant, session);
   }
   // Batches of up to 8 rows, or a 64-token prompt chunk beside 3 decode rows.
-  Batch<V> batch(weights, {.max_rows = 64 + 3, .max_context = context, .pool = &pool});
+  Batch<V> batch(weights, {.max_rows = 64 + 3, .pool = &pool});
   row.batch_scratch_bytes = static_cast<double>(batch.scratch_bytes());
   session.reset();
   row.shared_prefill = shared_prefill_cost(session, batch, all, std::max(3, decode_steps / 2));
@@ -502,11 +511,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     std::vector<BenchFormat> chosen;
-    for (const std::string& f : split(formats)) {
-      const auto format = f == "int4-head4" ? std::optional(WeightFormat::kInt4) : parse_weight_format(f);
-      if (!format) fail(ErrorKind::kInvalidArgument, "unknown weight format '{}': expected bf16, int8, int4 or int4-head4", f);
-      chosen.push_back({f, *format, f == "int4-head4" ? std::optional(WeightFormat::kInt4) : std::nullopt});
-    }
+    for (const std::string& f : split(formats)) chosen.push_back(BenchFormat::parse(f));
 
     ThreadPool pool(threads);
     const bench::MachineLimits limits = bench::measure_machine(pool, 5);

@@ -758,7 +758,7 @@ struct RunCommand {
     std::vector<std::string> lines;
     for (std::string line; std::getline(in, line);) lines.push_back(line);
     const int context = std::min<int>(max_context, V::config.max_position_embeddings);
-    gemma4::Batch<V> batched(loaded.weights, {.max_rows = batch, .max_context = context, .pool = &pool});
+    gemma4::Batch<V> batched(loaded.weights, {.max_rows = batch, .pool = &pool});
     gemma4::BatchGenerator<V> generator(batched);
     std::vector<gemma4::Session<V>> sessions;  // by slot, made as slots are first taken (in order)
     sessions.reserve(static_cast<std::size_t>(batch));  // no moves: the generator holds their addresses

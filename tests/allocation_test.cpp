@@ -40,7 +40,7 @@ TEST_CASE("batched passes and batched generation steps allocate nothing", "[batc
   const Weights<TinyE2B> w(dir.path(), {.format = WeightFormat::kInt8});
   const SessionOptions options{.max_context = 100, .prefill_chunk = 16};
   Session<TinyE2B> a(w, options), b(w, options), c(w, options);
-  Batch<TinyE2B> batch(w, {.max_rows = 4, .max_context = 100});
+  Batch<TinyE2B> batch(w, {.max_rows = 4});
   const std::vector<int> prompt(10, 7), step{9};
   std::vector<float> logits(3 * 1024);
   const BatchEntry<TinyE2B> entries[] = {{&a, step}, {&b, step}, {&c, step}};

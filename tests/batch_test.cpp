@@ -45,7 +45,7 @@ TEMPLATE_TEST_CASE("a batch gives each sequence the logits it gets alone, as seq
     streams.push_back(random_tokens(prompt_lengths[s] + 14, kVocab, static_cast<unsigned>(20 + s)));
   }
 
-  Batch<TestType> batch(w, {.max_rows = 4, .max_context = 64});
+  Batch<TestType> batch(w, {.max_rows = 4});
   std::vector<Session<TestType>> sessions;
   sessions.reserve(streams.size());
   for (std::size_t s = 0; s < streams.size(); ++s) sessions.emplace_back(w, options);
@@ -87,7 +87,7 @@ TEST_CASE("a batch runs a prefilling sequence and decoding ones in one pass", "[
   Session<TinyE2B> first(w, {.max_context = 32}), second(w, {.max_context = 32});
   std::vector<float> last(1024);
   first.forward(std::span(a).first(20), Logits::kLast, last);
-  Batch<TinyE2B> batch(w, {.max_rows = 16, .max_context = 32});
+  Batch<TinyE2B> batch(w, {.max_rows = 16});
   std::vector<float> all(12 * 1024);
   const BatchEntry<TinyE2B> entries[] = {{&first, std::span(a).subspan(20, 1)}, {&second, std::span(b).first(11)}};
   batch.forward(entries, Logits::kAll, all);
@@ -103,11 +103,11 @@ TEST_CASE("a bad batch is an error that changes no session", "[batch][hostile]")
   TempDir dir;
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 13});
   const Weights<TinyE2B> w(dir.path()), other(dir.path());
-  Session<TinyE2B> a(w, {.max_context = 8}), b(w, {.max_context = 8}), elsewhere(other, {.max_context = 8}), long_context(w, {.max_context = 16});
+  Session<TinyE2B> a(w, {.max_context = 8}), b(w, {.max_context = 8}), elsewhere(other, {.max_context = 8});
   const std::vector<int> one{5}, two{5, 6}, unknown{1024}, seven(7, 3);
   std::vector<float> logits(2 * 1024);
   b.forward(seven, Logits::kLast, std::span(logits).first(1024));
-  Batch<TinyE2B> batch(w, {.max_rows = 2, .max_context = 8});
+  Batch<TinyE2B> batch(w, {.max_rows = 2});
   using E = BatchEntry<TinyE2B>;
   CHECK_THROWS_WITH(batch.forward(std::vector<E>{}, Logits::kLast, logits), Contains("batch: no sequences"));
   CHECK_THROWS_WITH(batch.forward(std::vector<E>{{&a, one}, {&a, one}}, Logits::kLast, logits), Contains("sequences 0 and 1 are the same session"));
@@ -115,8 +115,6 @@ TEST_CASE("a bad batch is an error that changes no session", "[batch][hostile]")
   CHECK_THROWS_WITH(batch.forward(std::vector<E>{{&a, two}, {&b, one}}, Logits::kAll, std::span(logits).first(2048)), Contains("3 tokens in one pass"));
   CHECK_THROWS_WITH(batch.forward(std::vector<E>{{&a, one}, {&b, two}}, Logits::kLast, logits), Contains("2 tokens at position 7 exceed the context of 8"));
   CHECK_THROWS_WITH(batch.forward(std::vector<E>{{&a, one}, {&elsewhere, one}}, Logits::kLast, logits), Contains("sequence 1's session runs other weights"));
-  CHECK_THROWS_WITH(batch.forward(std::vector<E>{{&long_context, one}}, Logits::kLast, std::span(logits).first(1024)),
-                    Contains("a context of 16 positions, the batch was made for 8"));
   CHECK_THROWS_WITH(batch.forward(std::vector<E>{{&a, unknown}}, Logits::kLast, std::span(logits).first(1024)), Contains("token id 1024"));
   Session<TinyE2B> small_chunks(w, {.max_context = 8, .prefill_chunk = 1});
   CHECK_THROWS_WITH(batch.forward(std::vector<E>{{&small_chunks, two}}, Logits::kLast, std::span(logits).first(1024)),
@@ -157,7 +155,7 @@ TEST_CASE("batched generation gives each sequence the tokens it generates alone"
   };
   requests[3].stop_ids = {alone(requests[3]).tokens[9]};  // greedy: stops at the first time it samples that id
 
-  Batch<TinyE4B> batch(w, {.max_rows = 3 + prefill_rows, .max_context = 64});
+  Batch<TinyE4B> batch(w, {.max_rows = 3 + prefill_rows});
   BatchGenerator<TinyE4B> generator(batch, prefill_rows);
   std::vector<Session<TinyE4B>> sessions;
   sessions.reserve(requests.size());
@@ -202,12 +200,11 @@ TEST_CASE("a batched generator rejects what it cannot run, and a cancelled seque
   TempDir dir;
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 15});
   const Weights<TinyE2B> w(dir.path());
-  Batch<TinyE2B> batch(w, {.max_rows = 2, .max_context = 32});
+  Batch<TinyE2B> batch(w, {.max_rows = 2});
   BatchGenerator<TinyE2B> generator(batch);
-  Session<TinyE2B> a(w, {.max_context = 32}), b(w, {.max_context = 32}), c(w, {.max_context = 32}), wide(w, {.max_context = 64});
+  Session<TinyE2B> a(w, {.max_context = 32}), b(w, {.max_context = 32}), c(w, {.max_context = 32});
   const std::vector<int> prompt{2, 9, 4};
   const auto on_token = [](int, int) { return true; };
-  CHECK_THROWS_WITH(generator.join(wide, prompt, {}, {}, 4, on_token), Contains("a context of 64 positions, the batch was made for 32"));
   CHECK_THROWS_WITH(generator.join(a, std::vector<int>{}, {}, {}, 4, on_token), Contains("empty prompt"));
   CHECK(generator.join(a, prompt, {}, {}, 10, on_token) == 0);
   CHECK_THROWS_WITH(generator.join(a, prompt, {}, {}, 10, on_token), Contains("the session already runs a sequence here"));

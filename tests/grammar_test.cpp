@@ -451,7 +451,7 @@ TEST_CASE("in a batch, each sequence follows its own grammar and gets the tokens
     generator.constrain(constraints[i].get());
     return generator.generate(prompt, 300, [](int) { return true; });
   };
-  Batch<TinyE2B> batch(weights, {.max_rows = 3, .max_context = 512});
+  Batch<TinyE2B> batch(weights, {.max_rows = 3});
   BatchGenerator<TinyE2B> generator(batch);
   std::vector<Session<TinyE2B>> sessions;
   sessions.reserve(requests.size());

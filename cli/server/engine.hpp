@@ -177,7 +177,7 @@ class BatchEngine final : public JobQueue {
  public:
   BatchEngine(const Weights<V>& weights, const ServeOptions& options, ThreadPool& pool)
       : JobQueue(options.max_queue),
-        batch_(weights, {.max_rows = options.parallel + options.prefill_rows, .max_context = options.max_context, .pool = &pool}),
+        batch_(weights, {.max_rows = options.parallel + options.prefill_rows, .pool = &pool}),
         generator_(batch_, options.prefill_rows),
         running_(static_cast<std::size_t>(options.parallel)),
         session_of_(static_cast<std::size_t>(options.parallel)) {

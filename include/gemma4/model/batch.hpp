@@ -24,8 +24,7 @@
 namespace gemma4 {
 
 struct BatchOptions {
-  int max_rows = 8;          // tokens one pass runs, over all its sequences
-  int max_context = 4096;    // the largest max_context of a session the batch runs
+  int max_rows = 8;            // tokens one pass runs, over all its sequences
   ThreadPool* pool = nullptr;  // threads to run on; null: the process-wide default_pool()
 };
 
@@ -57,8 +56,7 @@ class Batch {
   // writes logits [entries, vocab] of each entry's last token (Logits::kLast) or [rows,
   // vocab] of every token, entry after entry (Logits::kAll). Errors, and changes no
   // session, for what Session::forward rejects, more rows than max_rows, more tokens of
-  // one session than its prefill_chunk, a session twice, a session of other weights or
-  // with a longer context than the batch's.
+  // one session than its prefill_chunk, a session twice, or a session of other weights.
   void forward(std::span<const BatchEntry<V>> entries, Logits which, std::span<float> logits) {
     if (entries.empty()) fail(ErrorKind::kInvalidArgument, "batch: no sequences");
     std::size_t rows = 0;
@@ -107,13 +105,10 @@ class Batch {
   }
 
   // Errors unless the batch can run `session` as its sequence `index` (which the message
-  // names): the same weights, and a context no longer than the batch's.
+  // names): a session of the batch's weights. Its context may be any length: attention's
+  // scratch holds one segment of positions, whatever the context.
   void check_session(const Session<V>& session, std::size_t index) const {
     if (&session.weights() != &pass_state_.weights) fail(ErrorKind::kInvalidArgument, "batch: sequence {}'s session runs other weights", index);
-    if (session.max_context() > options_.max_context) {
-      fail(ErrorKind::kInvalidArgument, "batch: sequence {}'s session has a context of {} positions, the batch was made for {}", index,
-           session.max_context(), options_.max_context);
-    }
   }
 
   int max_rows() const { return options_.max_rows; }
@@ -123,9 +118,6 @@ class Batch {
  private:
   static const BatchOptions& checked(const BatchOptions& options) {
     if (options.max_rows < 1) fail(ErrorKind::kInvalidArgument, "batch: max_rows must be at least 1, got {}", options.max_rows);
-    if (options.max_context < 1 || options.max_context > V::config.max_position_embeddings) {
-      fail(ErrorKind::kInvalidArgument, "batch: max_context must be in [1, {}], got {}", V::config.max_position_embeddings.value, options.max_context);
-    }
     return options;
   }
 
