@@ -409,20 +409,27 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
   const std::size_t rows = 80;  // 5 row blocks: the kernels' 3- and 2-block panels plus tails
   const auto w = test::normal_values(rows * cols, 2, 0.05f);
   auto x = test::normal_values(tokens * cols, 3);
-  x[7] = 9.0f;  // an outlier sets token 0's scale
+  x[7] = 9.0f;  // an outlier sets the scale of token 0 (int4) or of its first group (int8)
   QuantizedActivations a;
   a.reserve(tokens, cols);
-  QuantizeActivations(x.data(), tokens, cols, a);
-  for (std::size_t t = 0; t < tokens; ++t) {
-    int sum = 0;
-    for (std::size_t c = 0; c < cols; ++c) {
-      REQUIRE(std::fabs(a.q[t * cols + c] * a.scale[t] - x[t * cols + c]) <= a.scale[t] / 2 * 1.0001f);
-      sum += a.q[t * cols + c];
-    }
-    CHECK(a.sum[t] == sum);
-  }
   for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
     if (!packable(f, rows, cols)) continue;
+    const std::size_t group = activation_group(f, cols);
+    QuantizeActivations(x.data(), tokens, cols, group, a);
+    REQUIRE(a.groups == (cols + group - 1) / group);
+    for (std::size_t t = 0; t < tokens; ++t) {
+      for (std::size_t g = 0; g < a.groups; ++g) {
+        int sum = 0;
+        float absmax = 0;
+        for (std::size_t c = g * group; c < std::min(cols, (g + 1) * group); ++c) {
+          REQUIRE(std::fabs(a.q[t * cols + c] * a.scale_of(t, g) - x[t * cols + c]) <= a.scale_of(t, g) / 2 * 1.0001f);
+          sum += a.q[t * cols + c];
+          absmax = std::max(absmax, std::fabs(x[t * cols + c]));
+        }
+        CHECK(a.sum_of(t, g) == sum);
+        CHECK(a.scale_of(t, g) == absmax / 127.0f);
+      }
+    }
     QuantizedMatrix q(f, rows, cols);
     q.quantize_blocks(w.data(), 0, rows / kRowBlock);
     std::vector<float> chosen(tokens * rows, -1.0f), portable(tokens * rows, -2.0f), split(tokens * rows, -3.0f),
@@ -449,10 +456,13 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
     for (std::size_t t = 0; t < tokens; ++t) {
       for (std::size_t r = 0; r < rows; ++r) {
         double expected = 0;
-        for (std::size_t c = 0; c < cols; ++c) expected += double(dequantized[r * cols + c]) * a.q[t * cols + c] * a.scale[t];
+        for (std::size_t c = 0; c < cols; ++c) expected += double(dequantized[r * cols + c]) * a.q[t * cols + c] * a.scale_of(t, c / group);
         REQUIRE(std::fabs(chosen[t * rows + r] - expected) <= 1e-4 * (1 + std::fabs(expected)));
       }
     }
+    // Activations grouped for the other format are refused, not misread.
+    QuantizeActivations(x.data(), tokens, cols, activation_group(f == WeightFormat::kInt8 ? WeightFormat::kInt4 : WeightFormat::kInt8, cols), a);
+    CHECK_THROWS_WITH(QuantizedMatMul<IntDot::kPortable>(q, a, 0, 1, portable.data()), Catch::Matchers::Contains("in groups of"));
   }
 }
 

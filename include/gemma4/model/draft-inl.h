@@ -102,7 +102,7 @@ class Draft {
     // A kept centroid's ids are one block of rows of the ordered table.
     const auto first_row = [&](std::size_t i) { return static_cast<std::size_t>(s_.ranked[i].second) * State::kIdsPerCentroid; };
     const WeightMatrix& table = s_.assistant.ordered_embeddings.linear;
-    if (quantized_matrix(table) != nullptr) QuantizeInput(s_.pool, s_.y.data(), 1, kHidden, s_.activations);
+    if (const QuantizedMatrix* packed = quantized_matrix(table)) QuantizeInput(s_.pool, s_.y.data(), 1, kHidden, packed->format(), s_.activations);
     s_.pool.parallel_for(static_cast<std::size_t>(s_.centroids_kept), [&](int, std::size_t begin, std::size_t end) {
       for (std::size_t i = begin; i < end; ++i) {
         MatMulRows<kDot>(table, first_row(i), first_row(i) + State::kIdsPerCentroid, s_.y.data(), 1, s_.activations, s_.ordered_logits.data());

@@ -4,6 +4,7 @@
 // ops/quantized_matmul-inl.h uses them with IntDot::kI8mm.
 #ifndef GEMMA4_OPS_ARM_MATRIX_TILES_INL_H_
 #define GEMMA4_OPS_ARM_MATRIX_TILES_INL_H_
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -69,40 +70,43 @@ HWY_INLINE void MatrixStep(const VQ (&rows)[kR][2], const QuantizedActivations& 
   }
 }
 
-// Int8Tile with USMMLA for an even kT; the quads come in pairs (w.cols() % 8 == 0).
+// Int8Tile with USMMLA for an even kT; the quads come in pairs (w.cols() % 8 == 0, so
+// every activation group holds whole pairs).
 template <std::size_t kR, std::size_t kT>
 HWY_INLINE void Int8MatrixTile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a,
                                std::size_t token, float* HWY_RESTRICT out) {
   static_assert(kT % 2 == 0);
   const DQ d;
-  const std::size_t N = hn::Lanes(d), quads = w.cols() / 4;
+  const DQF df;
+  const std::size_t N = hn::Lanes(d), quads = w.cols() / 4, group_quads = a.group / 4;
   const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights()) + block * quads * kRowBlock;
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
-    VQ acc[kR][2][kT / 2];  // [block][rows 0-1 or 2-3][token pair]
-    HWY_UNROLL(16)
-    for (auto& halves : acc) ZeroAll(d, halves);
-    for (std::size_t q = 0; q < quads; q += 2) {
-      VQ rows[kR][2];
+    VQF sum[kR][kT];
+    ZeroAll(df, sum);
+    for (std::size_t g = 0; g < a.groups; ++g) {
+      VQ acc[kR][2][kT / 2];  // [block][rows 0-1 or 2-3][token pair]
       HWY_UNROLL(16)
-      for (std::size_t r = 0; r < kR; ++r) {
-        PrefetchAhead<kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 2);
-        const VQ first = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
-        const VQ second = hn::LoadU(d, tiles + (r * quads + q + 1) * kRowBlock + lane);
-        rows[r][0] = hn::InterleaveLower(d, first, second);
-        rows[r][1] = hn::InterleaveUpper(d, first, second);
+      for (auto& halves : acc) ZeroAll(d, halves);
+      const std::size_t end = std::min(quads, (g + 1) * group_quads);
+      for (std::size_t q = g * group_quads; q < end; q += 2) {
+        VQ rows[kR][2];
+        HWY_UNROLL(16)
+        for (std::size_t r = 0; r < kR; ++r) {
+          PrefetchAhead<kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 2);
+          const VQ first = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
+          const VQ second = hn::LoadU(d, tiles + (r * quads + q + 1) * kRowBlock + lane);
+          rows[r][0] = hn::InterleaveLower(d, first, second);
+          rows[r][1] = hn::InterleaveUpper(d, first, second);
+        }
+        MatrixStep(rows, a, token, 4 * q, acc);
       }
-      MatrixStep(rows, a, token, 4 * q, acc);
+      AddScaledActivations(a, token, g, [&](std::size_t r, std::size_t t) {
+        const std::size_t p = t / 2;
+        const VQ pair_sum = t % 2 == 0 ? FirstOfPair(acc[r][0][p], acc[r][1][p]) : SecondOfPair(acc[r][0][p], acc[r][1][p]);
+        return hn::Sub(pair_sum, hn::Set(d, 128 * a.sum_of(token + t, g)));
+      }, sum);
     }
-    HWY_UNROLL(16)
-    for (std::size_t r = 0; r < kR; ++r) {
-      const std::size_t row = (block + r) * kRowBlock + lane;
-      HWY_UNROLL(16)
-      for (std::size_t p = 0; p < kT / 2; ++p) {
-        const std::size_t t = token + 2 * p;
-        StoreInt8Sums<false>(w, row, a, t, FirstOfPair(acc[r][0][p], acc[r][1][p]), out);
-        StoreInt8Sums<false>(w, row, a, t + 1, SecondOfPair(acc[r][0][p], acc[r][1][p]), out);
-      }
-    }
+    StoreInt8Sums(w, block, lane, token, sum, out);
   }
 }
 

@@ -47,14 +47,11 @@ HWY_BEFORE_NAMESPACE();
 namespace gemma4 {
 namespace HWY_NAMESPACE {
 
-// x [n, cols] quantized into `activations` (scratch reserved for n x cols) for int8/int4
-// matmuls, the rows split between the threads.
-inline void QuantizeInput(ThreadPool& pool, const float* x, std::size_t n, std::size_t cols, QuantizedActivations& activations) {
-  if (activations.q.size() < n * cols || activations.scale.size() < n) {
-    fail(ErrorKind::kInvalidArgument, "matmul: activation scratch reserved for fewer than {} x {} values", n, cols);
-  }
-  activations.tokens = n;
-  activations.cols = cols;
+// x [n, cols] quantized into `activations` (scratch reserved for n x cols) for matmuls
+// with weights of `format` (int8/int4), the rows split between the threads.
+inline void QuantizeInput(ThreadPool& pool, const float* x, std::size_t n, std::size_t cols, WeightFormat format,
+                          QuantizedActivations& activations) {
+  activations.shape(n, cols, activation_group(format, cols));
   for_rows(pool, n, cols, [&](std::size_t first, std::size_t end) { QuantizeActivationRows(x, first, end, activations); });
 }
 
@@ -72,7 +69,9 @@ HWY_INLINE void MatMulRows(const WeightMatrix& w, std::size_t first_row, std::si
 
 // outs[i] [n, rows of ws[i]] = x [n, cols] times ws[i] for layers with the same cols.
 // activations: scratch for the quantized input, reserved for n tokens of cols columns.
-// Dense and int8/int4 layers may be mixed; an int8/int4 one sets the pass width of the split.
+// Dense and int8/int4 layers may be mixed, but not int8 with int4: their inputs are
+// quantized in groups of different widths (ops/quantized_activations.hpp). An int8/int4
+// layer sets the pass width of the split.
 template <IntDot kDot, std::size_t kCount>
 void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCount>& ws, const float* x, std::size_t n,
                     const std::array<float*, kCount>& outs, QuantizedActivations& activations) {
@@ -86,10 +85,14 @@ void ParallelMatMul(ThreadPool& pool, const std::array<const WeightMatrix*, kCou
     }
     const QuantizedMatrix* quantized = quantized_matrix(*ws[i]);
     if (first_quantized == nullptr) first_quantized = quantized;
+    if (quantized != nullptr && quantized->format() != first_quantized->format()) {
+      fail(ErrorKind::kInvalidArgument, "matmul: layers sharing an input are {} and {}", weight_format_name(first_quantized->format()),
+           weight_format_name(quantized->format()));
+    }
     unit_rows[i] = quantized != nullptr ? kRowBlock : 1;
     stack[i + 1] = stack[i] + matrix_rows(*ws[i]) / unit_rows[i];
   }
-  if (first_quantized != nullptr) QuantizeInput(pool, x, n, cols, activations);
+  if (first_quantized != nullptr) QuantizeInput(pool, x, n, cols, first_quantized->format(), activations);
   const std::size_t units = stack[kCount];
   const bool too_small = units * (first_quantized != nullptr ? kRowBlock : 1) * cols * n < kParallelMatMulMacs;
   const std::size_t grain = too_small ? units : first_quantized != nullptr ? quantized_pass_blocks(first_quantized->format(), n) : 1;

@@ -1,9 +1,9 @@
 // Matrix products with int8 / int4 weights (layouts in quant/layout.hpp) and
-// activations quantized on the fly to int8, one scale per token
-// (ops/quantize_activations-inl.h): which tiles (ops/quantized_tiles-inl.h,
-// ops/arm_matrix_tiles-inl.h) cover a matrix, and how many row blocks and tokens each
-// takes. All integer sums are exact, so every dot product (ops/int_dot-inl.h) gives the
-// same bits; the tests hold the chosen one to the last.
+// activations quantized on the fly to int8, a scale per kInt8ActivationGroup columns for
+// int8 weights and per token for int4 (ops/quantized_activations.hpp): which tiles
+// (ops/quantized_tiles-inl.h, ops/arm_matrix_tiles-inl.h) cover a matrix, and how many
+// row blocks and tokens each takes. All integer sums are exact, so every dot product
+// (ops/int_dot-inl.h) gives the same bits; the tests hold the chosen one to the last.
 #ifndef GEMMA4_OPS_QUANTIZED_MATMUL_INL_H_
 #define GEMMA4_OPS_QUANTIZED_MATMUL_INL_H_
 #include <cstddef>
@@ -17,9 +17,10 @@ namespace gemma4 {
 // A thread's range of blocks in whole passes runs no narrower pass.
 // int4 tiles take a panel (quant/layout.hpp), whatever the tokens.
 inline constexpr std::size_t kInt8DecodePass = 4, kInt8PrefillPass = 3, kInt4Pass = Int4Layout::kPanelBlocks;
-// Tokens per prefill tile: with the pass above, the accumulators and weight vectors of a
-// tile fill AVX-512's 32 registers without spilling (int4: kInt4PrefillTokens below).
-// ARM's matrix tiles (USMMLA) take tokens in pairs.
+// Tokens per prefill tile: with the pass above, the integer sums and weight vectors of a
+// tile fill AVX-512's 32 registers (int4: kInt4PrefillTokens below); int8's f32 sums,
+// used once per activation group, may wait in memory (3 blocks x 4 tokens, whose sums
+// all fit, was 3% slower on AVX2). ARM's matrix tiles (USMMLA) take tokens in pairs.
 inline constexpr std::size_t kInt8PrefillTokens = 6, kInt4MatrixTokens = 4;
 // Passes of up to kShortPassTokens tokens (decode, and verifying up to 4 drafts) are
 // bound by memory like decode: they take decode's row blocks per pass, and all their
@@ -82,8 +83,8 @@ HWY_INLINE void QuantizedBlocks(const QuantizedMatrix& w, const QuantizedActivat
   LeftoverTokens<kR, kT>(w, a, block, t, a.tokens - t, out, tile);
 }
 
-// Tile shapes: accumulators kR * kT (int8) or 2 * kR * kT (int4) plus kR weight
-// vectors must fit the 32 vector registers of AVX-512, or the compiler spills.
+// Tile shapes: 2 * kR * kT accumulators (integer and f32) plus kR weight vectors must
+// fit the 32 vector registers of AVX-512, or the compiler spills.
 template <std::size_t kR, std::size_t kT, typename Tile>
 HWY_INLINE void QuantizedPanels(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                 std::size_t end_block, float* HWY_RESTRICT out, Tile tile) {
@@ -108,6 +109,10 @@ HWY_INLINE void Int4Panels(const QuantizedMatrix& w, const QuantizedActivations&
 template <IntDot kDot>
 HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                   std::size_t end_block, float* HWY_RESTRICT out) {
+  if (a.cols != w.cols() || a.group != activation_group(w.format(), w.cols())) {
+    fail(ErrorKind::kInvalidArgument, "matmul: activations of {} columns in groups of {} for {} weights of {} columns", a.cols, a.group,
+         weight_format_name(w.format()), w.cols());
+  }
 #if GEMMA4_ARM_DOT
   if constexpr (kDot == IntDot::kI8mm) {
     // Prefill in matrix tiles, a token left over and decode with USDOT.

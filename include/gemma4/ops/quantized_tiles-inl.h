@@ -4,12 +4,16 @@
 // ARM's USMMLA matrix tiles are in ops/arm_matrix_tiles-inl.h.
 //
 // For a token t with activations x ~ q_t * s_t and a row with weights w ~ (u - o) * d,
-// u the stored unsigned value and o its offset (128 for int8, 8 for int4):
-//   dot = d * s_t * (sum(u * q_t) - o * sum(q_t)),
-// with o * sum(q_t) kept per token (int8) or per 32-column group (int4, whose d
-// varies per group). Unsigned weights times signed activations is what VPDPBUSD multiplies.
+// u the stored unsigned value and o its offset (128 for int8, 8 for int4), over a group
+// of columns where s_t and d are constant:
+//   dot = d * s_t * (sum(u * q_t) - o * sum(q_t)).
+// int8: s_t varies per activation group (kInt8ActivationGroup columns), d per row; int4:
+// d per 32-column group, s_t per token (ops/quantized_activations.hpp). Each group's integer sum is
+// exact, and the groups add up in f32 in column order. Unsigned weights times signed
+// activations is what VPDPBUSD multiplies.
 #ifndef GEMMA4_OPS_QUANTIZED_TILES_INL_H_
 #define GEMMA4_OPS_QUANTIZED_TILES_INL_H_
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -46,15 +50,33 @@ namespace gemma4 {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Writes out[token, row + i] for the N rows from `row`, from their integer sums.
-template <bool kSigned>
-HWY_INLINE void StoreInt8Sums(const QuantizedMatrix& w, std::size_t row, const QuantizedActivations& a, std::size_t token,
-                              VQ sums, float* HWY_RESTRICT out) {
-  const DQ d;
+// sum[r][t] += exact(r, t) times token (token + t)'s scale of activation group g, exact(r,
+// t) being the group's exact integer sum for row block r and token t: every int8 tile's
+// epilogue of a group.
+template <std::size_t kR, std::size_t kT, class Exact>
+HWY_INLINE void AddScaledActivations(const QuantizedActivations& a, std::size_t token, std::size_t g, const Exact& exact,
+                                     VQF (&sum)[kR][kT]) {
   const DQF df;
-  const VQ exact = kSigned ? sums : hn::Sub(sums, hn::Set(d, 128 * a.sum[token]));
-  const VQF scale = hn::Mul(hn::LoadU(df, w.row_scales() + row), hn::Set(df, a.scale[token]));
-  hn::StoreU(hn::Mul(hn::ConvertTo(df, exact), scale), df, out + token * w.rows() + row);
+  HWY_UNROLL(16)
+  for (std::size_t t = 0; t < kT; ++t) {
+    const VQF scale = hn::Set(df, a.scale_of(token + t, g));
+    HWY_UNROLL(16)
+    for (std::size_t r = 0; r < kR; ++r) sum[r][t] = hn::MulAdd(hn::ConvertTo(df, exact(r, t)), scale, sum[r][t]);
+  }
+}
+
+// Writes the f32 sums of an int8 tile, times their rows' scales.
+template <std::size_t kR, std::size_t kT>
+HWY_INLINE void StoreInt8Sums(const QuantizedMatrix& w, std::size_t block, std::size_t lane, std::size_t token,
+                              const VQF (&sum)[kR][kT], float* HWY_RESTRICT out) {
+  const DQF df;
+  HWY_UNROLL(16)
+  for (std::size_t r = 0; r < kR; ++r) {
+    const std::size_t row = (block + r) * kRowBlock + lane;
+    const VQF row_scale = hn::LoadU(df, w.row_scales() + row);
+    HWY_UNROLL(16)
+    for (std::size_t t = 0; t < kT; ++t) hn::StoreU(hn::Mul(sum[r][t], row_scale), df, out + (token + t) * w.rows() + row);
+  }
 }
 
 // Prefetches `lines` cache lines from `first` + kDistance, those that lie before the end of
@@ -68,41 +90,49 @@ HWY_INLINE void PrefetchAhead(const QuantizedMatrix& w, const void* first, std::
   }
 }
 
-// out[t, 16b + r] for kR row blocks from `block` and kT tokens from `token`; int8 weights.
+// out[t, 16b + r] for kR row blocks from `block` and kT tokens from `token`; int8 weights,
+// activations in groups of a.group columns (a multiple of 4).
 template <std::size_t kR, std::size_t kT, IntDot kDot>
 HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const QuantizedActivations& a, std::size_t token,
                          float* HWY_RESTRICT out) {
   const DQ d;
-  const std::size_t N = hn::Lanes(d), quads = w.cols() / 4;
+  const DQF df;
+  const std::size_t N = hn::Lanes(d), quads = w.cols() / 4, group_quads = a.group / 4;
   const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights()) + block * quads * kRowBlock;
   const std::int8_t* x[kT];
   HWY_UNROLL(16)
   for (std::size_t t = 0; t < kT; ++t) x[t] = a.q.data() + (token + t) * a.cols;
   for (std::size_t lane = 0; lane < kRowBlock; lane += N) {
-    VQ acc[kR][kT];
-    ZeroAll(d, acc);
-    for (std::size_t q = 0; q < quads; ++q) {
-      VQ weights[kR];
+    VQF sum[kR][kT];
+    ZeroAll(df, sum);
+    for (std::size_t g = 0; g < a.groups; ++g) {
+      // Each chain starts at the weights' offset times the group's activations, so it
+      // ends at the exact sum (signed weights have no offset).
+      VQ acc[kR][kT];
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
-        if constexpr (kT > 1) PrefetchAhead<kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 1);
-        weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
-        if constexpr (kSignedWeights<kDot>) weights[r] = hn::Xor(weights[r], hn::Set(d, static_cast<std::int32_t>(0x80808080u)));
-      }
-      HWY_UNROLL(16)
-      for (std::size_t t = 0; t < kT; ++t) {
-        const VQ xq = hn::Set(d, LoadQuad(x[t] + 4 * q));
         HWY_UNROLL(16)
-        for (std::size_t r = 0; r < kR; ++r) acc[r][t] = DotQuads<kDot>(acc[r][t], weights[r], xq);
+        for (std::size_t t = 0; t < kT; ++t) acc[r][t] = hn::Set(d, kSignedWeights<kDot> ? 0 : -128 * a.sum_of(token + t, g));
       }
-    }
-    HWY_UNROLL(16)
-    for (std::size_t r = 0; r < kR; ++r) {
-      HWY_UNROLL(16)
-      for (std::size_t t = 0; t < kT; ++t) {
-        StoreInt8Sums<kSignedWeights<kDot>>(w, (block + r) * kRowBlock + lane, a, token + t, acc[r][t], out);
+      const std::size_t end = std::min(quads, (g + 1) * group_quads);
+      for (std::size_t q = g * group_quads; q < end; ++q) {
+        VQ weights[kR];
+        HWY_UNROLL(16)
+        for (std::size_t r = 0; r < kR; ++r) {
+          if constexpr (kT > 1) PrefetchAhead<kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 1);
+          weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
+          if constexpr (kSignedWeights<kDot>) weights[r] = hn::Xor(weights[r], hn::Set(d, static_cast<std::int32_t>(0x80808080u)));
+        }
+        HWY_UNROLL(16)
+        for (std::size_t t = 0; t < kT; ++t) {
+          const VQ xq = hn::Set(d, LoadQuad(x[t] + 4 * q));
+          HWY_UNROLL(16)
+          for (std::size_t r = 0; r < kR; ++r) acc[r][t] = DotQuads<kDot>(acc[r][t], weights[r], xq);
+        }
       }
+      AddScaledActivations(a, token, g, [&](std::size_t r, std::size_t t) { return acc[r][t]; }, sum);
     }
+    StoreInt8Sums(w, block, lane, token, sum, out);
   }
 }
 
@@ -141,7 +171,7 @@ HWY_INLINE void AddScaledGroup(const QuantizedMatrix& w, const Int4Layout::Place
   }
 }
 
-// Writes the f32 sums of an int4 tile, scaled by their tokens' scales.
+// Writes the f32 sums of an int4 tile, scaled by their tokens' scales (one per token).
 template <std::size_t kR, std::size_t kT>
 HWY_INLINE void StoreInt4Sums(const QuantizedMatrix& w, std::size_t block, std::size_t lane, const QuantizedActivations& a,
                               std::size_t token, const VQF (&sum)[kR][kT], float* HWY_RESTRICT out) {
@@ -151,7 +181,7 @@ HWY_INLINE void StoreInt4Sums(const QuantizedMatrix& w, std::size_t block, std::
     const std::size_t row = (block + r) * kRowBlock + lane;
     HWY_UNROLL(16)
     for (std::size_t t = 0; t < kT; ++t) {
-      hn::StoreU(hn::Mul(sum[r][t], hn::Set(df, a.scale[token + t])), df, out + (token + t) * w.rows() + row);
+      hn::StoreU(hn::Mul(sum[r][t], hn::Set(df, a.scale_of(token + t, 0))), df, out + (token + t) * w.rows() + row);
     }
   }
 }
