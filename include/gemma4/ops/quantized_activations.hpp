@@ -14,10 +14,10 @@ namespace gemma4 {
 
 // Columns per activation scale for int8 weights. A token's activations have outliers,
 // and one scale per token spent int8's levels on them: on a full-size synthetic E2B that
-// scale was 79-84% of int8's KL against bf16. A scale per 128 columns takes that part
-// down 1.8-2.0x for 5% of int8's prefill speed here; per 64, 2.4-2.5x for 10%
-// (bench/README.md). int4 weights, whose own rounding dwarfs this, keep one scale per
-// token (a group of all the columns).
+// was 79-84% of int8's KL against bf16. A scale per 128 columns takes that part down
+// 1.8-2.0x for 8% of E2B int8's prefill speed here (a tile 5%; per 64, 2.4-2.5x for a
+// tile's 10%: bench/README.md). int4 weights, whose own rounding dwarfs this, keep one
+// scale per token (a group of all the columns).
 inline constexpr std::size_t kInt8ActivationGroup = 128;
 
 // Columns per activation scale for a matmul with weights of `format`.
