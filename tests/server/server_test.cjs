@@ -6,7 +6,8 @@
 //   RANDOM a synthetic tiny-e2b (seed 6) whose random weights write long replies: --parallel 1 --max-queue 1
 // Environment: TOY_URL, RANDOM_URL, DRAFT_URL, API_KEY, GEMMA4 (the CLI), TOY_DIR.
 "use strict";
-const { execFileSync } = require("node:child_process");
+const { execFile } = require("node:child_process");
+const { promisify } = require("node:util");
 const OpenAI = require("openai").default;
 
 const toyUrl = process.env.TOY_URL, randomUrl = process.env.RANDOM_URL, draftUrl = process.env.DRAFT_URL, key = process.env.API_KEY;
@@ -33,10 +34,14 @@ async function post(base, path, body, headers = {}) {
 
 const user = (content) => [{ role: "user", content }];
 
-// The text of a greedy `gemma4 run` for the same single user message.
-function runGreedy(prompt, maxTokens) {
-  return execFileSync(process.env.GEMMA4, ["run", "--model", process.env.TOY_DIR, "--prompt", prompt, "--greedy", "--max-tokens", String(maxTokens)],
-    { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).replace(/\n$/, "");
+// The text of a greedy `gemma4 run` for the same single user message. Asynchronous: a blocked
+// event loop keeps an idle keep-alive socket the server has meanwhile closed, and the next
+// request on it fails with "Connection error" (seen in the sanitizer build, where a run takes
+// longer than the server's 5 s keep-alive).
+async function runGreedy(prompt, maxTokens) {
+  const { stdout } = await promisify(execFile)(process.env.GEMMA4,
+    ["run", "--model", process.env.TOY_DIR, "--prompt", prompt, "--greedy", "--max-tokens", String(maxTokens)], { encoding: "utf8" });
+  return stdout.replace(/\n$/, "");
 }
 
 async function streamText(client, body, onChunk = () => {}) {
@@ -63,8 +68,9 @@ async function basics() {
         typeof message.content === "string" && message.content.length > 0, JSON.stringify(reply));
   check("usage counts the prompt and the completion", reply.usage.prompt_tokens > 5 && reply.usage.completion_tokens > 0 &&
         reply.usage.total_tokens === reply.usage.prompt_tokens + reply.usage.completion_tokens, JSON.stringify(reply.usage));
-  check("temperature 0 gives gemma4 run --greedy's text", message.content === runGreedy(prompt, 48),
-        `${JSON.stringify(message.content)} vs ${JSON.stringify(runGreedy(prompt, 48))}`);
+  const greedy = await runGreedy(prompt, 48);
+  check("temperature 0 gives gemma4 run --greedy's text", message.content === greedy,
+        `${JSON.stringify(message.content)} vs ${JSON.stringify(greedy)}`);
   const hitLimit = reply.usage.completion_tokens === 48;  // else the model ended its turn first
   check("the finish reason says why the reply ended", reply.choices[0].finish_reason === (hitLimit ? "length" : "stop"), JSON.stringify(reply.choices[0]));
 
