@@ -164,10 +164,45 @@ class QuantizedMatrix {
     }
   }
 
-  // The element of largest magnitude maps to -8, as in llama.cpp's Q4_0, so all 16
-  // levels are used. (Searching a few nearby scales for the least squared error lowered
-  // the KL divergence on the tiny models by 6-17% but made loading E2B 4x slower.) The
-  // scale is rounded to bf16 before the weights are rounded to it.
+  // The scale of the least squared error among 16 candidates: the element of largest
+  // magnitude mapped to -7.25 ... -9 (-8 is llama.cpp's Q4_0) or to 6.25 ... 8 levels,
+  // each candidate's rounding then refitted by least squares (as llama.cpp's k-quants
+  // search). It takes a quarter to a third off int4's KL divergence on the toy pair and
+  // 10-23% on the tiny models, for twice the conversion time. The products are exact in
+  // double, so the sums, and the choice, are the same on every target with or without
+  // FMA contraction: a model packed on one machine holds the bytes another converts at
+  // load. The clamp is on integers, which the compilers vectorise across the candidates.
+  static float int4_group_scale(const float (&w)[kInt4Group], float extreme) {
+    float chosen = extreme / -8.0f;
+    if (!std::isfinite(extreme) || std::fabs(extreme) < 1e-30f) return chosen;  // each |w * inverse| stays <= 9
+    constexpr int kCandidates = 16;
+    float inverse[kCandidates];
+    for (int k = 0; k < kCandidates / 2; ++k) {
+      inverse[k] = -(7.25f + 0.25f * k) / extreme;
+      inverse[kCandidates / 2 + k] = (6.25f + 0.25f * k) / extreme;
+    }
+    double sum_wq[kCandidates] = {};
+    float sum_qq[kCandidates] = {};
+    for (const float x : w) {
+      for (int k = 0; k < kCandidates; ++k) {
+        const float v = x * inverse[k];
+        const float q = static_cast<float>(std::clamp(static_cast<int>(v + std::copysign(0.5f, v)), -8, 7));
+        sum_wq[k] += static_cast<double>(x) * q;
+        sum_qq[k] += q * q;
+      }
+    }
+    double best = 0.0;  // the squared error is sum(w^2) - sum_wq^2 / sum_qq at scale sum_wq / sum_qq
+    for (int k = 0; k < kCandidates; ++k) {
+      const double explained = sum_wq[k] * sum_wq[k] / sum_qq[k];
+      if (explained > best) {
+        best = explained;
+        chosen = static_cast<float>(sum_wq[k] / sum_qq[k]);
+      }
+    }
+    return chosen;
+  }
+
+  // The scale is rounded to bf16 before the weights are rounded to it.
   template <typename Source>
   void quantize_int4_group(const Source* group, std::size_t r, std::size_t g) {
     float w[kInt4Group];
@@ -176,7 +211,7 @@ class QuantizedMatrix {
       w[c] = value(group[c]);
       if (std::fabs(w[c]) > std::fabs(extreme)) extreme = w[c];
     }
-    const std::uint16_t scale_bits = f32_to_bf16(extreme / -8.0f);
+    const std::uint16_t scale_bits = f32_to_bf16(int4_group_scale(w, extreme));
     const float scale = bf16_to_f32(scale_bits);
     const float inverse = scale != 0.0f ? 1.0f / scale : 0.0f;
     const std::size_t lane = r % kRowBlock;
