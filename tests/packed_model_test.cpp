@@ -214,6 +214,27 @@ TEST_CASE("converting is deterministic and leaves no half model behind", "[packe
   }
 }
 
+// A corrupt checkpoint's NaN or infinity would round to no level at all.
+TEST_CASE("converting refuses a weight that is not finite, naming the checkpoint and tensor", "[packed]") {
+  TempDir source, out;
+  write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11});
+  const auto file = source / "model.safetensors";
+  const std::string up = "model.language_model.layers.1.mlp.up_proj.weight";
+  const float bad = GENERATE(std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity());
+  std::string bytes = read_file(file);
+  const std::uint16_t bits = f32_to_bf16(bad);
+  std::memcpy(bytes.data() + tensor_offset(file, up) + (17 * std::size_t{TinyE2B::config.hidden_size} + 40) * 2, &bits, 2);
+  write_file(file, bytes);
+  const std::string what = fmt::format("a weight is {} (weights must be finite)", bad);
+  for (WeightFormat format : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    INFO(weight_format_name(format));
+    CHECK_THROWS_WITH(Weights<TinyE2B>(source.path(), {.format = format}),
+                      Contains(source.path().string()) && Contains("layers.1.mlp.up_proj.weight") && Contains(what));
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), out.path(), {.format = format}), Contains(up) && Contains(what));
+    CHECK_FALSE(std::filesystem::exists(out / "model.safetensors"));
+  }
+}
+
 TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the file and tensor", "[packed]") {
   TempDir source, int8_dir, int4_dir;
   write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11});

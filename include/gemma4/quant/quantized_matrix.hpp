@@ -145,11 +145,22 @@ class QuantizedMatrix {
     return std::trunc(v + std::copysign(0.5f, v));
   }
 
+  // A weight that is not finite would round to no level at all (a float-to-int cast of
+  // NaN is undefined) and turn every logit into NaN: a corrupt checkpoint. The callers
+  // name the tensor.
+  template <typename Source>
+  static void check_finite(const Source* values, std::size_t count) {
+    for (std::size_t i = 0; i < count; ++i) {
+      if (!std::isfinite(value(values[i]))) fail(ErrorKind::kBadFile, "a weight is {} (weights must be finite)", value(values[i]));
+    }
+  }
+
   // The loops below read only locals: stores through std::uint8_t* may alias anything,
   // and members read inside them would be reloaded on every element.
   template <typename Source>
   void quantize_int8_row(const Source* row, std::size_t r) {
     const std::size_t cols = cols_;
+    check_finite(row, cols);
     float absmax = 0.0f;
     for (std::size_t c = 0; c < cols; ++c) absmax = std::max(absmax, std::fabs(value(row[c])));
     const float inverse = absmax > 0.0f ? 127.0f / absmax : 0.0f;
@@ -205,6 +216,7 @@ class QuantizedMatrix {
   // The scale is rounded to bf16 before the weights are rounded to it.
   template <typename Source>
   void quantize_int4_group(const Source* group, std::size_t r, std::size_t g) {
+    check_finite(group, kInt4Group);
     float w[kInt4Group];
     float extreme = 0.0f;
     for (std::size_t c = 0; c < kInt4Group; ++c) {

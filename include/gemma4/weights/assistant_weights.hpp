@@ -247,7 +247,7 @@ class Assistant {
     const auto planned = plan_packed(report_.format);
     std::vector<PackedMatrices::Source> sources;
     for (const auto& m : planned) sources.push_back({m.shape, *m.slot, m.slot != &ordered_embeddings && !copies_.is_copy(*m.slot)});
-    packed_.convert(sources, pool);
+    packed_.convert(sources, pool, checkpoint_.dir().string());
     attach_packed(planned, packed_, report_, checkpoint_.files().front().path().string(), "");
     ordered_embeddings.data = nullptr;
     ordered_bytes_ = {};

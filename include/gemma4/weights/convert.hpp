@@ -105,7 +105,11 @@ inline void write_packed_model(const std::filesystem::path& out, const PackedMod
       std::vector<float> int8_scales;
       PackedMatrices::for_each_slice(shape.rows, m.elements, m.source_mapped, [&](std::size_t first, std::size_t end, const TensorView& rows) {
         QuantizedMatrix slice(shape.format, (end - first) * kRowBlock, shape.cols);
-        PackedMatrices::quantize_blocks(slice, rows, 0, end - first, pool);
+        try {
+          PackedMatrices::quantize_blocks(slice, rows, 0, end - first, pool);
+        } catch (const Error& e) {
+          fail(e.kind(), "{}{}: {}", prefix, shape.name, e.what());
+        }
         if (shape.format == WeightFormat::kInt4) {
           file.write(slice.packed().data(), slice.packed().size());
         } else {  // the weights now, the row scales after all of them

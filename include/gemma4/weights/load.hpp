@@ -72,7 +72,7 @@ class Weights : public ModelWeights<V> {
     } else if (!planned.empty()) {
       std::vector<PackedMatrices::Source> sources;
       for (const Planned& m : planned) sources.push_back({m.shape, *m.slot, !copies_.is_copy(*m.slot)});
-      packed_.convert(sources, pool_or_default(options.pool));
+      packed_.convert(sources, pool_or_default(options.pool), checkpoint_.dir().string());
     }
     use_packed(planned);
     fingerprint_ = packed ? packed->source : source_fingerprint_of_checkpoint();

@@ -35,8 +35,9 @@ class PackedMatrices {
   };
 
   // Packs every source, a slice of rows at a time; the source pages of each slice are
-  // dropped from memory once packed, so the peak stays near the result.
-  void convert(const std::vector<Source>& sources, ThreadPool& pool) {
+  // dropped from memory once packed, so the peak stays near the result. Errors name
+  // `where` (the checkpoint) and the tensor.
+  void convert(const std::vector<Source>& sources, ThreadPool& pool, std::string_view where) {
     std::size_t arena_bytes = 0;
     for (const Source& s : sources) arena_bytes += QuantizedMatrix::storage_bytes(s.shape.format, s.shape.rows, s.shape.cols);
     arena_ = detail::aligned_array<std::byte>(arena_bytes);
@@ -45,9 +46,13 @@ class PackedMatrices {
       const PackedMatrixShape& m = s.shape;
       auto matrix = std::make_unique<QuantizedMatrix>(m.format, m.rows, m.cols, next);
       next += QuantizedMatrix::storage_bytes(m.format, m.rows, m.cols);
-      for_each_slice(m.rows, s.elements, s.source_mapped, [&](std::size_t first, std::size_t end, const TensorView&) {
-        quantize_blocks(*matrix, s.elements, first, end, pool);
-      });
+      try {
+        for_each_slice(m.rows, s.elements, s.source_mapped, [&](std::size_t first, std::size_t end, const TensorView&) {
+          quantize_blocks(*matrix, s.elements, first, end, pool);
+        });
+      } catch (const Error& e) {
+        fail(e.kind(), "{}: {}: {}", where, m.name, e.what());
+      }
       matrices_.emplace_back(m.name, std::move(matrix));
     }
   }
