@@ -5,6 +5,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -64,6 +67,43 @@ void check_same_matrices(const Weights<V>& a, const Weights<V>& b) {
     REQUIRE(ours[i].size() == theirs[i].size());
     CHECK(std::memcmp(ours[i].data(), theirs[i].data(), ours[i].size()) == 0);
   }
+}
+
+// How many bytes of `range`'s pages are mapped into this process: the present bits of
+// /proc/self/pagemap (readable without privileges; the page frames are not needed).
+std::size_t mapped_bytes(std::span<const std::byte> range) {
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const int fd = open("/proc/self/pagemap", O_RDONLY);
+  REQUIRE(fd >= 0);
+  std::size_t mapped = 0;
+  const std::uintptr_t start = reinterpret_cast<std::uintptr_t>(range.data());
+  for (std::uintptr_t p = start / page; p < (start + range.size() + page - 1) / page; ++p) {
+    std::uint64_t entry = 0;
+    if (pread(fd, &entry, sizeof entry, static_cast<off_t>(p * sizeof entry)) != sizeof entry) FAIL("cannot read /proc/self/pagemap");
+    if (entry >> 63) mapped += page;
+  }
+  close(fd);
+  return mapped;
+}
+
+// The checkpoint bytes of the matrices a matmul reads, how many of their pages are mapped
+// now, and how many matrices there are.
+struct MatrixSources {
+  std::size_t bytes = 0, mapped = 0, count = 0;
+};
+template <Variant V>
+MatrixSources matrix_sources(const Weights<V>& w) {
+  MatrixSources sources;
+  for_each_slot<V>(w.global, w.layers, [&](const auto& slot, const std::string& name, const LayerFacts&) {
+    using S = std::remove_cvref_t<decltype(slot)>;
+    if constexpr (std::is_base_of_v<MatrixView, S> && S::residency == Residency::kInMemory) {
+      const std::span<const std::byte> bytes = w.checkpoint().find(w.report().prefix + name)->bytes;
+      sources.bytes += bytes.size();
+      sources.mapped += mapped_bytes(bytes);
+      ++sources.count;
+    }
+  });
+  return sources;
 }
 
 }  // namespace
@@ -211,6 +251,22 @@ TEST_CASE("converting is deterministic and leaves no half model behind", "[packe
     CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), b / "x", {.format = WeightFormat::kBF16}), Contains("convert to int8 or int4"));
     CHECK_THROWS_WITH(convert_checkpoint<TinyE4B>(source.path(), b / "x", {.format = WeightFormat::kInt8}),
                       Contains("config.json does not describe tiny-e4b"));
+  }
+}
+
+// Converting reads each source slice once and drops its pages; but every later read at
+// load (the fingerprint's windows, prefaulting the small tensors kept as stored) also
+// maps up to 16 neighbouring pages, which must not stay.
+TEST_CASE("converting at load leaves no page of the converted matrices' sources mapped", "[packed][host-only]") {
+  TempDir source;
+  write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 5});
+  const MatrixSources as_stored = matrix_sources(Weights<TinyE2B>(source.path()));
+  CHECK(as_stored.mapped >= as_stored.bytes * 9 / 10);  // what a matmul reads is faulted in
+  for (WeightFormat format : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    INFO(weight_format_name(format));
+    const MatrixSources converted = matrix_sources(Weights<TinyE2B>(source.path(), {.format = format}));
+    // A page shared with a neighbouring tensor kept in memory may stay: two per matrix.
+    CHECK(converted.mapped <= converted.count * 2 * static_cast<std::size_t>(sysconf(_SC_PAGESIZE)));
   }
 }
 

@@ -76,14 +76,16 @@ class Weights : public ModelWeights<V> {
     }
     use_packed(planned);
     fingerprint_ = packed ? packed->source : source_fingerprint_of_checkpoint();
-    // The fingerprint's reads, with their readahead, faulted in about 1 GB of E2B's tables
-    // and converted sources, which would stay resident until a pass releases them.
-    if (!packed) residency_.release_rows();
     for_each_in_memory([&](MatrixView* matrix, const TensorView& view) {
       const QuantizedMatrix* quantized = matrix != nullptr ? quantized_matrix(matrix->linear) : nullptr;
       report_.bytes_per_token += quantized != nullptr ? quantized->bytes() : view.bytes().size();
     });
     if (options.prefault) PageResidency::fault_in(matmul_ranges(), options.on_progress);
+    // Every read at load maps up to 16 pages around it (the kernel's fault-around): the
+    // fingerprint's windows, prefaulting the small tensors kept as stored. They mapped
+    // about 1 GB of E2B's tables and converted sources, which would stay resident until a
+    // pass releases them.
+    residency_.release_rows();
   }
 
   const LoadReport& report() const { return report_; }
