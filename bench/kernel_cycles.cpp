@@ -206,7 +206,7 @@ int run(int runs) {
       const std::size_t tokens = dot.tokens[k];
       QuantizedActivations a;
       a.reserve(tokens, kCols);
-      ops::QuantizeActivations(x.data(), tokens, kCols, activation_group(c.format, kCols), a);
+      ops::QuantizeActivations(x.data(), tokens, kCols, c.format, a);
       constexpr int kRepeats = 500;
       std::vector<double> cycles;
       for (int r = 0; r < runs; ++r) {

@@ -415,7 +415,7 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
   for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
     if (!packable(f, rows, cols)) continue;
     const std::size_t group = activation_group(f, cols);
-    QuantizeActivations(x.data(), tokens, cols, group, a);
+    QuantizeActivations(x.data(), tokens, cols, f, a);
     REQUIRE(a.groups == (cols + group - 1) / group);
     for (std::size_t t = 0; t < tokens; ++t) {
       for (std::size_t g = 0; g < a.groups; ++g) {
@@ -426,8 +426,13 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
           sum += a.q[t * cols + c];
           absmax = std::max(absmax, std::fabs(x[t * cols + c]));
         }
-        CHECK(a.sum_of(t, g) == sum);
+        if (f == WeightFormat::kInt8) CHECK(a.sum_of(t, g) == sum);
         CHECK(a.scale_of(t, g) == absmax / 127.0f);
+      }
+      for (std::size_t g = 0; f == WeightFormat::kInt4 && g < cols / kInt4Group; ++g) {
+        int sum = 0;
+        for (std::size_t c = g * kInt4Group; c < (g + 1) * kInt4Group; ++c) sum += a.q[t * cols + c];
+        CHECK(a.group_offset[t * (cols / kInt4Group) + g] == -8 * sum);
       }
     }
     QuantizedMatrix q(f, rows, cols);
@@ -460,9 +465,9 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
         REQUIRE(std::fabs(chosen[t * rows + r] - expected) <= 1e-4 * (1 + std::fabs(expected)));
       }
     }
-    // Activations grouped for the other format are refused, not misread.
-    QuantizeActivations(x.data(), tokens, cols, activation_group(f == WeightFormat::kInt8 ? WeightFormat::kInt4 : WeightFormat::kInt8, cols), a);
-    CHECK_THROWS_WITH(QuantizedMatMul<IntDot::kPortable>(q, a, 0, 1, portable.data()), Catch::Matchers::Contains("in groups of"));
+    // Activations quantized for the other format are refused, not misread.
+    QuantizeActivations(x.data(), tokens, cols, f == WeightFormat::kInt8 ? WeightFormat::kInt4 : WeightFormat::kInt8, a);
+    CHECK_THROWS_WITH(QuantizedMatMul<IntDot::kPortable>(q, a, 0, 1, portable.data()), Catch::Matchers::Contains("quantized for"));
   }
 }
 

@@ -51,7 +51,7 @@ namespace HWY_NAMESPACE {
 // with weights of `format` (int8/int4), the rows split between the threads.
 inline void QuantizeInput(ThreadPool& pool, const float* x, std::size_t n, std::size_t cols, WeightFormat format,
                           QuantizedActivations& activations) {
-  activations.shape(n, cols, activation_group(format, cols));
+  activations.shape(n, cols, format);
   for_rows(pool, n, cols, [&](std::size_t first, std::size_t end) { QuantizeActivationRows(x, first, end, activations); });
 }
 

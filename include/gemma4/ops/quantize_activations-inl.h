@@ -28,8 +28,9 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 // Quantizes tokens [first, end) of x [tokens, a.cols] to int8, each group of a.group
-// columns with its own scale (absmax / 127), into the same rows of a, with the sums the
-// kernels subtract for the weights' offsets. Threads may fill disjoint ranges of tokens.
+// columns with its own scale (absmax / 127), into the same rows of a, with the sums
+// a.format's kernels subtract for the weights' offsets. Threads may fill disjoint ranges
+// of tokens.
 inline HWY_NOINLINE void QuantizeActivationRows(const float* HWY_RESTRICT x, std::size_t first, std::size_t end,
                                                 QuantizedActivations& a) {
   const hn::ScalableTag<float> df;
@@ -53,10 +54,12 @@ inline HWY_NOINLINE void QuantizeActivationRows(const float* HWY_RESTRICT x, std
         hn::StoreU(hn::DemoteTo(d8, hn::NearestInt(hn::Mul(hn::LoadU(df, row + i), vinv))), d8, out + i);
       }
       for (std::size_t i = vector_end; i < width; ++i) out[i] = static_cast<std::int8_t>(std::lrint(row[i] * inverse));
+      if (a.format != WeightFormat::kInt8) continue;
       std::int32_t sum = 0;
       for (std::size_t i = 0; i < width; ++i) sum += out[i];
       a.group_sum[t * a.groups + g] = sum;
     }
+    if (a.format != WeightFormat::kInt4) continue;
     for (std::size_t g = 0; g < int4_groups; ++g) {
       std::int32_t s = 0;
       for (std::size_t c = 0; c < kInt4Group; ++c) s += q[g * kInt4Group + c];
@@ -65,10 +68,10 @@ inline HWY_NOINLINE void QuantizeActivationRows(const float* HWY_RESTRICT x, std
   }
 }
 
-// All of x [tokens, cols].
-inline void QuantizeActivations(const float* HWY_RESTRICT x, std::size_t tokens, std::size_t cols, std::size_t group,
+// All of x [tokens, cols], for weights of `format`.
+inline void QuantizeActivations(const float* HWY_RESTRICT x, std::size_t tokens, std::size_t cols, WeightFormat format,
                                 QuantizedActivations& a) {
-  a.shape(tokens, cols, group);
+  a.shape(tokens, cols, format);
   QuantizeActivationRows(x, 0, tokens, a);
 }
 

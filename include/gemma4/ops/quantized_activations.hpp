@@ -25,14 +25,15 @@ constexpr std::size_t activation_group(WeightFormat format, std::size_t cols) {
   return format == WeightFormat::kInt8 ? kInt8ActivationGroup : cols;
 }
 
-// One matmul input [tokens, cols], quantized in groups of `group` columns (the last one
-// may be shorter).
+// One matmul input [tokens, cols] for weights of `format`, quantized in groups of `group`
+// columns (the last one may be shorter), with the sums only that format's kernels read.
 struct QuantizedActivations {
+  WeightFormat format = WeightFormat::kInt8;
   std::size_t tokens = 0, cols = 0, group = 0, groups = 0;
   std::vector<std::int8_t> q;              // [tokens, cols]
   std::vector<float> scale;                // [tokens, groups]: x ~ q * scale in group g
-  std::vector<std::int32_t> group_sum;     // [tokens, groups]: sum of q over group g
-  std::vector<std::int32_t> group_offset;  // [tokens, cols / 32]: -8 * sum of q per int4 group
+  std::vector<std::int32_t> group_sum;     // int8: [tokens, groups], sum of q over group g
+  std::vector<std::int32_t> group_offset;  // int4: [tokens, cols / 32], -8 * sum of q per int4 group
 
   // Sizes the buffers once, so quantizing never allocates.
   void reserve(std::size_t max_tokens, std::size_t max_cols) {
@@ -42,13 +43,14 @@ struct QuantizedActivations {
     group_sum.resize(max_tokens * max_groups);
     group_offset.resize(max_tokens * (max_cols / kInt4Group + 1));
   }
-  // Holds n tokens of c columns in groups of g (activation_group()) from now on; an
-  // error if reserved for less.
-  void shape(std::size_t n, std::size_t c, std::size_t g) {
+  // Holds n tokens of c columns for weights of format f from now on; an error if reserved
+  // for less.
+  void shape(std::size_t n, std::size_t c, WeightFormat f) {
+    format = f;
     tokens = n;
     cols = c;
-    group = g;
-    groups = (c + g - 1) / g;
+    group = activation_group(f, c);
+    groups = (c + group - 1) / group;
     if (q.size() < n * c || scale.size() < n * groups || group_offset.size() < n * (c / kInt4Group)) {
       fail(ErrorKind::kInvalidArgument, "matmul: activation scratch reserved for fewer than {} x {} values", n, c);
     }

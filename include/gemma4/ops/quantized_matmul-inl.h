@@ -109,9 +109,9 @@ HWY_INLINE void Int4Panels(const QuantizedMatrix& w, const QuantizedActivations&
 template <IntDot kDot>
 HWY_NOINLINE void QuantizedMatMul(const QuantizedMatrix& w, const QuantizedActivations& a, std::size_t first_block,
                                   std::size_t end_block, float* HWY_RESTRICT out) {
-  if (a.cols != w.cols() || a.group != activation_group(w.format(), w.cols())) {
-    fail(ErrorKind::kInvalidArgument, "matmul: activations of {} columns in groups of {} for {} weights of {} columns", a.cols, a.group,
-         weight_format_name(w.format()), w.cols());
+  if (a.cols != w.cols() || a.format != w.format()) {
+    fail(ErrorKind::kInvalidArgument, "matmul: activations of {} columns quantized for {} weights, for {} weights of {} columns", a.cols,
+         weight_format_name(a.format), weight_format_name(w.format()), w.cols());
   }
 #if GEMMA4_ARM_DOT
   if constexpr (kDot == IntDot::kI8mm) {
