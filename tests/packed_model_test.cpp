@@ -106,6 +106,27 @@ MatrixSources matrix_sources(const Weights<V>& w) {
   return sources;
 }
 
+// A tiny checkpoint and its int8 and int4 packed models, made once: the tests below that
+// corrupt or refuse them work on copies (Catch2 runs a test case again for each section,
+// and converting is most of its time).
+struct PackedTiny {
+  TempDir source, int8_dir, int4_dir;
+  PackedTiny() {
+    write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11});
+    convert_checkpoint<TinyE2B>(source.path(), int8_dir.path(), {.format = WeightFormat::kInt8});
+    convert_checkpoint<TinyE2B>(source.path(), int4_dir.path(), {.format = WeightFormat::kInt4});
+  }
+};
+const PackedTiny& packed_tiny() {
+  static const PackedTiny tiny;
+  return tiny;
+}
+
+// A fresh copy of directory `from`.
+struct DirCopy : TempDir {
+  explicit DirCopy(const TempDir& from) { std::filesystem::copy(from.path(), path(), std::filesystem::copy_options::recursive); }
+};
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, and looks its tables up packed", "[packed]", TinyE2B,
@@ -217,13 +238,18 @@ TEST_CASE("an f16 checkpoint converts too: its PLE table, left as stored, is wid
   }
 }
 
-TEST_CASE("converting is deterministic and leaves no half model behind", "[packed]") {
+TEST_CASE("converting is deterministic, whatever the threads", "[packed]") {
   TempDir source, a, b;
   write_synthetic_checkpoint(TinyE2B::config, source.path(), {.dtype = DType::kF32, .seed = 3});
   ThreadPool one(1), three(3);
   convert_checkpoint<TinyE2B>(source.path(), a.path(), {.format = WeightFormat::kInt4, .pool = &one});
   convert_checkpoint<TinyE2B>(source.path(), b.path(), {.format = WeightFormat::kInt4, .pool = &three});
   CHECK(read_file(a / "model.safetensors") == read_file(b / "model.safetensors"));
+}
+
+TEST_CASE("converting leaves no half model behind, and refuses what it cannot convert", "[packed]") {
+  const PackedTiny& tiny = packed_tiny();
+  const TempDir& source = tiny.source;
 
   SECTION("interrupted") {
     TempDir c;
@@ -238,18 +264,20 @@ TEST_CASE("converting is deterministic and leaves no half model behind", "[packe
     // A conversion killed outright leaves its partial file, which nothing loads; the next one replaces it.
     write_file(c / "model.safetensors.partial", "half");
     convert_checkpoint<TinyE2B>(source.path(), c.path(), {.format = WeightFormat::kInt4});
-    CHECK(read_file(c / "model.safetensors") == read_file(a / "model.safetensors"));
+    CHECK(read_file(c / "model.safetensors") == read_file(tiny.int4_dir / "model.safetensors"));
     CHECK_FALSE(std::filesystem::exists(c / "model.safetensors.partial"));
   }
   SECTION("what cannot be converted") {
-    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(a.path(), b / "again", {.format = WeightFormat::kInt8}),
+    const DirCopy packed(tiny.int4_dir);
+    TempDir out;
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(packed.path(), out / "again", {.format = WeightFormat::kInt8}),
                       Contains("already a packed int4 model; re-quantizing would compound the rounding"));
-    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), b.path(), {.format = WeightFormat::kInt8}),
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), packed.path(), {.format = WeightFormat::kInt8}),
                       Contains("already holds a model (model.safetensors)"));
     CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), source.path(), {.format = WeightFormat::kInt8}),
                       Contains("the output directory is the checkpoint's own"));
-    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), b / "x", {.format = WeightFormat::kBF16}), Contains("convert to int8 or int4"));
-    CHECK_THROWS_WITH(convert_checkpoint<TinyE4B>(source.path(), b / "x", {.format = WeightFormat::kInt8}),
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE2B>(source.path(), out / "x", {.format = WeightFormat::kBF16}), Contains("convert to int8 or int4"));
+    CHECK_THROWS_WITH(convert_checkpoint<TinyE4B>(source.path(), out / "x", {.format = WeightFormat::kInt8}),
                       Contains("config.json does not describe tiny-e4b"));
   }
 }
@@ -272,8 +300,8 @@ TEST_CASE("converting at load leaves no page of the converted matrices' sources 
 
 // A corrupt checkpoint's NaN or infinity would round to no level at all.
 TEST_CASE("converting refuses a weight that is not finite, naming the checkpoint and tensor", "[packed]") {
-  TempDir source, out;
-  write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11});
+  const DirCopy source(packed_tiny().source);
+  TempDir out;
   const auto file = source / "model.safetensors";
   const std::string up = "model.language_model.layers.1.mlp.up_proj.weight";
   const float bad = GENERATE(std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity());
@@ -292,10 +320,7 @@ TEST_CASE("converting refuses a weight that is not finite, naming the checkpoint
 }
 
 TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the file and tensor", "[packed]") {
-  TempDir source, int8_dir, int4_dir;
-  write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11});
-  convert_checkpoint<TinyE2B>(source.path(), int8_dir.path(), {.format = WeightFormat::kInt8});
-  convert_checkpoint<TinyE2B>(source.path(), int4_dir.path(), {.format = WeightFormat::kInt4});
+  const DirCopy int8_dir(packed_tiny().int8_dir), int4_dir(packed_tiny().int4_dir);
   const auto file8 = int8_dir / "model.safetensors", file4 = int4_dir / "model.safetensors";
   const std::string embed = "model.language_model.embed_tokens.weight", ple = "model.language_model.embed_tokens_per_layer.weight";
   const auto load8 = [&] { return Weights<TinyE2B>(int8_dir.path()); };
