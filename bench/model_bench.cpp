@@ -399,22 +399,31 @@ Row run_format(const std::filesystem::path& dir, const BenchFormat& bench_format
     fmt::print("  {} {}: matmul kernels alone {:.2f} ms per token, a plain read of their {:.3f} GB {:.2f} ms: {:.2f} of a read\n",
                V::name, row.format, k.kernel_s * 1e3, k.bytes / 1e9, k.read_s * 1e3, row.kernel_vs_read);
     // The packed model (4 KiB pages of the page cache, not the arena's huge pages; its
-    // tables looked up packed): decode steps at depth 0, alternating with the converted
-    // weights' so that both see the same bandwidth.
+    // tables looked up packed): decode steps at depths 0 and 2048, alternating with the
+    // converted weights' so that both see the same bandwidth.
     // At least 30 pairs: a few steps' median moves by several percent on a noisy host.
     const int alternating = std::max(decode_steps, 30);
+    constexpr int kPackedDepths[] = {0, 2048};
+    const int packed_context = kPackedDepths[1] + alternating;
+    const auto packed_tokens = random_tokens(static_cast<std::size_t>(packed_context), V::config.vocab_size, 8);
     const Weights<V> packed(packed_dir);
-    Session<V> from_packed(packed, {.max_context = alternating + 1, .pool = &pool});
-    Session<V> converted(weights, {.max_context = alternating + 1, .pool = &pool});
-    std::vector<double> packed_steps, converted_steps;
-    for (int s = 0; s < alternating; ++s) {
-      const auto next = all.subspan(static_cast<std::size_t>(s), 1);
-      packed_steps.push_back(seconds_of([&] { from_packed.forward(next, Logits::kLast, logits); }));
-      converted_steps.push_back(seconds_of([&] { converted.forward(next, Logits::kLast, logits); }));
+    Session<V> from_packed(packed, {.max_context = packed_context, .pool = &pool});
+    Session<V> converted(weights, {.max_context = packed_context, .pool = &pool});
+    for (const int depth : kPackedDepths) {
+      for (Session<V>* s : {&from_packed, &converted}) {
+        s->reset();
+        if (depth > 0) s->forward(std::span(packed_tokens).first(static_cast<std::size_t>(depth)), Logits::kLast, logits);
+      }
+      std::vector<double> packed_steps, converted_steps;
+      for (int s = 0; s < alternating; ++s) {
+        const auto next = std::span(packed_tokens).subspan(static_cast<std::size_t>(depth + s), 1);
+        packed_steps.push_back(seconds_of([&] { from_packed.forward(next, Logits::kLast, logits); }));
+        converted_steps.push_back(seconds_of([&] { converted.forward(next, Logits::kLast, logits); }));
+      }
+      if (depth == 0) row.decode_packed = 1.0 / median(packed_steps);
+      fmt::print("  {} {}: decode at depth {} in alternating steps: {:.2f} tok/s from the packed model, {:.2f} converting at load: {:.3f}x\n",
+                 V::name, row.format, depth, 1.0 / median(packed_steps), 1.0 / median(converted_steps), median(converted_steps) / median(packed_steps));
     }
-    row.decode_packed = 1.0 / median(packed_steps);
-    fmt::print("  {} {}: decode at depth 0 in alternating steps: {:.2f} tok/s from the packed model, {:.2f} converting at load: {:.3f}x\n",
-               V::name, row.format, row.decode_packed, 1.0 / median(converted_steps), median(converted_steps) / median(packed_steps));
     std::filesystem::remove_all(packed_dir);
   }
   return row;
@@ -611,7 +620,8 @@ int main(int argc, char** argv) {
                  " acceptance a; the last column estimates it at the tokens per target pass the trained toy pair reached greedily.\n");
     }
     fmt::print("load: converting (int8/int4) at load time; packed: loading the packed model of the same checkpoint"
-               " (gemma4 convert), and decode at depth 0 from it (in steps alternating with the converted weights' own, printed above).\n");
+               " (gemma4 convert), and decode at depth 0 from it (in steps alternating with the converted weights' own, printed above with"
+               " depth 2048's).\n");
     fmt::print("efficiency: decode = GB/tok * tok/s / the mean of the read bandwidths measured right before and after"
                " that depth's steps; prefill ="
                " multiply-adds/s / the peak of the instruction used (f32 FMA for bf16, int8 dot for int8/int4) measured right"
