@@ -471,6 +471,47 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
   }
 }
 
+// int4 sums at their widest: 31 weights of each group at the top nibble (15), the last
+// at 0 (the group's 7s and its -8 at levels 7 and -8), every activation +-127. The 16-bit
+// pair sums of x86's int4 dot then hold up to 8 * 2 * 15 * 127 = 30480 of a group, which
+// must not saturate (2^15 - 1).
+void TestInt4Extremes() {
+  using test::first_difference;
+  constexpr std::size_t rows = 32, cols = 256, tokens = 6;
+  std::vector<float> w(rows * cols), x(tokens * cols);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const float sign = r % 2 == 0 ? 1.0f : -1.0f;
+    for (std::size_t c = 0; c < cols; ++c) w[r * cols + c] = sign * (c % kInt4Group == kInt4Group - 1 ? -8.0f : 7.0f);
+  }
+  for (std::size_t t = 0; t < tokens; ++t) {
+    for (std::size_t c = 0; c < cols; ++c) x[t * cols + c] = t % 2 == 0 ? 1.0f : -1.0f;
+  }
+  QuantizedMatrix q(WeightFormat::kInt4, rows, cols);
+  q.quantize_blocks(w.data(), 0, rows / kRowBlock);
+  std::vector<float> dequantized(rows * cols);
+  q.dequantize_rows(0, rows, dequantized.data());
+  REQUIRE(dequantized[0] == 7.0f);  // the scale is 1 (or -1): the levels are the weights
+  QuantizedActivations a;
+  a.reserve(tokens, cols);
+  QuantizeActivations(x.data(), tokens, cols, WeightFormat::kInt4, a);
+  REQUIRE(a.q[0] == 127);
+  for (std::size_t n : {std::size_t{1}, tokens}) {
+    a.tokens = n;
+    std::vector<float> chosen(n * rows, -1.0f), portable(n * rows, -2.0f);
+    WithChosenIntDot([&]<IntDot kDot>() { QuantizedMatMul<kDot>(q, a, 0, rows / kRowBlock, chosen.data()); });
+    QuantizedMatMul<IntDot::kPortable>(q, a, 0, rows / kRowBlock, portable.data());
+    INFO(n << " tokens");
+    CHECK(first_difference(chosen, portable) == "");
+    for (std::size_t t = 0; t < n; ++t) {
+      for (std::size_t r = 0; r < rows; ++r) {
+        double expected = 0;
+        for (std::size_t c = 0; c < cols; ++c) expected += double(dequantized[r * cols + c]) * a.q[t * cols + c] * a.scale_of(t, 0);
+        CHECK(std::fabs(chosen[t * rows + r] - expected) <= 1e-4 * (1 + std::fabs(expected)));
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace HWY_NAMESPACE
 }  // namespace gemma4
@@ -495,6 +536,8 @@ GEMMA4_TARGET_TEST(TestSegmentedAttention, "attention over several segments matc
 GEMMA4_TARGET_TEST(TestSegmentedAttentionThreads, "attention over several segments gives the same bits on 1 and 3 threads", "[ops][threads]")
 GEMMA4_TARGET_TEST(TestScaledRow, "embedding rows widen to f32 from every stored layout", "[ops]")
 GEMMA4_TARGET_TEST(TestIntDotChoice, "a target uses the best integer dot it and the CPU have (VNNI, SDOT, i8mm)", "[ops][quantized]")
+
+GEMMA4_TARGET_TEST(TestInt4Extremes, "int4 sums at the extreme nibbles and activations agree exactly with the portable path", "[ops][quantized]")
 
 HWY_EXPORT(TestQuantizedMatMul);
 TEST_CASE("quantized matmul: every integer dot agrees exactly with the portable path and matches the reference", "[ops][quantized]") {

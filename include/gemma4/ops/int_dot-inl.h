@@ -1,10 +1,10 @@
 // How the integer kernels multiply bytes (ops/quantized_matmul-inl.h): a lane's 4
 // unsigned weight bytes times 4 signed activation bytes, summed into 32 bits. Every way
 // (IntDot) gives the same exact sums: AVX-512 VNNI where the CPU has it, 16-bit pairs
-// (PMADDWD) on other x86 targets, SDOT or the i8mm instructions (USDOT, USMMLA) on ARM
-// cores that have them, and plain shifts and multiplies everywhere else. Which ones a
-// target can run, and which the CPU runs best (ChosenIntDot), is decided here; what the
-// CPU reports is asked in base/cpu_features.hpp.
+// (PMADDWD; PMADDUBSW for int4) on other x86 targets, SDOT or the i8mm instructions
+// (USDOT, USMMLA) on ARM cores that have them, and plain shifts and multiplies everywhere
+// else. Which ones a target can run, and which the CPU runs best (ChosenIntDot), is
+// decided here; what the CPU reports is asked in base/cpu_features.hpp.
 #ifndef GEMMA4_OPS_INT_DOT_INL_H_
 #define GEMMA4_OPS_INT_DOT_INL_H_
 #include <cstddef>
@@ -39,7 +39,8 @@ using VQF = hn::Vec<DQF>;
 // How the kernels multiply a lane's 4 unsigned weight bytes by 4 signed activation bytes.
 enum class IntDot {
   kPortable,  // shifts and 32-bit multiplies, on every target
-  kInt16,     // bytes widened to 16 bits, multiplied and added in pairs (PMADDWD on x86)
+  kInt16,     // bytes widened to 16 bits, multiplied and added in pairs (PMADDWD on x86;
+              // int4 nibbles multiplied by bytes in pairs, PMADDUBSW)
   kVnni,      // VPDPBUSD (AVX-512 VNNI)
   kSdot,      // SDOT (Armv8.2 dotprod), signed bytes: the weights' offset is taken out first
   kI8mm,      // USDOT, and USMMLA's 2 x 2 matrix tiles for prefill (Armv8.6 i8mm)
@@ -208,6 +209,36 @@ HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
   return hn::Add(acc, hn::Mul(hn::BitCast(d, hn::ShiftRight<24>(wu)), hn::ShiftRight<24>(x)));
 }
 
+#if GEMMA4_INT_DOT_INT16
+// int4 nibbles (0..15) times signed activation bytes, with x86's PMADDUBSW: it multiplies
+// unsigned by signed bytes and adds adjacent products into 16 bits, saturating, which
+// int8 weights would reach (2 * 255 * 128 > 2^15) and nibbles never do. A group's 8 quads
+// add up in those 16-bit lanes, at most 8 * 2 * 15 * 128 = 30720 < 2^15, so exactly;
+// PMADDWD by ones then adds the pairs into 32 bits once per group. Two instructions a quad
+// where DotQuads' widening takes eight. Highway 1.0.3 has no such ops.
+//
+// pairs (16-bit lanes) += the pair sums of w's nibbles times x's bytes.
+HWY_INLINE VQ AddNibblePairs(VQ pairs, VQ w, VQ x) {
+#if HWY_TARGET == HWY_SSE4
+  return VQ{_mm_add_epi16(pairs.raw, _mm_maddubs_epi16(w.raw, x.raw))};
+#elif HWY_TARGET == HWY_AVX2
+  return VQ{_mm256_add_epi16(pairs.raw, _mm256_maddubs_epi16(w.raw, x.raw))};
+#else
+  return VQ{_mm512_add_epi16(pairs.raw, _mm512_maddubs_epi16(w.raw, x.raw))};
+#endif
+}
+// Each 32-bit lane's two 16-bit pair sums, added.
+HWY_INLINE VQ WidenNibblePairs(VQ pairs) {
+#if HWY_TARGET == HWY_SSE4
+  return VQ{_mm_madd_epi16(pairs.raw, _mm_set1_epi16(1))};
+#elif HWY_TARGET == HWY_AVX2
+  return VQ{_mm256_madd_epi16(pairs.raw, _mm256_set1_epi16(1))};
+#else
+  return VQ{_mm512_madd_epi16(pairs.raw, _mm512_set1_epi16(1))};
+#endif
+}
+#endif
+
 // A token's activations for one int4 group, as the kernels multiply them: generic dots
 // broadcast each quad from memory as it is needed; ARM's dot products pick a quad out of
 // a vector by lane (SDOT/USDOT by element), so the group's 32 bytes are loaded once, not
@@ -228,7 +259,8 @@ HWY_INLINE GroupActivations LoadGroupActivations(const std::int8_t* x) {
   }
   return {x, {hn::Zero(d), hn::Zero(d)}};
 }
-// acc += w times quad kQuad of the group.
+// acc += w times quad kQuad of the group; for kInt16, w's bytes are nibbles and acc holds
+// 16-bit pair sums (AddNibblePairs).
 template <std::size_t kQuad, IntDot kDot>
 HWY_INLINE VQ DotGroupQuad(VQ acc, VQ w, const GroupActivations& x) {
 #if GEMMA4_ARM_DOT
@@ -237,7 +269,26 @@ HWY_INLINE VQ DotGroupQuad(VQ acc, VQ w, const GroupActivations& x) {
     return ArmDotAccumulate<kOp, kQuad % 4>(acc, w, x.quads[kQuad / 4]);
   }
 #endif
-  return DotQuads<kDot>(acc, w, hn::Set(DQ(), LoadQuad(x.x + 4 * kQuad)));
+  const VQ quad = hn::Set(DQ(), LoadQuad(x.x + 4 * kQuad));
+#if GEMMA4_INT_DOT_INT16
+  if constexpr (kDot == IntDot::kInt16) return AddNibblePairs(acc, w, quad);
+#endif
+  return DotQuads<kDot>(acc, w, quad);
+}
+
+// A group's chain of DotGroupQuad calls, that is to end at its exact integer sum plus
+// `offset`: most start at the offset; the 16-bit pairs start at zero and are widened at
+// the end.
+template <IntDot kDot>
+HWY_INLINE VQ GroupChainStart(std::int32_t offset) {
+  return kDot == IntDot::kInt16 ? hn::Zero(DQ()) : hn::Set(DQ(), offset);
+}
+template <IntDot kDot>
+HWY_INLINE VQ GroupChainSum(VQ chain, [[maybe_unused]] std::int32_t offset) {
+#if GEMMA4_INT_DOT_INT16
+  if constexpr (kDot == IntDot::kInt16) return hn::Add(WidenNibblePairs(chain), hn::Set(DQ(), offset));
+#endif
+  return chain;
 }
 
 }  // namespace HWY_NAMESPACE

@@ -58,6 +58,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 // tokens. On an Intel host with VNNI, prefill of 512 tokens went from 142 to 174 tok/s
 // (E2B) and 63-73 to 87-88 (E4B), and a batched step of 8 E2B sequences from 1.93 to
 // 1.64-1.67 decode steps (3 tokens a tile before; 7 measured no better). Two chains fit 3.
+// The 16-bit pairs (one chain) take 6 on AVX2 too, whose 16 registers then spill some:
+// measured as fast as 3 or faster.
 template <IntDot kDot>
 inline constexpr std::size_t kInt4PrefillTokens = kOneInt4Chain<kDot, kInt4Pass, 2> ? 6 : 3;
 

@@ -192,15 +192,18 @@ HWY_INLINE VQ HighNibbles(VQ packed) {
   return hn::BitCast(DQ(), hn::And(hn::ShiftRight<4>(hn::BitCast(du, packed)), hn::Set(du, 0x0F0F0F0Fu)));
 }
 
-// How an int4 tile sums a group's high nibbles. Most dots multiply them in place (16 times
-// their value, no shift per tile) in a chain of their own, divided by 16 once per group.
-// With VNNI, a tile of several rows or tokens shifts them down into the low nibbles'
-// chain instead, which starts at the group's offset. That halves the accumulators and
-// drops the per-group reduction: passes over 4 tokens 3-11% faster, prefill 2.5-4.5%
-// (bench/README.md). Decode too, with a panel's two blocks: two chains of 8 VPDPBUSD
-// per group (one block's, alone, was slower than two chains).
+// How an int4 tile sums a group's high nibbles. The portable dot multiplies them in place
+// (16 times their value, no shift per tile) in a chain of their own, divided by 16 once
+// per group; SDOT takes them shifted down. With VNNI, a tile of several rows or tokens
+// shifts them down into the low nibbles' chain (GroupChainStart). That halves the
+// accumulators and drops the per-group reduction: passes over 4 tokens 3-11% faster,
+// prefill 2.5-4.5% (bench/README.md). Decode too, with a panel's two blocks: two chains of
+// 8 VPDPBUSD per group (one block's, alone, was slower than two chains). The 16-bit
+// pairs always take one chain: their 16-bit sums hold a group, not a group times 16.
 template <IntDot kDot, std::size_t kR, std::size_t kT>
-inline constexpr bool kOneInt4Chain = kDot == IntDot::kVnni && kR * kT > 1;
+inline constexpr bool kOneInt4Chain = (kDot == IntDot::kVnni && kR * kT > 1) || kDot == IntDot::kInt16;
+template <IntDot kDot, std::size_t kR, std::size_t kT>
+inline constexpr bool kInt4HighShifted = kSignedWeights<kDot> || kOneInt4Chain<kDot, kR, kT>;
 
 // A panel's next block's tiles, from one block's, in the int32 units of a tile.
 inline constexpr std::size_t kInt4BlockStride = Int4Layout::kGroupBytes / sizeof(std::int32_t);
@@ -217,8 +220,8 @@ HWY_INLINE void Int4GroupTile(const std::int32_t* tiles, const GroupActivations 
   for (std::size_t r = 0; r < kR; ++r) {
     const VQ packed = hn::LoadU(d, tiles + r * kInt4BlockStride + i * kRowBlock);
     low[r] = hn::And(packed, hn::Set(d, 0x0F0F0F0F));
-    high[r] = kSignedWeights<kDot> || kOneChain ? HighNibbles(packed)
-                                                : hn::And(packed, hn::Set(d, static_cast<std::int32_t>(0xF0F0F0F0u)));
+    high[r] = kInt4HighShifted<kDot, kR, kT> ? HighNibbles(packed)
+                                             : hn::And(packed, hn::Set(d, static_cast<std::int32_t>(0xF0F0F0F0u)));
   }
   HWY_UNROLL(16)
   for (std::size_t t = 0; t < kT; ++t) {
@@ -255,7 +258,7 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       HWY_UNROLL(16)
       for (std::size_t r = 0; r < kR; ++r) {
         HWY_UNROLL(16)
-        for (std::size_t t = 0; t < kT; ++t) low_acc[r][t] = kOneChain ? hn::Set(d, group_offset[t * groups + g]) : hn::Zero(d);
+        for (std::size_t t = 0; t < kT; ++t) low_acc[r][t] = kOneChain ? GroupChainStart<kDot>(group_offset[t * groups + g]) : hn::Zero(d);
       }
       const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights() + place.tiles(g)) + lane;
       if (lane == 0) PrefetchInt4Group(w, place, g);
@@ -269,11 +272,11 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
       Int4GroupTile<3, kDot>(tiles, xs, low_acc, high_acc);
       AddScaledGroup(w, place, g, lane, [&](std::size_t r, std::size_t t) {
         if constexpr (kOneChain) {
-          return low_acc[r][t];
+          return GroupChainSum<kDot>(low_acc[r][t], group_offset[t * groups + g]);
         } else {
-          // The high chain is an exact multiple of 16 (unless shifted down for SDOT), so the
+          // Unless shifted down, the high chain is an exact multiple of 16, so the
           // arithmetic shift is exact.
-          const VQ high_sum = kSignedWeights<kDot> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
+          const VQ high_sum = kInt4HighShifted<kDot, kR, kT> ? high_acc[r][t] : hn::ShiftRight<4>(high_acc[r][t]);
           return hn::Add(hn::Add(low_acc[r][t], high_sum), hn::Set(d, group_offset[t * groups + g]));
         }
       }, sum);
