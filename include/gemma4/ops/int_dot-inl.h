@@ -40,7 +40,7 @@ using VQF = hn::Vec<DQF>;
 enum class IntDot {
   kPortable,  // shifts and 32-bit multiplies, on every target
   kInt16,     // bytes widened to 16 bits, multiplied and added in pairs (PMADDWD on x86;
-              // int4 nibbles multiplied by bytes in pairs, PMADDUBSW)
+              // int4: nibbles times bytes, PMADDUBSW)
   kVnni,      // VPDPBUSD (AVX-512 VNNI)
   kSdot,      // SDOT (Armv8.2 dotprod), signed bytes: the weights' offset is taken out first
   kI8mm,      // USDOT, and USMMLA's 2 x 2 matrix tiles for prefill (Armv8.6 i8mm)
