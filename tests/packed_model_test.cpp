@@ -106,15 +106,22 @@ MatrixSources matrix_sources(const Weights<V>& w) {
   return sources;
 }
 
-// A tiny checkpoint and its int8 and int4 packed models, made once: the tests below that
-// corrupt or refuse them work on copies (Catch2 runs a test case again for each section,
-// and converting is most of its time).
+// A tiny checkpoint, and its int8 and int4 packed models, each made once and when first
+// needed: the tests below that corrupt or refuse them work on copies (Catch2 runs a test
+// case again for each section, and converting is most of its time).
+struct TinySource {
+  TempDir dir;
+  TinySource() { write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 11}); }
+};
+const TempDir& tiny_source() {
+  static const TinySource source;
+  return source.dir;
+}
 struct PackedTiny {
-  TempDir source, int8_dir, int4_dir;
+  TempDir int8_dir, int4_dir;
   PackedTiny() {
-    write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11});
-    convert_checkpoint<TinyE2B>(source.path(), int8_dir.path(), {.format = WeightFormat::kInt8});
-    convert_checkpoint<TinyE2B>(source.path(), int4_dir.path(), {.format = WeightFormat::kInt4});
+    convert_checkpoint<TinyE2B>(tiny_source().path(), int8_dir.path(), {.format = WeightFormat::kInt8});
+    convert_checkpoint<TinyE2B>(tiny_source().path(), int4_dir.path(), {.format = WeightFormat::kInt4});
   }
 };
 const PackedTiny& packed_tiny() {
@@ -249,7 +256,7 @@ TEST_CASE("converting is deterministic, whatever the threads", "[packed]") {
 
 TEST_CASE("converting leaves no half model behind, and refuses what it cannot convert", "[packed]") {
   const PackedTiny& tiny = packed_tiny();
-  const TempDir& source = tiny.source;
+  const TempDir& source = tiny_source();
 
   SECTION("interrupted") {
     TempDir c;
@@ -300,7 +307,7 @@ TEST_CASE("converting at load leaves no page of the converted matrices' sources 
 
 // A corrupt checkpoint's NaN or infinity would round to no level at all.
 TEST_CASE("converting refuses a weight that is not finite, naming the checkpoint and tensor", "[packed]") {
-  const DirCopy source(packed_tiny().source);
+  const DirCopy source(tiny_source());
   TempDir out;
   const auto file = source / "model.safetensors";
   const std::string up = "model.language_model.layers.1.mlp.up_proj.weight";
