@@ -373,7 +373,7 @@ void TestScaledRow() {
 void TestIntDotChoice() {
 #if GEMMA4_ARM_DOT
   const ArmFeatures& arm = arm_features();
-  CHECK(ChosenIntDot() == (arm.i8mm ? IntDot::kI8mm : arm.dotprod ? IntDot::kSdot : IntDot::kPortable));
+  CHECK(ChosenIntDot() == (arm.i8mm ? IntDot::kI8mm : arm.dotprod ? IntDot::kSdot : IntDot::kInt16));
 #else
   CHECK(ChosenIntDot() == (HaveVnni() ? IntDot::kVnni : kInt16Target ? IntDot::kInt16 : IntDot::kPortable));
 #endif
@@ -453,6 +453,7 @@ void TestQuantizedMatMul(std::size_t tokens, std::size_t cols) {
     CHECK(first_difference(chosen, split) == "");  // a row's result does not depend on how blocks are split
     CHECK(first_difference(chosen, odd_split) == "");
 #if GEMMA4_ARM_DOT
+    CheckArmIntDot<IntDot::kInt16>(true, q, a, portable);
     CheckArmIntDot<IntDot::kSdot>(arm_features().dotprod, q, a, portable);
     CheckArmIntDot<IntDot::kI8mm>(arm_features().i8mm, q, a, portable);
 #endif

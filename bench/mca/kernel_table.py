@@ -36,12 +36,13 @@ ARCHES = {
     "aarch64": {
         "compile": ["aarch64-linux-gnu-g++", "-march=armv8-a+crypto"],
         "mca": ["-mtriple=aarch64", "-mattr=+dotprod,+i8mm"],
-        "dots": ["Portable", "Sdot", "I8mm"],
+        "dots": ["Portable", "Int16", "Sdot", "I8mm"],
         "vector_bytes": 16,
         # llvm-mca 14's AArch64 scheduling models, and the cores that use them: LLVM 14
         # has none of its own for A76/A78/A710/X1/X2/Neoverse (they take the A57 model)
         # or for A510 (the A55 model).
-        "cpus": {"cortex-a55": "little cores (A55; A510 uses this model)",
+        "cpus": {"cortex-a53": "Armv8.0 little cores, no dot product (A53: Raspberry Pi 3, many low-cost SoCs)",
+                 "cortex-a55": "little cores (A55; A510 uses this model)",
                  "cortex-a57": "big cores (A57 model, which LLVM 14 also uses for A76-A710, X1/X2, Neoverse N1/N2/V1)",
                  "apple-m1": "Apple M1 (LLVM's Cyclone model)"},
     },
@@ -55,8 +56,8 @@ ARCHES = {
     },
 }
 DOT_OPS = {  # the instructions that multiply, to find each kernel's innermost loop
-    "aarch64": re.compile(r"^\s*(\.inst|mla\s+v|mul\s+v)"),
-    "x86": re.compile(r"^\s*(vpdpbusd|vpmaddwd|vpmulld)"),
+    "aarch64": re.compile(r"^\s*(\.inst|mla\s+v|mul\s+v|smull2?\s+v)"),
+    "x86": re.compile(r"^\s*(vpdpbusd|vpmaddwd|vpmaddubsw|vpmulld)"),
 }
 BRANCH = re.compile(r"^\s*(j[a-z]+|b[a-z.]*|cbn?z|tbn?z)\s+(?:[^,]*,\s*)*(\.L\w+)\s*$")
 ARM_INST = re.compile(r"\.inst\s+(\d+)\s*\|\s*\(\.Lgemma4_(v\d+)\s*<<\s*16\)\s*\|\s*\(\.Lgemma4_(v\d+)\s*<<\s*5\)\s*\|\s*\.Lgemma4_(v\d+)")
@@ -182,11 +183,11 @@ def main():
     # int8, the rest int4. One core's compute time per token, at an assumed clock, against
     # the time to read the bytes at typical LPDDR bandwidths.
     int8_bytes, int4_bytes = 262144 * 1536, 1.46e9 - 262144 * 1536
-    clocks = {"cortex-a55": 2.0e9, "cortex-a57": 2.8e9, "apple-m1": 3.2e9}
+    clocks = {"cortex-a53": 1.4e9, "cortex-a55": 2.0e9, "cortex-a57": 2.8e9, "apple-m1": 3.2e9}
     print("\nE2B packed int4 decode on one core, estimated (compute-bound tok/s at the clock given; "
           "bandwidth-bound tok/s: 1.46 GB/token at LPDDR4X 17 GB/s and LPDDR5 51 GB/s = 11.6 and 34.9 tok/s):\n")
-    print("| core model, clock | portable | SDOT | i8mm |")
-    print("|---|---|---|---|")
+    print("| core model, clock | " + " | ".join(ARCHES["aarch64"]["dots"]) + " |")
+    print("|---" * (1 + len(ARCHES["aarch64"]["dots"])) + "|")
     for cpu, hz in clocks.items():
         cells = []
         for dot in ARCHES["aarch64"]["dots"]:

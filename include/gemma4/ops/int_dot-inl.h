@@ -2,9 +2,10 @@
 // unsigned weight bytes times 4 signed activation bytes, summed into 32 bits. Every way
 // (IntDot) gives the same exact sums: AVX-512 VNNI where the CPU has it, 16-bit pairs
 // (PMADDWD; PMADDUBSW for int4) on other x86 targets, SDOT or the i8mm instructions
-// (USDOT, USMMLA) on ARM cores that have them, and plain shifts and multiplies everywhere
-// else. Which ones a target can run, and which the CPU runs best (ChosenIntDot), is
-// decided here; what the CPU reports is asked in base/cpu_features.hpp.
+// (USDOT, USMMLA) on ARM cores that have them, 16-bit products (SMULL) on those that do
+// not, and plain shifts and multiplies everywhere else. Which ones a target can run, and
+// which the CPU runs best (ChosenIntDot), is decided here; what the CPU reports is asked
+// in base/cpu_features.hpp.
 #ifndef GEMMA4_OPS_INT_DOT_INL_H_
 #define GEMMA4_OPS_INT_DOT_INL_H_
 #include <cstddef>
@@ -39,8 +40,8 @@ using VQF = hn::Vec<DQF>;
 // How the kernels multiply a lane's 4 unsigned weight bytes by 4 signed activation bytes.
 enum class IntDot {
   kPortable,  // shifts and 32-bit multiplies, on every target
-  kInt16,     // bytes widened to 16 bits, multiplied and added in pairs (PMADDWD on x86;
-              // int4: nibbles times bytes, PMADDUBSW)
+  kInt16,     // bytes widened to 16 bits, multiplied and added in pairs (PMADDWD on x86,
+              // int4 nibbles times bytes by PMADDUBSW; SMULL and SADDLP on ARM)
   kVnni,      // VPDPBUSD (AVX-512 VNNI)
   kSdot,      // SDOT (Armv8.2 dotprod), signed bytes: the weights' offset is taken out first
   kI8mm,      // USDOT, and USMMLA's 2 x 2 matrix tiles for prefill (Armv8.6 i8mm)
@@ -60,10 +61,12 @@ HWY_INLINE bool HaveVnni() { return false; }
 #endif
 
 // x86 has no 8-bit multiply but a fast 16-bit multiply-add of pairs, which beats 32-bit
-// multiplies by far (gemma4_bench_model's kernel/read column). The scalar and emulated
-// targets keep the portable path, and ARM does until it gets its own dot product.
+// multiplies by far (gemma4_bench_model's kernel/read column). ARM without a dot product
+// (Armv8.0 cores: Cortex-A53, A57, A72) multiplies bytes into 16 bits (SMULL) and adds
+// them in pairs (SADDLP, ADDP). The scalar and emulated targets keep the portable path.
 #undef GEMMA4_INT_DOT_INT16  // set again for each target this file is compiled for
-#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL || \
+    (HWY_TARGET == HWY_NEON && HWY_ARCH_ARM_A64)
 #define GEMMA4_INT_DOT_INT16 1
 inline constexpr bool kInt16Target = true;
 #else
@@ -144,10 +147,11 @@ inline const char* IntDotName(IntDot dot) {
   return "?";
 }
 
-// SDOT multiplies signed bytes by signed bytes: int8 weights flip their top bit (u - 128)
-// and int4 nibbles (0..15) are taken as they are, so no offset is subtracted afterwards.
+// SDOT and ARM's 16-bit products multiply signed bytes by signed bytes: int8 weights flip
+// their top bit (u - 128) and int4 nibbles (0..15) are taken as they are, so no offset is
+// subtracted afterwards.
 template <IntDot kDot>
-inline constexpr bool kSignedWeights = kDot == IntDot::kSdot;
+inline constexpr bool kSignedWeights = kDot == IntDot::kSdot || (HWY_ARCH_ARM_A64 && kDot == IntDot::kInt16);
 
 HWY_INLINE std::int32_t LoadQuad(const std::int8_t* p) {
   std::int32_t v;
@@ -165,7 +169,8 @@ HWY_INLINE void ZeroAll(D d, hn::Vec<D> (&tile)[kR][kT]) {
   }
 }
 
-// acc[i] += sum over j < 4 of byte j of w[i] (unsigned) * byte j of x[i] (signed).
+// acc[i] += sum over j < 4 of byte j of w[i] (unsigned, or u - 128 for kSignedWeights) *
+// byte j of x[i] (signed).
 template <IntDot kDot>
 HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
   static_assert(GEMMA4_ARM_DOT || (kDot != IntDot::kSdot && kDot != IntDot::kI8mm), "ARM instructions on another target");
@@ -185,7 +190,16 @@ HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
   if constexpr (kDot == IntDot::kSdot) return ArmDotAccumulate<ArmDot::kSdot>(acc, w, x);
   if constexpr (kDot == IntDot::kI8mm) return ArmDotAccumulate<ArmDot::kUsdot>(acc, w, x);
 #endif
-#if GEMMA4_INT_DOT_INT16
+#if GEMMA4_INT_DOT_INT16 && HWY_ARCH_ARM_A64
+  if constexpr (kDot == IntDot::kInt16) {
+    // Signed bytes times signed bytes into 16 bits (any two fit), two rows' lanes at a
+    // time; each lane's 4 products then add up in pairs into 32 bits, and the pairs of
+    // the two halves into one lane per row.
+    const int8x16_t wb = vreinterpretq_s8_s32(w.raw), xb = vreinterpretq_s8_s32(x.raw);
+    const int16x8_t low = vmull_s8(vget_low_s8(wb), vget_low_s8(xb)), high = vmull_high_s8(wb, xb);
+    return VQ{vaddq_s32(acc.raw, vpaddq_s32(vpaddlq_s16(low), vpaddlq_s16(high)))};
+  }
+#elif GEMMA4_INT_DOT_INT16
   if constexpr (kDot == IntDot::kInt16) {
     // Bytes 0 and 2 of each lane as two 16-bit values, then bytes 1 and 3: weights zero-
     // and activations sign-extended; each product fits 16 x 16 -> 32 bits exactly.
@@ -209,7 +223,7 @@ HWY_INLINE VQ DotQuads(VQ acc, VQ w, VQ x) {
   return hn::Add(acc, hn::Mul(hn::BitCast(d, hn::ShiftRight<24>(wu)), hn::ShiftRight<24>(x)));
 }
 
-#if GEMMA4_INT_DOT_INT16
+#if GEMMA4_INT_DOT_INT16 && HWY_ARCH_X86
 // int4 nibbles (0..15) times signed activation bytes, with x86's PMADDUBSW: it multiplies
 // unsigned by signed bytes and adds adjacent products into 16 bits, saturating, which
 // int8 weights would reach (2 * 255 * 128 > 2^15) and nibbles never do. A group's 8 quads
@@ -270,22 +284,24 @@ HWY_INLINE VQ DotGroupQuad(VQ acc, VQ w, const GroupActivations& x) {
   }
 #endif
   const VQ quad = hn::Set(DQ(), LoadQuad(x.x + 4 * kQuad));
-#if GEMMA4_INT_DOT_INT16
+#if GEMMA4_INT_DOT_INT16 && HWY_ARCH_X86
   if constexpr (kDot == IntDot::kInt16) return AddNibblePairs(acc, w, quad);
 #endif
   return DotQuads<kDot>(acc, w, quad);
 }
 
 // A group's chain of DotGroupQuad calls, that is to end at its exact integer sum plus
-// `offset`: most start at the offset; the 16-bit pairs start at zero and are widened at
+// `offset`: most start at the offset; x86's 16-bit pairs start at zero and are widened at
 // the end.
 template <IntDot kDot>
+inline constexpr bool kPairChain = HWY_ARCH_X86 && kDot == IntDot::kInt16;
+template <IntDot kDot>
 HWY_INLINE VQ GroupChainStart(std::int32_t offset) {
-  return kDot == IntDot::kInt16 ? hn::Zero(DQ()) : hn::Set(DQ(), offset);
+  return kPairChain<kDot> ? hn::Zero(DQ()) : hn::Set(DQ(), offset);
 }
 template <IntDot kDot>
 HWY_INLINE VQ GroupChainSum(VQ chain, [[maybe_unused]] std::int32_t offset) {
-#if GEMMA4_INT_DOT_INT16
+#if GEMMA4_INT_DOT_INT16 && HWY_ARCH_X86
   if constexpr (kDot == IntDot::kInt16) return hn::Add(WidenNibblePairs(chain), hn::Set(DQ(), offset));
 #endif
   return chain;

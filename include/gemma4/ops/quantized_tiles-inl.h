@@ -199,7 +199,7 @@ HWY_INLINE VQ HighNibbles(VQ packed) {
 // accumulators and drops the per-group reduction: passes over 4 tokens 3-11% faster,
 // prefill 2.5-4.5% (bench/README.md). Decode too, with a panel's two blocks: two chains of
 // 8 VPDPBUSD per group (one block's, alone, was slower than two chains). The 16-bit
-// pairs always take one chain: their 16-bit sums hold a group, not a group times 16.
+// dots always take one chain (x86's 16-bit sums hold a group, not a group times 16).
 template <IntDot kDot, std::size_t kR, std::size_t kT>
 inline constexpr bool kOneInt4Chain = (kDot == IntDot::kVnni && kR * kT > 1) || kDot == IntDot::kInt16;
 template <IntDot kDot, std::size_t kR, std::size_t kT>
