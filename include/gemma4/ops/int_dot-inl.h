@@ -273,8 +273,8 @@ HWY_INLINE GroupActivations LoadGroupActivations(const std::int8_t* x) {
   }
   return {x, {hn::Zero(d), hn::Zero(d)}};
 }
-// acc += w times quad kQuad of the group; for kInt16, w's bytes are nibbles and acc holds
-// 16-bit pair sums (AddNibblePairs).
+// acc += w times quad kQuad of the group; for x86's kInt16 (kPairChain), w's bytes are
+// nibbles and acc holds 16-bit pair sums (AddNibblePairs).
 template <std::size_t kQuad, IntDot kDot>
 HWY_INLINE VQ DotGroupQuad(VQ acc, VQ w, const GroupActivations& x) {
 #if GEMMA4_ARM_DOT
@@ -302,7 +302,7 @@ HWY_INLINE VQ GroupChainStart(std::int32_t offset) {
 template <IntDot kDot>
 HWY_INLINE VQ GroupChainSum(VQ chain, [[maybe_unused]] std::int32_t offset) {
 #if GEMMA4_INT_DOT_INT16 && HWY_ARCH_X86
-  if constexpr (kDot == IntDot::kInt16) return hn::Add(WidenNibblePairs(chain), hn::Set(DQ(), offset));
+  if constexpr (kPairChain<kDot>) return hn::Add(WidenNibblePairs(chain), hn::Set(DQ(), offset));
 #endif
   return chain;
 }
