@@ -128,7 +128,7 @@ TEST_CASE("a bad batch is an error that changes no session", "[batch][hostile]")
   CHECK_THROWS_WITH(Batch<TinyE2B>(w, {.max_rows = 0}), Contains("max_rows must be at least 1"));
 }
 
-TEST_CASE("batched generation gives each sequence the tokens it generates alone", "[batch]") {
+TEST_CASE("batched generation gives each sequence the tokens it generates alone", "[batch][host-only]") {
   // 0: prompts run as their sequences join; 5: five prompt tokens a step, beside the
   // decoding rows, in chunks of the session's prefill_chunk (4) at most.
   const int prefill_rows = GENERATE(0, 5);

@@ -88,7 +88,7 @@ TEST_CASE("Generation stops on a stop id, at the token limit and when the contex
   CHECK_THROWS_WITH(refusing.generate(prompt, 5, [](int) { return true; }), Contains("prompt is") && Contains("context"));
 }
 
-TEST_CASE("Sampled generation repeats with its seed") {
+TEST_CASE("Sampled generation repeats with its seed", "[host-only]") {
   const auto run = [](std::uint64_t seed) {
     Session<TinyE2B> session(model().weights);
     Generator<TinyE2B> generator(session, {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .seed = seed}, {});

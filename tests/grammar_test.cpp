@@ -401,7 +401,7 @@ TEST_CASE("the toy model forced through a grammar it never writes: every output 
   CHECK(complete >= seeds * 3 / 4);
 }
 
-TEST_CASE("under a grammar, speculative decoding gives plain decoding's tokens", "[grammar][toy][speculative]") {
+TEST_CASE("under a grammar, speculative decoding gives plain decoding's tokens", "[grammar][toy][speculative][host-only]") {
   const Weights<TinyE2B> weights(kToyTarget);
   const Assistant<TinyE2BAssistant> assistant(kToyAssistant);
   const Tokenizer tokenizer = Tokenizer::from_file(kToyTarget / "tokenizer.json");

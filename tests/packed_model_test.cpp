@@ -136,7 +136,7 @@ struct DirCopy : TempDir {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, and looks its tables up packed", "[packed]", TinyE2B,
+TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, and looks its tables up packed", "[packed][host-only]", TinyE2B,
                    TinyE4B) {
   TempDir source, out;
   write_synthetic_checkpoint(TestType::config, source.path(), {.seed = 11, .trained_like = true});
@@ -187,7 +187,7 @@ TEMPLATE_TEST_CASE("a packed model holds the matrices converting at load makes, 
   CHECK(size <= r.quantized_bytes + ple.packed().size() + kPackedAlignment + 256 * 1024);
 }
 
-TEST_CASE("an int4 model may hold its LM head in int4, packed and converted at load alike", "[packed]") {
+TEST_CASE("an int4 model may hold its LM head in int4, packed and converted at load alike", "[packed][host-only]") {
   TempDir source, out, other;
   write_synthetic_checkpoint(TinyE2B::config, source.path(), {.seed = 11, .trained_like = true});
   const ConvertReport converted =
@@ -245,7 +245,7 @@ TEST_CASE("an f16 checkpoint converts too: its PLE table, left as stored, is wid
   }
 }
 
-TEST_CASE("converting is deterministic, whatever the threads", "[packed]") {
+TEST_CASE("converting is deterministic, whatever the threads", "[packed][threads]") {
   TempDir source, a, b;
   write_synthetic_checkpoint(TinyE2B::config, source.path(), {.dtype = DType::kF32, .seed = 3});
   ThreadPool one(1), three(3);
@@ -254,7 +254,7 @@ TEST_CASE("converting is deterministic, whatever the threads", "[packed]") {
   CHECK(read_file(a / "model.safetensors") == read_file(b / "model.safetensors"));
 }
 
-TEST_CASE("converting leaves no half model behind, and refuses what it cannot convert", "[packed]") {
+TEST_CASE("converting leaves no half model behind, and refuses what it cannot convert", "[packed][host-only]") {
   const PackedTiny& tiny = packed_tiny();
   const TempDir& source = tiny_source();
 
@@ -306,7 +306,7 @@ TEST_CASE("converting at load leaves no page of the converted matrices' sources 
 }
 
 // A corrupt checkpoint's NaN or infinity would round to no level at all.
-TEST_CASE("converting refuses a weight that is not finite, naming the checkpoint and tensor", "[packed]") {
+TEST_CASE("converting refuses a weight that is not finite, naming the checkpoint and tensor", "[packed][host-only]") {
   const DirCopy source(tiny_source());
   TempDir out;
   const auto file = source / "model.safetensors";
@@ -326,7 +326,7 @@ TEST_CASE("converting refuses a weight that is not finite, naming the checkpoint
   }
 }
 
-TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the file and tensor", "[packed]") {
+TEST_CASE("a packed model that does not fit or is corrupt is refused, naming the file and tensor", "[packed][host-only]") {
   const DirCopy int8_dir(packed_tiny().int8_dir), int4_dir(packed_tiny().int4_dir);
   const auto file8 = int8_dir / "model.safetensors", file4 = int4_dir / "model.safetensors";
   const std::string embed = "model.language_model.embed_tokens.weight", ple = "model.language_model.embed_tokens_per_layer.weight";

@@ -46,7 +46,7 @@ std::string with_header(const std::string& file, const nlohmann::json& header) {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("a restored prompt cache continues with the bits of a session that never saved", "[prompt-cache]", TinyE2B, TinyE4B) {
+TEMPLATE_TEST_CASE("a restored prompt cache continues with the bits of a session that never saved", "[prompt-cache][host-only]", TinyE2B, TinyE4B) {
   TempDir dir;
   write_synthetic_checkpoint(TestType::config, dir.path(), {.seed = 12});
   const Weights<TestType> w(dir.path());

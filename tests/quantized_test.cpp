@@ -171,7 +171,7 @@ struct NarrowPle {
 };
 }  // namespace
 
-TEST_CASE("loading reports what was converted", "[quantized]") {
+TEST_CASE("loading reports what was converted", "[quantized][host-only]") {
   TempDir dir;
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 1});
   const Weights<TinyE2B> bf16(dir.path());

@@ -236,7 +236,7 @@ TEMPLATE_TEST_CASE("an int8/int4 assistant drafts what the bf16 one does, within
   }
 }
 
-TEST_CASE("a packed assistant drafts exactly as one converted at load, from a directory of its own", "[assistant][quantized]") {
+TEST_CASE("a packed assistant drafts exactly as one converted at load, from a directory of its own", "[assistant][quantized][host-only]") {
   using A = TinyE2BAssistant;
   TinyPair<A>& p = pair<A>();
   const std::vector<int> tokens = random_tokens(24, 1024, 10);
@@ -376,7 +376,7 @@ TEST_CASE("speculative generation gives plain generation's tokens", "[assistant]
   }
 }
 
-TEST_CASE("speculative generation stops where the caller says, inside an accepted run", "[assistant][generate]") {
+TEST_CASE("speculative generation stops where the caller says, inside an accepted run", "[assistant][generate][host-only]") {
   using A = TinyE2BAssistant;
   TinyPair<A>& p = pair<A>();
   const std::vector<int> prompt = random_tokens(9, 1024, 9);

@@ -140,7 +140,7 @@ TEST_CASE("quality guard on a trained model: bf16 and int8 KV caches keep the f3
 
 // Speculative greedy decoding with the trained assistant gives plain greedy decoding's
 // tokens (as with any drafter) and, unlike a random assistant, gets most drafts accepted.
-TEST_CASE("the trained assistant's drafts are accepted", "[toy][assistant]") {
+TEST_CASE("the trained assistant's drafts are accepted", "[toy][assistant][slow-emulated]") {
   const Weights<TinyE2B> target(kToyTarget);
   const Assistant<TinyE2BAssistant> assistant(kToyAssistant);
   const Tokenizer tokenizer = Tokenizer::from_file(kToyTarget / "tokenizer.json");
