@@ -42,6 +42,7 @@
 #include "gemma4/e4b.hpp"
 #include "gemma4/model/drafter.hpp"
 #include "gemma4/model/generate.hpp"
+#include "gemma4/model/prompt_cache.hpp"
 #include "gemma4/testing/logit_agreement.hpp"
 #include "gemma4/testing/replay_drafts.hpp"
 #include "gemma4/tiny.hpp"
@@ -410,9 +411,14 @@ Row run_format(const std::filesystem::path& dir, const BenchFormat& bench_format
     Session<V> from_packed(packed, {.max_context = packed_context, .pool = &pool});
     Session<V> converted(weights, {.max_context = packed_context, .pool = &pool});
     for (const int depth : kPackedDepths) {
-      for (Session<V>* s : {&from_packed, &converted}) {
-        s->reset();
-        if (depth > 0) s->forward(std::span(packed_tokens).first(static_cast<std::size_t>(depth)), Logits::kLast, logits);
+      from_packed.reset();
+      converted.reset();
+      if (depth > 0) {
+        // One prefill for both: the packed model shares the checkpoint's fingerprint, so
+        // the converted session's prompt cache restores into the packed one.
+        converted.forward(std::span(packed_tokens).first(static_cast<std::size_t>(depth)), Logits::kLast, logits);
+        save_prompt_cache(converted, packed_dir / "bench.prompt-cache");
+        restore_prompt_cache(from_packed, packed_dir / "bench.prompt-cache");
       }
       std::vector<double> packed_steps, converted_steps;
       for (int s = 0; s < alternating; ++s) {
