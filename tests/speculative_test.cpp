@@ -415,7 +415,7 @@ TEST_CASE("speculative generation refuses a session that cannot roll back its dr
 TEST_CASE("a chat with an assistant gives the same replies, turn after turn, thinking or not", "[assistant][chat][slow-emulated]") {
   using A = TinyE2BAssistant;
   TinyPair<A>& p = pair<A>();
-  const Tokenizer tokenizer = Tokenizer::from_file(std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json");
+  const Tokenizer tokenizer = Tokenizer::from_file(test::kSourceDir / "examples/data/demo-tokenizer.json");
   const GenerationConfig generation{.sampling = {.temperature = 0.0f}, .stop_ids = {1, 106}};
   for (const bool thinking : {false, true}) {
     Session<TinyE2B> plain_session(p.target, {.max_context = 256, .prefill_chunk = 16});

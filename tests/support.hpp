@@ -19,11 +19,18 @@
 #include "gemma4/error.hpp"
 #include "gemma4/tokenizer/tokenizer.hpp"
 
+namespace gemma4::checkout {
+extern const char kSourceDir[];  // the checkout's root (cmake/source_dir.cpp.in)
+}
+
 namespace gemma4::test {
 
+inline const std::filesystem::path kSourceDir = checkout::kSourceDir;
+inline const std::filesystem::path kTestData = kSourceDir / "tests/data";
+
 // The trained toy pair the first command runs (examples/data).
-inline const std::filesystem::path kToyTarget = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b";
-inline const std::filesystem::path kToyAssistant = std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/toy-e2b-assistant";
+inline const std::filesystem::path kToyTarget = kSourceDir / "examples/data/toy-e2b";
+inline const std::filesystem::path kToyAssistant = kSourceDir / "examples/data/toy-e2b-assistant";
 
 // A fresh directory under the system temp dir, removed when the test ends.
 class TempDir {
@@ -49,7 +56,7 @@ class TempDir {
 // examples/data/demo-tokenizer.json: the real Gemma vocabulary cut to the tiny models' size,
 // with Gemma 4's control tokens.
 inline const Tokenizer& demo_tokenizer() {
-  static const Tokenizer tokenizer = Tokenizer::from_file(std::filesystem::path(GEMMA4_SOURCE_DIR) / "examples/data/demo-tokenizer.json");
+  static const Tokenizer tokenizer = Tokenizer::from_file(kSourceDir / "examples/data/demo-tokenizer.json");
   return tokenizer;
 }
 

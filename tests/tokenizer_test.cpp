@@ -62,7 +62,7 @@ std::vector<int> naive_bpe(const json& j, std::string_view word) {
   return ids;
 }
 
-json tokenizer_parity_fixture() { return json::parse(gemma4::test::read_file(std::filesystem::path(GEMMA4_TEST_DATA) / "tokenizer_parity.json")); }
+json tokenizer_parity_fixture() { return json::parse(gemma4::test::read_file(gemma4::test::kTestData / "tokenizer_parity.json")); }
 
 }  // namespace
 

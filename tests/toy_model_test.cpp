@@ -32,7 +32,7 @@ struct TrainerLogits {
 };
 
 TrainerLogits read_trainer_logits() {
-  std::ifstream in(std::filesystem::path(GEMMA4_TEST_DATA) / "toy_pair_logits.bin", std::ios::binary);
+  std::ifstream in(test::kTestData / "toy_pair_logits.bin", std::ios::binary);
   REQUIRE(in);
   std::int32_t count = 0;
   in.read(reinterpret_cast<char*>(&count), sizeof count);
@@ -51,7 +51,7 @@ TrainerLogits read_trainer_logits() {
 }
 
 std::vector<int> heldout_tokens() {
-  return read_toy_heldout(std::filesystem::path(GEMMA4_TEST_DATA) / "toy-heldout.txt", Tokenizer::from_file(kToyTarget / "tokenizer.json")).tokens;
+  return read_toy_heldout(test::kTestData / "toy-heldout.txt", Tokenizer::from_file(kToyTarget / "tokenizer.json")).tokens;
 }
 
 double worst_difference(std::span<const float> a, std::span<const float> b) {
