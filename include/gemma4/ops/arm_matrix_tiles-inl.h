@@ -92,7 +92,7 @@ HWY_INLINE void Int8MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
         VQ rows[kR][2];
         HWY_UNROLL(16)
         for (std::size_t r = 0; r < kR; ++r) {
-          PrefetchAhead<kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 2);
+          PrefetchAhead<kInt8Prefetch>(w, tiles + (r * quads + q) * kRowBlock, 2);
           const VQ first = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
           const VQ second = hn::LoadU(d, tiles + (r * quads + q + 1) * kRowBlock + lane);
           rows[r][0] = hn::InterleaveLower(d, first, second);
@@ -130,7 +130,7 @@ HWY_INLINE void Int4MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
       HWY_UNROLL(16)
       for (auto& halves : acc) ZeroAll(d, halves);
       const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights() + place.tiles(g)) + lane;
-      if (lane == 0) PrefetchInt4Group(w, place, g);
+      if (lane == 0) PrefetchInt4Group<kT>(w, place, g);
       HWY_UNROLL(16)
       for (std::size_t i = 0; i < Int4Layout::kTilesPerGroup; ++i) {
         const std::size_t o = g * Int4Layout::kTilesPerGroup + i;

@@ -28,8 +28,17 @@ namespace gemma4 {
 // computing, 1.2-1.8 times a decode step's time. Such tiles fetch their lines this far
 // ahead of each read stream themselves (int8 short passes read four streams per thread,
 // int4 one). int8 decode, one token, streams as fast without; int4 decode, two blocks
-// of a panel per tile, streams faster with it (bench/README.md).
-inline constexpr std::size_t kInt8PrefetchBytes = 1024, kInt4PrefetchBytes = 4096;
+// of a panel per tile, streams faster with it. `locality` is __builtin_prefetch's: 3
+// into every cache level, 2 into L2 and beyond. The best distance depends on the core:
+// on an Intel host with VNNI, int4 decode into L1 read at 0.66 of a plain read 4 KiB
+// ahead (the distance tuned on Zen 5) and 0.86 2 KiB ahead, into L2 0.90 3 KiB ahead
+// and within 0.03 of that from 2 to 4 KiB; its passes of several tokens did best into
+// L1 2 KiB ahead (bench/README.md).
+struct PrefetchDistance {
+  std::size_t bytes;
+  int locality;
+};
+inline constexpr PrefetchDistance kInt8Prefetch{1024, 3}, kInt4DecodePrefetch{3072, 2}, kInt4PassPrefetch{2048, 3};
 
 }  // namespace gemma4
 #endif  // GEMMA4_OPS_QUANTIZED_TILES_INL_H_
@@ -42,7 +51,6 @@ inline constexpr std::size_t kInt8PrefetchBytes = 1024, kInt4PrefetchBytes = 409
 #endif
 
 #include "gemma4/ops/int_dot-inl.h"
-#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -79,14 +87,14 @@ HWY_INLINE void StoreInt8Sums(const QuantizedMatrix& w, std::size_t block, std::
   }
 }
 
-// Prefetches `lines` cache lines from `first` + kDistance, those that lie before the end of
-// w's bytes (why: see kInt8PrefetchBytes).
-template <std::size_t kDistance>
+// Prefetches `lines` cache lines from `first` + kAhead.bytes, those that lie before the
+// end of w's bytes (why: see PrefetchDistance).
+template <PrefetchDistance kAhead>
 HWY_INLINE void PrefetchAhead(const QuantizedMatrix& w, const void* first, std::size_t lines) {
   const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(w.packed().data() + w.packed().size());
-  const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(first) + kDistance;
+  const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(first) + kAhead.bytes;
   for (std::size_t i = 0; i < lines; ++i) {
-    if (ahead + 64 * i < end) hwy::Prefetch(reinterpret_cast<const std::uint8_t*>(ahead + 64 * i));
+    if (ahead + 64 * i < end) __builtin_prefetch(reinterpret_cast<const void*>(ahead + 64 * i), 0, kAhead.locality);
   }
 }
 
@@ -119,7 +127,7 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
         VQ weights[kR];
         HWY_UNROLL(16)
         for (std::size_t r = 0; r < kR; ++r) {
-          if constexpr (kT > 1) PrefetchAhead<kInt8PrefetchBytes>(w, tiles + (r * quads + q) * kRowBlock, 1);
+          if constexpr (kT > 1) PrefetchAhead<kInt8Prefetch>(w, tiles + (r * quads + q) * kRowBlock, 1);
           weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
           if constexpr (kSignedWeights<kDot>) weights[r] = hn::Xor(weights[r], hn::Set(d, static_cast<std::int32_t>(0x80808080u)));
         }
@@ -147,14 +155,15 @@ HWY_INLINE VQF Int4GroupScales(const QuantizedMatrix& w, const Int4Layout::Place
   return hn::BitCast(DQF(), bits);
 }
 
-// PrefetchAhead for group g of a panel: its scale lines (g even) and its tiles. Tiles call
-// it in their first pass over the lanes only (the one pass of AVX-512): later passes
-// (4 on NEON) read lines the first brought in.
+// PrefetchAhead for group g of a panel in a tile of kT tokens: its scale lines (g even)
+// and its tiles. Tiles call it in their first pass over the lanes only (the one pass of
+// AVX-512): later passes (4 on NEON) read lines the first brought in.
+template <std::size_t kT>
 HWY_INLINE void PrefetchInt4Group(const QuantizedMatrix& w, const Int4Layout::Place& place, std::size_t g) {
   using L = Int4Layout;
   const std::size_t skipped = g % 2 * place.blocks * (L::kTileBytes + L::kGroupBytes);  // the even group's part
   const std::size_t lines = place.blocks * (g % 2 == 0 ? 1 + L::kTilesPerGroup : L::kTilesPerGroup);
-  PrefetchAhead<kInt4PrefetchBytes>(w, w.weights() + place.unit(g) + skipped, lines);
+  PrefetchAhead<kT == 1 ? kInt4DecodePrefetch : kInt4PassPrefetch>(w, w.weights() + place.unit(g) + skipped, lines);
 }
 
 // sum[r][t] += exact(r, t) times group g's scales, exact(r, t) being the group's exact
@@ -261,7 +270,7 @@ HWY_INLINE void Int4Tile(const QuantizedMatrix& w, std::size_t block, const Quan
         for (std::size_t t = 0; t < kT; ++t) low_acc[r][t] = kOneChain ? GroupChainStart<kDot>(group_offset[t * groups + g]) : hn::Zero(d);
       }
       const auto* tiles = reinterpret_cast<const std::int32_t*>(w.weights() + place.tiles(g)) + lane;
-      if (lane == 0) PrefetchInt4Group(w, place, g);
+      if (lane == 0) PrefetchInt4Group<kT>(w, place, g);
       GroupActivations xs[kT];
       HWY_UNROLL(16)
       for (std::size_t t = 0; t < kT; ++t) xs[t] = LoadGroupActivations<kDot>(x + t * a.cols + g * kInt4Group);
