@@ -17,11 +17,8 @@
 #include <nlohmann/json.hpp>
 
 #include "gemma4/error.hpp"
+#include "source_dir.hpp"
 #include "gemma4/tokenizer/tokenizer.hpp"
-
-namespace gemma4::checkout {
-extern const char kSourceDir[];  // the checkout's root (cmake/source_dir.cpp.in)
-}
 
 namespace gemma4::test {
 
