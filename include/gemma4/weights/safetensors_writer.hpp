@@ -85,7 +85,8 @@ class SafetensorsWriter {
   // cache. Which folios writing leaves there depends on the free memory: a packed E2B
   // written with 14 GB of cache in use was 70% in 2 MiB folios, and E4B int4 then decoded
   // at 0.91x the speed of the same weights in memory. Read back from the disk, a file
-  // mapping gets 2 MiB folios (98-100%), as on a device the model was copied to.
+  // mapping gets 2 MiB folios where memory allows (98-100% here), as on a device the
+  // model was copied to.
   void finish(bool durable = false) {
     if (written_ != expected_) fail(ErrorKind::kInvalidArgument, "{}: {} bytes of tensor data written, the header announced {}", path_.string(), written_, expected_);
     if (std::fflush(file_.get()) != 0) fail(ErrorKind::kIo, "{}: write failed (disk full?)", path_.string());
