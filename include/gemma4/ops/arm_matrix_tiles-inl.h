@@ -92,7 +92,7 @@ HWY_INLINE void Int8MatrixTile(const QuantizedMatrix& w, std::size_t block, cons
         VQ rows[kR][2];
         HWY_UNROLL(16)
         for (std::size_t r = 0; r < kR; ++r) {
-          PrefetchAhead<kInt8Prefetch>(w, tiles + (r * quads + q) * kRowBlock, 2);
+          PrefetchAhead<kInt8PassPrefetch>(w, tiles + (r * quads + q) * kRowBlock, 2);
           const VQ first = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
           const VQ second = hn::LoadU(d, tiles + (r * quads + q + 1) * kRowBlock + lane);
           rows[r][0] = hn::InterleaveLower(d, first, second);

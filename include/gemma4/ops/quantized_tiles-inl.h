@@ -25,20 +25,20 @@ namespace gemma4 {
 // A tile of several tokens does so much arithmetic per weight line that the core no
 // longer runs far enough ahead of its loads for the hardware prefetchers to hide memory
 // latency: a pass over 4 tokens streamed its weights at the speed of reading them plus
-// computing, 1.2-1.8 times a decode step's time. Such tiles fetch their lines this far
-// ahead of each read stream themselves (int8 short passes read four streams per thread,
-// int4 one). int8 decode, one token, streams as fast without; int4 decode, two blocks
-// of a panel per tile, streams faster with it. `locality` is __builtin_prefetch's: 3
-// into every cache level, 2 into L2 and beyond. The best distance depends on the core:
-// on an Intel host with VNNI, int4 decode into L1 read at 0.66 of a plain read 4 KiB
-// ahead (the distance tuned on Zen 5) and 0.86 2 KiB ahead, into L2 0.90 3 KiB ahead
-// and within 0.03 of that from 2 to 4 KiB; its passes of several tokens did best into
-// L1 2 KiB ahead (bench/README.md).
+// computing, 1.2-1.8 times a decode step's time. Tiles fetch their lines this far ahead
+// of each read stream themselves (int8 reads four streams per thread, int4 one).
+// `locality` is __builtin_prefetch's: 3 into every cache level, 2 into L2 and beyond.
+// The best distance depends on the core: on an Intel host with VNNI, int4 decode into L1
+// read at 0.66 of a plain read 4 KiB ahead (the distance tuned on Zen 5) and 0.86 2 KiB
+// ahead, into L2 0.90 3 KiB ahead and within 0.03 of that from 2 to 4 KiB; int8 decode,
+// 0.92 without fetching ahead (as on Zen 5, where it gained nothing), read at 0.97 2 KiB
+// ahead into L2. Passes of several tokens did best into L1 (bench/README.md).
 struct PrefetchDistance {
   std::size_t bytes;
   int locality;
 };
-inline constexpr PrefetchDistance kInt8Prefetch{1024, 3}, kInt4DecodePrefetch{3072, 2}, kInt4PassPrefetch{2048, 3};
+inline constexpr PrefetchDistance kInt8DecodePrefetch{2048, 2}, kInt8PassPrefetch{1024, 3};
+inline constexpr PrefetchDistance kInt4DecodePrefetch{3072, 2}, kInt4PassPrefetch{2048, 3};
 
 }  // namespace gemma4
 #endif  // GEMMA4_OPS_QUANTIZED_TILES_INL_H_
@@ -127,7 +127,7 @@ HWY_INLINE void Int8Tile(const QuantizedMatrix& w, std::size_t block, const Quan
         VQ weights[kR];
         HWY_UNROLL(16)
         for (std::size_t r = 0; r < kR; ++r) {
-          if constexpr (kT > 1) PrefetchAhead<kInt8Prefetch>(w, tiles + (r * quads + q) * kRowBlock, 1);
+          PrefetchAhead<kT == 1 ? kInt8DecodePrefetch : kInt8PassPrefetch>(w, tiles + (r * quads + q) * kRowBlock, 1);
           weights[r] = hn::LoadU(d, tiles + (r * quads + q) * kRowBlock + lane);
           if constexpr (kSignedWeights<kDot>) weights[r] = hn::Xor(weights[r], hn::Set(d, static_cast<std::int32_t>(0x80808080u)));
         }
