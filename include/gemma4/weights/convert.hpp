@@ -127,6 +127,7 @@ inline void write_packed_model(const std::filesystem::path& out, const PackedMod
     }
     for (const PlainTensor& t : plain) file.write(t.bytes.data(), t.bytes.size());
     file.finish(/*durable=*/true);
+    file.leave_page_cache();  // the first load reads it in 2 MiB folios (SafetensorsWriter)
     fs::rename(partial, out / kSingleFileName);
   } catch (...) {
     std::error_code ignored;
